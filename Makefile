@@ -1,0 +1,30 @@
+# Two entry points (README): `make demo` and `make test`. Both create .venv on first use and
+# reuse it afterwards (the stamp is rebuilt only when pyproject.toml or this file changes).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.trace-bench-installed
+OUT    ?= demo-out
+# VBench itself pins numpy<2 and transformers==4.33.2, so it is installed without its
+# dependencies, for the parity tests only (its temporal_flickering / subject_consistency modules).
+PARITY_NODEPS := vbench==0.1.5 decord opencv-python-headless easydict omegaconf antlr4-python3-runtime==4.9.3 tqdm
+
+.PHONY: env demo test clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps $(PARITY_NODEPS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/trace-bench demo --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV) $(OUT)

@@ -1,0 +1,62 @@
+"""``trace-bench inspect PATH...``: what a volume file holds, after canonicalisation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import TraceBenchError
+from . import app
+
+
+def _fmt_row(s: dict) -> str:
+    z, y, x = s["shape_zyx"]
+    sz, sy, sx = s["spacing_zyx_mm"]
+    return (f"{s['path']}\n"
+            f"  shape (z,y,x)      {z} x {y} x {x}\n"
+            f"  spacing (z,y,x) mm {sz:g} x {sy:g} x {sx:g}   ({s['spacing_source']})\n"
+            f"  orientation        {s['orientation']} (source {s['source_orientation']})\n"
+            f"  dtype              {s['dtype']} (source {s['source_dtype']}, shape {s['source_shape']})\n"
+            f"  HU min/max/mean    {s['hu_min']:.1f} / {s['hu_max']:.1f} / {s['hu_mean']:.1f}\n"
+            f"  adapter            {s['adapter'] or s['format']}\n"
+            f"  convention         {s['convention']} ({s['convention_reason']})")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    paths: list[Path] = typer.Argument(..., help="Volume files or DICOM/PNG folders."),
+    fmt: str = typer.Option("nifti", "--format", "-f", help="Adapter that reads the files (see `trace-bench adapters`); 'auto' detects."),
+    convention: Optional[str] = typer.Option(None, "--convention", "-c", help="Intensity convention: hu, hu/1000, unit[:lo:hi], symmetric[:lo:hi], byte[:lo:hi], hu+K."),
+    spacing: Optional[str] = typer.Option(None, "--spacing", help="Voxel spacing z,y,x in mm for files without geometry (overrides the file's)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
+) -> None:
+    """Print shape (z, y, x), spacing, orientation, dtype, HU range and the convention used."""
+    from baselines import get_adapter
+    from ..io import parse_spacing
+
+    failed = 0
+    sp = parse_spacing(spacing)
+    for p in paths:
+        try:
+            if fmt == "auto":
+                from baselines import detect_adapter  # provided by baselines/auto.py
+                adapter, _why = detect_adapter(p)
+            else:
+                adapter = get_adapter(fmt)
+            vol = adapter.read(p, spacing=sp, convention=convention)
+            s = vol.summary()
+        except TraceBenchError as e:
+            failed += 1
+            print(f"trace-bench: error: {e}", file=sys.stderr)
+            continue
+        except Exception as e:  # unexpected decoder failures still get one line
+            failed += 1
+            print(f"trace-bench: error: {p}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        print(json.dumps(s) if as_json else _fmt_row(s))
+    if failed:
+        raise typer.Exit(1)

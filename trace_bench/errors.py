@@ -1,0 +1,54 @@
+"""Typed errors raised at the boundaries of trace-bench.
+
+Every error that concerns an input file names the file and the reason, so the CLI can print one
+line and move on to the next case (STYLE.md, principle 6: errors teach).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TraceBenchError(Exception):
+    """Base class of every error trace-bench raises on purpose."""
+
+
+class VolumeError(TraceBenchError):
+    """A volume file could not be turned into a canonical :class:`~trace_bench.volume.Volume`."""
+
+    def __init__(self, path: str | Path | None, reason: str):
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class CorruptFileError(VolumeError):
+    """The file exists but cannot be decoded (truncated, bad header, not the format it claims)."""
+
+
+class UnknownFormatError(VolumeError):
+    """No reader or adapter handles this file."""
+
+
+class InvalidVolumeError(VolumeError):
+    """The file decodes, but the array is not a usable volume (empty, non-finite, not 3-D)."""
+
+
+class ConventionError(VolumeError):
+    """The intensity convention is unknown, or ambiguous and must be settled with ``--convention``."""
+
+
+class SpacingError(VolumeError):
+    """The file carries no voxel spacing and none was given (``--spacing z,y,x``)."""
+
+
+class ConfigError(TraceBenchError):
+    """A user setting (CLI flag, config file, registry name) is invalid."""
+
+
+class WeightsError(TraceBenchError):
+    """Pretrained weights are missing, corrupt or of the wrong kind."""
+
+
+class PairingError(TraceBenchError):
+    """Generated and reference cases could not be paired."""
