@@ -164,6 +164,10 @@ class MetricSpec(ABC):
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         raise TypeError(f"{self.name} is not a distribution metric")
 
+    def export_stats(self, state: State) -> dict[str, np.ndarray]:
+        """Arrays the runner saves as ``stats/{method}_{metric}.npz`` (e.g. ``mu``, ``sigma``, ``n``)."""
+        return dict(state)
+
 
 METRICS: Registry[MetricSpec] = Registry("metric")
 
