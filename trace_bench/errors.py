@@ -18,8 +18,8 @@ class VolumeError(TraceBenchError):
 
     def __init__(self, path: str | Path | None, reason: str):
         self.path = None if path is None else str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+        self.reason = " ".join(str(reason).split())  # always one line
+        super().__init__(f"{self.path}: {self.reason}" if self.path else self.reason)
 
 
 class CorruptFileError(VolumeError):

@@ -1,0 +1,37 @@
+"""Shared fixtures: small crops of the shipped real chest CT (kept small so the suite stays fast)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "trace_bench" / "data" / "demo"
+DEMO_CT = DEMO / "reference" / "lung1.nii.gz"
+
+
+@pytest.fixture(scope="session")
+def demo_ct_path() -> Path:
+    return DEMO_CT
+
+
+@pytest.fixture(scope="session")
+def demo_volume():
+    from trace_bench.io import read_volume
+
+    return read_volume(DEMO_CT)
+
+
+@pytest.fixture(scope="session")
+def small_volume(demo_volume):
+    """A 12 x 64 x 48 crop of the real chest CT (through the lungs), canonical LPS, float32 HU."""
+    from trace_bench.volume import Volume
+
+    v = demo_volume
+    arr = v.array[18:30, 96:160, 100:148].copy()
+    aff = v.affine.copy()
+    # origin moves to the crop's first voxel: index (x=100, y=96, z=18)
+    aff[:3, 3] = v.affine[:3, :3] @ np.array([100, 96, 18]) + v.affine[:3, 3]
+    return Volume(arr, v.spacing, aff, {"path": "crop", "convention": "hu"})
