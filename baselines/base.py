@@ -1,8 +1,13 @@
 """Adapter interface and registry: a peer's raw output file -> canonical Volume.
 
 An adapter knows one writer's layout: which files in a folder are volumes, how a file name maps to
-a case id, how stored values map to HU, and which geometry to assume when the file has none. The
-geometry it used is recorded in ``volume.meta`` (``spacing_source``, ``adapter``).
+a case id, how stored values map to HU, which geometry to assume when the file has none, and which
+label maps the writer stores beside each volume. What it used is recorded in ``volume.meta``:
+
+* ``adapter``: the adapter's registry name;
+* ``convention`` / ``convention_reason``: the intensity convention applied (see
+  :mod:`trace_bench.intensity`) and why (adapter default or user);
+* ``spacing_source``: ``file header``, ``user`` or ``adapter default: ...`` (with the rule used).
 """
 
 from __future__ import annotations
@@ -10,14 +15,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from trace_bench.errors import ConfigError
-from trace_bench.io import IMAGE_SLICE_SUFFIXES, VOLUME_SUFFIXES, read_volume
+import numpy as np
+
+from trace_bench.errors import ConfigError, InvalidVolumeError, SpacingError
+from trace_bench.intensity import Convention, parse_convention
+from trace_bench.io import IMAGE_SLICE_SUFFIXES, VOLUME_SUFFIXES, parse_spacing, read_label_map, read_volume
 from trace_bench.registry import Registry
-from trace_bench.volume import Volume
+from trace_bench.volume import Volume, from_canonical
 
-ADAPTERS: "Registry[Adapter]" = Registry("adapter")
+ADAPTERS: "Registry[type[Adapter]]" = Registry("adapter")
+
+Spacing = tuple[float, float, float]
 
 _STRIP_SUFFIXES = tuple(sorted(VOLUME_SUFFIXES, key=len, reverse=True))
 # GenerateCT's super-resolution collate quirk writes "sample-['name'].nii.gz"
@@ -30,6 +40,15 @@ def strip_volume_suffix(name: str) -> str:
         if low.endswith(suf):
             return name[: -len(suf)]
     return name
+
+
+def volume_suffix(name: str) -> str:
+    """The volume extension of ``name`` (``.nii.gz``, ``.nii``, ...) or ``""``."""
+    low = name.lower()
+    for suf in _STRIP_SUFFIXES:
+        if low.endswith(suf):
+            return name[-len(suf):]
+    return ""
 
 
 def generic_case_id(path: Path) -> str:
@@ -53,23 +72,75 @@ class Detection:
     reason: str
 
 
+NO = Detection(0.0, "")
+
+
+@dataclass(frozen=True)
+class NiftiHeader:
+    """What detection may look at without decoding voxels."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    affine: np.ndarray
+    zooms: tuple[float, ...]
+
+    @property
+    def identity_affine(self) -> bool:
+        return bool(np.allclose(self.affine, np.eye(4)))
+
+    @property
+    def itk_default(self) -> bool:
+        """The RAS affine SimpleITK writes for an image with default geometry (1 mm, identity direction, origin 0)."""
+        return bool(np.allclose(self.affine, np.diag([-1.0, -1.0, 1.0, 1.0])))
+
+
+def nifti_header(path: Path) -> NiftiHeader | None:
+    """Header of a NIfTI file (shape, dtype, affine) or None if it is not a readable NIfTI."""
+    p = Path(path)
+    if not p.is_file() or not p.name.lower().endswith((".nii", ".nii.gz")):
+        return None
+    try:
+        import nibabel as nib
+
+        img = nib.load(str(p))
+        return NiftiHeader(tuple(int(s) for s in img.shape), str(img.get_data_dtype()),
+                           np.asarray(img.affine, dtype=np.float64), tuple(float(z) for z in img.header.get_zooms()))
+    except Exception:  # detection never raises: an unreadable header just scores 0
+        return None
+
+
 class Adapter:
-    """Base adapter: generic file discovery and the generic case-id rule."""
+    """Base adapter: generic file discovery and the generic case-id rule.
+
+    Public interface (used by :mod:`trace_bench.cases`, the runner and the CLI):
+    ``list_files(folder)``, ``is_candidate(path)``, ``case_id(path)``, ``prompt(path)``,
+    ``masks(path) -> {name: path}``, ``read(path, spacing=, convention=) -> Volume``,
+    ``read_mask(path, name=, threshold=) -> Volume`` (always use this, not a generic reader, for the
+    paths ``masks()`` returns: peers store masks with their own quirks), ``detect(path) -> Detection``.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     #: spacing (z, y, x) in mm assumed when the file carries none; None = the file must carry it
-    default_spacing: ClassVar[tuple[float, float, float] | None] = None
+    default_spacing: ClassVar[Spacing | None] = None
+    #: field of view (z, y, x) in mm of the peer's training grid; spacing = fov / shape when the file carries none
+    default_fov_mm: ClassVar[Spacing | None] = None
+    #: where the default geometry comes from (shown in provenance and `trace-bench adapters`)
+    geometry_note: ClassVar[str] = ""
     #: intensity convention of the peer's files; None = detected or given by the user
     default_convention: ClassVar[str | None] = None
+    convention_note: ClassVar[str] = ""
+    #: threshold applied to the peer's soft masks in :meth:`read_mask` (None = integer label maps)
+    mask_threshold: ClassVar[float | None] = None
 
-    def __init__(self, spacing: tuple[float, float, float] | None = None, convention: str | None = None):
-        self.spacing = spacing
+    def __init__(self, spacing: "Spacing | str | None" = None, convention: str | None = None):
+        self.spacing = parse_spacing(spacing) if spacing is not None else None
         self.convention = convention
 
     # --------------------------------------------------------------- discovery
     def is_candidate(self, path: Path) -> bool:
         """Whether ``path`` (a file or folder inside a method folder) is a volume for this adapter."""
+        path = Path(path)
         if path.name.startswith("."):
             return False
         if path.is_dir():
@@ -92,16 +163,19 @@ class Adapter:
         return None
 
     def masks(self, path: Path) -> dict[str, Path]:
-        """Label maps the peer writes beside the volume (name -> path); none by default."""
+        """Label maps the peer writes beside the volume (name -> path); none by default.
+
+        Read them with :meth:`read_mask` (same adapter), which applies the peer's quirks.
+        """
         return {}
 
     def detect(self, path: Path) -> Detection:
         return Detection(0.0, "generic adapters are never auto-detected over a peer adapter")
 
     # --------------------------------------------------------------- reading
-    def read(self, path: Path, *, spacing: tuple[float, float, float] | None = None,
+    def read(self, path: Path, *, spacing: "Spacing | str | None" = None,
              convention: str | None = None) -> Volume:
-        sp = spacing or self.spacing
+        sp = self._user_spacing(spacing)
         conv = convention or self.convention or self.default_convention
         vol = read_volume(path, convention=conv, spacing=sp or self._fallback_spacing(path))
         vol.meta.setdefault("adapter", self.name)
@@ -109,19 +183,95 @@ class Adapter:
             vol.meta["spacing_source"] = f"adapter default {self.default_spacing}"
         return vol
 
-    def _fallback_spacing(self, path: Path) -> tuple[float, float, float] | None:
+    def read_mask(self, path: Path, *, name: str | None = None, threshold: float | None = None,
+                  spacing: "Spacing | str | None" = None) -> Volume:
+        """Read a label map written by this peer onto the canonical grid (integer labels in float32).
+
+        Soft masks are thresholded (``label = value >= threshold``; default :attr:`mask_threshold`).
+        """
+        thr = self.mask_threshold if threshold is None else threshold
+        vol = read_label_map(path, spacing=self._user_spacing(spacing), threshold=thr)
+        vol.meta.update(adapter=self.name, mask_name=name, mask_threshold=thr)
+        return vol
+
+    def _fallback_spacing(self, path: Path) -> Spacing | None:
         return self.default_spacing
+
+    # --------------------------------------------------------------- helpers for peer adapters
+    def _user_spacing(self, spacing: "Spacing | str | None") -> Spacing | None:
+        if spacing is not None:
+            return parse_spacing(spacing) if not isinstance(spacing, tuple) else tuple(float(s) for s in spacing)  # type: ignore[return-value]
+        return self.spacing
+
+    def resolve_spacing(self, path: Path, shape_zyx: tuple[int, int, int],
+                        spacing: "Spacing | str | None" = None) -> tuple[Spacing, str]:
+        """Spacing (z, y, x) mm for a file without geometry: user's, else the adapter's documented default."""
+        sp = self._user_spacing(spacing)
+        if sp is not None:
+            return sp, "user"
+        if self.default_fov_mm is not None:
+            fov = self.default_fov_mm
+            sp = tuple(float(f) / int(n) for f, n in zip(fov, shape_zyx))
+            return sp, (f"adapter default: {self.name} field of view {_fmt3(fov)} mm (z,y,x) / shape {tuple(shape_zyx)}"
+                        + (f"; {self.geometry_note}" if self.geometry_note else ""))  # type: ignore[return-value]
+        if self.default_spacing is not None:
+            return self.default_spacing, f"adapter default: {self.name} spacing {_fmt3(self.default_spacing)} mm (z,y,x)"
+        raise SpacingError(path, f"the '{self.name}' files carry no voxel spacing; pass --spacing z,y,x (mm)")
+
+    def resolve_convention(self, path: Path, convention: "str | Convention | None" = None, *,
+                           default: str | None = None, note: str | None = None) -> tuple[Convention, str]:
+        """Intensity convention: user's, else the peer's documented one (``default`` overrides the class's)."""
+        spec = convention or self.convention
+        if spec is not None and str(spec) != "auto":
+            return parse_convention(spec, path), "given by the user"
+        default = default or self.default_convention
+        note = self.convention_note if note is None else note
+        if default is None:
+            raise ConfigError(f"adapter {self.name!r} has no default intensity convention; pass --convention")
+        return parse_convention(default, path), f"adapter default for {self.name}" + (f": {note}" if note else "")
+
+    def canonical(self, path: Path, array_zyx: np.ndarray, *, spacing: "Spacing | str | None",
+                  convention: "str | Convention | None", meta: dict[str, Any],
+                  default_convention: str | None = None, convention_note: str | None = None) -> Volume:
+        """Finish a read for a peer file without geometry: ``array_zyx`` is already (z, y, x) LPS, stored values."""
+        arr = np.asarray(array_zyx)
+        if arr.ndim != 3 or min(arr.shape) == 0:
+            raise InvalidVolumeError(path, f"expected a 3-D volume after the {self.name} layout, got shape {arr.shape}")
+        sp, sp_src = self.resolve_spacing(path, arr.shape, spacing)  # type: ignore[arg-type]
+        conv, why = self.resolve_convention(path, convention, default=default_convention, note=convention_note)
+        hu = conv.to_hu(arr)
+        meta = {"source_orientation": "none in the file (orientation from the adapter's layout)", **meta,
+                "path": str(path), "adapter": self.name, "convention": conv.spec, "convention_reason": why,
+                "spacing_source": sp_src}
+        return from_canonical(hu, sp, meta)
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """One row of `trace-bench adapters`."""
+        if cls.default_fov_mm is not None:
+            geom = f"no geometry in file: FOV {_fmt3(cls.default_fov_mm)} mm (z,y,x) / shape"
+        elif cls.default_spacing is not None:
+            geom = f"no geometry in file: spacing {_fmt3(cls.default_spacing)} mm (z,y,x)"
+        else:
+            geom = "from the file (or --spacing)"
+        return {"name": cls.name, "description": cls.description, "geometry": geom,
+                "geometry_note": cls.geometry_note, "convention": cls.default_convention or "hu if unmistakable, else --convention",
+                "convention_note": cls.convention_note}
+
+
+def _fmt3(t: "tuple[float, ...]") -> str:
+    return " x ".join(f"{v:g}" for v in t)
 
 
 def register_adapter(cls: type[Adapter]) -> type[Adapter]:
     """Class decorator: register an adapter class under ``cls.name``."""
     if not cls.name:
         raise ConfigError(f"adapter class {cls.__name__} has no name")
-    ADAPTERS.register(cls.name, cls)  # type: ignore[arg-type]
+    ADAPTERS.register(cls.name, cls)
     return cls
 
 
 def get_adapter(name: str, **kwargs) -> Adapter:
     import baselines  # noqa: F401  (fills the registry)
 
-    return ADAPTERS.get(name)(**kwargs)  # type: ignore[operator]
+    return ADAPTERS.get(name)(**kwargs)

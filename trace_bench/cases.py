@@ -72,8 +72,10 @@ def discover(folder: str | Path, adapter: str = "nifti", label: str = "reference
     dups = {pr.case_id for pr in problems}
     for cid in dups:
         found.pop(cid, None)
+    # label maps a peer writes beside its volumes (MAISI _label, MedSyn _lobe/...) are not problems
+    companions = {Path(m).resolve() for cf in found.values() for m in ad.masks(cf.path).values()}
     others = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and not ad.is_candidate(p)
-              and not p.name.endswith((".txt", ".json", ".csv", ".md"))]
+              and p.resolve() not in companions and not p.name.endswith((".txt", ".json", ".csv", ".md"))]
     for p in others:
         problems.append(Problem(label, ad.case_id(p), str(p), f"not a volume the '{ad.name}' adapter reads (ignored)"))
     return found, problems

@@ -22,8 +22,9 @@ def _fmt_row(s: dict) -> str:
             f"  orientation        {s['orientation']} (source {s['source_orientation']})\n"
             f"  dtype              {s['dtype']} (source {s['source_dtype']}, shape {s['source_shape']})\n"
             f"  HU min/max/mean    {s['hu_min']:.1f} / {s['hu_max']:.1f} / {s['hu_mean']:.1f}\n"
-            f"  adapter            {s['adapter'] or s['format']}\n"
-            f"  convention         {s['convention']} ({s['convention_reason']})")
+            f"  adapter            {s['adapter'] or s['format']}" + (f" ({s['adapter_reason']})" if s.get("adapter_reason") else "") + "\n"
+            f"  convention         {s['convention']} ({s['convention_reason']})"
+            + "".join(f"\n  mask {n:<13} {m}" for n, m in (s.get("masks") or {}).items()))
 
 
 @app.command("inspect")
@@ -44,11 +45,14 @@ def inspect_cmd(
         try:
             if fmt == "auto":
                 from baselines import detect_adapter  # provided by baselines/auto.py
-                adapter, _why = detect_adapter(p)
+                adapter, why = detect_adapter(p)
             else:
-                adapter = get_adapter(fmt)
+                adapter, why = get_adapter(fmt), "given with --format"
             vol = adapter.read(p, spacing=sp, convention=convention)
             s = vol.summary()
+            s["adapter"] = vol.meta.get("adapter", adapter.name)
+            s["adapter_reason"] = vol.meta.get("adapter_reason", why)
+            s["masks"] = {k: str(v) for k, v in adapter.masks(p).items()}
         except TraceBenchError as e:
             failed += 1
             print(f"trace-bench: error: {e}", file=sys.stderr)
