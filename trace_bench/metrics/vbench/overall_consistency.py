@@ -1,0 +1,118 @@
+"""VBench ``overall_consistency``: ViCLIP ViT-L/14 cosine between a video and its text prompt.
+
+Follows Vchitect/VBench ``vbench/overall_consistency.py`` (PyPI vbench 0.1.5):
+
+* 8 frames sampled with ``get_frame_indices(8, T, sample="middle")`` (``vbench/utils.py``):
+  ``edges = linspace(0, T, 9).astype(int)``, frame ``(edges[k] + edges[k+1] - 1) // 2`` of each
+  segment; fewer than 8 frames are padded with the last index;
+* frames as uint8 (decord) -> ``clip_transform(224)``: bicubic resize of the shorter side to 224
+  (``antialias=False``; on uint8 torchvision rounds and clamps back to uint8), centre crop 224,
+  ``/255``, CLIP mean/std;
+* ``v = ViCLIP.encode_vision(frames)``, ``t = ViCLIP.encode_text(prompt)``, both L2-normalised;
+  score ``v . t`` (not scaled). Overall = mean of the video scores.
+
+The prompt is the case's report text (``CaseData.prompt``); ViCLIP's context is 32 tokens, so a
+long report is truncated to its first ~30 BPE tokens, exactly as in VBench.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
+
+from ...weights import resolve_weights
+from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from ._common import frames_uint8_tchw
+from .consistency import VBENCH_CLIP_MEAN, VBENCH_CLIP_STD
+
+
+def middle_frame_indices(num_frames: int, vlen: int) -> list[int]:
+    """VBench ``get_frame_indices(num_frames, vlen, sample='middle')``."""
+    if vlen < 1:
+        raise ValueError("Expected at least one frame")
+    n = min(num_frames, vlen)
+    edges = np.linspace(start=0, stop=vlen, num=n + 1).astype(int)
+    idx = [int((edges[k] + edges[k + 1] - 1) // 2) for k in range(n)]
+    return idx + [idx[-1]] * (num_frames - len(idx))
+
+
+def viclip_preprocess(frames: np.ndarray, num_frames: int = 8, size: int = 224) -> torch.Tensor:
+    """uint8 frames (T, H, W[, 3]) -> (1, num_frames, 3, size, size) CLIP-normalised float."""
+    x = frames_uint8_tchw(frames)[middle_frame_indices(num_frames, len(frames))]
+    x = TF.resize(x, size, interpolation=InterpolationMode.BICUBIC, antialias=False)  # uint8 in, uint8 out
+    x = TF.center_crop(x, size)
+    return TF.normalize(x.float().div(255.0), VBENCH_CLIP_MEAN, VBENCH_CLIP_STD).unsqueeze(0)
+
+
+def overall_consistency_from_features(video_features: torch.Tensor | np.ndarray,
+                                      text_features: torch.Tensor | np.ndarray) -> float:
+    """``<v/|v|, t/|t|>`` for one video feature (D,) or (1, D) and one text feature."""
+    v = torch.as_tensor(np.asarray(video_features) if not isinstance(video_features, torch.Tensor) else video_features)
+    t = torch.as_tensor(np.asarray(text_features) if not isinstance(text_features, torch.Tensor) else text_features)
+    v, t = v.reshape(1, -1).double(), t.reshape(1, -1).double()
+    if v.shape != t.shape:
+        raise ValueError(f"Expected video and text features of the same size, got {tuple(v.shape)} and {tuple(t.shape)}")
+    return float((F.normalize(v, dim=-1) * F.normalize(t, dim=-1)).sum())
+
+
+def overall_consistency(frames: np.ndarray, prompt: str, model, device: str = "cpu") -> float:
+    """VBench overall consistency of uint8 frames with ``prompt`` under a ViCLIP ``model``."""
+    with torch.inference_mode():
+        v = model.encode_vision(viclip_preprocess(frames).to(device)).float().cpu()
+        t = model.encode_text([prompt]).float().cpu()
+    return overall_consistency_from_features(v, t)
+
+
+class OverallConsistency(StreamingMetric):
+    """Streaming form: ``update(frames, prompt)`` per video; ``compute()`` = mean of video scores."""
+
+    def __init__(self, model, device: str = "cpu") -> None:
+        super().__init__()
+        self.model, self.device = model, device
+        self.add_state("scores", [], reduce="cat")
+
+    def update(self, frames: np.ndarray, prompt: str) -> None:
+        self.scores.append(overall_consistency(frames, prompt, self.model, self.device))
+
+    def compute(self) -> float:
+        if not self.scores:
+            raise ValueError("OverallConsistency.compute() called before any update()")
+        return float(np.mean(self.scores))
+
+
+@register_metric
+class OverallConsistencySpec(MetricSpec):
+    name = "overall_consistency"
+    columns = {"overall_consistency": True}
+    weights = ("viclip-l14",)
+    needs_prompt = True
+    description = "VBench overall consistency: ViCLIP ViT-L/14 video-text cosine on 8 middle-sampled frames"
+
+    def __init__(self) -> None:
+        self._model = None
+        self._sha = ""
+        self._text: dict[str, torch.Tensor] = {}
+
+    def setup(self, ctx: RunContext) -> None:
+        from ...models.viclip import load_viclip
+
+        r = resolve_weights("viclip-l14", ctx.weights.get("viclip-l14"))
+        self._model, self._sha, self._text = load_viclip(r.path, ctx.device), r.sha256, {}
+
+    def protocol_id(self, ctx: RunContext) -> str:
+        return f"{ctx.protocol.id}|viclip-l14|vbench-8-middle-clip224"
+
+    def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
+        if not data.prompt:
+            raise ValueError(f"case {data.case_id!r} ({data.method}): overall_consistency needs the case's prompt "
+                             "(report text); none was found")
+        if self._model is None:
+            self.setup(ctx)
+        with torch.inference_mode():
+            if data.prompt not in self._text:  # one text forward per distinct prompt
+                self._text[data.prompt] = self._model.encode_text([data.prompt]).float().cpu()
+            v = self._model.encode_vision(viclip_preprocess(data.frames).to(ctx.device)).float().cpu()
+        return {"overall_consistency": overall_consistency_from_features(v, self._text[data.prompt])}
