@@ -1,0 +1,287 @@
+"""Table 1 / Table 2 of the TRACE paper from a run's ``summary.csv``: Markdown, LaTeX (booktabs),
+HTML and CSV renderers over one :class:`Table` model.
+
+Layout follows the paper: Table 1 = six VBench dimensions, JI / DC / 95HD, FPS, Train/Infer VRAM;
+Table 2 = FID, FVD (I3D), CLIP score. Rows are methods (``GT`` first), cells the mean over cases
+with its bootstrap CI; arrows give the direction of "better"; the best non-GT value of a column is
+bold. Fractions are stored as fractions and shown as percentages. The paper's own numbers
+(``reports/published``) are rendered as separate tables labelled "as published".
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from trace_bench.results import GT, Results, base_metric, direction
+
+TABLE1 = ["subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
+          "imaging_quality", "overall_consistency", "jaccard", "dice", "hd95", "fps", "vram"]
+TABLE2 = ["fid", "fvd", "clip_score"]
+LABELS = {
+    "subject_consistency": "Subject Consistency", "background_consistency": "Background Consistency",
+    "temporal_flickering": "Temporal Flickering", "motion_smoothness": "Motion Smoothness",
+    "imaging_quality": "Imaging Quality", "overall_consistency": "Overall Consistency",
+    "jaccard": "JI", "dice": "DC", "hd95": "95HD (mm)", "fps": "FPS", "vram": "Train/Infer VRAM",
+    "fid": "FID", "fvd": "FVD (I3D)", "clip_score": "CLIP", "out": "Out",
+}
+PERCENT = {"subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
+           "imaging_quality", "overall_consistency", "jaccard", "dice"}
+DIGITS = {"hd95": 2, "fid": 1, "fvd": 1, "clip_score": 2, "fps": 2}
+
+
+def label(metric: str) -> str:
+    b = base_metric(metric)
+    if b != metric:
+        return f"{LABELS.get(b, b).replace(' (mm)', '')}{metric[len(b):]}"
+    return LABELS.get(metric, metric)
+
+
+def fmt_value(metric: str, v: float | None) -> str:
+    """Display text of a value in its table unit (percent for fractions, GB for VRAM)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float) and math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    b = base_metric(metric)
+    if b in PERCENT:
+        return f"{100 * v:.2f}%"
+    if b in ("vram", "vram_train"):
+        return f"{v / 2**30:.1f} GB"
+    txt = f"{v:.{DIGITS.get(b, 3)}f}"
+    return txt.lstrip("-") if float(txt) == 0 else txt
+
+
+@dataclass
+class Cell:
+    text: str
+    ci: str = ""
+    value: float = float("nan")
+    best: bool = False
+
+
+@dataclass
+class Table:
+    key: str
+    title: str
+    columns: list[str]
+    arrows: dict[str, str]
+    rows: list[tuple[str, dict[str, Cell]]]
+    notes: list[str] = field(default_factory=list)
+    published: bool = False
+
+
+#: bookkeeping columns kept in the CSVs but not shown in the tables
+HIDDEN = {"seg_n_classes"}
+
+
+def shown_metrics(res: Results) -> list[str]:
+    return [m for m in dict.fromkeys(res.summary.metric.tolist()) if m not in HIDDEN]
+
+
+def _table_columns(res: Results, table: str) -> list[str]:
+    present = shown_metrics(res)
+    canon = TABLE2 if table == "table2" else TABLE1
+    cols = [c for c in canon if c in present or (c == "vram" and "vram_train" in present)]
+    for c in present:  # per-class values and metrics of other plug-ins that belong to this table
+        if c in cols or c in canon or c == "vram_train":
+            continue
+        info = res.metrics.get(c) or res.metrics.get(base_metric(c))
+        t = info.table if info else ("table1" if base_metric(c) in TABLE1 else "table2" if base_metric(c) in TABLE2 else "table1")
+        if t == table:
+            cols.append(c)
+    if table == "table1b":  # per-class values (dice[lungs], ...), grouped by family
+        per_class = [c for c in present if base_metric(c) != c]
+        return sorted(per_class, key=lambda c: (TABLE1.index(base_metric(c)) if base_metric(c) in TABLE1 else 99, c))
+    return [c for c in cols if base_metric(c) == c]
+
+
+def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
+    """Our Table 1 and Table 2 (only the tables that have at least one column)."""
+    s = res.summary
+    by = {(r.method, r.metric): r for r in s.itertuples(index=False)}
+    methods = [m for m in res.methods if any(k[0] == m for k in by)]
+    out = []
+    prov = res.provenance
+    for key, title in (("table1", "Table 1: VBench dimensions, anatomical fidelity, efficiency"),
+                       ("table1b", "Table 1 (per class): anatomical fidelity per structure"),
+                       ("table2", "Table 2: distribution metrics (GenerateCT framework)")):
+        cols = _table_columns(res, key)
+        if not cols:
+            continue
+        arrows = {}
+        for c in cols:
+            hib = direction(c, res.metrics) if c != "vram" else False
+            arrows[c] = "" if hib is None else ("↑" if hib else "↓")
+        rows: list[tuple[str, dict[str, Cell]]] = []
+        for m in methods:
+            cells: dict[str, Cell] = {}
+            for c in cols:
+                if c == "vram":
+                    tr, inf = by.get((m, "vram_train")), by.get((m, "vram"))
+                    if tr is None and inf is None:
+                        cells[c] = Cell("–")
+                        continue
+                    t_txt = fmt_value("vram", tr.value) if tr is not None else "–"
+                    i_txt = fmt_value("vram", inf.value) if inf is not None else "–"
+                    cells[c] = Cell(f"{t_txt} / {i_txt}", value=float(inf.value) if inf is not None else float("nan"))
+                    continue
+                r = by.get((m, c))
+                if r is None:
+                    cells[c] = Cell("–")
+                    continue
+                ci_txt = ""
+                if ci and not (math.isnan(r.ci_low) or math.isnan(r.ci_high)):
+                    ci_txt = f"[{fmt_value(c, r.ci_low)}, {fmt_value(c, r.ci_high)}]"
+                cells[c] = Cell(fmt_value(c, r.value), ci_txt, float(r.value))
+            rows.append((m, cells))
+        for c in cols:
+            hib = direction(c, res.metrics) if c != "vram" else False
+            cand = [(cells[c].value, i) for i, (m, cells) in enumerate(rows)
+                    if m != GT and not math.isnan(cells[c].value)]
+            if hib is None or len(cand) < 2:
+                continue
+            best = max(v for v, _ in cand) if hib else min(v for v, _ in cand)
+            for v, i in cand:
+                if v == best:
+                    rows[i][1][c].best = True
+        notes = ["Mean over cases with its 95% bootstrap CI (seeded; over cases also for distribution metrics). "
+                 "↑ higher is better, ↓ lower is better; best non-GT value in bold. GT = the reference set scored "
+                 "as a method (only metrics that need no reference)."]
+        used = sorted({info.protocol for c in cols for info in [res.metrics.get(c) or res.metrics.get(base_metric(c))]
+                       if info is not None and info.protocol and info.kind != "profile"})
+        if used:
+            notes.append("Protocol: " + "; ".join(used) + ".")
+        if key.startswith("table1") and any(base_metric(c) in ("dice", "jaccard", "hd95") for c in cols):
+            seg = (prov.get("config") or {}).get("segmenter") or "?"
+            classes = (prov.get("config") or {}).get("classes") or "?"
+            notes.append(f"Segmenter: {seg} ({classes} classes); JI / DC / 95HD compare each method's label map "
+                         "with the reference's.")
+        if key == "table1" and any(c in ("fps", "vram") for c in cols):
+            notes.append("FPS and VRAM from `trace-bench profile` JSON files (--profile NAME=FILE).")
+        if res.skipped:
+            notes.append("Not computed in this run (see 'Metrics not computed'): " + ", ".join(sorted(res.skipped)) + ".")
+        out.append(Table(key, title, cols, arrows, rows, notes))
+    return out
+
+
+# ----------------------------------------------------------------------------- published rows
+def published_tables() -> list[Table]:
+    """The paper's Table 1 and Table 2 from ``reports/published/trace_paper_tables.csv``."""
+    text = resources.files("reports").joinpath("published/trace_paper_tables.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    out = []
+    for key, title in (("table1", "Table 1 as published in the TRACE paper (not computed here)"),
+                       ("table2", "Table 2 as published in the TRACE paper (not computed here)")):
+        rs = [r for r in rows if r["table"] == key]
+        cols = list(dict.fromkeys(r["metric"] for r in rs))
+        arrows = {c: ("" if c in ("out", "vram") else "↓" if c in ("hd95", "fid", "fvd") else "↑") for c in cols}
+        table_rows: list[tuple[str, dict[str, Cell]]] = []
+        for i in sorted({int(r["row"]) for r in rs}):
+            cells = {r["metric"]: Cell(r["printed"] if r["printed"] != "-" else "–") for r in rs if int(r["row"]) == i}
+            table_rows.append((next(r["method"] for r in rs if int(r["row"]) == i), cells))
+        out.append(Table(key, title, cols, arrows, table_rows,
+                         [f"As published: {rs[0]['source']}, transcribed from the paper's text (reports/published/). "
+                          "Other data, protocol and hardware than this run; shown for orientation only."], published=True))
+    return out
+
+
+# ----------------------------------------------------------------------------- renderers
+def _head(t: Table, c: str) -> str:
+    return f"{label(c)} {t.arrows.get(c, '')}".strip()
+
+
+def to_markdown(t: Table) -> str:
+    lines = [f"### {t.title}", "", "| Method | " + " | ".join(_head(t, c) for c in t.columns) + " |",
+             "| --- | " + " | ".join("---:" for _ in t.columns) + " |"]
+    for m, cells in t.rows:
+        vals = []
+        for c in t.columns:
+            cell = cells.get(c, Cell("–"))
+            txt = f"**{cell.text}**" if cell.best else cell.text
+            vals.append(f"{txt} {cell.ci}".strip())
+        lines.append(f"| {m.replace('|', '/')} | " + " | ".join(vals) + " |")
+    lines.append("")
+    lines += [f"*{n}*" if t.published else n for n in t.notes]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(s: str) -> str:
+    out = "".join(_TEX_ESC.get(ch, ch) for ch in s)
+    return (out.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("–", "--")
+            .replace("∞", r"$\infty$"))
+
+
+def to_latex(t: Table) -> str:
+    spec = "l" + "r" * len(t.columns)
+    lines = [r"\begin{table}[ht]", r"\centering", r"\scriptsize", f"\\caption{{{tex_escape(t.title)}}}",
+             r"\resizebox{\linewidth}{!}{%", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+             "Method & " + " & ".join(tex_escape(_head(t, c)) for c in t.columns) + r" \\", r"\midrule"]
+    for i, (m, cells) in enumerate(t.rows):
+        vals = []
+        for c in t.columns:
+            cell = cells.get(c, Cell("–"))
+            txt = tex_escape(cell.text)
+            if cell.best:
+                txt = f"\\textbf{{{txt}}}"
+            if cell.ci:
+                txt += f" {{\\tiny {tex_escape(cell.ci)}}}"
+            vals.append(txt)
+        lines.append(tex_escape(m) + " & " + " & ".join(vals) + r" \\")
+        if m == GT and i == 0 and len(t.rows) > 1 and not t.published:
+            lines.append(r"\midrule")
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize " + " ".join(tex_escape(n) for n in t.notes),
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(t: Table) -> str:
+    cls = "published" if t.published else "ours"
+    h = [f'<table class="{cls}" id="{t.key}{"-published" if t.published else ""}">',
+         f"<caption>{html.escape(t.title)}</caption>", "<thead><tr><th>Method</th>"]
+    h += [f"<th>{html.escape(_head(t, c))}</th>" for c in t.columns]
+    h.append("</tr></thead><tbody>")
+    for m, cells in t.rows:
+        h.append(f"<tr><th scope=\"row\">{html.escape(m)}</th>")
+        for c in t.columns:
+            cell = cells.get(c, Cell("–"))
+            txt = html.escape(cell.text)
+            if cell.best:
+                txt = f"<b>{txt}</b>"
+            if cell.ci:
+                txt += f'<br><span class="ci">{html.escape(cell.ci)}</span>'
+            h.append(f"<td>{txt}</td>")
+        h.append("</tr>")
+    h.append("</tbody></table>")
+    h += [f'<p class="note">{html.escape(n)}</p>' for n in t.notes]
+    return "\n".join(h) + "\n"
+
+
+def to_csv(t: Table, res: Results) -> str:
+    """Wide CSV of a table in stored units (fractions, mm, bytes): method + value/ci_low/ci_high per column."""
+    s = res.summary
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    cols = [c for c in t.columns if c != "vram"] + (["vram_train", "vram"] if "vram" in t.columns else [])
+    w.writerow(["method"] + [f"{c}{suf}" for c in cols for suf in ("", "_ci_low", "_ci_high")])
+    from trace_bench.results import fmt_float
+
+    for m, _ in t.rows:
+        row: list[Any] = [m]
+        for c in cols:
+            r = s[(s.method == m) & (s.metric == c)]
+            if len(r):
+                row += [fmt_float(r.value.iloc[0]), fmt_float(r.ci_low.iloc[0]), fmt_float(r.ci_high.iloc[0])]
+            else:
+                row += ["", "", ""]
+        w.writerow(row)
+    return buf.getvalue()
