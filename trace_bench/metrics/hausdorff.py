@@ -9,7 +9,7 @@ Definition (identical to MONAI ``HausdorffDistanceMetric(percentile=95, directed
 * ``d(P -> R)`` = for every surface voxel of ``P``, the Euclidean distance in mm (voxel index times
   ``spacing``) to the nearest surface voxel of ``R``;
 * ``HD95 = max(q95(d(P -> R)), q95(d(R -> P)))`` with ``q95`` the 95th percentile with linear
-  interpolation (``numpy.percentile`` / ``torch.quantile`` default).
+  interpolation, computed as MONAI does: distances rounded to float32, ``torch.quantile``.
 
 Speed (same values as MONAI, which loops over classes doing a full-size erosion and two
 KD-tree queries per class): the bounding boxes of every label are found in one pass
@@ -35,6 +35,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
+
+_TORCH_QUANTILE_MAX = 16_000_000  # torch.quantile refuses larger inputs
 
 EMPTY_POLICY = (
     "missing in one map (prediction or reference) = miss: Dice 0, Jaccard 0, HD95 = image diagonal in mm, counted; "
@@ -127,6 +129,18 @@ def _directed(src: np.ndarray, dst: np.ndarray, shared: np.ndarray, tree: cKDTre
     return d
 
 
+def _quantile(d: np.ndarray, percentile: float) -> float:
+    """MONAI's arithmetic: float32 distances, ``torch.quantile`` (linear). torch.quantile computes
+    the interpolation position in float32, which moves the result by up to ~1e-3 mm on 10^5 surface
+    voxels; doing the same keeps our values equal to MONAI's instead of merely close."""
+    import torch
+
+    d32 = d.astype(np.float32)
+    if d32.size <= _TORCH_QUANTILE_MAX:
+        return float(torch.quantile(torch.from_numpy(d32), percentile / 100.0))
+    return float(np.percentile(d32.astype(np.float64), percentile))  # beyond torch.quantile's input limit
+
+
 def _class_hd(pm: np.ndarray, rm: np.ndarray, scale: np.ndarray, percentile: float, workers: int) -> float:
     sp, sr = surface(pm), surface(rm)
     shared = sp & sr
@@ -134,7 +148,7 @@ def _class_hd(pm: np.ndarray, rm: np.ndarray, scale: np.ndarray, percentile: flo
     tp = cKDTree(np.argwhere(sp) * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
     d_pr = _directed(sp, sr, shared, tr, scale, workers)
     d_rp = _directed(sr, sp, shared, tp, scale, workers)
-    return float(max(np.percentile(d_pr, percentile), np.percentile(d_rp, percentile)))
+    return max(_quantile(d_pr, percentile), _quantile(d_rp, percentile))
 
 
 def _boxes(a: np.ndarray, max_label: int) -> list:
@@ -149,7 +163,9 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | N
 
     ``pred``/``ref``: integer label maps of equal shape (z, y, x); ``spacing``: voxel size in mm
     (z, y, x), a scalar, or ``None`` for 1. ``labels=None`` scores every non-zero label present in
-    either map. Empty-structure policy: :data:`EMPTY_POLICY`.
+    either map. ``percentile=100`` gives the classic Hausdorff distance. ``threads``: worker
+    threads across classes and KD-tree queries (default all cores; values do not depend on it).
+    Empty-structure policy: :data:`EMPTY_POLICY`.
     """
     p, r = check_label_maps(pred, ref)
     if not 0 <= percentile <= 100:

@@ -1,0 +1,179 @@
+"""Dice / Jaccard / HD95: analytic phantoms, parity with MONAI itself, empty-structure policy."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+import trace_bench.metrics as M
+from trace_bench.metrics.hausdorff import EMPTY_POLICY, image_diagonal, surface
+
+DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _onehot(lab: np.ndarray, labels) -> torch.Tensor:
+    return torch.from_numpy(np.stack([lab == l for l in labels])[None].astype(np.float32))
+
+
+def _monai(pred: np.ndarray, ref: np.ndarray, spacing, labels):
+    from monai.metrics import DiceMetric, HausdorffDistanceMetric, MeanIoU
+
+    p, r = _onehot(pred, labels), _onehot(ref, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = DiceMetric(include_background=True, reduction="none")(p, r)[0].numpy()
+        j = MeanIoU(include_background=True, reduction="none")(p, r)[0].numpy()
+        h = HausdorffDistanceMetric(include_background=True, percentile=95, reduction="none")(
+            p, r, spacing=list(spacing))[0].numpy()
+    return d, j, h
+
+
+def _blobs(shape, seed: int, n_labels: int = 3, sigma: float = 3.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    f = ndi.gaussian_filter(rng.normal(size=shape), sigma)
+    q = np.quantile(f, np.linspace(0, 1, n_labels + 2)[1:-1])
+    return np.digitize(f, q).astype(np.uint8)  # 0..n_labels
+
+
+# ----------------------------------------------------------------------------- analytic phantoms
+def test_boxes_dice_jaccard_by_hand():
+    a = np.zeros((10, 12, 14), np.uint8)
+    b = np.zeros_like(a)
+    a[2:6, 2:8, 2:9] = 1  # 4*6*7 = 168 voxels
+    b[3:7, 2:8, 2:9] = 1  # shifted one slice: overlap 3*6*7 = 126
+    assert M.dice(a, b) == {1: pytest.approx(2 * 126 / (168 + 168), abs=1e-12)}
+    assert M.jaccard(a, b) == {1: pytest.approx(126 / (168 + 168 - 126), abs=1e-12)}
+    assert M.dice(a, a) == {1: 1.0} and M.jaccard(a, a) == {1: 1.0}
+
+
+def test_single_voxels_hd_is_their_distance_anisotropic():
+    a = np.zeros((6, 6, 6), np.uint8)
+    b = np.zeros_like(a)
+    a[0, 0, 0] = 1
+    b[2, 3, 4] = 1
+    sp = (2.0, 1.0, 0.5)
+    assert M.hd95(a, b, sp)[1] == pytest.approx(math.sqrt(4.0 ** 2 + 3.0 ** 2 + 2.0 ** 2), rel=1e-6)
+
+
+def test_parallel_planes_hd_is_plane_gap():
+    # one-voxel-thick planes are all surface; every point is exactly 4 slices from the other plane
+    a = np.zeros((14, 9, 11), np.uint8)
+    b = np.zeros_like(a)
+    a[5] = 1
+    b[9] = 1
+    assert M.hd95(a, b, (3.0, 0.7, 1.1))[1] == pytest.approx(12.0, rel=1e-6)
+    assert M.hd95(a, a, (3.0, 0.7, 1.1))[1] == 0.0
+
+
+def test_concentric_spheres_hd_close_to_radius_gap():
+    zz, yy, xx = np.mgrid[:41, :41, :41] - 20
+    r = np.sqrt(zz ** 2 + yy ** 2 + xx ** 2)
+    big, small = (r <= 15).astype(np.uint8), (r <= 10).astype(np.uint8)
+    h = M.hd95(big, small, (0.8, 0.8, 0.8))[1]
+    assert abs(h - 5 * 0.8) <= 0.8  # within one voxel of the analytic gap
+    d = M.dice(big, small)[1]
+    assert d == pytest.approx(2 * small.sum() / (big.sum() + small.sum()))
+    assert d == pytest.approx(2 * 10 ** 3 / (15 ** 3 + 10 ** 3), abs=0.02)  # continuum answer
+
+
+def test_surface_equals_scipy_erosion_xor():
+    lab = _blobs((17, 23, 19), seed=3)
+    for l in (1, 2, 3):
+        m = lab == l
+        assert np.array_equal(surface(m), m ^ ndi.binary_erosion(m))
+
+
+# ------------------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("seed,spacing", [(0, (1.0, 1.0, 1.0)), (1, (5.0, 0.7, 0.7)), (2, (2.5, 1.25, 0.6))])
+def test_parity_with_monai(seed, spacing):
+    shape = (20, 34, 30)
+    pred, ref = _blobs(shape, seed), _blobs(shape, seed + 100)
+    labels = [1, 2, 3]
+    d, j, h = _monai(pred, ref, spacing, labels)
+    md, mj, mh = M.dice(pred, ref), M.jaccard(pred, ref), M.hd95(pred, ref, spacing)
+    assert sorted(md) == labels
+    np.testing.assert_allclose([md[l] for l in labels], d, atol=1e-6, rtol=0)
+    np.testing.assert_allclose([mj[l] for l in labels], j, atol=1e-6, rtol=0)
+    np.testing.assert_allclose([mh[l] for l in labels], h, atol=1e-3, rtol=0)
+
+
+def test_parity_with_monai_on_chest_ct_labels():
+    from trace_bench.io import read_volume
+    from trace_bench.segmenters import threshold_segment
+
+    v = read_volume(DEMO / "lung1.nii.gz")
+    ref = threshold_segment(v.array, v.spacing)
+    # a "generated" map: the reference shifted by 2 slices and 3 rows, one structure eroded
+    pred = np.roll(ref, (2, 3), axis=(0, 1))
+    pred[(pred == 1) & ~ndi.binary_erosion(pred == 1, iterations=2)] = 2
+    d, j, h = _monai(pred, ref, v.spacing, [1, 2])
+    mh = M.hd95(pred, ref, v.spacing)
+    np.testing.assert_allclose([mh[1], mh[2]], h, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(list(M.dice(pred, ref).values()), d, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(list(M.jaccard(pred, ref).values()), j, atol=1e-6, rtol=0)
+
+
+def test_threads_do_not_change_values():
+    pred, ref = _blobs((16, 20, 24), 5), _blobs((16, 20, 24), 6)
+    assert M.hd95(pred, ref, (2, 1, 1), threads=1) == M.hd95(pred, ref, (2, 1, 1), threads=4)
+
+
+# ------------------------------------------------------------------------------ empty structures
+def test_empty_structure_policy():
+    ref = np.zeros((8, 10, 12), np.uint8)
+    ref[2:5, 2:6, 2:7] = 1
+    ref[5:7, 6:9, 6:10] = 2
+    pred = ref.copy()
+    pred[pred == 2] = 0  # label 2 missed by the prediction
+    sp = (2.0, 1.0, 0.5)
+    diag = image_diagonal(ref.shape, sp)
+    assert diag == pytest.approx(math.sqrt((7 * 2.0) ** 2 + 9 ** 2 + (11 * 0.5) ** 2))
+    assert M.dice(pred, ref) == {1: 1.0, 2: 0.0}
+    assert M.jaccard(pred, ref) == {1: 1.0, 2: 0.0}
+    assert M.hd95(pred, ref, sp) == {1: 0.0, 2: diag}
+    # hallucinated structure (absent from the reference) is a miss too
+    assert M.hd95(ref, pred, sp)[2] == diag and M.dice(ref, pred)[2] == 0.0
+    # absent from both: NaN, and not counted by the summary
+    h = M.hd95(pred, ref, sp, labels=[1, 2, 3])
+    assert math.isnan(h[3])
+    from trace_bench.metrics.segmentation import segmentation_scores, summarize
+
+    means, n = summarize(segmentation_scores(pred, ref, sp, labels=[1, 2, 3]))
+    assert n == 2 and means["dice"] == pytest.approx(0.5) and means["hd95"] == pytest.approx(diag / 2)
+    assert "miss" in EMPTY_POLICY
+
+
+def test_bad_inputs_are_refused():
+    a = np.zeros((4, 5, 6), np.uint8)
+    with pytest.raises(ValueError, match="equal shape"):
+        M.dice(a, np.zeros((4, 5, 7), np.uint8))
+    with pytest.raises(ValueError, match="integer"):
+        M.jaccard(a.astype(float) + 0.5, a)
+    with pytest.raises(ValueError, match="spacing"):
+        M.hd95(a, a, (1.0, -1.0, 1.0))
+    assert M.dice(a, a) == {} and M.hd95(a, a, 1.0) == {}
+
+
+def test_streaming_class_matches_functions():
+    from trace_bench.metrics.segmentation import SegmentationOverlap
+
+    cases = [(_blobs((12, 14, 16), s, 2), _blobs((12, 14, 16), s + 50, 2)) for s in range(3)]
+    m = SegmentationOverlap()
+    for p, r in cases:
+        m.update(p, r, (2.0, 1.0, 1.0))
+    out = m.compute()
+    want = np.mean([np.mean([M.dice(p, r)[l] for p, r in cases]) for l in (1, 2)])
+    assert out["dice"] == pytest.approx(want) and out["n_cases"] == 3
+    half = SegmentationOverlap()
+    half.update(*cases[0], (2.0, 1.0, 1.0))
+    rest = SegmentationOverlap()
+    for p, r in cases[1:]:
+        rest.update(p, r, (2.0, 1.0, 1.0))
+    assert half.merge(rest).compute()["hd95"] == pytest.approx(out["hd95"])

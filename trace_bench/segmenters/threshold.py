@@ -1,0 +1,101 @@
+"""``threshold``: weight-free, deterministic 3-class segmentation of chest CT.
+
+Labels: 0 = background (outside the body), 1 = lungs (air inside the body), 2 = other body
+tissue and bone. Steps (``scipy.ndimage``; all sizes in mm, converted with the volume's spacing):
+
+1. **body candidates**: ``HU > -500`` (:data:`BODY_HU`; fat is about -100, air -1000);
+2. **detach the table and clothes**: binary opening in each axial slice with a disc of radius
+   3 mm (:data:`OPEN_MM`, at least 1 voxel);
+3. **body** = the largest 3-D connected component (6-connectivity), then its holes filled in each
+   axial slice (the lungs are holes of the body in every axial slice, though in 3-D they connect
+   to the outside through the trachea);
+4. **air inside the body**: ``HU < -400`` (:data:`LUNG_HU`) within the filled body;
+5. **lungs** = the air components (6-connectivity) of at least 10 % of the largest one's volume
+   (:data:`LUNG_MIN_FRACTION`; keeps left and right lungs, drops bowel gas and small air
+   pockets), with the holes of each axial slice filled (vessels, nodules and tumours inside the
+   lung belong to it); the trachea and main bronchi are air inside the body and stay in this class;
+6. **other** = body minus lungs.
+
+Limitations: a volume whose body touches all four in-plane borders has no "outside" to tell
+apart (everything becomes body); in lower slices large bowel gas pockets can pass the 10 % rule.
+It is a classical baseline with a fixed definition, not a replacement for VISTA3D's organs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..volume import Volume
+from .base import LabelMap, Segmenter, register_segmenter
+from .labels import collapse_three
+
+BODY_HU = -500.0
+LUNG_HU = -400.0
+OPEN_MM = 3.0
+LUNG_MIN_FRACTION = 0.10
+VERSION = "v1"
+
+
+def _disc(radius_y: int, radius_x: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius_y:radius_y + 1, -radius_x:radius_x + 1]
+    d = (yy / max(radius_y, 1)) ** 2 + (xx / max(radius_x, 1)) ** 2 <= 1.0
+    return d[None]
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(sizes.argmax())
+
+
+def _fill_axial(mask: np.ndarray) -> np.ndarray:
+    out = np.empty_like(mask)
+    for k in range(mask.shape[0]):
+        out[k] = ndi.binary_fill_holes(mask[k])
+    return out
+
+
+def threshold_segment(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """3-class label map (uint8, 0 bg / 1 lungs / 2 other body) of a (z, y, x) HU array."""
+    a = np.asarray(hu, dtype=np.float32)
+    if a.ndim != 3:
+        raise ValueError(f"Expected a 3-D HU array (z, y, x), got shape {a.shape}")
+    _, sy, sx = (float(s) for s in spacing)
+    body = a > BODY_HU
+    ry, rx = max(1, int(round(OPEN_MM / sy))), max(1, int(round(OPEN_MM / sx)))
+    body = ndi.binary_opening(body, structure=_disc(ry, rx))
+    body = _fill_axial(_largest(body))
+    air = body & (a < LUNG_HU)
+    lab, n = ndi.label(air)
+    lungs = np.zeros_like(air)
+    if n:
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        keep = np.flatnonzero(sizes >= LUNG_MIN_FRACTION * sizes.max())
+        lungs = _fill_axial(np.isin(lab, keep)) & body
+    out = np.zeros(a.shape, dtype=np.uint8)
+    out[body] = 2
+    out[lungs] = 1
+    return out
+
+
+@register_segmenter
+class ThresholdSegmenter(Segmenter):
+    name = "threshold"
+    description = ("weight-free chest CT segmenter: body = HU > -500 (opened, largest component, holes filled), "
+                   "lungs = air (HU < -400) inside the body; 0 background, 1 lungs, 2 other body")
+
+    @property
+    def id(self) -> str:
+        return f"threshold-{VERSION}"
+
+    def segment(self, volume: Volume, classes: str = "3") -> LabelMap:
+        c = self._check(volume, classes)
+        lab = collapse_three(threshold_segment(volume.array, volume.spacing), c)
+        return LabelMap(lab, volume.spacing, volume.affine, c, self.id,
+                        names={1: "lungs", 2: "other"} if c != "2" else {1: "body"},
+                        meta={"source": volume.meta.get("path")})
