@@ -64,7 +64,7 @@ def metric_bars(res: Results, path: Path) -> Path | None:
                     legend=False, errorbar=None)
         ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(vals)
         if ok.any():
-            ax.errorbar(x[ok], vals[ok], yerr=np.vstack([vals[ok] - lo[ok], hi[ok] - vals[ok]]), fmt="none",
+            ax.errorbar(x[ok], vals[ok], yerr=np.clip(np.vstack([vals[ok] - lo[ok], hi[ok] - vals[ok]]), 0, None), fmt="none",
                         ecolor="black", capsize=3, lw=1)
         hib = direction(metric, res.metrics)
         arrow = "" if hib is None else (" ↑" if hib else " ↓")

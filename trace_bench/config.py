@@ -91,6 +91,12 @@ class RunConfig:
     published: bool = True
     #: show progress bars on stderr
     progress: bool = True
+    #: "I/N": score only shard I of N (1-based) of the cases, assigned by a stable hash of the case
+    #: id; combine the N output folders with `trace-bench merge` (see trace_bench.shard)
+    shard: str | None = None
+    #: Python modules imported before planning, "module" or "module:function" (the function is
+    #: called); they register extra metric plug-ins in worker processes, torchrun ranks and merge
+    plugins: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -119,6 +125,10 @@ class RunConfig:
             if not name or "/" in name or name.upper() == "GT":
                 raise ConfigError(f"method name {name!r}: must be non-empty, without '/', and not 'GT' (reserved for the reference)")
         self.hu_window = [float(self.hu_window[0]), float(self.hu_window[1])]
+        if isinstance(self.plugins, str):
+            self.plugins = [m.strip() for m in self.plugins.split(",") if m.strip()]
+        if self.shard is not None:
+            parse_shard(self.shard)
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -152,6 +162,20 @@ class RunConfig:
                 scalars.append(f"{f.name} = {_toml_value(v)}")
         head = "# Effective configuration of this run (trace-bench run --config this-file repeats it)\n"
         return head + "\n".join(scalars) + "\n\n" + "\n".join(tables)
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 1 <= I <= N (shards are numbered from 1, like SLURM ``--array=1-N``)."""
+    text = str(spec).strip()
+    head, sep, tail = text.partition("/")
+    try:
+        i, n = int(head), int(tail)
+    except ValueError:
+        i = n = 0
+    if not sep or n < 1 or not 1 <= i <= n:
+        raise ConfigError(f"shard {spec!r}: expected I/N with 1 <= I <= N, e.g. 1/4 ... 4/4 "
+                          "(shards are numbered from 1; with SLURM use --array=1-N and ${SLURM_ARRAY_TASK_ID}/N)")
+    return i, n
 
 
 def _toml_key(k: str) -> str:

@@ -42,6 +42,7 @@ from .config import RunConfig, split_method
 from .errors import ConfigError, TraceBenchError, WeightsError
 from .metrics.base import METRICS, CaseData, MetricSpec, RunContext
 from .protocol import FrameProtocol
+from .shard import case_listing, select_cases, shard_info
 from .results import (ALL_CASES, ERROR_COLUMNS, GT, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS,
                       SUMMARY_COLUMNS, MetricInfo, atomic_write_json, atomic_write_npz, atomic_write_text,
                       bootstrap_ci, bootstrap_distribution_ci, mean_finite_or_inf, stable_seed, write_csv)
@@ -88,6 +89,10 @@ class Plan:
     plot_case: str | None
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: which cases this plan covers when sharded / split by torchrun rank (see trace_bench.shard), else None
+    shard: dict[str, Any] | None = None
+    #: fingerprint of every paired input file (name, size): shards of one benchmark must agree on it
+    listing: str = ""
 
     @property
     def method_order(self) -> list[str]:
@@ -128,9 +133,25 @@ def make_context(config: RunConfig) -> RunContext:
                       classes=config.classes, batch_size=int(config.batch_size), seed=int(config.seed))
 
 
-def load_metric_registry() -> None:
-    """Import every module that registers metric plug-ins (peers add theirs to trace_bench.metrics)."""
+def load_metric_registry(plugins: Iterable[str] = ()) -> None:
+    """Import every module that registers metric plug-ins (peers add theirs to trace_bench.metrics),
+    then the user's ``plugins``: ``"module"`` (imported) or ``"module:function"`` (imported, then the
+    function is called; it should register with ``overwrite=True`` so calling it twice is harmless)."""
+    import importlib
+
     import trace_bench.metrics  # noqa: F401
+
+    for item in plugins:
+        mod, _, fn = str(item).partition(":")
+        try:
+            module = importlib.import_module(mod)
+        except ImportError as e:
+            raise ConfigError(f"plugins: cannot import {mod!r} ({e}); is it installed or on PYTHONPATH?") from None
+        if fn:
+            func = getattr(module, fn, None)
+            if not callable(func):
+                raise ConfigError(f"plugins: {mod!r} has no function {fn!r}")
+            func()
 
 
 def metric_choices() -> list[str]:
@@ -148,7 +169,7 @@ def segmenter_choices() -> list[str]:
 
 def select_metrics(config: RunConfig, ctx: RunContext) -> list[MetricSpec]:
     """Expand ``all`` / ``weight-free`` / names into registered plug-ins (registry order, deduplicated)."""
-    load_metric_registry()
+    load_metric_registry(config.plugins)
     chosen: dict[str, MetricSpec] = {}
     for item in config.metrics:
         if item == "all":
@@ -188,8 +209,12 @@ def read_profile(path: str | Path, method: str) -> dict[str, Any]:
     return data
 
 
-def plan_run(config: RunConfig, *, setup: bool = True, log=None) -> Plan:
-    """Preflight + planning (stage 1). Fast: no volume is decoded here, only files hashed."""
+def plan_run(config: RunConfig, *, setup: bool = True, log=None, part: tuple[int, int] | None = None) -> Plan:
+    """Preflight + planning (stage 1). Fast: no volume is decoded here, only files hashed.
+
+    With ``config.shard = "I/N"`` only the cases of shard I are planned (and only their files hashed);
+    ``part = (r, W)`` splits those cases once more (torchrun rank r of W, 1-based). Assignment: see
+    :func:`trace_bench.shard.select_cases`."""
     t0 = time.perf_counter()
     config.validate()
     out = Path(config.out)
@@ -261,6 +286,10 @@ def plan_run(config: RunConfig, *, setup: bool = True, log=None) -> Plan:
 
     hashes: dict[str, dict[str, str]] = {}
     entries: list[Entry] = []
+    all_ids = [c.case_id for c in pairing.cases]
+    own = set(all_ids)
+    if config.shard is not None or part is not None:
+        own = set(select_cases(all_ids, config.shard, part))
     plot_case = config.plot_case
     if plot_case is None:
         paired = sorted(pairing.cases, key=lambda c: (-(len(c.generated) + (c.reference is not None)), c.case_id))
@@ -268,6 +297,8 @@ def plan_run(config: RunConfig, *, setup: bool = True, log=None) -> Plan:
     elif plot_case not in {c.case_id for c in pairing.cases}:
         raise ConfigError(f"--plot-case {plot_case!r}: no such case (cases: {', '.join(c.case_id for c in pairing.cases[:10])})")
     for case in pairing.cases:
+        if case.case_id not in own:
+            continue
         ref_h = input_hash(case.reference.path) if case.reference is not None else None
         if ref_h:
             hashes.setdefault(GT, {})[case.case_id] = ref_h
@@ -303,14 +334,25 @@ def plan_run(config: RunConfig, *, setup: bool = True, log=None) -> Plan:
     entries.sort(key=lambda e: (e.case_id, order[e.method], e.metric))
     plan = Plan(config, ctx, out, usable, skipped, weights, pairing, methods, ref_dir, entries, hashes, profiles,
                 plot_case if config.plots else None)
+    plan.listing = case_listing(pairing)
+    if config.shard is not None or part is not None:
+        plan.shard = shard_info(all_ids, sorted(own), config.shard, part)
     plan.timings["plan_s"] = time.perf_counter() - t0
     return plan
 
 
 def write_manifest(plan: Plan) -> Path:
     """``OUT/manifest.json``: everything the aggregate stage needs besides the case files."""
+    atomic_write_json(plan.out / "manifest.json", manifest_dict(plan))
+    return plan.out / "manifest.json"
+
+
+def manifest_dict(plan: Plan) -> dict[str, Any]:
+    """The manifest as a dict. Besides what :func:`aggregate` reads it records what ``merge`` checks:
+    toolkit version, weights sha256, input hashes, the input listing and the shard."""
     infos = column_infos(plan.specs, plan.ctx)
     man = {
+        "version": __version__,
         "cache_version": CACHE_VERSION,
         "methods": plan.method_order,
         "reference": plan.reference is not None,
@@ -324,9 +366,12 @@ def write_manifest(plan: Plan) -> Path:
         "profiles": {m: plan.profiles[m] for m in plan.profiles},
         "plot_case": plan.plot_case,
         "config": plan.config.to_dict(),
+        "weights": {k: v["sha256"] for k, v in sorted(plan.weights.items())},
+        "inputs": {m: dict(sorted(h.items())) for m, h in sorted(plan.input_hashes.items())},
+        "listing": plan.listing,
+        "shard": plan.shard,
     }
-    atomic_write_json(plan.out / "manifest.json", man)
-    return plan.out / "manifest.json"
+    return man
 
 
 def column_infos(specs: Iterable[MetricSpec], ctx: RunContext) -> dict[str, MetricInfo]:
@@ -611,7 +656,7 @@ def aggregate(out: str | Path) -> dict[str, Any]:
     man = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     cfg = RunConfig(**man["config"])
     ctx = make_context(cfg)
-    load_metric_registry()
+    load_metric_registry(cfg.plugins)
     methods: list[str] = man["methods"]
     order = {m: i for i, m in enumerate(methods)}
     per_case: list[tuple[str, str, str, float, str]] = []
@@ -762,7 +807,7 @@ def device_info(device: str) -> dict[str, Any]:
     return info
 
 
-def write_provenance(plan: Plan, extra_timings: dict[str, float]) -> Path:
+def write_provenance(plan: Plan, extra_timings: dict[str, float], extra: dict[str, Any] | None = None) -> Path:
     secs: dict[str, float] = {}
     for e in plan.entries:
         p = entry_path(plan.out, e)
@@ -791,6 +836,9 @@ def write_provenance(plan: Plan, extra_timings: dict[str, float]) -> Path:
                       "metric_compute_s": {k: round(v, 3) for k, v in sorted(secs.items())}},
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if plan.shard is not None:
+        prov["shard"] = {k: v for k, v in plan.shard.items() if k != "cases"}
+    prov.update(extra or {})
     atomic_write_json(plan.out / "provenance.json", prov)
     return plan.out / "provenance.json"
 
@@ -803,18 +851,28 @@ class RunResult:
     stats: dict[str, Any]
 
 
-def run(config: RunConfig, *, console=None, report: bool = True) -> RunResult:
+def run(config: RunConfig, *, console=None, report: bool = True) -> RunResult | None:
     """Plan, compute (resuming), aggregate, write provenance and render the reports.
 
     With no reference and no methods (:attr:`RunConfig.uses_demo`), runs on the shipped demo data
-    (see :mod:`trace_bench.demo`).
+    (see :mod:`trace_bench.demo`). With ``config.shard = "I/N"`` only that shard's cases are scored
+    and no tables are written (``trace-bench merge`` combines the shards). Started by torchrun
+    (``WORLD_SIZE`` > 1), the cases are split by rank (:mod:`trace_bench.distributed`): rank 0 returns
+    the result, the other ranks ``None``.
     """
     from rich.console import Console
 
+    from .distributed import run_distributed, torchrun_env
+
+    if torchrun_env() is not None:
+        return run_distributed(config, console=console, report=report)
     console = console or Console(stderr=True)
     t0 = time.perf_counter()
     notes: list[str] = []
     extra_skipped: dict[str, str] = {}
+    if config.uses_demo and config.shard is not None:
+        raise ConfigError("--shard needs explicit inputs (--reference / --method): each demo run writes its own "
+                          "demo inputs, so demo shards cannot be merged")
     if config.uses_demo:
         from .demo import prepare_demo
 
@@ -833,6 +891,9 @@ def run(config: RunConfig, *, console=None, report: bool = True) -> RunResult:
         console.print(f"[bold]per-case[/bold]: {len(plan.entries)} entries "
                       f"({len(plan.entries) - n_todo} cached), metrics: {', '.join(s.name for s in plan.specs)}")
     stats = run_cases(plan, console=console)
+    if plan.config.shard is not None:  # tables come from `trace-bench merge`
+        write_provenance(plan, {"total_s": time.perf_counter() - t0})
+        return RunResult(plan.out, plan, stats)
     if plan.config.progress:
         console.print("[bold]aggregate[/bold]: merging states, bootstrap CIs")
     agg = aggregate(plan.out)

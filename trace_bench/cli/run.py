@@ -36,8 +36,9 @@ def build_config(config: Optional[Path], **flags):
             flags[name] = merged
         else:
             flags[name] = None
-    if flags.get("metrics") is not None:
-        flags["metrics"] = [m.strip() for m in flags["metrics"].split(",") if m.strip()]
+    for name in ("metrics", "plugins"):
+        if flags.get(name) is not None:
+            flags[name] = [m.strip() for m in flags[name].split(",") if m.strip()]
     if flags.get("hu_window") is not None:
         from ..errors import ConfigError
 
@@ -53,8 +54,18 @@ def print_outcome(result) -> None:
     """Where the results are (stdout) and what went wrong (stderr)."""
     from ..results import load_results
 
-    res = load_results(result.out)
+    if result is None:  # a torchrun rank other than 0: rank 0 writes and prints
+        return
     out = result.out
+    plan = getattr(result, "plan", None)
+    if plan is not None and plan.config.shard is not None:
+        st = result.stats
+        print(f"shard {result.plan.config.shard}: {out}")
+        print(f"trace-bench: shard {result.plan.config.shard}: {st.get('computed', 0)} computed, "
+              f"{st.get('cached', 0)} reused from the cache, {st.get('entries', 0)} entries; when every shard is done "
+              f"run `trace-bench merge SHARD_DIR... --out OUT`", file=sys.stderr)
+        return
+    res = load_results(result.out)
     print(f"results: {out}")
     for name in ("per_case.csv", "summary.csv", "errors.csv", "report.md", "report.html", "report.tex", "provenance.json"):
         if (out / name).is_file():
@@ -66,8 +77,12 @@ def print_outcome(result) -> None:
             ci = "" if r.ci_low != r.ci_low else f"  [{r.ci_low:.6g}, {r.ci_high:.6g}]"
             print(f"  {r.method:<{w}}  {r.metric:<26} {r.value:.6g}{ci}  n={r.n}")
     st = result.stats
-    print(f"trace-bench: {st.get('computed', 0)} computed, {st.get('cached', 0)} reused from the cache, "
-          f"{len(res.errors)} error row(s)", file=sys.stderr)
+    if "shards" in st:  # trace-bench merge
+        print(f"trace-bench: merged {st['shards']} shard(s), {st['entries']} entries, {len(res.errors)} error row(s)",
+              file=sys.stderr)
+    else:
+        print(f"trace-bench: {st.get('computed', 0)} computed, {st.get('cached', 0)} reused from the cache, "
+              f"{len(res.errors)} error row(s)", file=sys.stderr)
     if len(res.errors):
         print(f"trace-bench: see {out / 'errors.csv'}", file=sys.stderr)
 
@@ -101,9 +116,13 @@ def run_cmd(
     plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", help="Draw plots (default on)."),
     published: Optional[bool] = typer.Option(None, "--published/--no-published", help="Show the paper's published rows (labelled 'as published')."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: score only shard I of N (1-based) of the cases; combine the shard folders with `trace-bench merge`."),
+    plugins: Optional[str] = typer.Option(None, "--plugins", help="Comma-separated modules ('module' or 'module:function') that register extra metric plug-ins."),
 ) -> None:
     """Score generated volumes against a reference set: per_case.csv, summary.csv, errors.csv,
-    reports (md / tex / html), plots and provenance in --out. Rerun the same command to resume."""
+    reports (md / tex / html), plots and provenance in --out. Rerun the same command to resume.
+    Under torchrun (`torchrun --nproc-per-node G -m trace_bench run ...`) the cases are split by rank
+    and rank 0 writes the outputs."""
     from ..runner import run
 
     cfg = build_config(config, out=out, reference=reference, reference_format=reference_format, methods=method,
@@ -112,5 +131,5 @@ def run_cmd(
                        skip_unavailable=skip_unavailable, weights=weights, profiles=profile, seed=seed,
                        bootstrap=bootstrap, bootstrap_distribution=bootstrap_distribution, confidence=confidence,
                        frame_size=frame_size, hu_window=hu_window, batch_size=batch_size, plot_case=plot_case,
-                       plots=plots, published=published, progress=progress)
+                       plots=plots, published=published, progress=progress, shard=shard, plugins=plugins)
     print_outcome(run(cfg))
