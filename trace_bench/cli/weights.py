@@ -1,0 +1,75 @@
+"""``trace-bench weights list | fetch NAME | import NAME FILE | verify [NAME...]``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+
+weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights: list, fetch, import, verify.")
+app.add_typer(weights_app, name="weights")
+
+
+def _size(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:.1f} MiB"
+
+
+@weights_app.command("list")
+def list_cmd(hash_files: bool = typer.Option(False, "--hash", help="Also hash present files (slow for large ones).")) -> None:
+    """What is registered, where each file resolves, and what is missing."""
+    from ..weights import WEIGHTS, cache_dir, weights_status
+
+    print(f"cache: {cache_dir()}")
+    for name, spec in WEIGHTS.items():
+        st = weights_status(name, check_hash=hash_files)
+        where = f"{st.path} ({st.source})" if st.present else f"MISSING -> trace-bench weights fetch {name}"
+        state = "present" if st.present else "missing"
+        if st.present and st.verified is not None:
+            state = "ok" if st.verified else "unverified"
+        print(f"{name:<18} {state:<10} {spec.filename:<40} {_size(spec.size):>10}  used by: {', '.join(spec.used_by)}")
+        print(f"{'':<18} {where}")
+
+
+@weights_app.command("fetch")
+def fetch_cmd(name: str = typer.Argument(..., help="Registry name (see `trace-bench weights list`)."),
+              force: bool = typer.Option(False, "--force", help="Download again even if a verified copy exists.")) -> None:
+    """Download NAME into the cache (needs a network), verify it, write atomically."""
+    from ..weights import fetch_weights
+
+    r = fetch_weights(name, force=force)
+    print(f"{name}: {r.path} sha256 {r.sha256} ({r.source})")
+
+
+@weights_app.command("import")
+def import_cmd(name: str = typer.Argument(..., help="Registry name."),
+               file: Path = typer.Argument(..., help="The file (or bundle folder) obtained elsewhere.")) -> None:
+    """Verify FILE against the registry entry NAME, then copy it atomically into the cache."""
+    from ..weights import import_weights
+
+    r = import_weights(name, file)
+    print(f"{name}: imported {file} -> {r.path} (sha256 {r.sha256})")
+
+
+@weights_app.command("verify")
+def verify_cmd(names: Optional[list[str]] = typer.Argument(None, help="Entries to check (default: every present one).")) -> None:
+    """Hash every present file and compare with the registry; exit 1 if one is corrupt."""
+    from ..weights import WEIGHTS, weights_status
+
+    bad = 0
+    for name in names or WEIGHTS.names():
+        WEIGHTS.get(name)
+        st = weights_status(name, check_hash=True)
+        if not st.present and st.verified is None:
+            print(f"{name:<18} missing")
+            continue
+        if st.present:
+            print(f"{name:<18} {'ok' if st.verified else 'unverified (user-supplied file)'}  {st.path}")
+        else:
+            bad += 1
+            print(f"{name:<18} CORRUPT  {st.message}")
+    if bad:
+        sys.exit(1)
