@@ -1,5 +1,7 @@
 # Two entry points (README): `make demo` and `make test`. Both create .venv on first use and
 # reuse it afterwards (the stamp is rebuilt only when pyproject.toml or this file changes).
+# UTF-8 I/O whatever the locale (reports use arrows and other non-ASCII characters)
+export PYTHONUTF8 := 1
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin

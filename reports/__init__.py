@@ -55,7 +55,7 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     o = res.out
     tables = build_tables(res)
     pub: list[Table] = published_tables() if published else []
-    meta = json.loads((o / "metrics.json").read_text()) if (o / "metrics.json").is_file() else {}
+    meta = json.loads((o / "metrics.json").read_text(encoding="utf-8")) if (o / "metrics.json").is_file() else {}
     figs = {}
     if plots:
         from .plots import make_plots

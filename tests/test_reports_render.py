@@ -105,7 +105,7 @@ def test_tables_direction_best_and_percent(out):
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"$\uparrow$" in tex
     assert r"\%" in tex and r"\textbf{" in tex
     # table csv in stored units
-    rows = list(csv.DictReader((out / "table1.csv").open()))
+    rows = list(csv.DictReader((out / "table1.csv").open(encoding="utf-8")))
     s = pd.read_csv(out / "summary.csv")
     v = s[(s.method == "interp") & (s.metric == "temporal_flickering")].value.iloc[0]
     assert float(next(r for r in rows if r["method"] == "interp")["temporal_flickering"]) == pytest.approx(v)
@@ -127,8 +127,8 @@ def test_report_rerender_without_inputs(out, tmp_path):
     r = CliRunner().invoke(app, ["report", str(copy)])
     assert r.exit_code == 0, r.output
     assert (copy / "report.html").is_file() and (copy / "plots" / "metrics_bars.png").is_file()
-    a = (out / "report.md").read_text()
-    b = (copy / "report.md").read_text()
+    a = (out / "report.md").read_text(encoding="utf-8")
+    b = (copy / "report.md").read_text(encoding="utf-8")
     assert a == b
 
 
@@ -144,7 +144,7 @@ def test_published_tables_match_the_paper():
     # the numeric column holds the printed numbers in stored units
     from importlib import resources
 
-    text = resources.files("reports").joinpath("published/trace_paper_tables.csv").read_text()
+    text = resources.files("reports").joinpath("published/trace_paper_tables.csv").read_text(encoding="utf-8")
     rows = list(csv.DictReader(text.splitlines()))
     r = next(r for r in rows if r["method"] == "MedSyn [62]" and r["metric"] == "jaccard")
     assert float(r["value"]) == pytest.approx(0.354)
@@ -160,7 +160,7 @@ def test_formatting_helpers():
 
 
 def test_metrics_json_directions(out):
-    meta = json.loads((out / "metrics.json").read_text())
+    meta = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert meta["columns"]["temporal_flickering"]["higher_is_better"] is True
     assert meta["columns"]["fake_mae"]["higher_is_better"] is False
     assert meta["methods"][0] == "GT"

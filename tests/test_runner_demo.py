@@ -31,7 +31,7 @@ def test_demo_run_on_shipped_data(tmp_path, monkeypatch):
     assert set(tf.index) == {"GT", "slice-interp"}
     assert tf["slice-interp"] > tf["GT"]  # interpolation is smoother along z than the real scans
     assert s.n.max() == 2
-    md = (r.out / "report.md").read_text()
+    md = (r.out / "report.md").read_text(encoding="utf-8")
     assert "TRACE demo disabled in this test" in md and "slice-interp" in md
     from trace_bench.config import load_config
 

@@ -107,7 +107,7 @@ def test_distribution_value_equals_direct_computation(first_run, data):
 
 
 def test_provenance(first_run):
-    prov = json.loads((first_run.out / "provenance.json").read_text())
+    prov = json.loads((first_run.out / "provenance.json").read_text(encoding="utf-8"))
     assert prov["toolkit"]["version"]
     assert "torch" in prov["packages"] and prov["device"]["requested"] == "cpu"
     assert set(prov["inputs"]) == {"GT", "interp", "noisy"}
@@ -216,9 +216,9 @@ def test_preflight_missing_weights_stops_fast_or_skips(data, tmp_path, monkeypat
             run(cfg(data, tmp_path / "o", metrics=["needs_weights", "temporal_flickering"]))
         assert not (tmp_path / "o" / "cases").exists()  # stopped before any per-case work
         r = run(cfg(data, tmp_path / "o", metrics=["needs_weights", "temporal_flickering"], skip_unavailable=True))
-        meta = json.loads((r.out / "metrics.json").read_text())
+        meta = json.loads((r.out / "metrics.json").read_text(encoding="utf-8"))
         assert "needs_weights" in meta["skipped"]
-        assert "needs_weights" in (r.out / "report.md").read_text()
+        assert "needs_weights" in (r.out / "report.md").read_text(encoding="utf-8")
     finally:
         METRICS._items.pop("needs_weights", None)
 
@@ -237,7 +237,7 @@ def test_profile_rows(data, tmp_path):
     s = pd.read_csv(r.out / "summary.csv")
     got = s[s.method == "interp"].set_index("metric").value
     assert got["fps"] == 12.5 and got["vram"] == 3 * 2**30 and got["vram_train"] == 5 * 2**30
-    md = (r.out / "report.md").read_text()
+    md = (r.out / "report.md").read_text(encoding="utf-8")
     assert "5.0 GB / 3.0 GB" in md and "12.50" in md
 
 
@@ -279,7 +279,7 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path):
     assert not (killed / "summary.csv").exists()
     # aggregating the partial folder lists what is missing instead of failing
     aggregate(killed)
-    assert "not computed" in (killed / "errors.csv").read_text()
+    assert "not computed" in (killed / "errors.csv").read_text(encoding="utf-8")
     resumed = run(cfg(data, killed, **kw), report=False)
     assert 0 < resumed.stats["computed"] and resumed.stats["cached"] >= n_done
     clean = run(cfg(data, tmp_path / "clean", **kw), report=False)

@@ -100,12 +100,12 @@ def test_shards_merged_equal_unsharded(data, single, tmp_path, n):
     s = pd.read_csv(single / "summary.csv")
     assert {"temporal_flickering", "dice", "hd95", NAME} <= set(s.metric) and not len(pd.read_csv(single / "errors.csv"))
     shards = run_shards(data, tmp_path, n)
-    cases = [json.loads((s / "manifest.json").read_text())["shard"]["cases"] for s in shards]
+    cases = [json.loads((s / "manifest.json").read_text(encoding="utf-8"))["shard"]["cases"] for s in shards]
     assert all(cases) and sorted(sum(cases, [])) == sorted(f"lung{v}-{k}" for v in (1, 2) for k in range(3))
     res = merge_shards(list(reversed(shards)), tmp_path / "merged", report=True)  # shard order does not matter
     assert_same_tables(res.out, single)
     assert (res.out / "report.html").is_file() and (res.out / "plots").is_dir()
-    prov = json.loads((res.out / "provenance.json").read_text())
+    prov = json.loads((res.out / "provenance.json").read_text(encoding="utf-8"))
     assert len(prov["shards"]) == n and set(prov["inputs"]) == {"GT", "interp", "noisy"}
     assert sum(len(v) for v in prov["inputs"].values()) == 18
 
@@ -144,7 +144,7 @@ def test_merge_refuses_mismatched_shards(data, tmp_path):
     # different metric protocol / weights sha256 recorded in a manifest
     w = tmp_path / "w3"
     shutil.copytree(s3, w)
-    man = json.loads((w / "manifest.json").read_text())
+    man = json.loads((w / "manifest.json").read_text(encoding="utf-8"))
     man["weights"] = {"inception-fid": "0" * 64}
     (w / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(MergeError, match=r"w3.*weights\.inception-fid: missing != \"0000"):

@@ -91,7 +91,7 @@ def torchrun(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_torchrun_two_gloo_ranks_equal_one_process(data, one, tmp_path):
     out2 = tmp_path / "tr2"
     p = torchrun(data, out2)
-    prov = json.loads((out2 / "provenance.json").read_text())
+    prov = json.loads((out2 / "provenance.json").read_text(encoding="utf-8"))
     d = prov["distributed"]
     assert d["world_size"] == 2 and d["backend"] == "gloo" and sorted(d["cases_per_rank"]) == [2, 2]
     assert d["records_received"] > 0  # rank 1's results went through torch.distributed
@@ -131,7 +131,7 @@ def test_records_round_trip(tmp_path):
     from trace_bench.runner import entry_path
 
     n = 0
-    for d in json.loads((r.out / "manifest.json").read_text())["entries"]:
+    for d in json.loads((r.out / "manifest.json").read_text(encoding="utf-8"))["entries"]:
         e = Entry(**d)
         rec = read_record(r.out, e)
         assert rec is not None

@@ -78,7 +78,7 @@ def trace_methods(out_dir: Path, seed: int = 0) -> tuple[dict[str, Path], str | 
     """Volumes from the committed TRACE demo checkpoint, generated once and reused afterwards."""
     marker = out_dir / "methods.json"
     if marker.is_file():
-        done = {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
+        done = {k: Path(v) for k, v in json.loads(marker.read_text(encoding="utf-8")).items()}
         if done and all(p.is_dir() for p in done.values()):
             return done, None
     try:

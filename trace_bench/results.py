@@ -237,10 +237,10 @@ def load_results(out: str | Path) -> Results:
         raise ConfigError(f"{o}: no summary.csv here; is this the --out folder of a finished `trace-bench run`?")
     infos: dict[str, MetricInfo] = {}
     if (o / "metrics.json").is_file():
-        for k, v in json.loads((o / "metrics.json").read_text()).get("columns", {}).items():
+        for k, v in json.loads((o / "metrics.json").read_text(encoding="utf-8")).get("columns", {}).items():
             infos[k] = MetricInfo(**v)
-    prov = json.loads((o / "provenance.json").read_text()) if (o / "provenance.json").is_file() else {}
-    meta = json.loads((o / "metrics.json").read_text()) if (o / "metrics.json").is_file() else {}
+    prov = json.loads((o / "provenance.json").read_text(encoding="utf-8")) if (o / "provenance.json").is_file() else {}
+    meta = json.loads((o / "metrics.json").read_text(encoding="utf-8")) if (o / "metrics.json").is_file() else {}
     summary = _read_csv(o / "summary.csv", SUMMARY_COLUMNS)
     methods = meta.get("methods") or list(dict.fromkeys(summary.method.tolist()))
     return Results(o, _read_csv(o / "per_case.csv", PER_CASE_COLUMNS), summary,

@@ -813,7 +813,7 @@ def write_provenance(plan: Plan, extra_timings: dict[str, float], extra: dict[st
         p = entry_path(plan.out, e)
         if e.kind == "case" and p.is_file():
             try:
-                secs[e.metric] = secs.get(e.metric, 0.0) + float(json.loads(p.read_text()).get("seconds", 0.0))
+                secs[e.metric] = secs.get(e.metric, 0.0) + float(json.loads(p.read_text(encoding="utf-8")).get("seconds", 0.0))
             except (ValueError, OSError):
                 pass
     prov = {

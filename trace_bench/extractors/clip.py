@@ -338,7 +338,7 @@ def load_clip_model(name: str = "clip-vit-b32", path: str | Path | None = None, 
     for cfg_name in ("open_clip_config.json", "config.json"):
         if (p.parent / cfg_name).is_file():
             try:
-                cfg_json = json.loads((p.parent / cfg_name).read_text())
+                cfg_json = json.loads((p.parent / cfg_name).read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 cfg_json = None
             break

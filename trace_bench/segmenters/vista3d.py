@@ -50,7 +50,7 @@ def read_bundle_config(bundle: Path) -> dict[str, Any]:
     if not path.is_file():
         return cfg
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise WeightsError(f"weights 'vista3d': cannot parse {path} ({e})") from None
     for key in ("resample_spacing", "patch_size"):
