@@ -19,6 +19,17 @@ def _root() -> None:
 
 # Sub-command modules register themselves on ``app`` when imported. One line per module.
 from . import inspect as _inspect  # noqa: E402,F401
+from . import convert as _convert  # noqa: E402,F401
+from . import weights as _weights  # noqa: E402,F401
+from . import run as _run  # noqa: E402,F401
+from . import report as _report  # noqa: E402,F401
+from . import compare as _compare  # noqa: E402,F401
+from . import demo as _demo  # noqa: E402,F401
+from . import segment as _segment  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401
+from . import generate as _generate  # noqa: E402,F401
+from . import profile as _profile  # noqa: E402,F401
+from . import merge as _merge  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,31 @@
+"""``trace-bench profile``: FPS and peak memory of a TRACE checkpoint (``trace_model.profile``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+
+
+@app.command("profile")
+def profile_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Checkpoint folder (config.json + model.safetensors)."),
+    slices: int = typer.Option(64, "--slices", help="Slices per volume."),
+    batch: int = typer.Option(1, "--batch", help="Volumes generated together."),
+    steps: int = typer.Option(100, "--steps", help="DDIM steps per pass."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    mode: str = typer.Option("overlap", "--mode", help="overlap or markovian."),
+    train_batch: Optional[int] = typer.Option(None, "--train-batch", help="Pairs in the profiled training step (default: config)."),
+    text: str = typer.Option("encoder", "--text", help="encoder (real CLIP) or zeros (zero context, encoder cost excluded)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON here (also printed)."),
+) -> None:
+    """Slices per second (volume level), inference and training peak memory, as JSON."""
+    from trace_model.profile import profile_checkpoint
+
+    res = profile_checkpoint(checkpoint, slices=slices, batch=batch, steps=steps, device=device, mode=mode,
+                             train_batch=train_batch, text=text, out=out)
+    print(json.dumps(res, indent=2))
