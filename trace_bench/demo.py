@@ -95,6 +95,31 @@ def trace_methods(out_dir: Path, seed: int = 0) -> tuple[dict[str, Path], str | 
     return made, None
 
 
+def trace_profiles(out_dir: Path, methods: dict[str, Path]) -> dict[str, str]:
+    """FPS and memory of the demo checkpoint on this machine (``trace-bench profile``), once per method.
+
+    Measured with the demo's own sampling settings (64 px, ``DEMO_STEPS`` DDIM steps, 16 slices,
+    batch 2, CPU) and saved as ``profile_<method>.json``; reruns reuse the files, so the tables stay
+    byte-identical. The numbers describe the tiny demo model on this CPU, not the paper's setup.
+    """
+    try:
+        from trace_model.demo import DEMO_CHECKPOINT, DEMO_STEPS, METHODS
+        from trace_model.profile import profile_checkpoint
+    except ImportError:
+        return {}
+    out: dict[str, str] = {}
+    for method in methods:
+        mode = METHODS.get(method)
+        if mode is None:
+            continue
+        target = out_dir / f"profile_{method}.json"
+        if not target.is_file():
+            profile_checkpoint(DEMO_CHECKPOINT, slices=16, batch=2, steps=DEMO_STEPS, device="cpu", mode=mode,
+                               out=target)
+        out[method] = str(target)
+    return out
+
+
 def demo_metric_set(config: RunConfig) -> tuple[list[str], dict[str, str]]:
     """The demo's metric list (``DEMO_METRICS`` restricted to registered names, unless the user chose
     ``metrics``) and, for every other registered metric, why the demo does not compute it."""
@@ -141,8 +166,9 @@ def prepare_demo(config: RunConfig, console=None) -> tuple[RunConfig, list[str],
         notes.append(why)
         if console is not None:
             console.print(f"[yellow]{why}[/yellow]")
+    profiles = {**trace_profiles(inputs / "trace", made), **dict(config.profiles)} if made else dict(config.profiles)
     metrics, skipped = demo_metric_set(config)
-    cfg = config.replace(reference=str(data / "reference"), reference_masks=str(data / "tumour_masks"),
+    cfg = config.replace(profiles=profiles, reference=str(data / "reference"), reference_masks=str(data / "tumour_masks"),
                          prompts=str(data / "prompts.csv"), methods=methods, skip_unavailable=True,
                          plot_case=config.plot_case or "lung2", metrics=metrics)
     return cfg, notes, skipped
