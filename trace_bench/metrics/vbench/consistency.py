@@ -33,8 +33,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
-from torchvision.transforms import InterpolationMode
 
 from ...errors import WeightsError
 from ...weights import resolve_weights
@@ -113,12 +111,18 @@ class BackgroundConsistency(FrameConsistency):
 # ----------------------------------------------------------------------------- preprocessing
 def dino_preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
     """VBench ``dino_transform(224)`` on uint8 frames -> float (T, 3, h, w)."""
+    # torchvision is imported here, not at module level: it costs ~1 s at start-up
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode  # noqa: F401
     x = TF.resize(frames_uint8_tchw(frames).float(), size, antialias=False)
     return TF.normalize(x.float().div(255.0), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def clip_preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
     """VBench ``clip_transform(224)`` on uint8 frames -> float (T, 3, 224, 224)."""
+    # torchvision is imported here, not at module level: it costs ~1 s at start-up
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode  # noqa: F401
     x = TF.resize(frames_uint8_tchw(frames).float(), size, interpolation=InterpolationMode.BICUBIC, antialias=False)
     x = TF.center_crop(x, size)
     return TF.normalize(x.float().div(255.0), VBENCH_CLIP_MEAN, VBENCH_CLIP_STD)

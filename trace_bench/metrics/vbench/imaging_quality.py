@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 
 from ...weights import resolve_weights
 from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
@@ -25,6 +24,8 @@ from ._common import frames_uint8_tchw, run_batched
 
 def musiq_preprocess(frames: np.ndarray, longer: int = 512) -> torch.Tensor:
     """VBench's 'longer' rule on uint8 frames -> float (T, 3, h, w) in [0, 1]."""
+    # torchvision is imported here, not at module level: it costs ~1 s at start-up
+    import torchvision.transforms.functional as TF
     x = frames_uint8_tchw(frames).float()
     h, w = x.shape[-2:]
     if max(h, w) > longer:

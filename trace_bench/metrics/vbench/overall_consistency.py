@@ -20,8 +20,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
-from torchvision.transforms import InterpolationMode
 
 from ...weights import resolve_weights
 from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
@@ -41,6 +39,9 @@ def middle_frame_indices(num_frames: int, vlen: int) -> list[int]:
 
 def viclip_preprocess(frames: np.ndarray, num_frames: int = 8, size: int = 224) -> torch.Tensor:
     """uint8 frames (T, H, W[, 3]) -> (1, num_frames, 3, size, size) CLIP-normalised float."""
+    # torchvision is imported here, not at module level: it costs ~1 s at start-up
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode  # noqa: F401
     x = frames_uint8_tchw(frames)[middle_frame_indices(num_frames, len(frames))]
     x = TF.resize(x, size, interpolation=InterpolationMode.BICUBIC, antialias=False)  # uint8 in, uint8 out
     x = TF.center_crop(x, size)
