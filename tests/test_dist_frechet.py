@@ -110,3 +110,30 @@ def test_small_merges_stay_feature_states_and_agree_with_moments():
     mom = frechet.frechet_distance_from_states({k: v for k, v in zip(("sum", "outer", "n"), frechet.moments(m))},
                                                frechet.features_state(y))
     assert low == pytest.approx(mom, rel=1e-6)
+
+
+def test_parity_with_torchmetrics_fid_class_streaming_sums():
+    """torchmetrics' FrechetInceptionDistance class end to end (its own float64 running sums, n - 1
+    covariance, eigenvalue distance) against our streaming states on the same features. The
+    "backbone" is a fixed slicing module (no weights): it reads 24 pixels of each uint8 image as
+    the feature vector, so both sides see identical features."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    class PixelFeatures(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :, 0, :8].reshape(x.shape[0], -1).to(torch.float64)
+
+    rng = np.random.default_rng(7)
+    real = torch.from_numpy(rng.integers(0, 256, (90, 3, 4, 8), dtype=np.uint8))
+    fake = torch.from_numpy(np.clip(rng.normal(150, 40, (70, 3, 4, 8)), 0, 255).astype(np.uint8))
+    tm = FrechetInceptionDistance(feature=PixelFeatures(), reset_real_features=False)
+    for chunk in torch.split(real, 32):
+        tm.update(chunk, real=True)
+    for chunk in torch.split(fake, 25):
+        tm.update(chunk, real=False)
+    expected = float(tm.compute())
+    feats = lambda t: t[:, :, 0, :8].reshape(t.shape[0], -1).numpy().astype(np.float64)  # noqa: E731
+    ours_real = frechet.merge_states([frechet.features_state(feats(c)) for c in torch.split(real, 17)])
+    ours_fake = frechet.merge_states([frechet.features_state(feats(c)) for c in torch.split(fake, 9)])
+    got = frechet.frechet_distance_from_states(ours_fake, ours_real, ddof=1)
+    assert got == pytest.approx(expected, rel=1e-6)
