@@ -109,7 +109,7 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>trace-bench report</title>",
          f"<style>{_CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{html.escape(head)}</p>",
          "<h2>Inputs</h2><ul>"]
-    h += [f"<li>{html.escape(x[2:])}</li>" for x in _methods_section(res)]
+    h += [f"<li>{_code_spans(x[2:])}</li>" for x in _methods_section(res)]
     h.append("</ul>")
     h += [f'<p class="warn">{html.escape(n)}</p>' for n in notes]
     for t in tables:
@@ -137,3 +137,9 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     files["report.html"] = atomic_write_text(o / "report.html", "\n".join(h) + "\n")
     files.update({f"plots/{p.name}": p for p in figs.values()})
     return files
+
+
+def _code_spans(text: str) -> str:
+    """Escape ``text`` for HTML and turn Markdown `code` spans into <code> elements."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
