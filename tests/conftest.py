@@ -35,3 +35,15 @@ def small_volume(demo_volume):
     # origin moves to the crop's first voxel: index (x=100, y=96, z=18)
     aff[:3, 3] = v.affine[:3, :3] @ np.array([100, 96, 18]) + v.affine[:3, 3]
     return Volume(arr, v.spacing, aff, {"path": "crop", "convention": "hu"})
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks gain nothing from a second intra-op thread; on a shared 2-core machine two threads
+    per process oversubscribe the cores (measured here: tens of times slower). Restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

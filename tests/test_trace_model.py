@@ -36,13 +36,8 @@ S = 16
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks gain nothing from a second thread, and on a shared 2-core machine two threads per
-    process oversubscribe the cores (measured: >50x slower here)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread):
+    """Small networks run on one intra-op thread (see conftest.one_torch_thread)."""
 
 
 def tiny_cfg(**cond) -> TraceConfig:

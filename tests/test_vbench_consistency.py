@@ -25,12 +25,8 @@ DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions on a shared, busy 2-core machine run far faster on one intra-op thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Small networks run on one intra-op thread (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

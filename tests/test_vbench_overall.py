@@ -31,12 +31,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.fil
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small networks on a shared, busy 2-core machine run far faster on one intra-op thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Small networks run on one intra-op thread (see conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")
