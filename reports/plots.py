@@ -85,7 +85,7 @@ def metric_bars(res: Results, path: Path) -> Path | None:
 
 
 def load_artifacts(out: Path, methods: list[str], case_id: str) -> dict[str, dict[str, np.ndarray]]:
-    from trace_bench.runner import PLOT_ARTIFACT, case_dir
+    from trace_bench.results.layout import PLOT_ARTIFACT, case_dir
 
     arts: dict[str, dict[str, np.ndarray]] = {}
     for m in methods:
@@ -186,7 +186,7 @@ def overlay(arts: dict[str, dict[str, np.ndarray]], case_id: str, path: Path) ->
 
 def make_plots(res: Results, plot_case: str | None) -> dict[str, Path]:
     """Draw every figure into ``OUT/plots``; returns {kind: path} for the figures drawn."""
-    from trace_bench.runner import safe_name
+    from trace_bench.results.layout import safe_name
 
     out = res.out / "plots"
     made: dict[str, Path] = {}

@@ -67,11 +67,9 @@ def test_identical_sets_give_zero_and_distance_grows_with_shift():
 def test_batch_size_and_order_independence():
     x, y = _feats(5, n=97), _feats(6)
     ref = frechet.frechet_distance_from_states(frechet.features_state(x), frechet.features_state(y))
-    for chunk in (1, 7, 50):
-        m = frechet.StreamingFrechet(x.shape[1])
-        for i in range(0, len(x), chunk):
-            m.update(x[i:i + chunk])
-        assert m.compute(frechet.features_state(y)) == pytest.approx(ref, rel=1e-10)
+    for chunk in (1, 7, 50):  # running moment sums, as a stream of batches
+        state = frechet.merge_states([frechet.features_state(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+        assert frechet.frechet_distance_from_states(state, frechet.features_state(y)) == pytest.approx(ref, rel=1e-10)
     parts = [frechet.features_state(x[i:i + 10]) for i in range(0, len(x), 10)]
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -79,10 +77,11 @@ def test_batch_size_and_order_independence():
         merged = frechet.merge_states([parts[i] for i in order])
         assert merged["n"] == len(x)  # 97 rows > d = 24: a moment state
         assert frechet.frechet_distance_from_states(merged, frechet.features_state(y)) == pytest.approx(ref, rel=1e-10)
-    # streaming objects merge like states
-    a, b = frechet.StreamingFrechet(x.shape[1]), frechet.StreamingFrechet(x.shape[1])
-    a.update(x[:40]); b.update(x[40:])
-    assert a.merge(b).compute(frechet.features_state(y)) == pytest.approx(ref, rel=1e-10)
+    # merged states merge again like states
+    a = frechet.merge_states([frechet.features_state(x[:40])])
+    b = frechet.merge_states([frechet.features_state(x[40:])])
+    assert frechet.frechet_distance_from_states(frechet.merge_states([a, b]), frechet.features_state(y)) == \
+        pytest.approx(ref, rel=1e-10)
 
 
 def test_export_stats_roundtrip_and_errors():

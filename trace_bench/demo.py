@@ -124,21 +124,22 @@ def demo_metric_set(config: RunConfig) -> tuple[list[str], dict[str, str]]:
     """The demo's metric list (``DEMO_METRICS`` restricted to registered names, unless the user chose
     ``metrics``) and, for every other registered metric, why the demo does not compute it."""
     from .metrics.base import METRICS
-    from .runner import load_metric_registry, make_context
+    from .run.plan import make_context
+    from .run.select import load_metric_registry
     from .weights import resolve_weights
 
     load_metric_registry()
-    if config.metrics != ["all"]:
+    if config.metrics not in (["all"], ["available"]):
         return list(config.metrics), {}
     chosen = [m for m in DEMO_METRICS if m == "weight-free" or m in METRICS]
     ctx = make_context(config)
-    wanted = {n for n, s in METRICS.items() if not s.required_weights(ctx)} | set(chosen)
+    wanted = {n for n, cls in METRICS.items() if not cls().required_weights(ctx)} | set(chosen)
     skipped: dict[str, str] = {}
-    for name, spec in METRICS.items():
+    for name, cls in METRICS.items():
         if name in wanted:
             continue
         why = None
-        for w in spec.required_weights(ctx):
+        for w in cls().required_weights(ctx):
             try:
                 resolve_weights(w, config.weights.get(w))
             except Exception as e:  # noqa: BLE001
@@ -175,8 +176,8 @@ def prepare_demo(config: RunConfig, console=None) -> tuple[RunConfig, list[str],
 
 
 def run_demo(out: str | Path, *, seed: int = 0, workers: int = 1, progress: bool = True, console=None, **overrides):
-    """``trace-bench demo --out OUT`` as a function; returns the :class:`~trace_bench.runner.RunResult`."""
-    from .runner import run
+    """``trace-bench demo --out OUT`` as a function; returns the :class:`~trace_bench.run.pipeline.RunResult`."""
+    from .launch import launch
 
     cfg = RunConfig(out=str(out), seed=seed, workers=workers, progress=progress).replace(**overrides)
-    return run(cfg, console=console)
+    return launch(cfg, console=console)

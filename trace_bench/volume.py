@@ -137,3 +137,9 @@ def to_nifti(volume: Volume) -> nib.Nifti1Image:
     img.set_qform(volume.affine, code=1)
     img.set_sform(volume.affine, code=1)
     return img
+
+
+def orthogonal_slices(arr: np.ndarray) -> dict[str, np.ndarray]:
+    """The three mid planes of a (z, y, x) array: axial, coronal, sagittal."""
+    z, y, x = arr.shape
+    return {"axial": arr[z // 2], "coronal": arr[:, y // 2, :], "sagittal": arr[:, :, x // 2]}

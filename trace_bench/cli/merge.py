@@ -1,4 +1,4 @@
-"""``trace-bench merge``: combine the output folders of sharded runs (see trace_bench.shard)."""
+"""``trace-bench merge``: combine the output folders of sharded runs (see trace_bench.run.merge)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def merge_cmd(
     """Check that the shards are complete and consistent (same settings, protocols, weights and inputs),
     combine their per-case results and write per_case.csv, summary.csv, errors.csv and the reports,
     identical to those of one unsharded run."""
-    from ..shard import merge_shards
+    from ..run.merge import merge_shards
     from .run import print_outcome
 
     res = merge_shards(shards, out, report=report)

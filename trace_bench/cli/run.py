@@ -1,4 +1,7 @@
-"""``trace-bench run``: score folders of volumes, write tables, plots and reports (see trace_bench.runner)."""
+"""``trace-bench run``: score folders of volumes, write tables, plots and reports (see trace_bench.run).
+
+Nothing heavy is imported at start-up: metric and segmenter names in ``--help`` come from static
+text; the registries validate names when the command runs (with suggestions)."""
 
 from __future__ import annotations
 
@@ -11,16 +14,11 @@ import typer
 from . import app
 
 
-def _choices() -> tuple[str, str]:
-    try:
-        from ..runner import metric_choices, segmenter_choices
-
-        return ", ".join(metric_choices()), ", ".join(segmenter_choices())
-    except Exception:  # noqa: BLE001 - help text only
-        return "all, weight-free, <metric names>", "threshold, provided, vista3d"
-
-
-_METRICS, _SEGMENTERS = _choices()
+_METRICS_HELP = ("Comma-separated: metric names (e.g. temporal_flickering, segmentation, fid, fvd), output names "
+                 "(dice, jaccard, hd95 -> segmentation), 'available' (default: every metric whose weights are "
+                 "installed; the others are listed in the report), 'weight-free' (metrics that need no weights "
+                 "file) or 'all' (missing weights stop the run unless --skip-unavailable). "
+                 "`trace-bench metrics` lists them.")
 
 
 def build_config(config: Optional[Path], **flags):
@@ -39,6 +37,16 @@ def build_config(config: Optional[Path], **flags):
     for name in ("metrics", "plugins"):
         if flags.get(name) is not None:
             flags[name] = [m.strip() for m in flags[name].split(",") if m.strip()]
+    if flags.get("options"):
+        from ..config import parse_option
+
+        merged_opts = {k: dict(v) for k, v in (base.options or {}).items()}
+        for text in flags["options"]:
+            metric, key, value = parse_option(text)
+            merged_opts.setdefault(metric, {})[key] = value
+        flags["options"] = merged_opts
+    else:
+        flags["options"] = None
     if flags.get("hu_window") is not None:
         from ..errors import ConfigError
 
@@ -94,13 +102,14 @@ def run_cmd(
     reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Folder of reference volumes. With no --reference and no --method: the shipped demo data."),
     reference_format: Optional[str] = typer.Option(None, "--reference-format", help="Adapter reading the reference folder (default nifti)."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="NAME=DIR[:FORMAT] of generated volumes; repeat per method."),
-    metrics: Optional[str] = typer.Option(None, "--metrics", help=f"Comma-separated list. Choices: {_METRICS}."),
-    segmenter: Optional[str] = typer.Option(None, "--segmenter", help=f"Segmenter for Dice/Jaccard/HD95. Choices: {_SEGMENTERS}."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help=_METRICS_HELP),
+    option: Optional[list[str]] = typer.Option(None, "--option", help="METRIC.NAME=VALUE: a metric option, e.g. fid.weights=inception-fid-pth, fid.slices=40, segmentation.resample=world; repeatable (`trace-bench metrics` lists each metric's options)."),
+    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="Segmenter for Dice/Jaccard/HD95: threshold (default), provided, vista3d."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Label granularity: 3, 2 or full."),
     reference_masks: Optional[str] = typer.Option(None, "--reference-masks", help="Folder of reference label maps (by case id)."),
     method_masks: Optional[list[str]] = typer.Option(None, "--method-masks", help="NAME=DIR of a method's label maps; repeatable."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="CSV (case_id,prompt) or JSON of text prompts."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (default: cuda when a GPU is visible, else cpu), cpu, cuda or cuda:N."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel worker processes for the per-case stage."),
     skip_unavailable: Optional[bool] = typer.Option(None, "--skip-unavailable/--no-skip-unavailable", help="Run what is available; list skipped metrics in the report."),
     weights: Optional[list[str]] = typer.Option(None, "--weights", help="NAME=PATH of a weights file (registry name); repeatable."),
@@ -118,18 +127,29 @@ def run_cmd(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: score only shard I of N (1-based) of the cases; combine the shard folders with `trace-bench merge`."),
     plugins: Optional[str] = typer.Option(None, "--plugins", help="Comma-separated modules ('module' or 'module:function') that register extra metric plug-ins."),
+    geometry: Optional[str] = typer.Option(None, "--geometry", help="What to do when a generated volume's grid differs from its reference's: see `trace-bench run --help` in the README (default warn)."),
+    strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Exit 1 when any error row is written or a method has no scored case."),
+    relative_paths: Optional[bool] = typer.Option(None, "--relative-paths/--absolute-paths", help="Keep absolute input paths out of reports and provenance."),
 ) -> None:
     """Score generated volumes against a reference set: per_case.csv, summary.csv, errors.csv,
     reports (md / tex / html), plots and provenance in --out. Rerun the same command to resume.
     Under torchrun (`torchrun --nproc-per-node G -m trace_bench run ...`) the cases are split by rank
     and rank 0 writes the outputs."""
-    from ..runner import run
+    from ..launch import launch
+    from ..run.pipeline import strict_failures
 
     cfg = build_config(config, out=out, reference=reference, reference_format=reference_format, methods=method,
-                       metrics=metrics, segmenter=segmenter, classes=classes, reference_masks=reference_masks,
+                       metrics=metrics, options=option, geometry=geometry, strict=strict, relative_paths=relative_paths,
+                       segmenter=segmenter, classes=classes, reference_masks=reference_masks,
                        method_masks=method_masks, prompts=prompts, device=device, workers=workers,
                        skip_unavailable=skip_unavailable, weights=weights, profiles=profile, seed=seed,
                        bootstrap=bootstrap, bootstrap_distribution=bootstrap_distribution, confidence=confidence,
                        frame_size=frame_size, hu_window=hu_window, batch_size=batch_size, plot_case=plot_case,
                        plots=plots, published=published, progress=progress, shard=shard, plugins=plugins)
-    print_outcome(run(cfg))
+    result = launch(cfg)
+    print_outcome(result)
+    if result is not None and cfg.strict:
+        failures = strict_failures(result)
+        if failures:
+            print("trace-bench: --strict: " + "; ".join(failures), file=sys.stderr)
+            raise typer.Exit(1)

@@ -1,12 +1,19 @@
-"""Metrics: functional twins, streaming classes and runner plug-ins (registered on import)."""
+"""Metrics: one :class:`~.base.Metric` class per metric (registered on import) and its functional twin.
 
-from .base import METRICS, CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+The registry :data:`METRICS` maps names to classes; :func:`metric_classes` loads every module that
+registers metrics (and the user's plug-ins) and :func:`resolve_metric_names` turns the ``--metrics``
+list (metric names, output column names such as ``dice``, ``all``, ``weight-free``) into metric names.
+"""
+
+from .base import METRICS, CaseData, Metric, Option, Output, RunContext, State, register_metric
 from .temporal import TemporalFlickering, temporal_flickering
-from .segmentation import SegmentationOverlap, dice, hd95, jaccard  # noqa: E402,F401  (registers 'segmentation')
-from . import fid, fvd, clip_score  # noqa: E402,F401  distribution metrics + CLIP score (issue 4)
-from .vbench import *  # noqa: F401,F403  VBench dimensions (issue 5): subject_consistency(features), plug-ins
+from .segmentation import Segmentation, dice, hd95, jaccard  # noqa: E402,F401
+from .fid import FID, FID2p5D  # noqa: E402,F401
+from .fvd import FVD  # noqa: E402,F401
+from .clip_score import ClipScore  # noqa: E402,F401
+from .vbench import *  # noqa: F401,F403  VBench dimensions: subject_consistency(features), metric classes
 
 __all__ = [
-    "METRICS", "CaseData", "MetricSpec", "RunContext", "StreamingMetric", "register_metric",
-    "TemporalFlickering", "temporal_flickering",
+    "METRICS", "CaseData", "Metric", "Option", "Output", "RunContext", "State", "register_metric",
+    "TemporalFlickering", "temporal_flickering", "Segmentation", "FID", "FID2p5D", "FVD", "ClipScore",
 ]

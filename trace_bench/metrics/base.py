@@ -1,26 +1,36 @@
-"""Two layers every metric provides (STYLE.md principle 1):
+"""The one metric abstraction (STYLE.md principles 1, 4, 11).
 
-* a **streaming class** (:class:`StreamingMetric`: declared states, ``update`` / ``compute`` /
-  ``reset`` / ``merge``) with a **pure functional twin** that the class calls;
-* a **runner plug-in** (:class:`MetricSpec`) registered in :data:`METRICS`, which tells
-  ``trace-bench run`` what the metric needs (reference? weights? prompt?) and how to turn one
-  case (:class:`CaseData`) into per-case values or a mergeable per-case state.
+A metric is a :class:`Metric` subclass, registered as a class with :func:`register_metric` and
+instantiated per run with its validated options (no module-level singletons). It declares:
 
-Per-case metrics (``kind="case"``) return ``{column: value}`` for one volume. Distribution metrics
-(``kind="distribution"``) return a mergeable state per volume (float64 sums, counts); the runner
-merges states of one method and of the reference set and calls :meth:`MetricSpec.compute`.
-Merging is exact and order-independent, so runs can be sharded and merged.
+* ``kind``: ``"case"`` (values per volume, averaged over cases) or ``"distribution"`` (a mergeable
+  state per volume; the set-level value comes from the merged states of a method and of the
+  reference set);
+* ``outputs``: the result columns it writes, each an :class:`Output` with the direction of
+  "better", header label, unit, decimals and position in its table (reports, CSVs, ``compare`` and
+  the ``--metrics`` choices are generated from these; a new metric needs no edits elsewhere);
+* ``options``: :class:`Option` declarations, settable as ``--option NAME.KEY=VALUE`` or in a TOML
+  ``[options.NAME]`` table, validated here, written to ``config.toml`` and part of the protocol id;
+* its needs: ``needs_reference``, ``needs_prompt``, ``weights`` (weights registry names; the
+  backbone is resolved, loaded lazily and its features cached by :mod:`.backbone`).
+
+Per-case work is pure: ``case_values(data, ctx)`` or ``case_state(data, ctx)``. The same object is
+also a torchmetrics-style streaming metric: ``update(data, ctx)`` folds one volume into the
+instance's state, ``merge_state(other)`` folds another instance in, ``compute_result(ctx)`` gives
+the values (means over cases for per-case metrics; the set-level value against ``reference`` for
+distribution metrics). Merging is exact and order-independent, so runs shard and merge.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import difflib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Iterable, Literal
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..protocol import DEFAULT_PROTOCOL, FrameProtocol
 from ..registry import Registry
 from ..volume import Volume
@@ -28,50 +38,87 @@ from ..volume import Volume
 State = dict[str, np.ndarray]
 
 
-class StreamingMetric:
-    """Minimal torchmetrics-style base: states declared with :meth:`add_state`.
+# ============================================================================= declarations
+@dataclass(frozen=True)
+class Output:
+    """One result column a metric writes, and how reports show it."""
 
-    ``reduce`` is ``"sum"`` (arrays/scalars added on merge) or ``"cat"`` (lists concatenated).
-    """
-
-    def __init__(self) -> None:
-        self._defaults: dict[str, tuple[Any, str]] = {}
-
-    def add_state(self, name: str, default: Any, reduce: Literal["sum", "cat"] = "sum") -> None:
-        self._defaults[name] = (default, reduce)
-        setattr(self, name, self._fresh(default))
-
-    @staticmethod
-    def _fresh(default: Any) -> Any:
-        if isinstance(default, np.ndarray):
-            return default.copy()
-        if isinstance(default, list):
-            return []
-        return default
-
-    def reset(self) -> None:
-        for name, (default, _) in self._defaults.items():
-            setattr(self, name, self._fresh(default))
-
-    def merge(self, other: "StreamingMetric") -> "StreamingMetric":
-        """Fold another instance's states into this one (exact, order-independent for sums)."""
-        if type(other) is not type(self):
-            raise TypeError(f"Expected a {type(self).__name__} to merge, got {type(other).__name__}")
-        for name, (_, reduce) in self._defaults.items():
-            a, b = getattr(self, name), getattr(other, name)
-            setattr(self, name, a + b if reduce == "sum" and not isinstance(a, list) else list(a) + list(b))
-        return self
-
-    def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._defaults}
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def compute(self) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    higher_is_better: bool | None
+    label: str = ""
+    #: "fraction" (shown as %), "mm", "bytes" (shown in GB) or ""
+    unit: str = ""
+    digits: int = 3
+    #: position in the table (lower = further left); per-class columns follow their family
+    rank: float = 100.0
+    #: bookkeeping column: kept in the CSVs, not shown in the tables
+    hidden: bool = False
 
 
+@dataclass(frozen=True)
+class Option:
+    """A documented, validated setting of a metric (``--option METRIC.NAME=VALUE``)."""
+
+    name: str
+    default: Any
+    help: str
+    #: the Python type values are converted to (int, float, str, bool)
+    type: type = str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    #: values that mean "no limit" besides the typed ones (e.g. "all" for a slice count)
+    special: tuple[str, ...] = ()
+    #: False when the value cannot change any number (e.g. a cache switch), or when the metric's
+    #: ``base_protocol_id`` already spells it out; otherwise a changed value is appended to the
+    #: protocol id (and so to every cache key)
+    in_protocol_id: bool = True
+
+    def parse(self, value: Any, metric: str) -> Any:
+        where = f"option {metric}.{self.name}"
+        if isinstance(value, str) and value in self.special:
+            return value
+        if value is None and self.default is None:
+            return None
+        t = self.type
+        try:
+            if t is bool:
+                if isinstance(value, bool):
+                    v: Any = value
+                elif str(value).lower() in ("true", "1", "yes", "on"):
+                    v = True
+                elif str(value).lower() in ("false", "0", "no", "off"):
+                    v = False
+                else:
+                    raise ValueError
+            elif t is int:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                v = int(value)
+            elif t is float:
+                if isinstance(value, bool):
+                    raise ValueError
+                v = float(value)
+            else:
+                if not isinstance(value, str):
+                    raise ValueError
+                v = value
+        except (TypeError, ValueError):
+            extra = f" or {', '.join(repr(s) for s in self.special)}" if self.special else ""
+            raise ConfigError(f"{where}: expected {t.__name__}{extra}, got {value!r}") from None
+        if self.choices is not None and v not in self.choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(map(str, self.choices))}, got {v!r}")
+        if self.minimum is not None and v < self.minimum:
+            raise ConfigError(f"{where}: expected >= {self.minimum:g}, got {v!r}")
+        if self.maximum is not None and v > self.maximum:
+            raise ConfigError(f"{where}: expected <= {self.maximum:g}, got {v!r}")
+        return v
+
+    def describe(self) -> str:
+        c = f"; one of {', '.join(map(str, self.choices))}" if self.choices else ""
+        return f"{self.name} (default {self.default!r}{c}): {self.help}"
+
+
+# ============================================================================= per-case inputs
 @dataclass
 class CaseData:
     """One volume to score, plus what a metric may need about its case.
@@ -103,7 +150,7 @@ class CaseData:
 
 @dataclass
 class RunContext:
-    """Settings every metric plug-in may read when it is set up."""
+    """Run-wide settings every metric may read (metric-specific settings are its options)."""
 
     device: str = "cpu"
     protocol: FrameProtocol = DEFAULT_PROTOCOL
@@ -113,48 +160,82 @@ class RunContext:
     classes: str = "3"
     batch_size: int = 32
     seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
 
 
-class MetricSpec(ABC):
-    """Runner plug-in for one metric family. Subclass, set the class attributes, register."""
+# ============================================================================= the metric
+class Metric:
+    """Base class of every metric. Subclass, declare the class attributes, decorate with
+    :func:`register_metric`."""
 
     name: ClassVar[str]
     kind: ClassVar[Literal["case", "distribution"]] = "case"
-    #: per_case.csv metric names this plug-in writes, with the direction of "better"
-    columns: ClassVar[dict[str, bool]] = {}  # column -> higher_is_better
+    #: the result columns; ``columns`` (column -> higher_is_better) is derived from it
+    outputs: ClassVar[dict[str, Output]] = {}
     #: the table of the paper it belongs to: "table1" or "table2"
     table: ClassVar[str] = "table1"
     needs_reference: ClassVar[bool] = False
     needs_prompt: ClassVar[bool] = False
     #: weights registry names required (preflight checks them before any heavy work)
     weights: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = ()
     description: ClassVar[str] = ""
 
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.opts: dict[str, Any] = self.resolve_options(options or {})
+        self.reset()
+
+    # ------------------------------------------------------------------ declarations
+    @classmethod
+    def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``given``; unknown names and bad values raise ConfigError."""
+        known = {o.name: o for o in cls.options}
+        for k in given:
+            if k not in known:
+                close = difflib.get_close_matches(k, list(known), n=2)
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                avail = ", ".join(sorted(known)) or "none"
+                raise ConfigError(f"option {cls.name}.{k}: {cls.name} has no option {k!r} (options: {avail}).{hint}")
+        return {name: o.parse(given[name], cls.name) if name in given else o.default for name, o in known.items()}
+
+    @classmethod
+    def option_protocol(cls, opts: dict[str, Any]) -> str:
+        """The options that differ from their defaults, as a protocol-id suffix ('' when none)."""
+        changed = [f"{o.name}={opts[o.name]}" for o in cls.options
+                   if o.in_protocol_id and opts.get(o.name, o.default) != o.default]
+        return ("|opt:" + ",".join(changed)) if changed else ""
+
     @property
-    def weight_free(self) -> bool:
-        return not self.required_weights()
+    def columns(self) -> dict[str, bool | None]:
+        return {c: o.higher_is_better for c, o in self.outputs.items()}
+
+    def output_columns(self, ctx: "RunContext") -> dict[str, Output]:
+        """The columns this run writes (a metric may depend on run settings, e.g. label classes)."""
+        return dict(self.outputs)
 
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
         return self.weights
 
-    def protocol_id(self, ctx: RunContext) -> str:
-        """Identifies the preprocessing + backbone that produced the values (goes into every row)."""
+    def base_protocol_id(self, ctx: RunContext) -> str:
+        """Identifies the preprocessing + backbone that produced the values (override this)."""
         return ctx.protocol.id
+
+    def protocol_id(self, ctx: RunContext) -> str:
+        """:meth:`base_protocol_id` plus the options changed from their defaults (goes into every row
+        and every cache key, so changing an option never reuses an old value)."""
+        return self.base_protocol_id(ctx) + self.option_protocol(self.opts)
 
     def setup(self, ctx: RunContext) -> None:
         """Load backbones etc. Raise :class:`~trace_bench.errors.WeightsError` when missing."""
 
-    # kind == "case"
+    # ------------------------------------------------------------------ per case (pure)
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         raise TypeError(f"{self.name} is not a per-case metric")
 
-    # kind == "distribution"
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
         raise TypeError(f"{self.name} is not a distribution metric")
 
     def merge(self, states: Iterable[State]) -> State:
-        """Default: add every array (exact for float64 sums and counts)."""
+        """Merge per-case states. Default: add every array (exact for float64 sums and counts)."""
         out: State = {}
         for s in states:
             for k, v in s.items():
@@ -165,13 +246,84 @@ class MetricSpec(ABC):
         raise TypeError(f"{self.name} is not a distribution metric")
 
     def export_stats(self, state: State) -> dict[str, np.ndarray]:
-        """Arrays the runner saves as ``stats/{method}_{metric}.npz`` (e.g. ``mu``, ``sigma``, ``n``)."""
+        """Arrays saved as ``stats/{method}_{metric}.npz`` (e.g. ``mu``, ``sigma``, ``n``)."""
         return dict(state)
 
+    def plot_arrays(self, data: CaseData, ctx: RunContext) -> dict[str, np.ndarray]:
+        """Hook: extra arrays this metric contributes to the report's per-case plots (after it ran
+        on ``data``). Keys are array names in the plot artifact; default none."""
+        return {}
 
-METRICS: Registry[MetricSpec] = Registry("metric")
+    # ------------------------------------------------------------------ streaming form
+    def reset(self) -> None:
+        """Forget every case folded in with :meth:`update` / :meth:`merge_state`."""
+        self._values: list[dict[str, float]] = []
+        self._states: list[State] = []
+
+    def update(self, data: CaseData, ctx: RunContext | None = None) -> dict[str, float] | State:
+        """Score one volume and fold it into this instance's state; returns the case's values/state."""
+        ctx = ctx or RunContext()
+        if self.kind == "case":
+            v = {str(k): float(x) for k, x in self.case_values(data, ctx).items()}
+            self._values.append(v)
+            return v
+        s = self.case_state(data, ctx)
+        self._states.append(s)
+        return s
+
+    def merge_state(self, other: "Metric") -> "Metric":
+        """Fold another instance's cases into this one (same metric and options)."""
+        if type(other) is not type(self) or other.opts != self.opts:
+            raise TypeError(f"Expected a {type(self).__name__} with options {self.opts} to merge, "
+                            f"got {type(other).__name__} with {getattr(other, 'opts', None)}")
+        self._values += other._values
+        self._states += other._states
+        return self
+
+    @property
+    def n_cases(self) -> int:
+        return len(self._values) + len(self._states)
+
+    def state(self) -> State:
+        """The merged state of the cases folded in (distribution metrics)."""
+        return self.merge(self._states)
+
+    def compute_result(self, ctx: RunContext | None = None, reference: "Metric | State | None" = None) -> dict[str, float]:
+        """Per-case metrics: the mean of every column over the cases (NaN skipped). Distribution
+        metrics: the set-level values of the merged state against ``reference`` (another instance
+        that saw the reference volumes, or its merged state)."""
+        if self.n_cases == 0:
+            raise ValueError(f"{type(self).__name__}.compute_result() called before any update()")
+        if self.kind == "case":
+            cols = dict.fromkeys(c for v in self._values for c in v)
+            out = {}
+            for c in cols:
+                a = np.array([v[c] for v in self._values if c in v], dtype=np.float64)
+                a = a[~np.isnan(a)]
+                out[c] = float(a.mean()) if a.size else float("nan")
+            return out
+        ref = reference.state() if isinstance(reference, Metric) else (reference or {})
+        return self.compute(self.state(), ref, ctx or RunContext())
 
 
-def register_metric(spec_cls: type[MetricSpec]) -> type[MetricSpec]:
-    METRICS.register(spec_cls.name, spec_cls())
-    return spec_cls
+METRICS: Registry[type[Metric]] = Registry("metric")
+
+
+def register_metric(cls: type[Metric], *, overwrite: bool = False) -> type[Metric]:
+    """Register a :class:`Metric` subclass (the class, not an instance: each run makes its own)."""
+    if not (isinstance(cls, type) and issubclass(cls, Metric)):
+        raise ConfigError(f"register_metric: expected a Metric subclass, got {cls!r}")
+    if not getattr(cls, "name", None):
+        raise ConfigError(f"register_metric: {cls.__name__} has no name")
+    if not cls.outputs:
+        raise ConfigError(f"register_metric: {cls.name} declares no outputs")
+    METRICS.register(cls.name, cls, overwrite=overwrite)
+    return cls
+
+
+def column_owner(column: str, metric_classes: Iterable[type[Metric]]) -> str | None:
+    """The metric that writes a result column (``dice`` -> ``segmentation``), or None."""
+    for cls in metric_classes:
+        if column in cls.outputs:
+            return cls.name
+    return None

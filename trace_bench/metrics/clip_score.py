@@ -7,7 +7,7 @@ prompt, so the per-case value is ``max(mean over slices, 0)``; the summary mean 
 torchmetrics' value over all pairs whenever per-case means are positive and cases have equal slice
 counts.
 
-Slices: ``clip_slices`` (default 8) evenly spaced axial slices of ``ctx.protocol`` frames
+Slices: option ``clip_score.slices`` (default 8) evenly spaced axial slices of ``ctx.protocol`` frames
 (``numpy.linspace(0, T - 1, k)`` rounded), replicated to RGB, OpenAI preprocessing (bicubic resize of
 the shorter side to 224 with antialias in torch rather than PIL, centre crop, CLIP mean/std).
 Model: registry ``clip-vit-b32`` (:func:`trace_bench.extractors.clip.load_clip_model`). Text longer
@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .base import CaseData, MetricSpec, RunContext, register_metric
+from .backbone import Backbone
+from .base import CaseData, Metric, Option, Output, RunContext, register_metric
 from .fid import select_slices
 
 
@@ -32,43 +33,42 @@ def clip_score_from_features(image_features: torch.Tensor, text_features: torch.
     return max(float(per.mean()), 0.0), per
 
 
+def _load_clip_backbone(path: str, device: str, name: str, ctx: RunContext):
+    from ..extractors.clip import load_clip_model
+
+    return load_clip_model(name, path=path, device=device)
+
+
 @register_metric
-class ClipScoreSpec(MetricSpec):
+class ClipScore(Metric):
     name = "clip_score"
     kind = "case"
-    columns = {"clip_score": True}
+    outputs = {"clip_score": Output(True, "CLIP", digits=2, rank=3)}
     table = "table2"
     needs_prompt = True
     weights = ("clip-vit-b32",)
+    options = (Option("slices", 8, "evenly spaced axial slices scored per volume", type=int, minimum=1,
+                      maximum=4096, in_protocol_id=False),)
     description = "CLIP score (torchmetrics definition) of sampled axial slices against the case's report prompt"
 
-    def __init__(self) -> None:
-        self._model = None
-        self._key = None
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.net = Backbone(_load_clip_backbone)
 
-    def _k(self, ctx: RunContext) -> int:
-        return int(ctx.options.get("clip_slices", 8))
-
-    def protocol_id(self, ctx: RunContext) -> str:
-        return f"{ctx.protocol.id}|clip-vit-b32:openai-preprocess-224|slices={self._k(ctx)}:linspace"
+    def base_protocol_id(self, ctx: RunContext) -> str:
+        return f"{ctx.protocol.id}|clip-vit-b32:openai-preprocess-224|slices={int(self.opts['slices'])}:linspace"
 
     def setup(self, ctx: RunContext) -> None:
-        from ..extractors.clip import load_clip_model
-
-        key = (ctx.weights.get("clip-vit-b32"), ctx.device)
-        if self._key != key:
-            self._model = load_clip_model("clip-vit-b32", path=ctx.weights.get("clip-vit-b32"), device=ctx.device)
-            self._key = key
+        self.net.get("clip-vit-b32", ctx)
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         if not data.prompt:
             raise ConfigError(f"case {data.case_id!r}: clip_score needs a report prompt, none was given")
-        if self._model is None:
-            self.setup(ctx)
+        model = self.net.get("clip-vit-b32", ctx)
         frames = data.frames
-        idx = select_slices(len(frames), self._k(ctx))
-        x = self._model.preprocess_frames(frames[idx])
-        img = self._model.encode_image(x)
-        txt = self._model.encode_text([data.prompt]).expand(len(idx), -1)
+        idx = select_slices(len(frames), int(self.opts["slices"]))
+        x = model.preprocess_frames(frames[idx])
+        img = model.encode_image(x)
+        txt = model.encode_text([data.prompt]).expand(len(idx), -1)
         score, _ = clip_score_from_features(img, txt)
         return {"clip_score": score}

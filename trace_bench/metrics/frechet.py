@@ -28,7 +28,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import scipy.linalg
 
-from .base import State, StreamingMetric
+from .base import State
 
 
 def features_state(features: np.ndarray) -> State:
@@ -198,29 +198,3 @@ def export_stats(state: Mapping[str, np.ndarray], ddof: int = 1) -> dict[str, np
         merged["sum"] / max(merged["n"], 1.0), np.full(merged["outer"].shape, np.nan), int(merged["n"]))
     return {"mu": mu, "sigma": sigma, "n": np.int64(n), "sum": merged["sum"], "outer": merged["outer"],
             "ddof": np.int64(ddof)}
-
-
-class StreamingFrechet(StreamingMetric):
-    """Streaming moment state of one feature set: ``update(features)``; ``compute(other)`` -> distance.
-
-    States (declared, summed on merge): ``sum`` (d,), ``outer`` (d, d), ``n`` (float64).
-    """
-
-    def __init__(self, dim: int, ddof: int = 1) -> None:
-        super().__init__()
-        self.dim, self.ddof = int(dim), int(ddof)
-        self.add_state("sum", np.zeros(self.dim, np.float64))
-        self.add_state("outer", np.zeros((self.dim, self.dim), np.float64))
-        self.add_state("n", np.float64(0.0))
-
-    def update(self, features: np.ndarray) -> None:
-        f = features_state(features)["features"]
-        if f.shape[1] != self.dim:
-            raise ValueError(f"Expected features of dimension {self.dim}, got {f.shape[1]}")
-        self.sum += f.sum(axis=0)
-        self.outer += f.T @ f
-        self.n = np.float64(self.n + f.shape[0])
-
-    def compute(self, other: "StreamingFrechet | Mapping[str, np.ndarray]") -> float:  # type: ignore[override]
-        ref = other.state_dict() if isinstance(other, StreamingFrechet) else other
-        return frechet_distance_from_states(self.state_dict(), ref, self.ddof)

@@ -5,13 +5,13 @@ TRACE authors say they followed; unpaired, frames in order):
 
 * frames: axial slices through ``ctx.protocol`` (default 256 px, HU [-1000, 1000] -> uint8),
   inferior to superior, grey replicated to RGB;
-* clips: 16 consecutive slices (``fvd_frames``). A volume of T slices gives
+* clips: 16 consecutive slices (option ``fvd.frames``). A volume of T slices gives
   ``floor((T - o) / 16)`` non-overlapping clips starting at offset ``o``; ``o`` is drawn uniformly
   from ``0 .. (T mod 16)`` by ``numpy.random.default_rng([seed, volume content hash])`` so the tail
   left out varies between volumes but is reproducible (``ctx.seed``) and independent of case order.
-  ``fvd_clips = k`` keeps k evenly spaced clips. Volumes shorter than 16 slices are refused (as
+  ``fvd.clips = k`` keeps k evenly spaced clips. Volumes shorter than 16 slices are refused (as
   StyleGAN-V's ``discard_short_videos``);
-* features: I3D 400-d pre-softmax (:mod:`trace_bench.extractors.i3d`; ``fvd_weights`` =
+* features: I3D 400-d pre-softmax (:mod:`trace_bench.extractors.i3d`; option ``fvd.weights`` =
   ``i3d-torchscript`` (default) or ``i3d-tats``);
 * statistics: float64 sums; covariance with ``n`` (``ddof=0``) as StyleGAN-V's
   ``FeatureStats.get_mean_cov``; Frechet distance by :func:`~trace_bench.metrics.frechet.frechet_distance`.
@@ -25,10 +25,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ..cache import FeatureCache, volume_hash
+from ..cache import volume_hash
 from ..errors import InvalidVolumeError
 from . import frechet
-from .base import CaseData, MetricSpec, RunContext, State, register_metric
+from .backbone import Backbone, cached_features
+from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
 
 FVD_DDOF = 0
 
@@ -55,58 +56,58 @@ def fvd_from_features(gen: np.ndarray, ref: np.ndarray) -> float:
     return frechet.frechet_distance_from_states(frechet.features_state(gen), frechet.features_state(ref), FVD_DDOF)
 
 
+def _load_i3d_backbone(path: str, device: str, name: str, ctx: RunContext):
+    from ..extractors.i3d import load_i3d
+
+    return load_i3d(path, device, weights=name)
+
+
 @register_metric
-class FVDSpec(MetricSpec):
+class FVD(Metric):
     name = "fvd"
     kind = "distribution"
-    columns = {"fvd": False}
+    outputs = {"fvd": Output(False, "FVD (I3D)", digits=1, rank=2)}
     table = "table2"
     weights = ("i3d-torchscript",)
+    options = (
+        Option("weights", "i3d-torchscript", "I3D weights: StyleGAN-V's TorchScript (i3d-torchscript) or the "
+               "VideoGPT/TATS state dict (i3d-tats)", choices=("i3d-torchscript", "i3d-tats"), in_protocol_id=False),
+        Option("frames", 16, "slices per clip", type=int, minimum=2, maximum=256, in_protocol_id=False),
+        Option("clips", "all", "keep at most k clips per volume (seeded choice) instead of all", type=int, minimum=1,
+               special=("all",), in_protocol_id=False),
+        Option("feature_cache", True, "cache I3D features on disk by content hash", type=bool, in_protocol_id=False),
+    )
     description = "Frechet Video Distance of 16-slice clips, I3D Kinetics-400 features (StyleGAN-V protocol)"
 
-    def __init__(self) -> None:
-        self._extractor = None
-        self._key = None
-        self._cache: FeatureCache | None = None
-
-    def _weights_name(self, ctx: RunContext | None) -> str:
-        return (ctx.options.get("fvd_weights") if ctx is not None else None) or "i3d-torchscript"
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.net = Backbone(_load_i3d_backbone)
 
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
-        return (self._weights_name(ctx),)
+        return (self.opts["weights"],)
 
-    def _opts(self, ctx: RunContext) -> tuple[int, int | None]:
-        k = ctx.options.get("fvd_clips")
-        return int(ctx.options.get("fvd_frames", 16)), (None if k in (None, "all") else int(k))
+    def _opts(self) -> tuple[int, int | None]:
+        k = self.opts["clips"]
+        return int(self.opts["frames"]), (None if k == "all" else int(k))
 
-    def protocol_id(self, ctx: RunContext) -> str:
-        n, k = self._opts(ctx)
-        return (f"{ctx.protocol.id}|{self._weights_name(ctx)}|clips{n}:nonoverlap:offset-seed{ctx.seed}"
+    def base_protocol_id(self, ctx: RunContext) -> str:
+        n, k = self._opts()
+        return (f"{ctx.protocol.id}|{self.opts['weights']}|clips{n}:nonoverlap:offset-seed{ctx.seed}"
                 f":max{'all' if k is None else k}|ddof=0")
 
     def setup(self, ctx: RunContext) -> None:
-        from ..extractors.i3d import load_i3d
-
-        name = self._weights_name(ctx)
-        key = (name, ctx.weights.get(name), ctx.device)
-        if self._key != key:
-            self._extractor = load_i3d(ctx.weights.get(name), ctx.device, weights=name)
-            self._key = key
-        self._cache = FeatureCache(ctx.cache_dir if ctx.cache_dir else None,
-                                   enabled=bool(ctx.options.get("feature_cache", True)))
+        self.net.get(self.opts["weights"], ctx)
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
-        if self._extractor is None or self._cache is None:
-            self.setup(ctx)
-        n, k = self._opts(ctx)
+        ext = self.net.get(self.opts["weights"], ctx)
+        n, k = self._opts()
         vh = volume_hash(data.volume)
         n_frames = int(data.volume.array.shape[0])
         if n_frames < n:
             raise InvalidVolumeError(data.case_id, f"FVD needs at least {n} slices per volume, got {n_frames}")
         starts = clip_starts(n_frames, n, ctx.seed, vh, k)
-        ext = self._extractor
-        parts = (vh, data.protocol.id, ext.id, ext.weights_sha256, f"clips{n}:" + ",".join(map(str, starts)))
-        feats = self._cache.get_or_compute(parts, lambda: ext.features(make_clips(data.frames, starts, n)))
+        feats = cached_features(data, ctx, (ext.id, ext.weights_sha256, f"clips{n}:" + ",".join(map(str, starts))),
+                                lambda: ext.features(make_clips(data.frames, starts, n)), self.opts["feature_cache"])
         return frechet.features_state(feats)
 
     def merge(self, states: Iterable[State]) -> State:

@@ -13,7 +13,7 @@ Jaccard 0, HD95 = image diagonal; a class missing from both is not counted). At 
 and ``2`` the scored classes are fixed (1, 2 / 1); at ``full`` they are the labels present in
 either map.
 
-Grid rule (:data:`RESAMPLE_RULES`, ``ctx.options["seg_resample"]``):
+Grid rule (:data:`RESAMPLE_RULES`, option ``segmentation.resample``):
 
 * ``extent`` (default): both grids are canonical LPS, so axes correspond; the generated label map
   is stretched so its field of view meets the reference's, voxel centre to voxel centre, nearest
@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from ..volume import orthogonal_slices
+from .base import CaseData, Metric, Option, Output, RunContext, register_metric
 from .hausdorff import EMPTY_POLICY, hd95
 from .overlap import dice, jaccard
 
@@ -93,70 +94,43 @@ def segmentation_scores(pred: np.ndarray, ref: np.ndarray, spacing, labels=None)
             "hd95": hd95(pred, ref, spacing, labels)}
 
 
-class SegmentationOverlap(StreamingMetric):
-    """Streaming form: ``update(pred, ref, spacing)`` per case; ``compute()`` = per-class means over cases
-    (a class counts in a case unless absent from both maps) and the mean over classes."""
-
-    def __init__(self, labels=None) -> None:
-        super().__init__()
-        self.labels = labels
-        self.add_state("cases", [], reduce="cat")
-
-    def update(self, pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, dict[int, float]]:
-        s = segmentation_scores(pred, ref, spacing, self.labels)
-        self.cases.append(s)
-        return s
-
-    def compute(self) -> dict[str, Any]:
-        if not self.cases:
-            raise ValueError("SegmentationOverlap.compute() called before any update()")
-        out: dict[str, Any] = {}
-        for metric in ("dice", "jaccard", "hd95"):
-            per: dict[int, list[float]] = {}
-            for c in self.cases:
-                for l, v in c[metric].items():
-                    if np.isfinite(v):
-                        per.setdefault(l, []).append(v)
-            means = {l: float(np.mean(v)) for l, v in sorted(per.items())}
-            out[metric] = float(np.mean(list(means.values()))) if means else float("nan")
-            out[f"{metric}_per_class"] = means
-        out["n_cases"] = len(self.cases)
-        return out
+def _family(metric: str, label: str, unit: str, rank: float, hib: bool) -> dict[str, Output]:
+    out = {metric: Output(hib, label, unit=unit, digits=2 if unit == "mm" else 3, rank=rank)}
+    for i, cls in enumerate(("lungs", "other", "body")):
+        out[f"{metric}[{cls}]"] = Output(hib, f"{label.replace(' (mm)', '')}[{cls}]", unit=unit,
+                                         digits=2 if unit == "mm" else 3, rank=rank + 0.1 * (i + 1))
+    return out
 
 
 @register_metric
-class SegmentationSpec(MetricSpec):
+class Segmentation(Metric):
     name = "segmentation"
     kind = "case"
     table = "table1"
     needs_reference = True
-    columns = {
-        "dice": True, "jaccard": True, "hd95": False, "seg_n_classes": True,
-        "dice[lungs]": True, "jaccard[lungs]": True, "hd95[lungs]": False,
-        "dice[other]": True, "jaccard[other]": True, "hd95[other]": False,
-        "dice[body]": True, "jaccard[body]": True, "hd95[body]": False,
-    }
+    outputs = {**_family("jaccard", "JI", "fraction", 6, True), **_family("dice", "DC", "fraction", 7, True),
+               **_family("hd95", "95HD (mm)", "mm", 8, False),
+               "seg_n_classes": Output(True, "classes scored", digits=0, rank=9, hidden=True)}
+    options = (
+        Option("resample", "extent", "how the generated label map is put on the reference grid: 'extent' "
+               "(stretch field of view onto field of view, for generators without real geometry) or 'world' "
+               "(patient coordinates through both affines)", choices=RESAMPLE_RULES, in_protocol_id=False),
+        Option("provided_labels", "auto", "with --segmenter provided: how mask values map to classes "
+               "('auto' or a segmenter label table name)", in_protocol_id=True),
+    )
     description = ("Anatomical fidelity: segment generated and reference volumes (ctx.segmenter, ctx.classes), "
                    "map the generated labels onto the reference grid, Dice / Jaccard / HD95 (mm) per class and mean. "
                    f"Empty structures: {EMPTY_POLICY}.")
     cache_size = 64
 
-    def __init__(self) -> None:
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
         self._segmenters: dict[tuple, Any] = {}
         self._ref_cache: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.reference_segmentations = 0  # how many reference label maps were computed (not cached)
 
     # -------------------------------------------------------------- plumbing
-    def columns_for(self, classes: str) -> dict[str, bool]:
-        from ..segmenters.labels import CLASS_NAMES, check_classes
-
-        c = check_classes(classes)
-        cols = {"dice": True, "jaccard": True, "hd95": False, "seg_n_classes": True}
-        for name in CLASS_NAMES.get(c, {}).values():
-            cols.update({f"dice[{name}]": True, f"jaccard[{name}]": True, f"hd95[{name}]": False})
-        return cols
-
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
         from ..segmenters import SEGMENTERS
 
@@ -166,13 +140,13 @@ class SegmentationSpec(MetricSpec):
     def segmenter(self, ctx: RunContext):
         from ..segmenters import get_segmenter
 
-        key = (ctx.segmenter, ctx.device, tuple(sorted(ctx.weights.items())), str(ctx.options.get("provided_labels", "auto")))
+        key = (ctx.segmenter, ctx.device, tuple(sorted(ctx.weights.items())), str(self.opts["provided_labels"]))
         with self._lock:
             seg = self._segmenters.get(key)
             if seg is None:
                 kw: dict[str, Any] = {}
                 if ctx.segmenter == "provided":
-                    kw["labels"] = str(ctx.options.get("provided_labels", "auto"))
+                    kw["labels"] = str(self.opts["provided_labels"])
                 seg = get_segmenter(ctx.segmenter, device=ctx.device, weights=ctx.weights, **kw)
                 self._segmenters[key] = seg
         return seg
@@ -181,16 +155,12 @@ class SegmentationSpec(MetricSpec):
         from ..segmenters.labels import check_classes
 
         check_classes(ctx.classes)
-        rule = ctx.options.get("seg_resample", "extent")
-        if rule not in RESAMPLE_RULES:
-            raise ConfigError(f"unknown seg_resample {rule!r}. Expected one of: {', '.join(RESAMPLE_RULES)}")
         seg = self.segmenter(ctx)
         if hasattr(seg, "load"):
             seg.load()  # refuses now (WeightsError) when the bundle is missing
 
-    def protocol_id(self, ctx: RunContext) -> str:
-        rule = ctx.options.get("seg_resample", "extent")
-        return f"seg-v1:{self.segmenter(ctx).id}:classes={ctx.classes}:grid={rule}"
+    def base_protocol_id(self, ctx: RunContext) -> str:
+        return f"seg-v1:{self.segmenter(ctx).id}:classes={ctx.classes}:grid={self.opts['resample']}"
 
     @staticmethod
     def _volume_key(vol) -> tuple:
@@ -234,7 +204,7 @@ class SegmentationSpec(MetricSpec):
         from ..segmenters.labels import check_classes, class_name
 
         classes = check_classes(ctx.classes)
-        rule = ctx.options.get("seg_resample", "extent")
+        rule = self.opts["resample"]
         ref = self.reference_labels(data, ctx)
         gen = self._label_map(data, ctx, "generated")
         pred = resample_labels(gen.labels, ref.shape, rule, gen.affine, ref.affine)
@@ -249,3 +219,41 @@ class SegmentationSpec(MetricSpec):
         data.shared["segmentation"] = {"generated": gen, "generated_on_reference": pred, "reference": ref,
                                        "segmenter": gen.segmenter, "classes": classes, "grid_rule": rule}
         return out
+
+    # ------------------------------------------------------------- report hook
+    def plot_arrays(self, data: CaseData, ctx: RunContext) -> dict[str, np.ndarray]:
+        """Label slices of the volume (orthogonal mid planes) and Dice per axial slice against the
+        reference labels, from what :meth:`case_values` left in ``data.shared`` (for the GT volume:
+        its cached reference label map)."""
+        seg = data.shared.get("segmentation")
+        on_ref = ref_labels = None
+        if isinstance(seg, dict):
+            labels = seg["generated"].labels
+            on_ref, ref_labels = seg["generated_on_reference"], seg["reference"].labels
+        elif data.reference is None or data.reference is data.volume:
+            src = CaseData(method=data.method, case_id=data.case_id, volume=data.volume, reference=data.volume,
+                           protocol=data.protocol, mask=data.mask, reference_mask=data.mask, device=data.device)
+            try:
+                labels = self.reference_labels(src, ctx).labels
+            except Exception:  # noqa: BLE001 - the overlay is optional
+                return {}
+        else:
+            return {}
+        return label_plot_arrays(labels, data.volume.shape, on_ref, ref_labels)
+
+
+def label_plot_arrays(labels: np.ndarray | None, shape: tuple[int, ...], on_ref: np.ndarray | None = None,
+                      ref_labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``labels_{axial,coronal,sagittal}`` (int16 mid planes, when ``labels`` has the volume's shape)
+    and ``dice_z`` (foreground Dice per axial slice of ``on_ref`` against ``ref_labels``)."""
+    out: dict[str, np.ndarray] = {}
+    if labels is not None and np.asarray(labels).ndim == 3 and tuple(np.shape(labels)) == tuple(shape):
+        for k, v in orthogonal_slices(np.asarray(labels, dtype=np.int32)).items():
+            out[f"labels_{k}"] = v.astype(np.int16)
+    if on_ref is not None and ref_labels is not None and np.shape(on_ref) == np.shape(ref_labels):
+        a, b = np.asarray(on_ref) > 0, np.asarray(ref_labels) > 0
+        inter = (a & b).sum(axis=(1, 2)).astype(np.float64)
+        tot = (a.sum(axis=(1, 2)) + b.sum(axis=(1, 2))).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["dice_z"] = np.where(tot > 0, 2 * inter / np.where(tot > 0, tot, 1), np.nan)
+    return out

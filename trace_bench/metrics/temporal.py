@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from .base import CaseData, Metric, Output, RunContext, register_metric
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -44,26 +44,13 @@ def temporal_flickering(frames: np.ndarray) -> float:
     return float((255.0 - flicker_mae(frames).mean()) / 255.0)
 
 
-class TemporalFlickering(StreamingMetric):
-    """Streaming form: ``update(frames)`` per video, ``compute()`` = mean of video scores."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("scores", [], reduce="cat")
-
-    def update(self, frames: np.ndarray) -> None:
-        self.scores.append(temporal_flickering(frames))
-
-    def compute(self) -> float:
-        if not self.scores:
-            raise ValueError("TemporalFlickering.compute() called before any update()")
-        return float(np.mean(self.scores))
-
-
 @register_metric
-class TemporalFlickeringSpec(MetricSpec):
+class TemporalFlickering(Metric):
+    """Per case: :func:`temporal_flickering` of the axial frames. Streaming: ``update(data)`` per
+    volume, ``compute_result()`` = mean of the video scores (VBench's overall score)."""
+
     name = "temporal_flickering"
-    columns = {"temporal_flickering": True}
+    outputs = {"temporal_flickering": Output(True, "Temporal Flickering", unit="fraction", rank=2)}
     description = "VBench temporal flickering on axial frames: (255 - mean consecutive-frame MAE) / 255"
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:

@@ -2,12 +2,12 @@
 
 from ..temporal import TemporalFlickering, temporal_flickering
 from .consistency import (
-    BackgroundConsistency, FrameConsistency, SubjectConsistency, background_consistency, subject_consistency,
+    BackgroundConsistency, SubjectConsistency, background_consistency, subject_consistency,
 )
 
 __all__ = [
     "TemporalFlickering", "temporal_flickering",
-    "FrameConsistency", "SubjectConsistency", "BackgroundConsistency", "subject_consistency", "background_consistency",
+    "SubjectConsistency", "BackgroundConsistency", "subject_consistency", "background_consistency",
 ]
 from .motion_smoothness import MotionSmoothness, motion_smoothness  # noqa: E402
 

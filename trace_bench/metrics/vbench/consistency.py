@@ -19,8 +19,8 @@ resize below interpolates floats and nothing is rounded back to integers.
   (``clip_transform``). VBench loads CLIP with ``clip.load``, which is fp16 on CUDA and fp32 on
   CPU; trace-bench runs fp32 everywhere (differences of order 1e-3 against VBench's fp16 GPU runs).
 
-The per-case value written by the runner is the video score; :class:`FrameConsistency`
-(streaming) also gives VBench's pair-weighted overall score.
+The per-case value written by the runner is the video score; the streaming form of the metric
+classes (``update`` / ``compute_result``) also gives VBench's pair-weighted overall score.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import WeightsError
-from ...weights import resolve_weights
-from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from ..backbone import Backbone
+from ..base import CaseData, Metric, Output, RunContext, register_metric
 from ._common import frames_uint8_tchw, load_checkpoint, run_batched, strict_load
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -76,36 +76,6 @@ def subject_consistency(features: np.ndarray | torch.Tensor) -> float:
 
 
 background_consistency = subject_consistency
-
-
-class FrameConsistency(StreamingMetric):
-    """Streaming form: ``update(features)`` per video; ``compute()`` = VBench's overall score
-    (sum of pair scores over all videos / number of pairs); ``video_scores`` keeps per-video values."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("sim_sum", 0.0)
-        self.add_state("pair_count", 0)
-        self.add_state("video_scores", [], reduce="cat")
-
-    def update(self, features: np.ndarray | torch.Tensor) -> None:
-        s = consistency_pairs(features)
-        self.sim_sum += float(s.sum())
-        self.pair_count += int(s.size)
-        self.video_scores.append(float(s.mean()))
-
-    def compute(self) -> float:
-        if self.pair_count == 0:
-            raise ValueError(f"{type(self).__name__}.compute() called before any update()")
-        return self.sim_sum / self.pair_count
-
-
-class SubjectConsistency(FrameConsistency):
-    """Streaming subject consistency (features from DINO ViT-B/16)."""
-
-
-class BackgroundConsistency(FrameConsistency):
-    """Streaming background consistency (features from CLIP ViT-B/32)."""
 
 
 # ----------------------------------------------------------------------------- preprocessing
@@ -208,22 +178,40 @@ def load_dino_vit(path: str, device: str = "cpu", name: str = "dino-vitb16") -> 
 
 
 # ----------------------------------------------------------------------------- plug-ins
-class _ConsistencySpec(MetricSpec):
+def _load_dino_backbone(path: str, device: str, name: str, ctx: RunContext) -> nn.Module:
+    return load_dino_vit(path, device, name)
+
+
+def _load_clip_backbone(path: str, device: str, name: str, ctx: RunContext):
+    from ...extractors.clip import load_clip_model  # the shared CLIP image backbone
+
+    return load_clip_model(name=name, path=path, device=device)
+
+
+class _Consistency(Metric):
+    """Per case: the video score (mean cosine of each frame with the first and the previous one).
+    Streaming: ``update(data)`` (or ``update_features(features)``) per video; ``compute_result()`` =
+    VBench's overall score (sum of pair scores over all videos / number of pairs, not the mean of
+    video scores); ``video_scores`` keeps the per-video values."""
+
     weight_name: ClassVar[str]
     preprocess_id: ClassVar[str]
+    loader: ClassVar = staticmethod(_load_dino_backbone)
 
-    def __init__(self) -> None:
-        self._model: nn.Module | None = None
-        self._sha = ""
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.net = Backbone(type(self).loader)
 
-    def protocol_id(self, ctx: RunContext) -> str:
+    def setup(self, ctx: RunContext) -> None:
+        self.net.get(self.weight_name, ctx)
+
+    def base_protocol_id(self, ctx: RunContext) -> str:
         return f"{ctx.protocol.id}|{self.weight_name}|{self.preprocess_id}"
 
     def features(self, frames: np.ndarray, ctx: RunContext) -> torch.Tensor:
-        if self._model is None:
-            self.setup(ctx)
+        model = self.net.get(self.weight_name, ctx)
         x = self.preprocess(frames)
-        return run_batched(lambda b: self.encode(b.to(ctx.device)).float().cpu(), x, ctx.batch_size)
+        return run_batched(lambda b: self.encode(model, b.to(ctx.device)).float().cpu(), x, ctx.batch_size)
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         return {self.name: subject_consistency(self.features(data.frames, ctx))}
@@ -231,45 +219,67 @@ class _ConsistencySpec(MetricSpec):
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._model(x)
+    def encode(self, model, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
+
+    # streaming form with VBench's pair-weighted overall score
+    def reset(self) -> None:
+        super().reset()
+        self.sim_sum, self.pair_count = 0.0, 0
+
+    @property
+    def video_scores(self) -> list[float]:
+        return [v[self.name] for v in self._values]
+
+    def update_features(self, features: np.ndarray | torch.Tensor) -> dict[str, float]:
+        s = consistency_pairs(features)
+        self.sim_sum += float(s.sum())
+        self.pair_count += int(s.size)
+        v = {self.name: float(s.mean())}
+        self._values.append(v)
+        return v
+
+    def update(self, data: CaseData, ctx: RunContext | None = None) -> dict[str, float]:
+        return self.update_features(self.features(data.frames, ctx or RunContext()))
+
+    def merge_state(self, other: "Metric") -> "Metric":
+        super().merge_state(other)
+        self.sim_sum += other.sim_sum  # type: ignore[attr-defined]
+        self.pair_count += other.pair_count  # type: ignore[attr-defined]
+        return self
+
+    def compute_result(self, ctx: RunContext | None = None, reference=None) -> dict[str, float]:
+        if self.pair_count == 0:
+            raise ValueError(f"{type(self).__name__}.compute_result() called before any update()")
+        return {self.name: self.sim_sum / self.pair_count}
 
 
 @register_metric
-class SubjectConsistencySpec(_ConsistencySpec):
+class SubjectConsistency(_Consistency):
     name = "subject_consistency"
-    columns = {"subject_consistency": True}
+    outputs = {"subject_consistency": Output(True, "Subject Consistency", unit="fraction", rank=0)}
     weights = ("dino-vitb16",)
     weight_name = "dino-vitb16"
     preprocess_id = "vbench-dino-resize224-bilinear-noaa"
+    loader = staticmethod(_load_dino_backbone)
     description = "VBench subject consistency: DINO ViT-B/16 CLS features, first/previous-frame cosine"
-
-    def setup(self, ctx: RunContext) -> None:
-        r = resolve_weights(self.weight_name, ctx.weights.get(self.weight_name))
-        self._model, self._sha = load_dino_vit(str(r.path), ctx.device, self.weight_name), r.sha256
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         return dino_preprocess(frames)
 
 
 @register_metric
-class BackgroundConsistencySpec(_ConsistencySpec):
+class BackgroundConsistency(_Consistency):
     name = "background_consistency"
-    columns = {"background_consistency": True}
+    outputs = {"background_consistency": Output(True, "Background Consistency", unit="fraction", rank=1)}
     weights = ("clip-vit-b32",)
     weight_name = "clip-vit-b32"
     preprocess_id = "vbench-clip-resize224-bicubic-noaa-crop224"
+    loader = staticmethod(_load_clip_backbone)
     description = "VBench background consistency: CLIP ViT-B/32 image features, first/previous-frame cosine"
-
-    def setup(self, ctx: RunContext) -> None:
-        from ...extractors.clip import load_clip_model  # the shared CLIP image backbone
-
-        r = resolve_weights(self.weight_name, ctx.weights.get(self.weight_name))
-        self._model = load_clip_model(name=self.weight_name, path=str(r.path), device=ctx.device)
-        self._sha = r.sha256
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
         return clip_preprocess(frames)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._model.encode_image(x)
+    def encode(self, model, x: torch.Tensor) -> torch.Tensor:
+        return model.encode_image(x)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...weights import resolve_weights
-from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from ..backbone import Backbone
+from ..base import CaseData, Metric, Output, RunContext, register_metric
 from ._common import frames_uint8_tchw, run_batched
 
 
@@ -49,44 +49,32 @@ def imaging_quality(frames: np.ndarray, model: torch.nn.Module, batch_size: int 
     return imaging_quality_from_scores(scores.numpy())
 
 
-class ImagingQuality(StreamingMetric):
-    """Streaming form: ``update(frames)`` per video; ``compute()`` = mean of video scores (VBench /100)."""
+def _load_musiq_backbone(path: str, device: str, name: str, ctx: RunContext):
+    from ...models.musiq import load_musiq
 
-    def __init__(self, model: torch.nn.Module, batch_size: int = 8, device: str = "cpu") -> None:
-        super().__init__()
-        self.model, self.batch_size, self.device = model, batch_size, device
-        self.add_state("scores", [], reduce="cat")
-
-    def update(self, frames: np.ndarray) -> None:
-        self.scores.append(imaging_quality(frames, self.model, self.batch_size, self.device))
-
-    def compute(self) -> float:
-        if not self.scores:
-            raise ValueError("ImagingQuality.compute() called before any update()")
-        return float(np.mean(self.scores))
+    return load_musiq(path, device)
 
 
 @register_metric
-class ImagingQualitySpec(MetricSpec):
+class ImagingQuality(Metric):
+    """Per case: :func:`imaging_quality`. Streaming: ``update(data)`` per video, ``compute_result()``
+    = mean of video scores (VBench /100)."""
+
     name = "imaging_quality"
-    columns = {"imaging_quality": True}
+    outputs = {"imaging_quality": Output(True, "Imaging Quality", unit="fraction", rank=4)}
     weights = ("musiq-spaq",)
     description = "VBench imaging quality: MUSIQ (SPAQ) per frame, mean / 100"
 
-    def __init__(self) -> None:
-        self._model = None
-        self._sha = ""
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.net = Backbone(_load_musiq_backbone)
 
     def setup(self, ctx: RunContext) -> None:
-        from ...models.musiq import load_musiq
+        self.net.get("musiq-spaq", ctx)
 
-        r = resolve_weights("musiq-spaq", ctx.weights.get("musiq-spaq"))
-        self._model, self._sha = load_musiq(r.path, ctx.device), r.sha256
-
-    def protocol_id(self, ctx: RunContext) -> str:
+    def base_protocol_id(self, ctx: RunContext) -> str:
         return f"{ctx.protocol.id}|musiq-spaq|vbench-longer512"
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
-        if self._model is None:
-            self.setup(ctx)
-        return {"imaging_quality": imaging_quality(data.frames, self._model, ctx.batch_size, ctx.device)}
+        model = self.net.get("musiq-spaq", ctx)
+        return {"imaging_quality": imaging_quality(data.frames, model, ctx.batch_size, ctx.device)}

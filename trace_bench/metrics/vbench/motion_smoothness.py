@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ...protocol import to_rgb
-from ...weights import resolve_weights
-from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from ..backbone import Backbone
+from ..base import CaseData, Metric, Output, RunContext, register_metric
 from ._common import batches
 
 Interpolator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -102,49 +102,37 @@ def motion_smoothness(frames: np.ndarray, interp: Interpolator, batch_size: int 
     return motion_smoothness_from_predictions(frames, interpolate_midpoints(frames, interp, batch_size, device, scale))
 
 
-class MotionSmoothness(StreamingMetric):
-    """Streaming form: ``update(frames)`` per video; ``compute()`` = mean of video scores (VBench)."""
+def _load_amt_backbone(path: str, device: str, name: str, ctx: RunContext):
+    from ...models.amt import load_amt_s
 
-    def __init__(self, interp: Interpolator, batch_size: int = 8, device: str = "cpu") -> None:
-        super().__init__()
-        self.interp, self.batch_size, self.device = interp, batch_size, device
-        self.add_state("scores", [], reduce="cat")
-
-    def update(self, frames: np.ndarray) -> None:
-        self.scores.append(motion_smoothness(frames, self.interp, self.batch_size, self.device))
-
-    def compute(self) -> float:
-        if not self.scores:
-            raise ValueError("MotionSmoothness.compute() called before any update()")
-        return float(np.mean(self.scores))
+    return load_amt_s(path, device)
 
 
 @register_metric
-class MotionSmoothnessSpec(MetricSpec):
+class MotionSmoothness(Metric):
+    """Per case: :func:`motion_smoothness`. Streaming: ``update(data)`` per video, ``compute_result()``
+    = mean of video scores (VBench)."""
+
     name = "motion_smoothness"
-    columns = {"motion_smoothness": True}
+    outputs = {"motion_smoothness": Output(True, "Motion Smoothness", unit="fraction", rank=3)}
     weights = ("amt-s",)
     description = "VBench motion smoothness: AMT-S midpoints of even frames vs the odd frames"
 
-    def __init__(self) -> None:
-        self._model = None
-        self._sha = ""
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.net = Backbone(_load_amt_backbone)
 
     def setup(self, ctx: RunContext) -> None:
-        from ...models.amt import load_amt_s
+        self.net.get("amt-s", ctx)
 
-        r = resolve_weights("amt-s", ctx.weights.get("amt-s"))
-        self._model, self._sha = load_amt_s(r.path, ctx.device), r.sha256
-
-    def protocol_id(self, ctx: RunContext) -> str:
+    def base_protocol_id(self, ctx: RunContext) -> str:
         return f"{ctx.protocol.id}|amt-s|vbench-vfi-even-odd"
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
-        if self._model is None:
-            self.setup(ctx)
+        model = self.net.get("amt-s", ctx)
         f = data.frames
         vram = None
         if str(ctx.device).startswith("cuda"):
             vram = torch.cuda.get_device_properties(torch.device(ctx.device)).total_memory
         scale = vbench_scale(f.shape[1], f.shape[2], vram)
-        return {"motion_smoothness": motion_smoothness(f, self._model, ctx.batch_size, ctx.device, scale)}
+        return {"motion_smoothness": motion_smoothness(f, model, ctx.batch_size, ctx.device, scale)}

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...weights import resolve_weights
-from ..base import CaseData, MetricSpec, RunContext, StreamingMetric, register_metric
+from ..backbone import Backbone
+from ..base import CaseData, Metric, Output, RunContext, register_metric
 from ._common import frames_uint8_tchw
 from .consistency import VBENCH_CLIP_MEAN, VBENCH_CLIP_STD
 
@@ -67,53 +67,42 @@ def overall_consistency(frames: np.ndarray, prompt: str, model, device: str = "c
     return overall_consistency_from_features(v, t)
 
 
-class OverallConsistency(StreamingMetric):
-    """Streaming form: ``update(frames, prompt)`` per video; ``compute()`` = mean of video scores."""
+def _load_viclip_backbone(path: str, device: str, name: str, ctx: RunContext):
+    from ...models.viclip import load_viclip
 
-    def __init__(self, model, device: str = "cpu") -> None:
-        super().__init__()
-        self.model, self.device = model, device
-        self.add_state("scores", [], reduce="cat")
-
-    def update(self, frames: np.ndarray, prompt: str) -> None:
-        self.scores.append(overall_consistency(frames, prompt, self.model, self.device))
-
-    def compute(self) -> float:
-        if not self.scores:
-            raise ValueError("OverallConsistency.compute() called before any update()")
-        return float(np.mean(self.scores))
+    return load_viclip(path, device)
 
 
 @register_metric
-class OverallConsistencySpec(MetricSpec):
+class OverallConsistency(Metric):
+    """Per case: :func:`overall_consistency`. Streaming: ``update(data)`` per video (with its prompt),
+    ``compute_result()`` = mean of video scores."""
+
     name = "overall_consistency"
-    columns = {"overall_consistency": True}
+    outputs = {"overall_consistency": Output(True, "Overall Consistency", unit="fraction", rank=5)}
     weights = ("viclip-l14",)
     needs_prompt = True
     description = "VBench overall consistency: ViCLIP ViT-L/14 video-text cosine on 8 middle-sampled frames"
 
-    def __init__(self) -> None:
-        self._model = None
-        self._sha = ""
-        self._text: dict[str, torch.Tensor] = {}
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.net = Backbone(_load_viclip_backbone)
+        self._text: dict[tuple[int, str], torch.Tensor] = {}
 
     def setup(self, ctx: RunContext) -> None:
-        from ...models.viclip import load_viclip
+        self.net.get("viclip-l14", ctx)
 
-        r = resolve_weights("viclip-l14", ctx.weights.get("viclip-l14"))
-        self._model, self._sha, self._text = load_viclip(r.path, ctx.device), r.sha256, {}
-
-    def protocol_id(self, ctx: RunContext) -> str:
+    def base_protocol_id(self, ctx: RunContext) -> str:
         return f"{ctx.protocol.id}|viclip-l14|vbench-8-middle-clip224"
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         if not data.prompt:
             raise ValueError(f"case {data.case_id!r} ({data.method}): overall_consistency needs the case's prompt "
                              "(report text); none was found")
-        if self._model is None:
-            self.setup(ctx)
+        model = self.net.get("viclip-l14", ctx)
+        key = (id(model), data.prompt)
         with torch.inference_mode():
-            if data.prompt not in self._text:  # one text forward per distinct prompt
-                self._text[data.prompt] = self._model.encode_text([data.prompt]).float().cpu()
-            v = self._model.encode_vision(viclip_preprocess(data.frames).to(ctx.device)).float().cpu()
-        return {"overall_consistency": overall_consistency_from_features(v, self._text[data.prompt])}
+            if key not in self._text:  # one text forward per distinct prompt (and model)
+                self._text[key] = model.encode_text([data.prompt]).float().cpu()
+            v = model.encode_vision(viclip_preprocess(data.frames).to(ctx.device)).float().cpu()
+        return {"overall_consistency": overall_consistency_from_features(v, self._text[key])}

@@ -1,9 +1,9 @@
-"""Sharded runs and their exact merge (issue 9).
+"""Sharded runs and their exact merge .
 
 A large benchmark is split by **case id**: ``trace-bench run ... --shard I/N`` scores only the cases of
 shard I (1-based) and writes their per-case files and a manifest into its own ``--out`` folder;
 ``trace-bench merge SHARD_DIR... --out OUT`` checks that the shards belong together and are complete,
-combines their ``cases/`` folders and manifests, and calls :func:`trace_bench.runner.aggregate` on the
+combines their ``cases/`` folders and manifests, and calls :func:`trace_bench.run.aggregate.aggregate` on the
 result. Because the per-case files and their cache keys do not depend on the sharding, and the
 aggregate stage sorts everything it reads, the merged ``per_case.csv`` / ``summary.csv`` are
 byte-identical to those of one unsharded run (distribution metrics are recomputed from the same
@@ -25,7 +25,6 @@ folder and the difference.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,10 +32,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-from .config import parse_shard
-from .errors import ConfigError
+from ..config import RunConfig, parse_shard
+from ..errors import ConfigError
+from ..results.layout import Entry, entry_done, entry_path, error_done, error_path
+from .lock import OutputLock
+from .pipeline import finish
+from .provenance import git_commit, package_versions
 
 #: settings that may differ between the shards of one benchmark (they do not change any number)
 LOCAL_SETTINGS = ("out", "shard", "workers", "progress", "device", "weights")
@@ -47,74 +50,6 @@ SHARED_FIELDS = ("version", "cache_version", "methods", "reference", "metrics", 
 
 class MergeError(ConfigError):
     """Shards that cannot be merged: incomplete, missing, duplicated or inconsistent."""
-
-
-# ============================================================================= assignment
-def case_hash(case_id: str) -> str:
-    """sha256 of the UTF-8 case id (hex): the stable key that orders cases before dealing them to shards."""
-    return hashlib.sha256(case_id.encode("utf-8")).hexdigest()
-
-
-def assign_cases(case_ids: Iterable[str], count: int) -> dict[str, int]:
-    """case id -> shard number (1..count): sorted by :func:`case_hash`, dealt round robin."""
-    ids = sorted(set(case_ids), key=lambda c: (case_hash(c), c))
-    return {c: i % count + 1 for i, c in enumerate(ids)}
-
-
-def select_cases(case_ids: Sequence[str], shard: str | None, part: tuple[int, int] | None = None) -> list[str]:
-    """The case ids of shard ``"I/N"`` (all when None), split once more into ``part = (r, W)`` (1-based)."""
-    ids = sorted(set(case_ids))
-    if shard is not None:
-        i, n = parse_shard(shard)
-        a = assign_cases(ids, n)
-        ids = [c for c in ids if a[c] == i]
-    if part is not None:
-        r, w = part
-        if not 1 <= r <= w:
-            raise ConfigError(f"part {r}/{w}: expected 1 <= r <= W")
-        a = assign_cases(ids, w)
-        ids = [c for c in ids if a[c] == r]
-    return ids
-
-
-def _digest(items: Iterable[str]) -> str:
-    h = hashlib.sha256()
-    for it in items:
-        h.update(it.encode("utf-8") + b"\n")
-    return h.hexdigest()
-
-
-def shard_info(all_ids: Sequence[str], own: Sequence[str], shard: str | None, part: tuple[int, int] | None) -> dict[str, Any]:
-    """What a sharded manifest records: the spec, the rank part, its cases, and the full case list's digest."""
-    return {"spec": shard, "part": list(part) if part is not None else None, "cases": sorted(own),
-            "n_cases": len(set(all_ids)), "n_shard_cases": len(select_cases(all_ids, shard)),
-            "all_cases_sha256": _digest(sorted(set(all_ids)))}
-
-
-def case_listing(pairing) -> str:
-    """sha256 over (method, case id, file name, size) of every paired input, mask and prompt: cheap
-    (one ``stat`` per file) and the same in every shard when they read the same inputs. Folder inputs
-    (DICOM, PNG stacks) count with their name only."""
-    rows: list[str] = []
-
-    def add(method: str, cid: str, path: Any) -> None:
-        if path is None:
-            return
-        p = Path(path)
-        size = p.stat().st_size if p.is_file() else -1
-        rows.append(f"{method}\x1f{cid}\x1f{p.name}\x1f{size}")
-
-    for c in pairing.cases:
-        if c.reference is not None:
-            add("GT", c.case_id, c.reference.path)
-        add("GT:mask", c.case_id, c.reference_mask)
-        for m in sorted(c.generated):
-            add(m, c.case_id, c.generated[m].path)
-        for m in sorted(c.method_masks):
-            add(f"{m}:mask", c.case_id, c.method_masks[m])
-        if c.prompt:
-            rows.append(f"prompt\x1f{c.case_id}\x1f{hashlib.sha256(c.prompt.encode()).hexdigest()}")
-    return _digest(sorted(rows))
 
 
 # ============================================================================= consistency
@@ -225,15 +160,10 @@ def combine_manifests(items: Sequence[tuple[str, dict[str, Any]]], *, level: str
 # ============================================================================= completeness
 def missing_entries(folder: Path, man: dict[str, Any]) -> list[str]:
     """Entries of ``man`` with neither a result nor a recorded error carrying the entry's key."""
-    from .runner import Entry, _stored_key, entry_done, error_path
-
     out: list[str] = []
     for d in man["entries"]:
         e = Entry(**d)
-        if entry_done(folder, e):
-            continue
-        ep = error_path(folder, e)
-        if ep.is_file() and _stored_key(ep) == e.key:
+        if entry_done(folder, e) or error_done(folder, e):
             continue
         out.append(f"{e.method}/{e.case_id}/{e.metric}")
     return out
@@ -274,12 +204,13 @@ def _place(src: Path, dst: Path) -> None:
 
 def merge_shards(shards: Sequence[str | Path], out: str | Path, *, report: bool = True, console=None) -> MergeResult:
     """Check, combine and aggregate shard folders into ``out`` (see the module docstring)."""
-    from .config import RunConfig
-    from .results import atomic_write_json, atomic_write_text
-    from .runner import Entry, aggregate, entry_done, entry_path, error_path
-
-    t0 = time.perf_counter()
     out = Path(out)
+    with OutputLock(out):
+        return _merge(shards, out, report=report, console=console)
+
+
+def _merge(shards: Sequence[str | Path], out: Path, *, report: bool, console) -> MergeResult:
+    t0 = time.perf_counter()
     folders = [Path(s) for s in shards]
     if not folders:
         raise MergeError("merge: give the shard folders (the --out folders of `trace-bench run --shard I/N`)")
@@ -318,20 +249,14 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path, *, report: bool 
             if stale.exists():
                 stale.unlink()
             n_files += 1
-    atomic_write_text(out / "config.toml", cfg.to_toml())
-    atomic_write_json(out / "manifest.json", merged)
-    agg = aggregate(out)
-    prov = _merged_provenance(folders, mans, merged, cfg)
-    timings = {"merge_s": time.perf_counter() - t0 - agg["aggregate_s"], "aggregate_s": agg["aggregate_s"]}
-    prov["timings_s"].update({k: round(v, 3) for k, v in timings.items()})
-    atomic_write_json(out / "provenance.json", prov)
-    if report:
-        from reports import render_report
+    timings = {"merge_s": time.perf_counter() - t0}
 
-        t1 = time.perf_counter()
-        render_report(out, plots=cfg.plots, published=cfg.published)
-        prov["timings_s"]["report_s"] = round(time.perf_counter() - t1, 3)
-        atomic_write_json(out / "provenance.json", prov)
+    def provenance(t: dict[str, float]) -> dict[str, Any]:
+        prov = _merged_provenance(folders, mans, merged, cfg)
+        prov["timings_s"].update({k: round(v, 3) for k, v in t.items()})
+        return prov
+
+    agg = finish(out, cfg, merged, provenance, report=report, console=console, t0=t0, timings=timings)
     stats = {"shards": len(folders), "entries": len(merged["entries"]), "files": n_files, **agg}
     return MergeResult(out, folders, stats)
 
@@ -340,8 +265,6 @@ def _merged_provenance(folders: Sequence[Path], mans: Sequence[dict[str, Any]], 
                        cfg) -> dict[str, Any]:
     """The first shard's provenance (toolkit, packages, device ...) with the merged inputs and a
     ``shards`` list (folder, spec, device, commit, finish time, timings of each shard)."""
-    from .runner import git_commit, package_versions
-
     provs = []
     for f in folders:
         p = f / "provenance.json"

@@ -1,0 +1,64 @@
+"""Backbone handling shared by every metric that runs a network: weights resolution, lazy loading
+once per (weights entry, file, device), and the on-disk feature cache.
+
+A metric holds one :class:`Backbone` per network::
+
+    self.net = Backbone(load_inception_for_metric)   # loader(path, device, name, ctx) -> model
+    model = self.net.get("inception-fid", ctx)      # resolved through trace_bench.weights, loaded once
+
+The weights file is found by :func:`trace_bench.weights.resolve_weights` (explicit path from
+``ctx.weights`` / ``--weights``, environment variable, cache), verified there, and loaded by the
+metric's loader with ``weights_only=True`` or safetensors (never an unpickle). Features of a volume
+are cached by content hash + protocol + extractor + weights sha256 (:mod:`trace_bench.cache`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from ..cache import FeatureCache, volume_hash
+from .base import CaseData, RunContext
+
+Loader = Callable[[str, str, str, RunContext], Any]
+
+
+class Backbone:
+    """A lazily loaded network for one metric instance."""
+
+    def __init__(self, loader: Loader) -> None:
+        self._loader = loader
+        self._model: Any = None
+        self._key: tuple | None = None
+        self.sha256 = ""
+        self._lock = threading.Lock()
+
+    def get(self, name: str, ctx: RunContext) -> Any:
+        """The model for weights entry ``name`` on ``ctx.device`` (loaded on first use)."""
+        from ..weights import resolve_weights
+
+        key = (name, ctx.weights.get(name), ctx.device, int(ctx.batch_size))
+        with self._lock:
+            if self._model is None or self._key != key:
+                r = resolve_weights(name, ctx.weights.get(name))
+                self._model = self._loader(str(r.path), ctx.device, name, ctx)
+                self._key, self.sha256 = key, r.sha256
+            return self._model
+
+    @property
+    def loaded(self) -> Any:
+        return self._model
+
+    def set(self, model: Any, sha256: str = "") -> None:
+        """Use an already built model (tests with small random networks, custom integrations)."""
+        self._model, self._key, self.sha256 = model, None, sha256
+
+
+def cached_features(data: CaseData, ctx: RunContext, parts: tuple[str, ...], compute: Callable[[], np.ndarray],
+                    enabled: bool = True) -> np.ndarray:
+    """Features of ``data.volume`` keyed by (volume content hash, frame protocol, *parts), computed
+    once and cached on disk (``ctx.cache_dir`` or ``$TRACE_BENCH_CACHE/features``)."""
+    cache = FeatureCache(ctx.cache_dir if ctx.cache_dir else None, enabled=enabled)
+    return cache.get_or_compute((volume_hash(data.volume), data.protocol.id, *parts), compute)

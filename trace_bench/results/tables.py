@@ -1,0 +1,154 @@
+"""The tables of one output folder (``per_case.csv``, ``summary.csv``, ``errors.csv``,
+``metrics.json``): their columns, the per-column display information, and loading them.
+
+Files (stable names and columns; other tools and CI read them):
+
+* ``per_case.csv``: ``method, case_id, metric, value, protocol`` (long format). Distribution
+  metrics have one row per method with ``case_id = "(all)"``; profile rows use ``"(profile)"``.
+* ``summary.csv``: ``method, metric, value, ci_low, ci_high, n``.
+* ``errors.csv``: ``method, case_id, stage, error``; ``warnings.csv``: ``method, case_id, stage, warning``.
+* ``metrics.json``: for every metric column, the direction of "better", its table, kind, protocol id
+  and display information, so reports and ``compare`` work without importing the metric plug-ins.
+
+Determinism: rows sorted by (method order, case id, metric), floats written with
+:func:`~trace_bench.results.files.fmt_float`, no timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PER_CASE_COLUMNS = ["method", "case_id", "metric", "value", "protocol"]
+SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n"]
+ERROR_COLUMNS = ["method", "case_id", "stage", "error"]
+WARNING_COLUMNS = ["method", "case_id", "stage", "warning"]
+ALL_CASES = "(all)"
+PROFILE_CASE = "(profile)"
+GT = "GT"
+
+
+# ----------------------------------------------------------------------------- metric info
+def base_metric(column: str) -> str:
+    """``dice[lungs]`` -> ``dice``."""
+    return column.split("[", 1)[0]
+
+
+@dataclass
+class MetricInfo:
+    """What reports and ``compare`` need to know about a result column, as declared by its metric
+    (:class:`trace_bench.metrics.base.Output`) and written to ``metrics.json``."""
+
+    higher_is_better: bool | None
+    table: str = "table1"
+    kind: str = "case"
+    protocol: str = ""
+    spec: str = ""
+    #: column header in the tables ('' = the column name)
+    label: str = ""
+    #: "fraction" (shown as a percentage), "mm", "bytes" (shown in GB) or "" (plain number)
+    unit: str = ""
+    #: decimals shown in the tables
+    digits: int = 3
+    #: position of the column in its table (lower = further left)
+    rank: float = 100.0
+    #: bookkeeping column: kept in the CSVs, not shown in the tables
+    hidden: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"higher_is_better": self.higher_is_better, "table": self.table, "kind": self.kind,
+                "protocol": self.protocol, "spec": self.spec, "label": self.label, "unit": self.unit,
+                "digits": self.digits, "rank": self.rank, "hidden": self.hidden}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MetricInfo":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+#: columns every run may carry that no metric plug-in declares
+PROFILE_METRICS: dict[str, MetricInfo] = {
+    "fps": MetricInfo(True, "table1", "profile", "trace-bench profile: slices per second at volume level", "profile",
+                      label="FPS", digits=2, rank=90),
+    "vram": MetricInfo(False, "table1", "profile", "trace-bench profile: peak inference memory, bytes", "profile",
+                       label="Train/Infer VRAM", unit="bytes", rank=91),
+    "vram_train": MetricInfo(False, "table1", "profile", "trace-bench profile: peak training memory, bytes", "profile",
+                             label="Train VRAM", unit="bytes", rank=92),
+}
+
+
+def column_info(metric: str, infos: dict[str, MetricInfo]) -> MetricInfo | None:
+    """The info of a column; per-class columns (``dice[lungs]``) inherit their family's."""
+    for key in (metric, base_metric(metric)):
+        if key in infos:
+            return infos[key]
+    return PROFILE_METRICS.get(base_metric(metric))
+
+
+def direction(metric: str, infos: dict[str, MetricInfo]) -> bool | None:
+    """higher_is_better for a column (per-class columns inherit their family's direction)."""
+    for key in (metric, base_metric(metric)):
+        if key in infos:
+            return infos[key].higher_is_better
+    if base_metric(metric) in PROFILE_METRICS:
+        return PROFILE_METRICS[base_metric(metric)].higher_is_better
+    return None
+
+
+# ----------------------------------------------------------------------------- loading
+@dataclass
+class Results:
+    """The tables of one output directory."""
+
+    out: Path
+    per_case: pd.DataFrame
+    summary: pd.DataFrame
+    errors: pd.DataFrame
+    metrics: dict[str, MetricInfo] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=WARNING_COLUMNS))
+
+    def value(self, method: str, metric: str) -> float:
+        s = self.summary[(self.summary.method == method) & (self.summary.metric == metric)]
+        return float(s.value.iloc[0]) if len(s) else float("nan")
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame(columns=columns)
+    df = pd.read_csv(path, dtype={"method": str, "case_id": str, "metric": str, "stage": str, "error": str, "warning": str,
+                                  "protocol": str}, keep_default_na=False, na_values={"value": ["nan"],
+                                  "ci_low": ["nan"], "ci_high": ["nan"]})
+    for c in ("value", "ci_low", "ci_high"):
+        if c in df:
+            df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
+    return df
+
+
+def load_results(out: str | Path) -> Results:
+    """Read ``per_case.csv``, ``summary.csv``, ``errors.csv``, ``metrics.json`` and ``provenance.json``."""
+    from ..errors import ConfigError
+
+    o = Path(out)
+    if not (o / "summary.csv").is_file():
+        raise ConfigError(f"{o}: no summary.csv here; is this the --out folder of a finished `trace-bench run`?")
+    infos: dict[str, MetricInfo] = {}
+    if (o / "metrics.json").is_file():
+        for k, v in json.loads((o / "metrics.json").read_text(encoding="utf-8")).get("columns", {}).items():
+            infos[k] = MetricInfo.from_dict(v)
+    prov = json.loads((o / "provenance.json").read_text(encoding="utf-8")) if (o / "provenance.json").is_file() else {}
+    meta = json.loads((o / "metrics.json").read_text(encoding="utf-8")) if (o / "metrics.json").is_file() else {}
+    summary = _read_csv(o / "summary.csv", SUMMARY_COLUMNS)
+    methods = meta.get("methods") or list(dict.fromkeys(summary.method.tolist()))
+    return Results(o, _read_csv(o / "per_case.csv", PER_CASE_COLUMNS), summary,
+                   _read_csv(o / "errors.csv", ERROR_COLUMNS), infos, prov, methods, meta.get("skipped", {}),
+                   _read_csv(o / "warnings.csv", WARNING_COLUMNS))
+
+

@@ -1,0 +1,149 @@
+"""Stage 3, aggregate: read ``manifest.json`` and the per-case records only; write the tables.
+
+per-case metrics: value = mean over cases (NaN values skipped, counted in ``n``), CI = seeded
+percentile bootstrap of the mean. distribution metrics: value = ``compute(merge(method states),
+merge(GT states))``, CI = bootstrap over cases (:func:`~trace_bench.results.stats.bootstrap_distribution_ci`).
+Deterministic: byte-identical on rerun, resume, sharded merge and torchrun.
+
+Writes ``per_case.csv``, ``summary.csv``, ``errors.csv``, ``warnings.csv``, ``metrics.json`` and ``stats/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from ..metrics.base import METRICS
+from ..results.files import atomic_write_json, atomic_write_npz, stable_seed, write_csv
+from ..results.layout import (Entry, entry_path, error_path, load_state, load_warnings, safe_name, stored_key)
+from ..results.stats import bootstrap_ci, bootstrap_distribution_ci, mean_finite_or_inf
+from ..results.tables import (ALL_CASES, ERROR_COLUMNS, GT, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS,
+                              SUMMARY_COLUMNS, WARNING_COLUMNS)
+from .plan import make_context
+from .select import load_metric_registry
+
+
+def aggregate(out: str | Path) -> dict[str, Any]:
+    """Stage 3 (see the module docstring). Returns row counts and the time it took."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    man = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    cfg = RunConfig(**man["config"])
+    ctx = make_context(cfg)
+    load_metric_registry(cfg.plugins)
+    methods: list[str] = list(man["methods"])
+    order = {m: i for i, m in enumerate(methods)}
+    per_case: list[tuple[str, str, str, float, str]] = []
+    errors: list[tuple[str, str, str, str]] = []
+    warnings: set[tuple[str, str, str, str]] = set()
+    states: dict[tuple[str, str], dict[str, Any]] = {}
+    case_vals: dict[tuple[str, str], list[float]] = {}
+    for p in man["problems"]:
+        errors.append((p["method"], p["case_id"], "pairing", f"{p['path']}: {p['reason']}" if p["path"] else p["reason"]))
+    for d in man["entries"]:
+        e = Entry(**d)
+        rp, ep = entry_path(out, e), error_path(out, e)
+        if e.kind == "artifact":
+            continue
+        if rp.is_file() and stored_key(rp) == e.key:
+            if e.kind == "case":
+                rec = json.loads(rp.read_text(encoding="utf-8"))
+                for col, v in sorted(rec["values"].items()):
+                    per_case.append((e.method, e.case_id, col, float(v), rec.get("protocol", "")))
+            else:
+                states.setdefault((e.method, e.metric), {})[e.case_id] = load_state(rp)
+            for w in load_warnings(rp):
+                stage, _, text = w.partition(": ")
+                warnings.add((e.method, e.case_id, stage if text else "read", text or w))
+        elif ep.is_file() and stored_key(ep) == e.key:
+            rec = json.loads(ep.read_text(encoding="utf-8"))
+            errors.append((e.method, e.case_id, rec["stage"], rec["error"]))
+        else:
+            errors.append((e.method, e.case_id, f"metric:{e.metric}", "not computed (run interrupted? rerun the same command to resume)"))
+    for m, c, col, v, _ in per_case:
+        case_vals.setdefault((m, col), []).append(v)
+
+    summary: list[tuple[str, str, float, float, float, int]] = []
+    for (m, col), vals in case_vals.items():
+        mean, n = mean_finite_or_inf(vals)
+        lo, hi = bootstrap_ci(vals, n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=stable_seed(cfg.seed, m, col))
+        summary.append((m, col, mean, lo, hi, n))
+
+    stats_dir = out / "stats"
+    for name, info in sorted(man["metrics"].items()):
+        if info["kind"] != "distribution":
+            continue
+        metric = METRICS.get(name)(info.get("options") or {})
+        ref_states = states.get((GT, name), {})
+        for m in methods:
+            if m == GT and info["needs_reference"]:
+                continue
+            gen = states.get((m, name), {})
+            if not gen:
+                continue
+            try:
+                g_state = metric.merge([gen[c] for c in sorted(gen)])
+                r_state = metric.merge([ref_states[c] for c in sorted(ref_states)]) if ref_states else {}
+                vals = metric.compute(g_state, r_state, ctx)
+            except Exception as err:  # noqa: BLE001
+                errors.append((m, ALL_CASES, f"metric:{name}", f"{type(err).__name__}: {err}"))
+                continue
+            atomic_write_npz(stats_dir / f"{safe_name(m)}_{name}.npz", metric.export_stats(g_state))
+            for col, v in sorted(vals.items()):
+                def recompute(gi: tuple[str, ...], ri: tuple[str, ...], _col=col) -> float:
+                    gs = metric.merge([gen[c] for c in gi])
+                    rs = metric.merge([ref_states[c] for c in ri]) if ri else {}
+                    return metric.compute(gs, rs, ctx)[_col]
+                lo, hi = bootstrap_distribution_ci(sorted(gen), sorted(ref_states), recompute,
+                                                   n_boot=cfg.bootstrap_distribution, confidence=cfg.confidence,
+                                                   seed=stable_seed(cfg.seed, m, col))
+                per_case.append((m, ALL_CASES, col, float(v), info["protocol"]))
+                summary.append((m, col, float(v), lo, hi, len(gen)))
+    for name in sorted({k[1] for k in states if k[0] == GT}):  # the reference side's statistics
+        metric = METRICS.get(name)(man["metrics"].get(name, {}).get("options") or {})
+        g = states[(GT, name)]
+        atomic_write_npz(stats_dir / f"{GT}_{name}.npz", metric.export_stats(metric.merge([g[c] for c in sorted(g)])))
+
+    for m, prof in man["profiles"].items():
+        rows = [("fps", prof.get("fps")), ("vram", prof.get("inference_peak_bytes")), ("vram_train", prof.get("train_peak_bytes"))]
+        for col, v in rows:
+            if v is None:
+                continue
+            src = f"profile: {prof.get('device', 'unknown device')}"
+            per_case.append((m, PROFILE_CASE, col, float(v), src))
+            summary.append((m, col, float(v), float("nan"), float("nan"), 1))
+        if m not in order:
+            order[m] = len(order)
+            methods.append(m)
+
+    def mkey(m: str) -> int:
+        return order.get(m, len(order))
+
+    per_case.sort(key=lambda r: (mkey(r[0]), r[0], r[1], r[2]))
+    summary.sort(key=lambda r: (mkey(r[0]), r[0], r[1]))
+    errors = sorted(set(errors), key=lambda r: (mkey(r[0]), r[0], r[1], r[2], r[3]))
+    warn_rows = sorted(warnings, key=lambda r: (mkey(r[0]), r[0], r[1], r[2], r[3]))
+    write_csv(out / "per_case.csv", PER_CASE_COLUMNS, per_case)
+    write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)
+    write_csv(out / "errors.csv", ERROR_COLUMNS, errors)
+    write_csv(out / "warnings.csv", WARNING_COLUMNS, warn_rows)
+    columns = dict(man["columns"])
+    for col, info in PROFILE_METRICS.items():
+        if any(r[1] == col for r in summary):
+            columns[col] = info.to_dict()
+    extra = sorted({r[1] for r in summary} - set(columns))
+    for col in extra:  # per-class columns inherit their family's info
+        base = col.split("[", 1)[0]
+        if base in columns:
+            columns[col] = dict(columns[base], label=f"{columns[base].get('label') or base}{col[len(base):]}")
+    scored = {m for m, *_ in summary}
+    unscored = [m for m in methods if m not in scored and m in order and m not in man["profiles"]]
+    atomic_write_json(out / "metrics.json", {"methods": methods, "columns": columns, "skipped": man["skipped"],
+                                             "plot_case": man.get("plot_case"),
+                                             "segmenter": cfg.segmenter, "classes": cfg.classes,
+                                             "unscored_methods": unscored})
+    return {"per_case_rows": len(per_case), "summary_rows": len(summary), "errors": len(errors),
+            "warnings": len(warn_rows), "unscored_methods": unscored, "aggregate_s": time.perf_counter() - t0}

@@ -1,0 +1,208 @@
+"""Stage 2, per case: for every entry of the plan whose record is missing, read the volume, run the
+metric and write one record file (:mod:`trace_bench.results.layout`), atomically.
+
+A failure writes ``<metric>.error.json`` instead; no failure stops the other cases. Volumes are
+grouped by (method, case) so each is decoded once for all its metrics. With ``workers > 1`` the
+groups go to a pool of spawned processes that receive the :class:`~.plan.Plan` (without loaded
+networks) and never plan again.
+
+Warnings recorded with a result (``warnings.csv``): what the adapter noticed while reading
+(``volume.meta["warnings"]``) and the geometry check of a generated volume against its reference
+(:mod:`trace_bench.geometry`), which may also refuse the volume for reference-based metrics
+(stage ``geometry`` in ``errors.csv``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..cases import Case
+from ..errors import ConfigError, TraceBenchError
+from ..metrics.base import CaseData
+from ..results.layout import Entry, entry_done, write_error, write_state, write_values
+from ..results.tables import GT
+from .artifacts import plot_artifact
+from .plan import Plan
+
+
+def error_text(err: BaseException) -> str:
+    """One line for errors.csv: our typed errors as they are, others with their type."""
+    return str(err) if isinstance(err, TraceBenchError) else f"{type(err).__name__}: {err}"
+
+
+class Reader:
+    """Reads volumes and label maps, keeping the last reference in memory (tasks are ordered by case)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[str, Any] | None = None
+
+    def volume(self, path: Path, adapter: str):
+        from baselines import get_adapter
+
+        k = f"{adapter}:{path}"
+        if self._last is not None and self._last[0] == k:
+            return self._last[1]
+        v = get_adapter(adapter).read(path)
+        self._last = (k, v)
+        return v
+
+    @staticmethod
+    def labels(path: Path | None):
+        from ..io import read_label_map
+
+        return None if path is None else read_label_map(path)
+
+
+def _adapter_warnings(vol: Any, what: str) -> list[str]:
+    meta = getattr(vol, "meta", None) or {}
+    return [f"{what}: {w}" for w in meta.get("warnings", [])]
+
+
+def geometry_warnings(vol: Any, ref: Any, policy: str) -> list[str]:
+    """Warnings of the geometry policy for a generated volume against its reference (raises the
+    policy's refusal as a :class:`~trace_bench.errors.TraceBenchError`)."""
+    from ..geometry import check_geometry
+
+    return list(check_geometry(vol, ref, policy))
+
+
+def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], reader: Reader | None = None) -> int:
+    """Run the given entries of one volume; write one file per entry. Returns the number written."""
+    out, ctx = plan.out, plan.ctx
+    reader = reader or Reader()
+    metrics = {m.name: m for m in plan.metrics}
+    cf = case.reference if method == GT else case.generated[method]
+    try:
+        vol = reader.volume(cf.path, cf.adapter)  # type: ignore[union-attr]
+        mask_path = case.reference_mask if method == GT else case.method_masks.get(method)
+        mask = reader.labels(mask_path)
+    except Exception as err:  # noqa: BLE001 - one bad file never stops the run
+        for e in entries:
+            write_error(out, e, "read", error_text(err))
+        return len(entries)
+    warnings = _adapter_warnings(vol, "read")
+    ref = ref_mask = None
+    ref_err: BaseException | None = None
+    geo_err: BaseException | None = None
+    need_ref = method != GT and case.reference is not None and any(
+        e.kind == "artifact" or metrics[e.metric].needs_reference for e in entries)
+    if need_ref:
+        try:
+            ref = reader.volume(case.reference.path, case.reference.adapter)  # type: ignore[union-attr]
+            ref_mask = reader.labels(case.reference_mask)
+        except Exception as err:  # noqa: BLE001
+            ref_err = err
+        if ref is not None:
+            try:
+                warnings += geometry_warnings(vol, ref, getattr(plan.config, "geometry", "warn"))
+            except TraceBenchError as err:
+                geo_err = err
+    data = CaseData(method=method, case_id=case.case_id, volume=vol, reference=ref, prompt=case.prompt,
+                    protocol=ctx.protocol, mask=mask, reference_mask=ref_mask if method != GT else None,
+                    device=ctx.device)
+    n = 0
+    for e in entries:
+        if e.kind == "artifact":
+            continue
+        metric = metrics[e.metric]
+        n += 1
+        if metric.needs_reference and method != GT:
+            if ref is None:
+                write_error(out, e, "read reference", error_text(ref_err or ConfigError("reference volume unavailable")))
+                continue
+            if geo_err is not None:
+                write_error(out, e, "geometry", error_text(geo_err))
+                continue
+        if metric.needs_prompt and not case.prompt:
+            write_error(out, e, f"metric:{metric.name}", f"no prompt for case {case.case_id!r}")
+            continue
+        t0 = time.perf_counter()
+        try:
+            if metric.kind == "case":
+                values = metric.case_values(data, ctx)
+                write_values(out, e, values, protocol=metric.protocol_id(ctx), seconds=time.perf_counter() - t0,
+                             warnings=warnings)
+            else:
+                write_state(out, e, metric.case_state(data, ctx), warnings=warnings)
+        except Exception as err:  # noqa: BLE001
+            write_error(out, e, f"metric:{metric.name}", error_text(err))
+    for e in entries:
+        if e.kind == "artifact":
+            try:
+                write_state(out, e, plot_artifact(data, plan.metrics, ctx))
+            except Exception as err:  # noqa: BLE001
+                write_error(out, e, "plot", error_text(err))
+            n += 1
+    return n
+
+
+def _task_groups(todo: list[Entry]) -> list[tuple[str, str, list[Entry]]]:
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for e in todo:
+        groups.setdefault(e.task, []).append(e)
+    return [(m, c, es) for (m, c), es in groups.items()]
+
+
+_WORKER_PLAN: Plan | None = None
+
+
+def _worker_init(plan: Plan, plugins: list[str]) -> None:
+    """Runs once in every spawned worker: receive the plan (no re-planning, no re-hashing)."""
+    global _WORKER_PLAN
+    import warnings
+
+    from .select import load_metric_registry
+
+    warnings.filterwarnings("ignore")
+    load_metric_registry(plugins)
+    _WORKER_PLAN = plan
+
+
+def _worker_run(method: str, case_id: str, entries: list[Entry]) -> int:
+    assert _WORKER_PLAN is not None
+    plan = _WORKER_PLAN
+    return process_task(plan, method, plan.pairing.case(case_id), entries)
+
+
+def run_cases(plan: Plan, *, console=None) -> dict[str, Any]:
+    """Stage 2: compute every entry whose result file is missing (resume = skip what is done)."""
+    t0 = time.perf_counter()
+    todo = [e for e in plan.entries if not entry_done(plan.out, e)]
+    groups = _task_groups(todo)
+    stats: dict[str, Any] = {"entries": len(plan.entries), "cached": len(plan.entries) - len(todo), "computed": 0}
+    progress = _progress(plan.config, console)
+    with progress:
+        per_method = {m: progress.add_task(f"{m}", total=sum(1 for g in groups if g[0] == m))
+                      for m in plan.method_order if any(g[0] == m for g in groups)}
+        overall = progress.add_task("all volumes", total=len(groups))
+        if plan.config.workers > 1 and len(groups) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(max_workers=plan.config.workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_worker_init, initargs=(plan, list(plan.config.plugins))) as ex:
+                futs = {ex.submit(_worker_run, m, c, es): m for m, c, es in groups}
+                for f in as_completed(futs):
+                    stats["computed"] += f.result()
+                    progress.advance(per_method[futs[f]])
+                    progress.advance(overall)
+        else:
+            reader = Reader()
+            for m, c, es in groups:
+                progress.update(per_method[m], description=f"{m} [{c}]")
+                stats["computed"] += process_task(plan, m, plan.pairing.case(c), es, reader)
+                progress.advance(per_method[m])
+                progress.advance(overall)
+    stats["per_case_s"] = time.perf_counter() - t0
+    return stats
+
+
+def _progress(config, console=None):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = console or Console(stderr=True)
+    return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not config.progress, transient=False)

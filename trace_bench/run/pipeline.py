@@ -1,0 +1,145 @@
+"""The one run lifecycle: plan -> per-case stage -> aggregate -> provenance -> report.
+
+:func:`run` is a plain run. Torchrun ranks (:mod:`.distributed`) and shard merges (:mod:`.merge`)
+produce their manifest and per-case records their own way and then call the same :func:`finish`,
+so the three write identical tables for identical inputs.
+
+Every run holds the output folder's lock (:mod:`.lock`) from before planning to the end. Outputs
+derived by an earlier, different run are removed before anything new is written, and the run stamp
+(:mod:`trace_bench.results.stamp`) is written once the tables are complete, so ``trace-bench
+report`` can tell complete, current tables from stale or truncated ones.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import RunConfig
+from ..results.files import atomic_write_json, atomic_write_text
+from ..results.layout import entry_done
+from ..results.stamp import TABLE_FILES, clear_stale_outputs, fingerprint, write_stamp
+from .aggregate import aggregate
+from .execute import run_cases
+from .lock import OutputLock
+from .plan import Plan, manifest_dict, plan_run
+from .provenance import build_provenance
+
+REPORT_FILES = ("report.md", "report.tex", "report.html")
+
+
+@dataclass
+class RunResult:
+    out: Path
+    plan: Plan | None
+    stats: dict[str, Any]
+
+
+def _console(console=None):
+    from rich.console import Console
+
+    return console or Console(stderr=True)
+
+
+def prepare_out(out: Path, config: RunConfig, manifest: dict[str, Any], console=None) -> None:
+    """Remove a different earlier run's derived outputs, then write ``config.toml`` and ``manifest.json``."""
+    removed = clear_stale_outputs(out, fingerprint(manifest))
+    if removed and console is not None:
+        console.print(f"[yellow]note[/yellow]: removed the outputs of an earlier, different run in {out}: "
+                      f"{', '.join(removed)} (per-case results are kept and reused where still valid)")
+    atomic_write_text(out / "config.toml", config.to_toml())
+    atomic_write_json(out / "manifest.json", manifest)
+
+
+def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: Callable[[dict[str, float]], dict[str, Any]],
+           *, report: bool = True, console=None, t0: float | None = None,
+           timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Aggregate, stamp, provenance and report for a folder whose manifest and records are complete.
+
+    ``provenance(timings)`` builds the provenance dict (plain runs, torchrun and merges differ there
+    only). A shard folder (``config.shard``) gets provenance and its stamp but no tables."""
+    t0 = time.perf_counter() if t0 is None else t0
+    timings = dict(timings or {})
+    console = _console(console)
+    prepare_out(out, config, manifest, console)
+    fp = fingerprint(manifest)
+    if config.shard is not None:  # tables come from `trace-bench merge`
+        timings["total_s"] = time.perf_counter() - t0
+        atomic_write_json(out / "provenance.json", provenance(timings))
+        write_stamp(out, fp, ["manifest.json"])
+        return {}
+    if config.progress:
+        console.print("[bold]aggregate[/bold]: merging states, bootstrap CIs")
+    agg = aggregate(out)
+    timings["aggregate_s"] = agg["aggregate_s"]
+    write_stamp(out, fp, TABLE_FILES)
+    atomic_write_json(out / "provenance.json", provenance(timings))  # the report reads it
+    for m in agg["unscored_methods"]:
+        console.print(f"[bold red]warning[/bold red]: method {m!r} has no scored case (every case failed or was "
+                      f"unpaired); see {out / 'errors.csv'}")
+    if report:
+        if config.progress:
+            console.print("[bold]report[/bold]: tables and plots")
+        t1 = time.perf_counter()
+        from reports import render_report
+
+        render_report(out, plots=config.plots, published=config.published)
+        timings["report_s"] = time.perf_counter() - t1
+    timings["total_s"] = time.perf_counter() - t0
+    atomic_write_json(out / "provenance.json", provenance(timings))
+    write_stamp(out, fp, TABLE_FILES + REPORT_FILES + ("provenance.json",))
+    return agg
+
+
+def run_plan(plan: Plan, *, console=None, report: bool = True, t0: float | None = None) -> RunResult:
+    """Per-case stage and :func:`finish` for a plan (the caller holds the output lock)."""
+    t0 = time.perf_counter() if t0 is None else t0
+    console = _console(console)
+    manifest = manifest_dict(plan)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    prepare_out(plan.out, plan.config, manifest, console)
+    for name, why in sorted(plan.skipped.items()):
+        console.print(f"[yellow]not computed[/yellow] {name}: {why}")
+    n_todo = sum(1 for e in plan.entries if not entry_done(plan.out, e))
+    if plan.config.progress:
+        console.print(f"[bold]per-case[/bold]: {len(plan.entries)} entries "
+                      f"({len(plan.entries) - n_todo} cached), metrics: {', '.join(m.name for m in plan.metrics)}")
+    stats = run_cases(plan, console=console)
+    agg = finish(plan.out, plan.config, manifest, lambda t: build_provenance(plan, {**t, "per_case_s": stats["per_case_s"]}),
+                 report=report, console=console, t0=t0)
+    stats.update(agg)
+    return RunResult(plan.out, plan, stats)
+
+
+def run(config: RunConfig, *, console=None, report: bool = True, notes: tuple[str, ...] = (),
+        extra_skipped: dict[str, str] | None = None) -> RunResult:
+    """Lock the output folder, plan, compute (resuming), aggregate, write provenance, render the reports.
+
+    With ``config.shard = "I/N"`` only that shard's cases are scored and no tables are written
+    (``trace-bench merge`` combines the shards)."""
+    t0 = time.perf_counter()
+    with OutputLock(config.out):
+        plan = plan_run(config, notes=notes, extra_skipped=extra_skipped)
+        return run_plan(plan, console=console, report=report, t0=t0)
+
+
+def strict_failures(result: RunResult) -> list[str]:
+    """Why ``--strict`` fails this run: error rows and methods with no scored case."""
+    from ..results.tables import load_results
+
+    if result.plan is not None and result.plan.config.shard is not None:
+        return []
+    res = load_results(result.out)
+    out = []
+    if len(res.errors):
+        out.append(f"{len(res.errors)} error row(s) in {result.out / 'errors.csv'}")
+    for m in result.stats.get("unscored_methods", []):
+        out.append(f"method {m!r} has no scored case")
+    return out
+
+
+def print_stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
