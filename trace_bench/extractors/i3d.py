@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import WeightsError
 from ..weights import WEIGHTS, resolve_weights
+from ..weights_load import load_state_dict
 from .base import register_extractor
 
 
@@ -198,10 +199,7 @@ def load_i3d(path: str | Path | None = None, device: str = "cpu", *, weights: st
         except (RuntimeError, ValueError) as e:
             raise WeightsError(f"{r.path}: not a readable I3D TorchScript file ({str(e)[:200]}); {fix}") from None
     else:
-        try:
-            sd = torch.load(str(r.path), map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise WeightsError(f"{r.path}: not a readable torch state dict ({str(e)[:200]}); {fix}") from None
+        sd = load_state_dict(r.path, weights)
         if isinstance(sd, dict) and "state_dict" in sd:
             sd = sd["state_dict"]
         try:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import WeightsError
 from ..weights import WEIGHTS, resolve_weights
+from ..weights_load import load_state_dict
 from .base import register_extractor
 
 INPUT_SIZE = 299
@@ -134,11 +135,7 @@ def build_fid_inception() -> torch.nn.Module:
 
 
 def _load_pth(path: Path) -> torch.nn.Module:
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise WeightsError(f"{path}: not a readable torch state dict ({e}); "
-                           f"fix: `trace-bench weights fetch inception-fid-pth`") from None
+    state = load_state_dict(path, "inception-fid-pth")
     inception = build_fid_inception()
     try:
         inception.load_state_dict(state)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..volume import Volume
+from ..weights_load import load_state_dict
 from .base import LabelMap, Segmenter, register_segmenter
 from .labels import VISTA3D_EVERYTHING_LABELS, VISTA3D_LABELS, collapse_vista3d
 
@@ -69,13 +70,9 @@ def read_bundle_config(bundle: Path) -> dict[str, Any]:
 
 def load_vista3d_network(model_pt: Path):
     """``vista3d132`` with the checkpoint's weights (encoder width read from the checkpoint)."""
-    import torch
     from monai.networks.nets import vista3d132
 
-    try:
-        ckpt = torch.load(str(model_pt), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise WeightsError(f"weights 'vista3d': cannot load {model_pt} ({type(e).__name__}: {e})") from None
+    ckpt = load_state_dict(model_pt, "vista3d")
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

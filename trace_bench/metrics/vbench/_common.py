@@ -15,6 +15,7 @@ import torch
 
 from ...errors import WeightsError
 from ...protocol import to_rgb
+from ...weights_load import load_state_dict
 
 
 def frames_uint8_tchw(frames: np.ndarray) -> torch.Tensor:
@@ -26,15 +27,9 @@ def frames_uint8_tchw(frames: np.ndarray) -> torch.Tensor:
 
 
 def load_checkpoint(path: str | Path, name: str) -> Any:
-    """``torch.load`` on CPU; tensors-only first, full unpickling for files that need it
-    (the published AMT / ViCLIP checkpoints carry non-tensor entries)."""
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - retry with full unpickling, as the reference code does
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"weights {name!r}: {path} is not a readable PyTorch checkpoint ({exc})") from exc
+    """Checkpoint on CPU through :func:`trace_bench.weights_load.load_state_dict`: tensors only, no
+    pickle fallback (a file that needs full unpickling is refused with the conversion command)."""
+    return load_state_dict(path, name)
 
 
 def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], name: str, path: str | Path) -> None:
