@@ -155,11 +155,23 @@ class Adapter:
         return generic_case_id(path)
 
     def prompt(self, path: Path) -> str | None:
-        """The report text stored beside the volume as ``<case_id>.txt`` or ``<stem>.txt``, if any."""
+        """The report text stored beside the volume as ``<case_id>.txt`` or ``<stem>.txt``, if any.
+
+        UTF-8 (a byte-order mark is accepted); raises :class:`~trace_bench.inputs.InputError` (one
+        line, naming the ``.txt``) when the file cannot be read or decoded.
+        """
+        from trace_bench.inputs import InputError, check_input
+
         p = Path(path)
         for cand in (p.parent / (strip_volume_suffix(p.name) + ".txt"), p.parent / (self.case_id(p) + ".txt")):
-            if cand.is_file():
-                return cand.read_text(encoding="utf-8").strip()
+            if cand.is_file():  # False for FIFOs, devices, dangling links: never opened
+                check_input(cand)
+                raw = cand.read_bytes()
+                try:
+                    return raw.decode("utf-8-sig").strip()
+                except UnicodeDecodeError as e:
+                    raise InputError(cand, f"prompt file is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+                                           f"{e.start}); re-save it as UTF-8") from None
         return None
 
     def masks(self, path: Path) -> dict[str, Path]:

@@ -9,11 +9,13 @@ Nothing is dropped silently: unpaired files, duplicate ids and unreadable entrie
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .inputs import InputError, check_input, input_problem
 
 
 @dataclass(frozen=True)
@@ -54,48 +56,160 @@ class Pairing:
 
 
 def discover(folder: str | Path, adapter: str = "nifti", label: str = "reference") -> tuple[dict[str, CaseFile], list[Problem]]:
-    """Map case id -> file for every volume the adapter recognises in ``folder``."""
+    """Map case id -> file for every volume the adapter recognises in ``folder``.
+
+    Every entry is first checked with :func:`trace_bench.inputs.check_input` (stat only; FIFOs,
+    devices and sockets are never opened): dangling or looping symlinks, non-regular and unreadable
+    entries become :class:`Problem` rows and are never handed to the adapter's ``is_candidate`` /
+    ``detect`` / ``case_id``. The adapter's ``list_files`` enumerates the folder itself; the shipped
+    adapters only look inside regular files (``is_file``), and whatever it returns is checked again.
+    """
     from baselines import get_adapter
 
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{label}: {folder} is not a folder")
     ad = get_adapter(adapter)
-    found: dict[str, CaseFile] = {}
     problems: list[Problem] = []
-    for p in ad.list_files(folder):
+    try:
+        entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot list folder {folder} ({e.strerror or e})") from None
+    bad: set[Path] = set()
+    for p in entries:
+        try:
+            check_input(p)
+        except InputError as e:
+            bad.add(p)
+            problems.append(Problem(label, _safe_case_id(ad, p), str(e.path), f"{e.reason} (skipped)"))
+    try:
+        listed = ad.list_files(folder)
+    except OSError as e:
+        raise ConfigError(f"{label}: cannot list folder {folder} ({e.strerror or e})") from None
+    found: dict[str, CaseFile] = {}
+    dup_problems: list[Problem] = []
+    for p in listed:
+        if p in bad or p.parent in bad:
+            continue  # already reported
+        reason = input_problem(p)
+        if reason is not None:
+            bad.add(p)
+            problems.append(Problem(label, _safe_case_id(ad, p), str(p), f"{reason} (skipped)"))
+            continue
         cid = ad.case_id(p)
         if cid in found:
-            problems.append(Problem(label, cid, str(p), f"duplicate case id {cid!r}: also {found[cid].path.name}; both skipped"))
+            dup_problems.append(Problem(label, cid, str(p), f"duplicate case id {cid!r}: also {found[cid].path.name}; both skipped"))
             continue
         found[cid] = CaseFile(cid, p, ad.name)
-    dups = {pr.case_id for pr in problems}
-    for cid in dups:
+    problems += dup_problems
+    for cid in {pr.case_id for pr in dup_problems}:
         found.pop(cid, None)
     # label maps a peer writes beside its volumes (MAISI _label, MedSyn _lobe/...) are not problems
     companions = {Path(m).resolve() for cf in found.values() for m in ad.masks(cf.path).values()}
-    others = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".") and not ad.is_candidate(p)
+    others = [p for p in entries if p not in bad and not ad.is_candidate(p)
               and p.resolve() not in companions and not p.name.endswith((".txt", ".json", ".csv", ".md"))]
     for p in others:
         problems.append(Problem(label, ad.case_id(p), str(p), f"not a volume the '{ad.name}' adapter reads (ignored)"))
     return found, problems
 
 
+def _safe_case_id(ad: "object", path: Path) -> str:
+    """The adapter's case id for a path it must not inspect (name rules only), else the generic rule."""
+    from baselines.base import generic_case_id
+
+    if getattr(ad, "name", "") == "auto":  # auto's case_id detects the writer, i.e. reads the file
+        return generic_case_id(path)
+    try:
+        return ad.case_id(path)  # type: ignore[attr-defined]
+    except Exception:  # peer rules are name based; any failure falls back to the generic rule
+        return generic_case_id(path)
+
+
+_PROMPT_FIX = ("expected a CSV with columns case_id,prompt (one row per case; wrap a prompt holding commas, "
+               "quotes or line breaks in double quotes and double its inner quotes) or JSON "
+               "{case_id: prompt} / [{\"case_id\": ..., \"prompt\": ...}]")
+
+
 def load_prompts(path: str | Path) -> dict[str, str]:
-    """Prompts from a CSV (columns ``case_id,prompt``) or JSON (``{case_id: prompt}`` or a list of rows)."""
+    """Prompts from a CSV (columns ``case_id,prompt``) or JSON (``{case_id: prompt}`` or a list of rows).
+
+    Text is UTF-8, with or without a byte-order mark (Excel's "CSV UTF-8" export). CSV is parsed
+    strictly: an unterminated or stray quote, a row with a different number of fields than the
+    header, an empty or repeated case id are refused. Every refusal is a one-line
+    :class:`~trace_bench.errors.ConfigError` naming the file, the line and what to fix.
+    """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"prompts file {p} does not exist")
+        raise ConfigError(f"prompts file {p} does not exist" if not p.exists() and not p.is_symlink()
+                          else f"prompts file {p}: {input_problem(p) or 'not a regular file'}")
+    reason = input_problem(p)
+    if reason is not None:
+        raise ConfigError(f"prompts file {p}: {reason}")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}: line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                          "re-save the file as UTF-8") from None
     if p.suffix.lower() == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            return {str(k): str(v) for k, v in data.items()}
-        return {str(r["case_id"]): str(r["prompt"]) for r in data}
-    with p.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not {"case_id", "prompt"} <= set(rows[0]):
-        raise ConfigError(f"{p}: expected a CSV with columns case_id,prompt")
-    return {r["case_id"]: r["prompt"] for r in rows}
+        return _prompts_json(p, text)
+    return _prompts_csv(p, text)
+
+
+def _prompts_json(p: Path, text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}: line {e.lineno} column {e.colno}: invalid JSON ({e.msg}); {_PROMPT_FIX}") from None
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if not isinstance(v, str):
+                raise ConfigError(f"{p}: prompt of case {k!r} is {type(v).__name__}, expected a string; {_PROMPT_FIX}")
+            out[str(k)] = v
+        return out
+    if isinstance(data, list):
+        out = {}
+        for i, r in enumerate(data):
+            if not (isinstance(r, dict) and "case_id" in r and isinstance(r.get("prompt"), str)):
+                raise ConfigError(f"{p}: row {i} is not an object with 'case_id' and a string 'prompt'; {_PROMPT_FIX}")
+            cid = str(r["case_id"])
+            if cid in out:
+                raise ConfigError(f"{p}: row {i}: case id {cid!r} appears twice; keep one prompt per case")
+            out[cid] = r["prompt"]
+        return out
+    raise ConfigError(f"{p}: JSON holds a {type(data).__name__}; {_PROMPT_FIX}")
+
+
+def _prompts_csv(p: Path, text: str) -> dict[str, str]:
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for row in reader:
+            if row:  # blank lines are skipped
+                rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise ConfigError(f"{p}: line {start}: malformed CSV ({e}), e.g. an unterminated or stray quote; {_PROMPT_FIX}") from None
+    if not rows:
+        raise ConfigError(f"{p}: empty file; {_PROMPT_FIX}")
+    header = [h.strip() for h in rows[0][1]]
+    if not {"case_id", "prompt"} <= set(header):
+        raise ConfigError(f"{p}: line {rows[0][0]}: header is {','.join(header)!r}; {_PROMPT_FIX}")
+    i_id, i_prompt = header.index("case_id"), header.index("prompt")
+    out: dict[str, str] = {}
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise ConfigError(f"{p}: line {line}: {len(row)} field(s), the header has {len(header)}; {_PROMPT_FIX}")
+        cid = row[i_id].strip()
+        if not cid:
+            raise ConfigError(f"{p}: line {line}: empty case_id; {_PROMPT_FIX}")
+        if cid in out:
+            raise ConfigError(f"{p}: line {line}: case id {cid!r} appears twice; keep one prompt per case")
+        out[cid] = row[i_prompt]
+    return out
 
 
 def pair_cases(reference: str | Path | None, methods: dict[str, tuple[str | Path, str]], *,
@@ -141,7 +255,7 @@ def pair_cases(reference: str | Path | None, methods: dict[str, tuple[str | Path
         for m, idx in masks_m.items():
             if cid in idx:
                 c.method_masks[m] = idx[cid]
-        c.prompt = prompt_map.get(cid) or _sidecar_prompt(c)
+        c.prompt = prompt_map.get(cid) or _sidecar_prompt(c, problems)
         cases.append(c)
     return Pairing(cases, problems)
 
@@ -152,12 +266,17 @@ def _mask_index(folder: str | Path, label: str, problems: list[Problem]) -> dict
     return {cid: cf.path for cid, cf in found.items()}
 
 
-def _sidecar_prompt(case: Case) -> str | None:
+def _sidecar_prompt(case: Case, problems: list[Problem]) -> str | None:
+    """The first sidecar ``.txt`` prompt beside the case's files; unreadable ones become problems."""
     from baselines import get_adapter
 
-    files = ([case.reference] if case.reference else []) + list(case.generated.values())
-    for cf in files:
-        txt = get_adapter(cf.adapter).prompt(cf.path)
+    files = ([("reference", case.reference)] if case.reference else []) + list(case.generated.items())
+    for label, cf in files:
+        try:
+            txt = get_adapter(cf.adapter).prompt(cf.path)
+        except InputError as e:
+            problems.append(Problem(label, case.case_id, str(e.path), f"{e.reason} (case kept without this prompt)"))
+            continue
         if txt:
             return txt
     return None

@@ -83,11 +83,198 @@ def parse_spacing(text: "str | Sequence[float] | None") -> Spacing | None:
     return vals  # type: ignore[return-value]
 
 
+# --------------------------------------------------------------------------------------- guards
+#: Environment variable: the largest voxel array (bytes, as declared by a header) a reader may allocate.
+MAX_VOLUME_BYTES_ENV = "TRACE_BENCH_MAX_VOLUME_BYTES"
+DEFAULT_MAX_VOLUME_BYTES = 8 << 30  # 8 GiB
+#: Deflate (gzip) never expands data more than 1032:1 (zlib technical details: the maximum compression
+#: ratio of deflate's longest match); a .gz file of n bytes cannot hold more than this many bytes.
+DEFLATE_MAX_RATIO = 1032
+#: DICOM slice positions are uniform when every step is within max(1 %, 0.01 mm) of the median step.
+DICOM_SPACING_REL_TOL = 0.01
+DICOM_SPACING_ABS_TOL_MM = 0.01
+
+
+def max_volume_bytes() -> int:
+    """The memory budget for one decoded voxel array: ``$TRACE_BENCH_MAX_VOLUME_BYTES`` or 8 GiB."""
+    text = os.environ.get(MAX_VOLUME_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_VOLUME_BYTES
+    try:
+        val = int(float(text))
+    except ValueError:
+        val = 0
+    if val <= 0:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{MAX_VOLUME_BYTES_ENV}={text!r}: expected a positive number of bytes, e.g. 8589934592")
+    return val
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def check_declared_size(path: str | Path, shape: Sequence[int], itemsize: int, *, offset: int | None = None,
+                        compressed: bool = False) -> int:
+    """Refuse a header whose voxel array cannot be real or is too big, BEFORE anything is allocated.
+
+    ``declared = prod(shape) * itemsize``. Refused with :class:`InvalidVolumeError` when over
+    :func:`max_volume_bytes`; refused with :class:`CorruptFileError` when the file cannot hold it:
+
+    * uncompressed (``offset`` given): file size < ``offset + declared`` (truncated; exact);
+    * gzip (``compressed=True``): ``offset + declared`` > :data:`DEFLATE_MAX_RATIO` x file size + 1 KiB
+      (no gzip stream that small decompresses to that much; sound, never refuses a real file). A
+      truncated gzip below that bound is still caught by the decoder; what it may allocate first is
+      bounded by both the budget and 1032 x the file size. (The exact decompressed size is only known
+      by decompressing, which would cost a second full pass over every file.)
+
+    Returns ``declared``.
+    """
+    p = Path(path)
+    n = 1
+    for s in shape:
+        if s < 0:
+            raise CorruptFileError(p, f"header declares a negative dimension in shape {tuple(shape)}")
+        n *= int(s)
+    declared = n * int(itemsize)
+    dims = "x".join(str(int(s)) for s in shape)
+    budget = max_volume_bytes()
+    if declared > budget:
+        raise InvalidVolumeError(p, f"header declares {dims} voxels of {itemsize} byte(s) = {_fmt_bytes(declared)}, over the "
+                                    f"memory budget of {_fmt_bytes(budget)} (raise it with {MAX_VOLUME_BYTES_ENV}=BYTES)")
+    if offset is not None and p.is_file():
+        size = p.stat().st_size
+        need = int(offset) + declared
+        if compressed:
+            if need > DEFLATE_MAX_RATIO * size + 1024:
+                raise CorruptFileError(p, f"truncated or corrupt: header declares {dims} voxels ({_fmt_bytes(declared)}) but a "
+                                          f"gzip file of {size} bytes holds at most {_fmt_bytes(DEFLATE_MAX_RATIO * size + 1024)}")
+        elif size < need:
+            raise CorruptFileError(p, f"truncated: header declares {dims} voxels ({_fmt_bytes(declared)} from byte {offset}) "
+                                      f"but the file has {size} bytes")
+    return declared
+
+
+def _sitk_pixel_bytes(pixel_id: int, components: int) -> int:
+    """Bytes per voxel of a SimpleITK pixel type (from its name, e.g. 'vector of 32-bit float')."""
+    import SimpleITK as sitk
+
+    name = sitk.GetPixelIDValueAsString(pixel_id)
+    m = re.search(r"(\d+)-bit", name)
+    per = int(m.group(1)) // 8 if m else 8
+    if "complex" in name:
+        per *= 2
+    return per * max(1, int(components))
+
+
+def _check_numpy_size(path: Path) -> None:
+    """Header check of a .npy file (or of every array in a .npz) before numpy allocates the array."""
+    import zipfile
+
+    def header(fh) -> tuple[tuple[int, ...], np.dtype]:
+        major, _ = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+        return tuple(shape), dtype
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if not info.filename.endswith(".npy"):
+                        continue
+                    with zf.open(info) as fh:
+                        shape, dtype = header(fh)
+                        hdr_len = fh.tell()
+                    if dtype.hasobject:
+                        continue  # refused by np.load(allow_pickle=False)
+                    declared = check_declared_size(path, shape, dtype.itemsize)
+                    if info.file_size < hdr_len + declared:
+                        raise CorruptFileError(path, f"truncated: array {info.filename!r} declares shape {shape} "
+                                                     f"({_fmt_bytes(declared)}) but holds {info.file_size - hdr_len} bytes")
+        else:
+            with open(path, "rb") as fh:
+                shape, dtype = header(fh)
+                offset = fh.tell()
+            if not dtype.hasobject:
+                check_declared_size(path, shape, dtype.itemsize, offset=offset)
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+        raise CorruptFileError(path, f"cannot decode NumPy file ({e})") from None
+
+
+def check_dicom_spacing(folder: str | Path, files: Sequence[str]) -> float | None:
+    """Refuse a DICOM series whose slices are not evenly spaced (e.g. a missing slice).
+
+    Each slice's position is its ImagePositionPatient projected on the slice normal (the cross
+    product of the ImageOrientationPatient row and column directions). Sorted positions must step
+    by the median step within ``max(1 %, 0.01 mm)`` (:data:`DICOM_SPACING_REL_TOL`,
+    :data:`DICOM_SPACING_ABS_TOL_MM`); otherwise :class:`InvalidVolumeError` names the folder, the
+    two slices around the gap and the expected vs found spacing (ITK would only warn and average).
+    Series without ImagePositionPatient are not checked. Returns the step (mm) or ``None``.
+    """
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    pos: list[tuple[float, str]] = []
+    normal: np.ndarray | None = None
+    for f in files:
+        r = sitk.ImageFileReader()
+        r.SetFileName(str(f))
+        try:
+            r.ReadImageInformation()
+        except RuntimeError as e:
+            raise CorruptFileError(f, f"cannot decode DICOM header ({str(e).strip().splitlines()[-1][:200]})") from None
+        if not r.HasMetaDataKey("0020|0032"):
+            return None
+        if normal is None:
+            d = np.array(r.GetDirection(), dtype=np.float64).reshape(3, 3)
+            normal = np.cross(d[:, 0], d[:, 1])
+            norm = float(np.linalg.norm(normal))
+            normal = normal / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
+        pos.append((float(np.dot(np.array(r.GetOrigin(), dtype=np.float64), normal)), Path(f).name))
+    if len(pos) < 3:
+        return None
+    pos.sort()
+    steps = np.diff([z for z, _ in pos])
+    expected = float(np.median(steps))
+    if expected <= 0:
+        i = int(np.argmin(steps))
+        raise InvalidVolumeError(folder, f"slices {pos[i][1]} and {pos[i + 1][1]} share position {pos[i][0]:.3f} mm along "
+                                         "the slice normal (duplicate slices); keep one series per folder")
+    tol = max(DICOM_SPACING_REL_TOL * expected, DICOM_SPACING_ABS_TOL_MM)
+    off = np.flatnonzero(np.abs(steps - expected) > tol)
+    if off.size:
+        i = int(off[0])
+        found = float(steps[i])
+        hint = ""
+        k = found / expected
+        if k > 1.5 and abs(k - round(k)) * expected <= tol:
+            hint = f"; {round(k) - 1} slice(s) missing there"
+        more = f" ({off.size - 1} more uneven step(s))" if off.size > 1 else ""
+        raise InvalidVolumeError(folder, f"non-uniform slice spacing: {found:.3f} mm between {pos[i][1]} "
+                                         f"({pos[i][0]:.3f} mm) and {pos[i + 1][1]} ({pos[i + 1][0]:.3f} mm), expected "
+                                         f"{expected:.3f} mm (tolerance {tol:.3f} mm){hint}{more}")
+    return expected
+
+
 # --------------------------------------------------------------------------------------- readers
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     try:
-        img = nib.load(str(path))
+        img = nib.load(str(path))  # header only
         raw_dtype = img.get_data_dtype()
+    except (EOFError, zlib.error, OSError, ValueError, nib.filebasedimages.ImageFileError) as e:
+        raise CorruptFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e})".strip()) from None
+    except Exception as e:  # nibabel raises a zoo of types for broken headers
+        raise CorruptFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e})") from None
+    check_declared_size(path, tuple(int(s) for s in img.shape), np.dtype(raw_dtype).itemsize,
+                        offset=int(img.header.get_data_offset()),
+                        compressed=path.name.lower().endswith(".gz"))
+    try:
         data = np.asanyarray(img.dataobj)
     except (EOFError, zlib.error, OSError, ValueError, nib.filebasedimages.ImageFileError) as e:
         raise CorruptFileError(path, f"cannot decode NIfTI ({type(e).__name__}: {e})".strip()) from None
@@ -123,6 +310,11 @@ def _read_sitk(path: Path, what: str) -> tuple[np.ndarray, np.ndarray, dict[str,
     import SimpleITK as sitk
 
     try:
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(path))
+        info.ReadImageInformation()  # header only: size and pixel type, no voxels
+        check_declared_size(path, tuple(int(s) for s in info.GetSize()),
+                            _sitk_pixel_bytes(info.GetPixelID(), info.GetNumberOfComponents()))
         image = sitk.ReadImage(str(path))
     except RuntimeError as e:
         msg = str(e).strip().splitlines()
@@ -148,6 +340,7 @@ def _read_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     files = reader.GetGDCMSeriesFileNames(str(folder), ids[0])
     if len(files) < 2:
         raise InvalidVolumeError(folder, f"a DICOM series of {len(files)} slice(s) is not a volume")
+    check_dicom_spacing(folder, files)
     reader.SetFileNames(files)
     try:
         image = reader.Execute()
@@ -206,6 +399,7 @@ def _read_image_stack(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _read_numpy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    _check_numpy_size(path)
     try:
         obj = np.load(str(path), allow_pickle=False)
     except (ValueError, OSError, EOFError, zlib.error) as e:
