@@ -7,7 +7,12 @@ label maps the writer stores beside each volume. What it used is recorded in ``v
 * ``adapter``: the adapter's registry name;
 * ``convention`` / ``convention_reason``: the intensity convention applied (see
   :mod:`trace_bench.intensity`) and why (adapter default or user);
-* ``spacing_source``: ``file header``, ``user`` or ``adapter default: ...`` (with the rule used).
+* ``spacing_source``: ``file header``, ``user`` or ``adapter default: ...`` (with the rule used);
+* ``geometry_in_file``: False when the file carries no real geometry (a peer layout read with the
+  adapter's documented default, or a NIfTI whose affine is the identity or SimpleITK's default:
+  what writers without geometry produce); :mod:`trace_bench.geometry` then maps grids by extent;
+* ``warnings``: one-line strings the caller records (``warnings.csv``): a header that contradicts
+  the adapter's known geometry, or geometry taken from a header that has none. Adapters never print.
 """
 
 from __future__ import annotations
@@ -92,6 +97,20 @@ class NiftiHeader:
     def itk_default(self) -> bool:
         """The RAS affine SimpleITK writes for an image with default geometry (1 mm, identity direction, origin 0)."""
         return bool(np.allclose(self.affine, np.diag([-1.0, -1.0, 1.0, 1.0])))
+
+
+def add_warning(meta: dict[str, Any], text: str) -> None:
+    """Append a one-line warning to ``meta["warnings"]`` (a volume's metadata)."""
+    meta.setdefault("warnings", []).append(" ".join(str(text).split()))
+
+
+def header_geometry_note(h: NiftiHeader) -> str | None:
+    """Why a NIfTI header carries no real geometry (identity / SimpleITK-default affine), or None."""
+    if h.identity_affine:
+        return "identity affine (np.eye(4))"
+    if h.itk_default:
+        return "SimpleITK-default affine (1 mm, identity direction, origin 0)"
+    return None
 
 
 def nifti_header(path: Path) -> NiftiHeader | None:
@@ -193,7 +212,20 @@ class Adapter:
         vol.meta.setdefault("adapter", self.name)
         if sp is None and self.default_spacing is not None and vol.meta.get("spacing_source") != "file header":
             vol.meta["spacing_source"] = f"adapter default {self.default_spacing}"
+        self.note_header_geometry(path, vol, user_spacing=sp is not None)
         return vol
+
+    def note_header_geometry(self, path: Path, vol: Volume, *, user_spacing: bool) -> None:
+        """Set ``geometry_in_file``; warn when the geometry was taken from a NIfTI header that has none."""
+        src = str(vol.meta.get("spacing_source") or "")
+        h = nifti_header(Path(path))  # None for other formats
+        note = header_geometry_note(h) if h is not None else None
+        vol.meta["geometry_in_file"] = src in ("file header", "DICOM header", "user (overrides file)") and note is None
+        if note and not user_spacing:
+            zooms = " x ".join(f"{z:g}" for z in h.zooms[:3])  # type: ignore[union-attr]
+            add_warning(vol.meta, f"{Path(path).name}: {note} carries no real geometry, yet '{self.name}' took "
+                                  f"spacing {zooms} mm (x,y,z) and orientation {vol.meta.get('source_orientation')} "
+                                  "from it as written; pass --spacing z,y,x, or --format NAME for a peer's raw output")
 
     def read_mask(self, path: Path, *, name: str | None = None, threshold: float | None = None,
                   spacing: "Spacing | str | None" = None) -> Volume:
@@ -254,7 +286,7 @@ class Adapter:
         hu = conv.to_hu(arr)
         meta = {"source_orientation": "none in the file (orientation from the adapter's layout)", **meta,
                 "path": str(path), "adapter": self.name, "convention": conv.spec, "convention_reason": why,
-                "spacing_source": sp_src}
+                "spacing_source": sp_src, "geometry_in_file": False}
         return from_canonical(hu, sp, meta)
 
     @classmethod

@@ -59,6 +59,11 @@ def _read_identity_nifti(adapter: Adapter, path: Path) -> tuple[np.ndarray, dict
     assumed; read such files with ``--format nifti``.
     """
     data, aff, meta = read_raw(path, fmt="nifti")
+    if np.allclose(aff, np.diag([-1.0, -1.0, 1.0, 1.0])):
+        # re-saved through SimpleITK (e.g. VLM3D-Dockers' container): its array order is not GenerateCT's file layout
+        raise InvalidVolumeError(path, "has SimpleITK's default affine (1 mm, identity direction), but GenerateCT writes "
+                                       f"np.eye(4); this is not raw '{adapter.name}' output (re-saved through SimpleITK, "
+                                       "GenerateCT's axis layout cannot be assumed): read it with --format nifti")
     if not np.allclose(aff, np.eye(4)):
         raise InvalidVolumeError(path, f"has a real affine (orientation {''.join(nib.aff2axcodes(aff))}), "
                                        f"but GenerateCT writes np.eye(4); this is not raw '{adapter.name}' output: "

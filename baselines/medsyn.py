@@ -19,6 +19,12 @@ Facts from ``batmanlab/MedSyn`` (read, not copied):
   With ``--save_mask``, ``save_mask_nii`` writes ``{stem}_lobe/_airway/_vessel.nii.gz``: the soft
   float masks **without** the flip (the vessel one as a 4-D ``(1, F, H, W)`` array).
 
+Headers that contradict the writer (``--format medsyn`` chosen explicitly; ``auto`` never picks these):
+an **identity** affine (``np.eye(4)``: re-saved without geometry, e.g. by nibabel) carries no
+orientation either, so the file is read in MedSyn's layout like the SimpleITK-default one, not mirrored
+in x and y by trusting the identity header, with a warning in ``volume.meta["warnings"]``; a **real**
+affine (re-saved with geometry) is read with its own header, with a warning. The same holds for masks.
+
 Geometry applied: orientation as above (the image flip is kept, masks get the flip the writer
 forgot, low-res arrays get it too); spacing = atlas field of view 292 x 316 x 316 mm (z, y, x) divided
 by the stored shape (1.140625 x 1.234375 x 1.234375 mm at 256^3, 4.5625 x 4.9375 x 4.9375 mm at 64^3),
@@ -31,13 +37,14 @@ import re
 import zlib
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from trace_bench.errors import CorruptFileError, InvalidVolumeError
 from trace_bench.io import read_raw, read_volume
 from trace_bench.volume import Volume, from_canonical, validate_array
 
-from .base import NO, Adapter, Detection, nifti_header, register_adapter, strip_volume_suffix
+from .base import NO, Adapter, Detection, add_warning, nifti_header, register_adapter, strip_volume_suffix
 
 MASK_CHANNELS = ("lobe", "airway", "vessel")  # channels 1..3 of the network output; suffixes of the mask files
 _MASK_SUFFIX = tuple(f"_{m}" for m in MASK_CHANNELS)
@@ -116,23 +123,30 @@ class MedSynAdapter(Adapter):
                                   meta={"format": "npy", "layout": "npy (1,4,F,H,W)[0,0] -> flip H -> (z,y,x) LPS"},
                                   default_convention=self.lowres_convention, convention_note=self.lowres_note)
         data, aff, meta = read_raw(path, fmt="nifti")
-        if not _itk_default(aff):
-            # not SimpleITK's default geometry: a re-saved file; trust its header
+        identity = bool(np.allclose(aff, np.eye(4)))
+        if not _itk_default(aff) and not identity:
+            # a real header: a re-saved file; trust its geometry, and say so
             vol = read_volume(path, convention=self.resolve_convention(path, convention)[0], spacing=self._user_spacing(spacing))
-            vol.meta.update(adapter=self.name, convention_reason="adapter medsyn on a file with a real header (geometry kept)")
+            vol.meta.update(adapter=self.name, convention_reason="adapter medsyn on a file with a real header (geometry kept)",
+                            geometry_in_file=True)
+            add_warning(vol.meta, contradiction_warning(path, aff))
             return vol
         data = validate_array(data, path)
         meta = {k: v for k, v in meta.items() if k not in ("path", "spacing_source")}
         arr = np.transpose(data, (2, 1, 0))  # = the SimpleITK array (F, H flipped, W): LPS already
-        return self.canonical(path, arr, spacing=spacing, convention=convention,
-                              meta={**meta, "layout": "SimpleITK array (F,H,W) with the writer's flip of H = (z,y,x) LPS",
-                                    "source_orientation": "LPS (SimpleITK default direction, made right by the writer's flip)"})
+        vol = self.canonical(path, arr, spacing=spacing, convention=convention,
+                             meta={**meta, "layout": "SimpleITK array (F,H,W) with the writer's flip of H = (z,y,x) LPS",
+                                   "source_orientation": "LPS (SimpleITK default direction, made right by the writer's flip)"})
+        if identity:
+            add_warning(vol.meta, contradiction_warning(path, aff))
+        return vol
 
     def read_mask(self, path: Path, *, name: str | None = None, threshold: float | None = None,
                   spacing=None) -> Volume:
         """A MedSyn soft mask, on the image's canonical grid, thresholded (default 0.5) to 0/1."""
         path = Path(path)
         thr = self.mask_threshold if threshold is None else threshold
+        warning: str | None = None
         if path.name.lower().endswith(".npy"):
             if name not in MASK_CHANNELS:
                 raise InvalidVolumeError(path, f"low-res MedSyn masks are channels {', '.join(MASK_CHANNELS)}; got name={name!r}")
@@ -140,6 +154,14 @@ class MedSynAdapter(Adapter):
             how = "npy channel, flipped along H like the image"
         else:
             arr, default_geometry, vector = _read_sitk_array(path)
+            h = nifti_header(path)
+            if h is not None and not h.itk_default:
+                warning = contradiction_warning(path, h.affine)
+                if not h.identity_affine and not vector:
+                    vol = super().read_mask(path, name=name, threshold=thr, spacing=spacing)
+                    add_warning(vol.meta, warning)
+                    return vol
+                default_geometry = True  # identity affine: no geometry either; MedSyn's layout applies
             if not default_geometry and not vector:
                 return super().read_mask(path, name=name, threshold=thr, spacing=spacing)
             how = "SimpleITK array (F,H,W) written without the image's flip: flipped along H"
@@ -156,9 +178,12 @@ class MedSynAdapter(Adapter):
             soft = arr[:, ::-1, :]  # save_mask_nii skipped the image's np.flip(img, 1)
         labels = (np.asarray(soft, dtype=np.float32) >= thr).astype(np.float32)
         sp, sp_src = self.resolve_spacing(path, labels.shape, spacing)  # type: ignore[arg-type]
-        return from_canonical(labels, sp, {"path": str(path), "adapter": self.name, "kind": "labels", "mask_name": name,
-                                           "mask_threshold": thr, "convention": "labels", "layout": how,
-                                           "convention_reason": f"soft mask thresholded at {thr}", "spacing_source": sp_src})
+        meta = {"path": str(path), "adapter": self.name, "kind": "labels", "mask_name": name,
+                "mask_threshold": thr, "convention": "labels", "layout": how,
+                "convention_reason": f"soft mask thresholded at {thr}", "spacing_source": sp_src, "geometry_in_file": False}
+        if warning:
+            add_warning(meta, warning)
+        return from_canonical(labels, sp, meta)
 
     def _lowres_channel(self, path: Path, channel: int) -> np.ndarray:
         """Channel ``channel`` of a low-res ``(1, C, F, H, W)`` array, flipped along H -> (z, y, x) LPS."""
@@ -243,6 +268,20 @@ def _read_sitk_array(path: Path) -> tuple[np.ndarray, bool, bool]:
     default = (np.allclose(img.GetSpacing(), 1.0) and np.allclose(img.GetOrigin(), 0.0)
                and np.allclose(np.array(img.GetDirection()).reshape(d, d), np.eye(d)))
     return sitk.GetArrayFromImage(img), bool(default), img.GetNumberOfComponentsPerPixel() > 1
+
+
+def contradiction_warning(path: Path, aff: np.ndarray) -> str:
+    """One line: the file's affine is not the SimpleITK default MedSyn's writer produces, and what was done."""
+    name = Path(path).name
+    if np.allclose(aff, np.eye(4)):
+        return (f"{name}: identity affine, not the SimpleITK default diag(-1,-1,1) that MedSyn's writer produces "
+                "(re-saved without geometry): read in MedSyn's layout (x=W, y=H, z=F, writer's flip kept) instead of "
+                "mirroring x and y by the identity header; if it was re-saved with another axis order, read it with "
+                "--format nifti --spacing z,y,x")
+    codes = "".join(str(c) for c in nib.aff2axcodes(aff))
+    zooms = " x ".join(f"{z:g}" for z in np.sqrt((np.asarray(aff)[:3, :3] ** 2).sum(axis=0)))
+    return (f"{name}: real affine ({codes}, voxel {zooms} mm x,y,z), not the SimpleITK default that MedSyn's writer "
+            "produces (a re-saved file): read with its own header geometry, not MedSyn's layout")
 
 
 def _itk_default(aff: np.ndarray) -> bool:

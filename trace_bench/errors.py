@@ -42,6 +42,18 @@ class SpacingError(VolumeError):
     """The file carries no voxel spacing and none was given (``--spacing z,y,x``)."""
 
 
+class GeometryError(VolumeError):
+    """A generated volume's grid cannot be trusted against its reference's (see :mod:`trace_bench.geometry`);
+    ``path`` is the generated file, ``reference`` the reference file, ``diff`` the
+    :class:`~trace_bench.geometry.GridDiff` that was refused."""
+
+    def __init__(self, path: str | Path | None, reason: str, *, reference: str | Path | None = None,
+                 diff: object = None):
+        self.reference = None if reference is None else str(reference)
+        self.diff = diff
+        super().__init__(path, reason)
+
+
 class ConfigError(TraceBenchError):
     """A user setting (CLI flag, config file, registry name) is invalid."""
 
