@@ -70,12 +70,20 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     head = (f"trace-bench {tk.get('version', '?')} (commit {tk.get('git_commit') or 'unknown'}), "
             f"device {prov.get('device', {}).get('gpu') or prov.get('device', {}).get('requested', '?')}")
     n_err = len(res.errors)
-    notes = prov.get("notes", [])
+    notes = list(prov.get("notes", []))
     skipped = res.skipped
+    unscored = meta.get("unscored_methods", [])
+    alerts = [f"Method {m!r} has no scored case: every case failed or was unpaired (see errors.csv)."
+              for m in unscored]
+    n_warn = len(res.warnings)
 
     # ---------------------------------------------------------------- markdown
     md = ["# trace-bench report", "", head, ""]
     md += ["## Inputs", ""] + _methods_section(res) + [""]
+    for n in alerts:
+        md.append(f"> **Warning:** {n}")
+    if alerts:
+        md.append("")
     for n in notes:
         md.append(f"> {n}")
     if notes:
@@ -89,9 +97,14 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     md += ["## Errors", "", f"{n_err} row(s) in `errors.csv`." + (" First rows:" if n_err else ""), ""]
     for r in res.errors.head(20).itertuples(index=False):
         md.append(f"- {r.method} / {r.case_id} / {r.stage}: {r.error}")
+    if n_warn:
+        md += ["", "## Warnings", "", f"{n_warn} row(s) in `warnings.csv` (scored anyway). First rows:", ""]
+        for r in res.warnings.head(20).itertuples(index=False):
+            md.append(f"- {r.method} / {r.case_id} / {r.stage}: {r.warning}")
     if figs:
         md += ["", "## Figures", ""] + [f"![{k}]({p.relative_to(o).as_posix()})" for k, p in figs.items()]
-    md += ["", "Files: `per_case.csv`, `summary.csv`, `errors.csv`, `provenance.json`, `config.toml`, `stats/`.", ""]
+    md += ["", "Files: `per_case.csv`, `summary.csv`, `errors.csv`, `warnings.csv`, `provenance.json`, `config.toml`, "
+           "`stats/`.", ""]
     files["report.md"] = atomic_write_text(o / "report.md", "\n".join(md))
 
     # ---------------------------------------------------------------- latex
@@ -111,6 +124,7 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
          "<h2>Inputs</h2><ul>"]
     h += [f"<li>{_code_spans(x[2:])}</li>" for x in _methods_section(res)]
     h.append("</ul>")
+    h += [f'<p class="warn"><b>Warning:</b> {html.escape(n)}</p>' for n in alerts]
     h += [f'<p class="warn">{html.escape(n)}</p>' for n in notes]
     for t in tables:
         h.append(to_html(t))
@@ -126,6 +140,13 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
         for r in res.errors.head(50).itertuples(index=False):
             h.append("<tr>" + "".join(f'<td style="text-align:left">{html.escape(str(x))}</td>'
                                       for x in (r.method, r.case_id, r.stage, r.error)) + "</tr>")
+        h.append("</tbody></table>")
+    if n_warn:
+        h.append(f"<h2>Warnings</h2><p>{n_warn} row(s) in <code>warnings.csv</code> (scored anyway).</p>")
+        h.append('<table class="errors"><thead><tr><th>method</th><th>case</th><th>stage</th><th>warning</th></tr></thead><tbody>')
+        for r in res.warnings.head(50).itertuples(index=False):
+            h.append("<tr>" + "".join(f'<td style="text-align:left">{html.escape(str(x))}</td>'
+                                      for x in (r.method, r.case_id, r.stage, r.warning)) + "</tr>")
         h.append("</tbody></table>")
     if figs:
         h.append("<h2>Figures</h2>")

@@ -21,9 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from trace_bench.results import GT, PROFILE_METRICS, Results, base_metric, direction  # noqa: E402
+from trace_bench.results import GT, PROFILE_METRICS, Results, base_metric, column_info, direction  # noqa: E402
 
-from .tables import PERCENT, label, shown_metrics  # noqa: E402
+from .tables import label, shown_metrics  # noqa: E402
 
 HU_WINDOW = (-1000.0, 1000.0)
 
@@ -34,10 +34,15 @@ def _palette(methods: list[str]) -> dict[str, tuple]:
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    """PNG written atomically (a reader never sees half an image)."""
+    import io
+
+    from trace_bench.results import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def metric_bars(res: Results, path: Path) -> Path | None:
@@ -54,7 +59,8 @@ def metric_bars(res: Results, path: Path) -> Path | None:
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.8 * nrow), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         d = s[s.metric == metric].set_index("method").reindex([m for m in methods if m in set(s[s.metric == metric].method)])
-        scale = 100.0 if base_metric(metric) in PERCENT else 1.0
+        info = column_info(metric, res.metrics)
+        scale = 100.0 if info is not None and info.unit == "fraction" else 1.0
         vals = d.value.to_numpy(dtype=float) * scale
         lo = d.ci_low.to_numpy(dtype=float) * scale
         hi = d.ci_high.to_numpy(dtype=float) * scale
@@ -68,9 +74,9 @@ def metric_bars(res: Results, path: Path) -> Path | None:
                         ecolor="black", capsize=3, lw=1)
         hib = direction(metric, res.metrics)
         arrow = "" if hib is None else (" ↑" if hib else " ↓")
-        ax.set_title(label(metric) + arrow, fontsize=9)
+        ax.set_title(label(metric, res.metrics) + arrow, fontsize=9)
         ax.set_xlabel("")
-        ax.set_ylabel("%" if scale == 100.0 else ("mm" if base_metric(metric) == "hd95" else ""))
+        ax.set_ylabel("%" if scale == 100.0 else (info.unit if info is not None and info.unit in ("mm",) else ""))
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
         if scale == 100.0 and np.isfinite(finite).any():
             top = np.nanmax(np.where(ok, hi, vals))

@@ -18,42 +18,43 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from trace_bench.results import GT, Results, base_metric, direction
+from trace_bench.results import GT, MetricInfo, Results, base_metric, column_info, direction
 
-TABLE1 = ["subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
-          "imaging_quality", "overall_consistency", "jaccard", "dice", "hd95", "fps", "vram"]
-TABLE2 = ["fid", "fvd", "clip_score"]
-LABELS = {
+#: headers of the paper's own columns, for the "as published" tables (our columns carry their own
+#: labels in metrics.json, declared by each metric)
+PUBLISHED_LABELS = {
     "subject_consistency": "Subject Consistency", "background_consistency": "Background Consistency",
     "temporal_flickering": "Temporal Flickering", "motion_smoothness": "Motion Smoothness",
     "imaging_quality": "Imaging Quality", "overall_consistency": "Overall Consistency",
     "jaccard": "JI", "dice": "DC", "hd95": "95HD (mm)", "fps": "FPS", "vram": "Train/Infer VRAM",
     "fid": "FID", "fvd": "FVD (I3D)", "clip_score": "CLIP", "out": "Out",
 }
-PERCENT = {"subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
-           "imaging_quality", "overall_consistency", "jaccard", "dice"}
-DIGITS = {"hd95": 2, "fid": 1, "fvd": 1, "clip_score": 2, "fps": 2}
 
 
-def label(metric: str) -> str:
-    b = base_metric(metric)
-    if b != metric:
-        return f"{LABELS.get(b, b).replace(' (mm)', '')}{metric[len(b):]}"
-    return LABELS.get(metric, metric)
+def label(metric: str, infos: dict[str, MetricInfo] | None = None) -> str:
+    """Column header: the label its metric declared (per-class columns: family label + ``[class]``)."""
+    info = column_info(metric, infos or {})
+    if info is not None and info.label:
+        b = base_metric(metric)
+        if b != metric and (infos or {}).get(metric) is None:
+            return f"{info.label.replace(' (mm)', '')}{metric[len(b):]}"
+        return info.label
+    return PUBLISHED_LABELS.get(metric, metric)
 
 
-def fmt_value(metric: str, v: float | None) -> str:
-    """Display text of a value in its table unit (percent for fractions, GB for VRAM)."""
+def fmt_value(metric: str, v: float | None, infos: dict[str, MetricInfo] | None = None) -> str:
+    """Display text of a value in its table unit (percent for fractions, GB for bytes)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if isinstance(v, float) and math.isinf(v):
         return "∞" if v > 0 else "-∞"
-    b = base_metric(metric)
-    if b in PERCENT:
+    info = column_info(metric, infos or {})
+    unit, digits = (info.unit, info.digits) if info is not None else ("", 3)
+    if unit == "fraction":
         return f"{100 * v:.2f}%"
-    if b in ("vram", "vram_train"):
+    if unit == "bytes":
         return f"{v / 2**30:.1f} GB"
-    txt = f"{v:.{DIGITS.get(b, 3)}f}"
+    txt = f"{v:.{digits}f}"
     return txt.lstrip("-") if float(txt) == 0 else txt
 
 
@@ -74,31 +75,41 @@ class Table:
     rows: list[tuple[str, dict[str, Cell]]]
     notes: list[str] = field(default_factory=list)
     published: bool = False
-
-
-#: bookkeeping columns kept in the CSVs but not shown in the tables
-HIDDEN = {"seg_n_classes"}
+    #: column -> header text (from the metrics' declared labels)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def shown_metrics(res: Results) -> list[str]:
-    return [m for m in dict.fromkeys(res.summary.metric.tolist()) if m not in HIDDEN]
+    """Columns of the summary that the tables show (bookkeeping columns are CSV-only)."""
+    out = []
+    for m in dict.fromkeys(res.summary.metric.tolist()):
+        info = column_info(m, res.metrics)
+        if info is None or not info.hidden:
+            out.append(m)
+    return out
+
+
+def _rank(c: str, res: Results) -> tuple[float, str]:
+    info = column_info(c, res.metrics)
+    return (info.rank if info is not None else 100.0, c)
 
 
 def _table_columns(res: Results, table: str) -> list[str]:
+    """A table's columns in the order their metrics declared (``rank``); ``table1b`` holds the
+    per-class columns (``dice[lungs]``), grouped by family. ``vram`` stands for train / infer memory."""
     present = shown_metrics(res)
-    canon = TABLE2 if table == "table2" else TABLE1
-    cols = [c for c in canon if c in present or (c == "vram" and "vram_train" in present)]
-    for c in present:  # per-class values and metrics of other plug-ins that belong to this table
-        if c in cols or c in canon or c == "vram_train":
-            continue
-        info = res.metrics.get(c) or res.metrics.get(base_metric(c))
-        t = info.table if info else ("table1" if base_metric(c) in TABLE1 else "table2" if base_metric(c) in TABLE2 else "table1")
-        if t == table:
-            cols.append(c)
-    if table == "table1b":  # per-class values (dice[lungs], ...), grouped by family
+    if table == "table1b":
         per_class = [c for c in present if base_metric(c) != c]
-        return sorted(per_class, key=lambda c: (TABLE1.index(base_metric(c)) if base_metric(c) in TABLE1 else 99, c))
-    return [c for c in cols if base_metric(c) == c]
+        return sorted(per_class, key=lambda c: (_rank(base_metric(c), res), c))
+    cols = []
+    for c in present:
+        if base_metric(c) != c:
+            continue
+        info = column_info(c, res.metrics)
+        if (info.table if info is not None else "table1") != table:
+            continue
+        cols.append("vram" if c == "vram_train" else c)
+    return sorted(dict.fromkeys(cols), key=lambda c: _rank(c, res))
 
 
 def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
@@ -127,8 +138,8 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
                     if tr is None and inf is None:
                         cells[c] = Cell("–")
                         continue
-                    t_txt = fmt_value("vram", tr.value) if tr is not None else "–"
-                    i_txt = fmt_value("vram", inf.value) if inf is not None else "–"
+                    t_txt = fmt_value("vram", tr.value, res.metrics) if tr is not None else "–"
+                    i_txt = fmt_value("vram", inf.value, res.metrics) if inf is not None else "–"
                     cells[c] = Cell(f"{t_txt} / {i_txt}", value=float(inf.value) if inf is not None else float("nan"))
                     continue
                 r = by.get((m, c))
@@ -137,8 +148,8 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
                     continue
                 ci_txt = ""
                 if ci and not (math.isnan(r.ci_low) or math.isnan(r.ci_high)):
-                    ci_txt = f"[{fmt_value(c, r.ci_low)}, {fmt_value(c, r.ci_high)}]"
-                cells[c] = Cell(fmt_value(c, r.value), ci_txt, float(r.value))
+                    ci_txt = f"[{fmt_value(c, r.ci_low, res.metrics)}, {fmt_value(c, r.ci_high, res.metrics)}]"
+                cells[c] = Cell(fmt_value(c, r.value, res.metrics), ci_txt, float(r.value))
             rows.append((m, cells))
         for c in cols:
             hib = direction(c, res.metrics) if c != "vram" else False
@@ -157,7 +168,8 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
                        if info is not None and info.protocol and info.kind != "profile"})
         if used:
             notes.append("Protocol: " + "; ".join(used) + ".")
-        if key.startswith("table1") and any(base_metric(c) in ("dice", "jaccard", "hd95") for c in cols):
+        if key.startswith("table1") and any((column_info(c, res.metrics) or MetricInfo(None)).spec == "segmentation"
+                                            for c in cols):
             seg = (prov.get("config") or {}).get("segmenter") or "?"
             classes = (prov.get("config") or {}).get("classes") or "?"
             notes.append(f"Segmenter: {seg} ({classes} classes); JI / DC / 95HD compare each method's label map "
@@ -166,7 +178,7 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
             notes.append("FPS and VRAM from `trace-bench profile` JSON files (--profile NAME=FILE).")
         if res.skipped:
             notes.append("Not computed in this run (see 'Metrics not computed'): " + ", ".join(sorted(res.skipped)) + ".")
-        out.append(Table(key, title, cols, arrows, rows, notes))
+        out.append(Table(key, title, cols, arrows, rows, notes, headers={c: label(c, res.metrics) for c in cols}))
     return out
 
 
@@ -187,13 +199,14 @@ def published_tables() -> list[Table]:
             table_rows.append((next(r["method"] for r in rs if int(r["row"]) == i), cells))
         out.append(Table(key, title, cols, arrows, table_rows,
                          [f"As published: {rs[0]['source']}, transcribed from the paper's text (reports/published/). "
-                          "Other data, protocol and hardware than this run; shown for orientation only."], published=True))
+                          "Other data, protocol and hardware than this run; shown for orientation only."], published=True,
+                         headers={c: PUBLISHED_LABELS.get(c, c) for c in cols}))
     return out
 
 
 # ----------------------------------------------------------------------------- renderers
 def _head(t: Table, c: str) -> str:
-    return f"{label(c)} {t.arrows.get(c, '')}".strip()
+    return f"{t.headers.get(c) or label(c)} {t.arrows.get(c, '')}".strip()
 
 
 def to_markdown(t: Table) -> str:

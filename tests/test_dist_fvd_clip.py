@@ -51,7 +51,7 @@ def i3d_script(tmp_path_factory):
 
 
 def test_fvd_end_to_end_with_torchscript_file(i3d_script, tmp_path):
-    spec = METRICS.get("fvd")
+    spec = METRICS.get("fvd")()
     assert spec.columns == {"fvd": False} and spec.kind == "distribution" and spec.table == "table2"
     ctx = RunContext(weights={"i3d-torchscript": str(i3d_script)}, cache_dir=str(tmp_path), seed=3)
     states = {}
@@ -213,9 +213,9 @@ def test_clip_score_case_metric(clip_file):
     from trace_bench.metrics.clip_score import clip_score_from_features
 
     m, p = clip_file
-    spec = METRICS.get("clip_score")
+    spec = METRICS.get("clip_score")({"slices": 4})
     assert spec.kind == "case" and spec.needs_prompt and spec.columns == {"clip_score": True}
-    ctx = RunContext(weights={"clip-vit-b32": str(p)}, options={"clip_slices": 4})
+    ctx = RunContext(weights={"clip-vit-b32": str(p)})
     data = CaseData("m", "a", _vol(0, z=12), prompt="right upper lobe nodule", protocol=SMALL)
     got = spec.case_values(data, ctx)["clip_score"]
     # by hand, torchmetrics' definition: 100 * cos per (slice, prompt) pair, max(mean, 0)

@@ -20,7 +20,7 @@ from reports import render_report  # noqa: E402
 from reports.tables import build_tables, fmt_value, published_tables, tex_escape, to_latex, to_markdown  # noqa: E402
 from trace_bench.config import RunConfig  # noqa: E402
 from trace_bench.results import load_results  # noqa: E402
-from trace_bench.runner import run  # noqa: E402
+from trace_bench.run import run  # noqa: E402
 
 
 @pytest.fixture(scope="module")

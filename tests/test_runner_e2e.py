@@ -20,7 +20,7 @@ from test_runner_fakes import make_small_dataset, register_fakes, unregister_fak
 
 from trace_bench.config import RunConfig  # noqa: E402
 from trace_bench.errors import ConfigError, WeightsError  # noqa: E402
-from trace_bench.runner import aggregate, plan_run, run  # noqa: E402
+from trace_bench.run import aggregate, plan_run, run  # noqa: E402
 
 METRICS = ["weight-free", "fake_mae", "fake_mean"]
 
@@ -201,16 +201,16 @@ def test_metric_failure_is_an_error_row(data, tmp_path):
 
 
 def test_preflight_missing_weights_stops_fast_or_skips(data, tmp_path, monkeypatch):
-    from trace_bench.metrics.base import METRICS, MetricSpec
+    from trace_bench.metrics.base import METRICS, Metric, Output, register_metric
 
-    class NeedsWeights(MetricSpec):
+    class NeedsWeights(Metric):
         name = "needs_weights"
-        columns = {"needs_weights": True}
+        outputs = {"needs_weights": Output(True)}
         weights = ("dino-vitb16",)
 
     monkeypatch.setenv("TRACE_BENCH_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.delenv("TRACE_BENCH_WEIGHTS_DINO_VITB16", raising=False)
-    METRICS.register("needs_weights", NeedsWeights(), overwrite=True)
+    register_metric(NeedsWeights, overwrite=True)
     try:
         with pytest.raises(WeightsError, match="dino-vitb16"):
             run(cfg(data, tmp_path / "o", metrics=["needs_weights", "temporal_flickering"]))
@@ -220,7 +220,7 @@ def test_preflight_missing_weights_stops_fast_or_skips(data, tmp_path, monkeypat
         assert "needs_weights" in meta["skipped"]
         assert "needs_weights" in (r.out / "report.md").read_text(encoding="utf-8")
     finally:
-        METRICS._items.pop("needs_weights", None)
+        METRICS.unregister("needs_weights")
 
 
 def test_config_errors(data, tmp_path):
@@ -247,7 +247,7 @@ sys.path.insert(0, {tests!r})
 from test_runner_fakes import register_fakes
 register_fakes(slow=True)
 from trace_bench.config import RunConfig
-from trace_bench.runner import run
+from trace_bench.run import run
 run(RunConfig(out={out!r}, reference={ref!r}, methods={methods!r}, metrics=["slow_flicker", "fake_mean"],
               frame_size=64, bootstrap=100, bootstrap_distribution=10, plots=False, progress=False), report=False)
 """

@@ -12,15 +12,15 @@ import time
 
 import numpy as np
 
-from trace_bench.metrics.base import METRICS, CaseData, MetricSpec, RunContext
+from trace_bench.metrics.base import METRICS, CaseData, Metric, Output, RunContext, register_metric
 from trace_bench.metrics.temporal import temporal_flickering
 
 
-class FakeCase(MetricSpec):
+class FakeCase(Metric):
     name = "fake_mae"
     kind = "case"
     needs_reference = True
-    columns = {"fake_mae": False}
+    outputs = {"fake_mae": Output(False)}
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         a, b = data.volume.array, data.reference.array
@@ -29,12 +29,12 @@ class FakeCase(MetricSpec):
         return {"fake_mae": float(np.abs(a.astype(np.float64) - b).mean() / 1000.0)}
 
 
-class FakeDist(MetricSpec):
+class FakeDist(Metric):
     name = "fake_mean"
     kind = "distribution"
     needs_reference = True
     table = "table2"
-    columns = {"fake_mean": False}
+    outputs = {"fake_mean": Output(False)}
 
     def case_state(self, data: CaseData, ctx: RunContext):
         f = data.frames.astype(np.float64)
@@ -44,10 +44,10 @@ class FakeDist(MetricSpec):
         return {"fake_mean": float(abs(gen["s"] / gen["n"] - ref["s"] / ref["n"]))}
 
 
-class SlowFlicker(MetricSpec):
+class SlowFlicker(Metric):
     name = "slow_flicker"
     kind = "case"
-    columns = {"slow_flicker": True}
+    outputs = {"slow_flicker": Output(True)}
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         time.sleep(0.4)
@@ -59,12 +59,12 @@ FAKES = (FakeCase, FakeDist, SlowFlicker)
 
 def register_fakes(slow: bool = False) -> None:
     for cls in FAKES if slow else (FakeCase, FakeDist):
-        METRICS.register(cls.name, cls(), overwrite=True)
+        register_metric(cls, overwrite=True)
 
 
 def unregister_fakes() -> None:
     for cls in FAKES:
-        METRICS._items.pop(cls.name, None)
+        METRICS.unregister(cls.name)
 
 
 # ----------------------------------------------------------------------------- small inputs

@@ -11,7 +11,7 @@ import pytest
 from trace_bench.errors import ConfigError
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, CaseData, RunContext
-from trace_bench.metrics.segmentation import SegmentationSpec, resample_labels
+from trace_bench.metrics.segmentation import Segmentation, resample_labels
 from trace_bench.volume import Volume, from_canonical, lps_affine
 
 DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
@@ -28,17 +28,17 @@ def _every_other_slice(v: Volume) -> Volume:
 
 
 def test_spec_is_registered_with_its_columns():
-    spec = METRICS.get("segmentation")
+    spec = METRICS.get("segmentation")()
     assert spec.kind == "case" and spec.needs_reference and spec.weight_free
     assert spec.columns["dice"] and spec.columns["jaccard"] and not spec.columns["hd95"]
     assert not spec.columns["hd95[lungs]"] and spec.columns["dice[other]"]
     assert spec.required_weights(RunContext(segmenter="vista3d")) == ("vista3d",)
-    assert set(spec.columns_for("2")) == {"dice", "jaccard", "hd95", "seg_n_classes", "dice[body]",
+    assert set(spec.output_columns(RunContext(classes="2"))) == {"dice", "jaccard", "hd95", "seg_n_classes", "dice[body]",
                                           "jaccard[body]", "hd95[body]"}
 
 
 def test_identical_volume_scores_perfectly_and_reference_is_cached(lung1):
-    spec = SegmentationSpec()
+    spec = Segmentation()
     ctx = RunContext()  # threshold, 3 classes
     spec.setup(ctx)
     assert spec.protocol_id(ctx) == "seg-v1:threshold-v1:classes=3:grid=extent"
@@ -56,7 +56,7 @@ def test_identical_volume_scores_perfectly_and_reference_is_cached(lung1):
 
 
 def test_two_class_and_air_volume_is_a_counted_miss(lung1):
-    spec = SegmentationSpec()
+    spec = Segmentation()
     air = from_canonical(np.full((10, 64, 64), -1000, np.float32), (5.0, 2.0, 2.0))
     vals = spec.case_values(CaseData("blank", "lung1", air, reference=lung1), RunContext(classes="2"))
     diag = math.sqrt(sum(((n - 1) * s) ** 2 for n, s in zip(lung1.shape, lung1.spacing)))
@@ -88,7 +88,7 @@ def test_provided_masks(lung1):
     gen_lab[gen_lab == 1] = 30  # VISTA3D ids: lungs as the right upper lobe, body as heart
     gen_lab[gen_lab == 2] = 115
     gen_mask = lung1.with_array(gen_lab.astype(np.float32))
-    spec = SegmentationSpec()
+    spec = Segmentation()
     ctx = RunContext(segmenter="provided")
     vals = spec.case_values(CaseData("m", "lung1", lung1, reference=lung1, mask=gen_mask, reference_mask=ref_mask), ctx)
     assert vals["dice"] == 1.0 and vals["hd95"] == 0.0 and spec.protocol_id(ctx).startswith("seg-v1:provided-auto")
@@ -102,7 +102,7 @@ def test_vista3d_setup_refuses_without_bundle(tmp_path, monkeypatch):
     monkeypatch.setenv("TRACE_BENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("TRACE_BENCH_WEIGHTS_VISTA3D", raising=False)
     with pytest.raises(WeightsError):
-        SegmentationSpec().setup(RunContext(segmenter="vista3d"))
+        Segmentation().setup(RunContext(segmenter="vista3d"))
 
 
 def test_vista3d_setup_with_a_bundle_names_its_weights(tmp_path):
@@ -118,7 +118,7 @@ def test_vista3d_setup_with_a_bundle_names_its_weights(tmp_path):
     (tmp_path / "configs").mkdir()
     torch.save(vista3d132(encoder_embed_dim=8).state_dict(), tmp_path / "models" / "model.pt")
     (tmp_path / "configs" / "inference.json").write_text(json.dumps({"patch_size": [32, 32, 32]}))
-    spec = SegmentationSpec()
+    spec = Segmentation()
     ctx = RunContext(segmenter="vista3d", weights={"vista3d": str(tmp_path)})
     spec.setup(ctx)
     assert spec.protocol_id(ctx).startswith("seg-v1:vista3d@") and spec.protocol_id(ctx).endswith(":classes=3:grid=extent")

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from trace_bench.metrics.base import METRICS, CaseData, MetricSpec, RunContext
+from trace_bench.metrics.base import METRICS, CaseData, Metric, Output, RunContext, register_metric
 
 NAME = "shard_fake_mean"
 
 
-class ShardFakeMean(MetricSpec):
+class ShardFakeMean(Metric):
     name = NAME
     kind = "distribution"
     needs_reference = True
     table = "table2"
-    columns = {NAME: False}
+    outputs = {NAME: Output(False)}
 
     def case_state(self, data: CaseData, ctx: RunContext):
         f = data.frames.astype(np.float64).mean(axis=(1, 2))
@@ -34,11 +34,11 @@ class ShardFakeMean(MetricSpec):
 
 
 def register() -> None:
-    METRICS.register(NAME, ShardFakeMean(), overwrite=True)
+    register_metric(ShardFakeMean, overwrite=True)
 
 
 def unregister() -> None:
-    METRICS._items.pop(NAME, None)
+    METRICS.unregister(NAME)
 
 
 def make_cases(root, per_volume: int = 3, n_slices: int = 8, step: int = 4) -> Path:

@@ -18,8 +18,9 @@ from test_shard_fakes import NAME, make_cases, register, unregister  # noqa: E40
 
 from trace_bench.config import RunConfig, parse_shard  # noqa: E402
 from trace_bench.errors import ConfigError  # noqa: E402
-from trace_bench.runner import run  # noqa: E402
-from trace_bench.shard import MergeError, assign_cases, case_hash, merge_shards, select_cases  # noqa: E402
+from trace_bench.run import run  # noqa: E402
+from trace_bench.run.assign import assign_cases, case_hash, select_cases  # noqa: E402
+from trace_bench.run.merge import MergeError, merge_shards  # noqa: E402
 
 TABLES = ("per_case.csv", "summary.csv", "errors.csv", "metrics.json")
 METRICS = ["temporal_flickering", "segmentation", NAME]

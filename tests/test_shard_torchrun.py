@@ -19,8 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_shard_fakes import NAME, make_cases, register, unregister  # noqa: E402
 
 from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.distributed import read_record, torchrun_env, write_record  # noqa: E402
-from trace_bench.runner import Entry, run  # noqa: E402
+from trace_bench.results.layout import read_record, write_record  # noqa: E402
+from trace_bench.run.distributed import torchrun_env  # noqa: E402
+from trace_bench.launch import launch as run  # noqa: E402
+from trace_bench.results.layout import Entry, entry_path  # noqa: E402
 
 TESTS = Path(__file__).parent
 
@@ -103,7 +105,7 @@ def test_torchrun_two_gloo_ranks_equal_one_process(data, one, tmp_path):
 
 def test_torchrun_shard_merges_with_a_plain_shard(data, one, tmp_path):
     """A torchrun job can itself be one shard of an array job: its folder merges like any shard."""
-    from trace_bench.shard import merge_shards
+    from trace_bench.run.merge import merge_shards
 
     torchrun(data, tmp_path / "s1", "--shard", "1/2")
     assert not (tmp_path / "s1" / "summary.csv").exists()
@@ -128,7 +130,6 @@ def test_records_round_trip(tmp_path):
         r = run(c, report=False)
     finally:
         unregister()
-    from trace_bench.runner import entry_path
 
     n = 0
     for d in json.loads((r.out / "manifest.json").read_text(encoding="utf-8"))["entries"]:

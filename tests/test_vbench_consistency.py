@@ -60,12 +60,12 @@ def test_streaming_is_vbench_pair_weighted_mean():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(5, 8)), rng.normal(size=(9, 8))
     m = SubjectConsistency()
-    m.update(a)
+    m.update_features(a)
     m2 = SubjectConsistency()
-    m2.update(b)
-    m.merge(m2)
+    m2.update_features(b)
+    m.merge_state(m2)
     expect = (consistency_pairs(a).sum() + consistency_pairs(b).sum()) / (4 + 8)
-    assert m.compute() == pytest.approx(expect, abs=1e-12)
+    assert m.compute_result()["subject_consistency"] == pytest.approx(expect, abs=1e-12)
     assert m.video_scores == pytest.approx([subject_consistency(a), subject_consistency(b)])
 
 
@@ -118,19 +118,19 @@ def test_subject_consistency_parity_with_vbench(ct_frames, tiny_dino, monkeypatc
     model = load_dino_vit(str(tiny_dino))
     overall, per_video = vsc.subject_consistency(model, list(videos), "cpu", read_frame=False)
 
-    spec = METRICS.get("subject_consistency")
-    monkeypatch.setattr(spec, "_model", None)  # the registered plug-in gets its (None) model back afterwards
+    spec = METRICS.get("subject_consistency")()
     ctx = RunContext(weights={"dino-vitb16": str(tiny_dino)}, batch_size=5)
     spec.setup(ctx)
     stream = SubjectConsistency()
+    stream.net.set(spec.net.loaded)  # the same tiny network, already loaded
     for r in per_video:
         frames = videos[r["video_path"]]
         vol = read_volume(DEMO / "lung1.nii.gz")
         data = CaseData(method="m", case_id="c", volume=vol)
         data.__dict__["frames"] = frames  # inject the cached frames view
         assert spec.case_values(data, ctx)["subject_consistency"] == pytest.approx(r["video_results"], abs=1e-6)
-        stream.update(spec.features(frames, ctx))
-    assert stream.compute() == pytest.approx(overall, abs=1e-6)
+        stream.update(data, ctx)
+    assert stream.compute_result()["subject_consistency"] == pytest.approx(overall, abs=1e-6)
     assert ctx.protocol.id in spec.protocol_id(ctx) and "dino-vitb16" in spec.protocol_id(ctx)
 
 
@@ -140,7 +140,7 @@ def test_missing_weights_refuse(tmp_path, monkeypatch):
     monkeypatch.delenv("TRACE_BENCH_WEIGHTS_CLIP_VIT_B32", raising=False)
     for name in ("subject_consistency", "background_consistency"):
         with pytest.raises(WeightsError, match="not installed"):
-            METRICS.get(name).setup(RunContext())
+            METRICS.get(name)().setup(RunContext())
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +162,10 @@ def test_background_consistency_parity_with_vbench(ct_frames, tiny_clip, monkeyp
     vbc = pytest.importorskip("vbench.background_consistency")
     videos = {"a.mp4": ct_frames, "b.mp4": ct_frames[::2]}
     monkeypatch.setattr(vbc, "load_video", lambda p: torch.Tensor(to_rgb(videos[p])).permute(0, 3, 1, 2))
-    spec = METRICS.get("background_consistency")
-    monkeypatch.setattr(spec, "_model", None)  # the registered plug-in gets its (None) model back afterwards
+    spec = METRICS.get("background_consistency")()
     ctx = RunContext(weights={"clip-vit-b32": str(tiny_clip)}, batch_size=4)
     spec.setup(ctx)
-    overall, per_video = vbc.background_consistency(spec._model, None, list(videos), "cpu", read_frame=False)
+    overall, per_video = vbc.background_consistency(spec.net.loaded, None, list(videos), "cpu", read_frame=False)
     for r in per_video:
         data = CaseData(method="m", case_id="c", volume=read_volume(DEMO / "lung1.nii.gz"))
         data.__dict__["frames"] = videos[r["video_path"]]

@@ -41,6 +41,10 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}. Expected one of: {', '.join(sorted(self._items))}.{hint}"
             ) from None
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry if present (plug-ins registered for one test or session)."""
+        self._items.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

@@ -215,6 +215,11 @@ class Metric:
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
         return self.weights
 
+    @property
+    def weight_free(self) -> bool:
+        """Needs no weights file (with the default run settings)."""
+        return not self.required_weights()
+
     def base_protocol_id(self, ctx: RunContext) -> str:
         """Identifies the preprocessing + backbone that produced the values (override this)."""
         return ctx.protocol.id

@@ -131,6 +131,14 @@ class Segmentation(Metric):
         self.reference_segmentations = 0  # how many reference label maps were computed (not cached)
 
     # -------------------------------------------------------------- plumbing
+    def output_columns(self, ctx: RunContext) -> dict[str, Output]:
+        """The mean columns plus the per-class columns of ``ctx.classes`` (``full``: per-class
+        columns are named after the labels found, and inherit their family's display)."""
+        from ..segmenters.labels import CLASS_NAMES, check_classes
+
+        names = set(CLASS_NAMES.get(check_classes(ctx.classes), {}).values())
+        return {c: o for c, o in self.outputs.items() if "[" not in c or c.split("[", 1)[1].rstrip("]") in names}
+
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
         from ..segmenters import SEGMENTERS
 

@@ -65,7 +65,7 @@ def geometry_warnings(vol: Any, ref: Any, policy: str) -> list[str]:
     policy's refusal as a :class:`~trace_bench.errors.TraceBenchError`)."""
     from ..geometry import check_geometry
 
-    return list(check_geometry(vol, ref, policy))
+    return [f"geometry: {w}" for w in check_geometry(vol, ref, policy)]
 
 
 def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], reader: Reader | None = None) -> int:
@@ -96,7 +96,7 @@ def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], read
             ref_err = err
         if ref is not None:
             try:
-                warnings += geometry_warnings(vol, ref, getattr(plan.config, "geometry", "warn"))
+                warnings += geometry_warnings(vol, ref, plan.config.geometry)
             except TraceBenchError as err:
                 geo_err = err
     data = CaseData(method=method, case_id=case.case_id, volume=vol, reference=ref, prompt=case.prompt,
