@@ -20,20 +20,40 @@ Example ``bench.toml``::
 
     [profiles]                     # NAME = "profile.json" written by `trace-bench profile`
     TRACE = "profiles/trace.json"
+
+    [options.fid]                  # metric options (CLI: --option fid.weights=inception-fid-pth)
+    weights = "inception-fid-pth"
+
+Every setting is validated when the config is built (:meth:`RunConfig.validate`); a wrong type or
+value is one line, ``FILE: setting: expected ..., got ...``. Ranges: ``workers`` 1..1024,
+``seed`` 0..2**63-1, ``bootstrap`` 0..10**7, ``bootstrap_distribution`` 0..10**6, ``confidence`` in
+(0, 1), ``frame_size`` 16..2048 pixels, ``hu_window`` two finite numbers lo < hi, ``batch_size``
+1..65536, ``device`` "auto" | "cpu" | "cuda" | "cuda:N". Method names become folder names: 1..100
+characters, letters, digits, space and ``_ - . + ( )``, starting with a letter, digit, ``_`` or
+``(``, not ending with a space or ``.``, and not ``GT`` (the reference).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
+from .device import parse_device
 from .errors import ConfigError
 
 DEFAULT_OUT = "trace-bench-out"
+#: allowed ``frame_size`` (in-plane frame size in pixels): below 16 the backbones cannot run, above
+#: 2048 one frame batch alone needs tens of GB (every case would fail allocating memory)
+FRAME_SIZE_RANGE = (16, 2048)
+#: longest method name (it becomes a folder name under OUT/cases/)
+METHOD_NAME_MAX = 100
+#: characters allowed in a method name besides letters and digits (Unicode letters included)
+METHOD_NAME_EXTRA = " _-.+()"
 
 
 @dataclass
@@ -60,8 +80,9 @@ class RunConfig:
     method_masks: dict[str, str] = field(default_factory=dict)
     #: CSV (case_id,prompt) or JSON with the text prompt of every case
     prompts: str | None = None
-    #: "cpu", "cuda" or "cuda:N"
-    device: str = "cpu"
+    #: "auto" (a GPU when one is visible, else the CPU), "cpu", "cuda" or "cuda:N"; the spelling is
+    #: checked here, the device's existence in the run's preflight (trace_bench.device.check_device)
+    device: str = "auto"
     #: parallel worker processes for the per-case stage (1 = in process)
     workers: int = 1
     #: run what is available and list the metrics whose weights/inputs are missing in the report
@@ -97,38 +118,75 @@ class RunConfig:
     #: Python modules imported before planning, "module" or "module:function" (the function is
     #: called); they register extra metric plug-ins in worker processes, torchrun ranks and merge
     plugins: list[str] = field(default_factory=list)
+    #: metric options: metric name -> {option: value} (TOML ``[options.fid]`` tables, CLI
+    #: ``--option fid.weights=inception-fid-pth``); values are TOML scalars or lists of them
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: fail the run on the first problem (bad case, missing weights) instead of listing it and going on
+    strict: bool = False
+    #: what to do with volumes whose geometry is doubtful: a policy name of trace_bench's geometry
+    #: checks (e.g. "warn"); checked against that list when the run is planned
+    geometry: str = "warn"
+    #: write paths relative to the output folder (config.toml, provenance) so OUT can be moved
+    relative_paths: bool = False
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> "RunConfig":
+        """Check every field's type and range; raise one-line :class:`ConfigError` naming the setting.
+
+        Normalises in place: comma-separated ``metrics`` / ``plugins`` strings become lists,
+        ``hu_window`` becomes two floats, ``confidence`` a float, ``classes`` 2 / 3 a string.
+        """
         if isinstance(self.metrics, str):
             self.metrics = [m.strip() for m in self.metrics.split(",") if m.strip()]
-        if not self.metrics:
-            raise ConfigError("metrics: expected at least one metric name, 'all' or 'weight-free'")
-        if int(self.workers) < 1:
-            raise ConfigError(f"workers: expected an integer >= 1, got {self.workers}")
-        if int(self.bootstrap) < 0 or int(self.bootstrap_distribution) < 0:
-            raise ConfigError("bootstrap / bootstrap_distribution: expected integers >= 0")
-        if not 0.0 < float(self.confidence) < 1.0:
-            raise ConfigError(f"confidence: expected a number in (0, 1), got {self.confidence}")
-        if len(self.hu_window) != 2 or not float(self.hu_window[0]) < float(self.hu_window[1]):
-            raise ConfigError(f"hu_window: expected [lo, hi] with lo < hi, got {self.hu_window}")
-        if int(self.frame_size) < 16:
-            raise ConfigError(f"frame_size: expected >= 16 pixels, got {self.frame_size}")
-        if self.classes not in ("2", "3", "full"):
-            raise ConfigError(f"classes: expected '2', '3' or 'full', got {self.classes!r}")
-        if not str(self.device).startswith(("cpu", "cuda")):
-            raise ConfigError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
-        for name in self.methods:
-            if not name or "/" in name or name.upper() == "GT":
-                raise ConfigError(f"method name {name!r}: must be non-empty, without '/', and not 'GT' (reserved for the reference)")
-        self.hu_window = [float(self.hu_window[0]), float(self.hu_window[1])]
         if isinstance(self.plugins, str):
             self.plugins = [m.strip() for m in self.plugins.split(",") if m.strip()]
+        if isinstance(self.classes, int) and not isinstance(self.classes, bool) and self.classes in (2, 3):
+            self.classes = str(self.classes)
+
+        _check_str("out", self.out)
+        _check_str("reference", self.reference, optional=True)
+        _check_str("reference_format", self.reference_format)
+        _check_str_map("methods", self.methods, what="DIR[:FORMAT]")
+        for name in self.methods:
+            check_method_name(name)
+        _check_str_list("metrics", self.metrics)
+        if not self.metrics:
+            raise ConfigError("metrics: expected at least one metric name, 'all' or 'weight-free'")
+        _check_str("segmenter", self.segmenter)
+        if self.classes not in ("2", "3", "full"):
+            raise ConfigError(f"classes: expected '2', '3' or 'full', got {self.classes!r}")
+        _check_str("reference_masks", self.reference_masks, optional=True)
+        _check_str_map("method_masks", self.method_masks, what="DIR")
+        _check_str("prompts", self.prompts, optional=True)
+        parse_device(self.device)
+        _check_int("workers", self.workers, lo=1, hi=1024)
+        _check_bool("skip_unavailable", self.skip_unavailable)
+        _check_str_map("weights", self.weights, what="PATH")
+        _check_str_map("profiles", self.profiles, what="FILE.json")
+        _check_int("seed", self.seed, lo=0, hi=2**63 - 1)
+        _check_int("bootstrap", self.bootstrap, lo=0, hi=10**7)
+        _check_int("bootstrap_distribution", self.bootstrap_distribution, lo=0, hi=10**6)
+        self.confidence = _check_number("confidence", self.confidence)
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"confidence: expected a number in (0, 1), e.g. 0.95, got {self.confidence!r}")
+        _check_int("frame_size", self.frame_size, lo=FRAME_SIZE_RANGE[0], hi=FRAME_SIZE_RANGE[1], unit=" pixels")
+        self.hu_window = _check_hu_window(self.hu_window)
+        _check_int("batch_size", self.batch_size, lo=1, hi=65536)
+        _check_str("plot_case", self.plot_case, optional=True)
+        _check_bool("plots", self.plots)
+        _check_bool("published", self.published)
+        _check_bool("progress", self.progress)
+        _check_str("shard", self.shard, optional=True)
         if self.shard is not None:
             parse_shard(self.shard)
+        _check_str_list("plugins", self.plugins)
+        self.options = _check_options(self.options)
+        _check_bool("strict", self.strict)
+        _check_str("geometry", self.geometry)
+        _check_bool("relative_paths", self.relative_paths)
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -149,19 +207,133 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def to_toml(self) -> str:
-        """TOML text that :func:`load_config` reads back into an equal config (None fields omitted)."""
+        """TOML text that :func:`load_config` reads back into an equal config (None fields omitted;
+        ``options`` as one ``[options.METRIC]`` table per metric)."""
         scalars, tables = [], []
         for f in fields(self):
             v = getattr(self, f.name)
             if v is None:
                 continue
-            if isinstance(v, dict):
+            if f.name == "options":
+                tables.append("[options]\n")
+                for metric, opts in v.items():
+                    body = "".join(f"{_toml_key(k)} = {_toml_value(x)}\n" for k, x in opts.items())
+                    tables.append(f"[options.{_toml_key(metric)}]\n{body}")
+            elif isinstance(v, dict):
                 body = "\n".join(f"{_toml_key(k)} = {_toml_value(v[k])}" for k in v)
                 tables.append(f"[{f.name}]\n{body}\n" if body else f"[{f.name}]\n")
             else:
                 scalars.append(f"{f.name} = {_toml_value(v)}")
         head = "# Effective configuration of this run (trace-bench run --config this-file repeats it)\n"
         return head + "\n".join(scalars) + "\n\n" + "\n".join(tables)
+
+
+# ================================================================================ field checks
+def _got(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({type(value).__name__})"
+
+
+def _check_str(name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name}: expected a non-empty string, got {_got(value)}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: expected true or false, got {_got(value)}")
+
+
+def _check_int(name: str, value: Any, *, lo: int, hi: int, unit: str = "") -> None:
+    span = f"{lo}..{'2**63-1' if hi == 2**63 - 1 else hi}{unit}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: expected an integer in {span}, got {_got(value)}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}: expected an integer in {span}, got {value}")
+
+
+def _check_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: expected a number, got {_got(value)}")
+    return float(value)
+
+
+def _check_str_list(name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name}: expected a list of strings, got {_got(value)}")
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{name}: expected a list of non-empty strings, got element {_got(item)}")
+
+
+def _check_str_map(name: str, value: Any, *, what: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a table of NAME = \"{what}\" strings, got {_got(value)}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not k.strip():
+            raise ConfigError(f"{name}: expected non-empty string names, got {_got(k)}")
+        if not isinstance(v, str) or not v.strip():
+            raise ConfigError(f"{name}.{k}: expected a non-empty string \"{what}\", got {_got(v)}")
+
+
+def _check_hu_window(value: Any) -> list[float]:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value))
+    if not ok:
+        raise ConfigError(f"hu_window: expected [lo, hi], two finite numbers in HU, got {_got(value)}")
+    lo, hi = float(value[0]), float(value[1])
+    if not lo < hi:
+        raise ConfigError(f"hu_window: expected [lo, hi] with lo < hi, got {[lo, hi]}")
+    return [lo, hi]
+
+
+_OPTION_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _option_value_ok(v: Any) -> bool:
+    if isinstance(v, (str, bool, int, float)):
+        return True
+    return isinstance(v, list) and all(isinstance(x, (str, bool, int, float)) for x in v)
+
+
+def _check_options(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"options: expected a table of [options.METRIC] tables, got {_got(value)}")
+    out: dict[str, dict[str, Any]] = {}
+    for metric, opts in value.items():
+        if not isinstance(metric, str) or not _OPTION_NAME.fullmatch(metric):
+            raise ConfigError(f"options: expected metric names of letters, digits, '_' or '-', got {_got(metric)}")
+        if not isinstance(opts, dict):
+            raise ConfigError(f"options.{metric}: expected a table of option = value, got {_got(opts)}")
+        for k, v in opts.items():
+            if not isinstance(k, str) or not _OPTION_NAME.fullmatch(k):
+                raise ConfigError(f"options.{metric}: expected option names of letters, digits, '_' or '-', got {_got(k)}")
+            if not _option_value_ok(v):
+                raise ConfigError(f"options.{metric}.{k}: expected a string, number, boolean or a list of them, "
+                                  f"got {_got(v)}")
+        out[metric] = dict(opts)
+    return out
+
+
+def check_method_name(name: Any) -> str:
+    """A method name becomes a folder under ``OUT/cases/``: refuse anything that is not a plain,
+    portable folder name (see the module docstring for the rules)."""
+    rules = (f"1..{METHOD_NAME_MAX} characters: letters, digits, space and '_-.+()', starting with a letter, "
+             "digit, '_' or '(', not ending with a space or '.'")
+    if not isinstance(name, str):
+        raise ConfigError(f"methods: method name {_got(name)}: expected a string of {rules}")
+    if name.upper() == "GT":
+        raise ConfigError(f"methods: method name {name!r}: 'GT' is reserved for the reference")
+    bad = [c for c in name if not (c.isalnum() or c in METHOD_NAME_EXTRA)]
+    if (not name or len(name) > METHOD_NAME_MAX or bad or not (name[0].isalnum() or name[0] in "_(")
+            or name[-1] in " ."):
+        why = f" (contains {bad[0]!r})" if bad else (f" ({len(name)} characters)" if len(name) > METHOD_NAME_MAX else "")
+        raise ConfigError(f"methods: method name {name!r}{why}: it becomes a folder name under OUT/cases/; expected {rules}")
+    return name
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -179,8 +351,6 @@ def parse_shard(spec: str) -> tuple[int, int]:
 
 
 def _toml_key(k: str) -> str:
-    import re
-
     return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
 
 
@@ -203,53 +373,94 @@ def _toml_value(v: Any) -> str:
 
 
 _FIELD_TYPES = {f.name: f for f in fields(RunConfig)}
+#: fields that are tables of NAME = "string" (a list of "NAME=VALUE" strings is accepted too)
+_STRING_MAPS = ("methods", "method_masks", "weights", "profiles")
 
 
 def config_from_dict(data: dict[str, Any], *, base: RunConfig | None = None, source: str = "config") -> RunConfig:
-    """Overlay ``data`` (TOML-shaped) on ``base`` (default: the dataclass defaults)."""
+    """Overlay ``data`` (TOML-shaped) on ``base`` (default: the dataclass defaults).
+
+    Every error is one :class:`ConfigError` line starting with ``source`` (the TOML file) and naming
+    the setting with the expected type or range."""
     cfg = dataclasses.replace(base) if base is not None else RunConfig()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {_got(data)}")
     changes: dict[str, Any] = {}
     for key, value in data.items():
-        name = key.replace("-", "_")
+        name = str(key).replace("-", "_")
         if name not in _FIELD_TYPES:
             import difflib
 
             close = difflib.get_close_matches(name, list(_FIELD_TYPES), n=2)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"{source}: unknown setting {key!r}.{hint}")
-        default = getattr(RunConfig(), name)
-        if isinstance(default, dict):
-            if isinstance(value, list):  # ["NAME=VALUE", ...] as on the command line
+        if name in _STRING_MAPS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            try:  # ["NAME=VALUE", ...] as on the command line
                 value = parse_pairs(value, name)
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: {key} must be a table of name = value, got {value!r}")
-            value = {str(k): str(v) for k, v in value.items()}
-        elif isinstance(default, list) and isinstance(value, str):
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {name}: {e}") from None
+        elif name in ("metrics", "plugins") and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        elif isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
-        elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
-            raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
-        elif isinstance(default, float) and not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: {key} must be a number, got {value!r}")
         changes[name] = value
     try:
         return dataclasses.replace(cfg, **changes)
-    except (TypeError, ValueError) as e:
+    except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: {' '.join(str(e).split())}") from None
 
 
 def load_config(path: str | Path, *, base: RunConfig | None = None) -> RunConfig:
     """Read a TOML file into a :class:`RunConfig`; relative paths in it stay relative to the CWD."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
+        raise ConfigError(f"config file {p} does not exist" if not p.exists() else f"config file {p} is not a file")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+        raise ConfigError(f"{p}: invalid TOML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}): is it a TOML file?") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror or e}") from None
     data.pop("toolkit", None)
     return config_from_dict(data, base=base, source=str(p))
+
+
+def parse_option(text: str) -> tuple[str, str, Any]:
+    """``"fid.weights=inception-fid-pth"`` -> ``("fid", "weights", "inception-fid-pth")``.
+
+    The value is read as a TOML value when it is one (``8`` -> int, ``0.5`` -> float, ``true`` ->
+    bool, ``"a b"`` -> str, ``[1, 2]`` -> list), otherwise it is the text itself (a string)."""
+    head, sep, raw = str(text).partition("=")
+    metric, dot, key = head.strip().partition(".")
+    if not sep or not dot or not _OPTION_NAME.fullmatch(metric) or not _OPTION_NAME.fullmatch(key):
+        raise ConfigError(f"--option {text!r}: expected METRIC.OPTION=VALUE, e.g. fid.weights=inception-fid-pth "
+                          "(names of letters, digits, '_' or '-')")
+    raw = raw.strip()
+    if not raw:
+        raise ConfigError(f"--option {text!r}: empty value (quote an empty string as \"\")")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if not _option_value_ok(value):  # dates, inline tables: keep the text
+        value = raw
+    return metric, key, value
+
+
+def parse_options(items: Iterable[str] | None, base: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Repeated ``--option METRIC.OPTION=VALUE`` flags merged over ``base`` (flags win; an option
+    given twice on the command line is refused)."""
+    out = {m: dict(o) for m, o in (base or {}).items()}
+    seen: set[tuple[str, str]] = set()
+    for item in items or []:
+        metric, key, value = parse_option(item)
+        if (metric, key) in seen:
+            raise ConfigError(f"--option: {metric}.{key} given twice")
+        seen.add((metric, key))
+        out.setdefault(metric, {})[key] = value
+    return out
 
 
 def parse_pairs(items: Iterable[str] | None, what: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from ..errors import ConfigError, InvalidVolumeError, TraceBenchError
@@ -22,6 +21,8 @@ def convert_file(src: Path, dst: Path, *, fmt: str = "auto", spacing: str | None
     With ``with_masks``, every label map the peer wrote beside ``src`` is written next to ``dst`` as
     ``<dst stem>_<name>.nii.gz`` on the same canonical grid (integer labels).
     """
+    import numpy as np
+
     from baselines import detect_adapter, get_adapter
     from ..io import parse_spacing, write_nifti
 
@@ -65,9 +66,8 @@ def convert_cmd(
     """Write the canonical volume as NIfTI with a correct affine, so other tools can open it too."""
     try:
         info = convert_file(src, dst, fmt=fmt, spacing=spacing, convention=convention, with_masks=with_masks)
-    except TraceBenchError as e:
-        print(f"trace-bench: error: {e}", file=sys.stderr)
-        raise typer.Exit(1)
+    except (TraceBenchError, OSError):  # the CLI boundary prints one line, exit status 2
+        raise
     except Exception as e:  # unexpected decoder failures still get one line naming the file
         print(f"trace-bench: error: {src}: {type(e).__name__}: {e}", file=sys.stderr)
         raise typer.Exit(1)

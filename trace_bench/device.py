@@ -1,0 +1,51 @@
+"""The compute device of a run: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+:func:`parse_device` checks the spelling only (no torch import: used by config validation);
+:func:`check_device` also checks that the device exists here and resolves ``"auto"`` (called in the
+run's preflight, so ``--device cuda`` on a machine without a GPU fails before any work, in one line).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import ConfigError
+
+#: the accepted spellings, for error messages and help texts
+DEVICE_SYNTAX = "'auto', 'cpu', 'cuda' or 'cuda:N' (N = GPU index, 0-based)"
+
+_DEVICE_RE = re.compile(r"(auto|cpu|cuda)(?::(\d+))?")
+
+
+def parse_device(device: object, *, setting: str = "device") -> tuple[str, int | None]:
+    """``"cuda:1"`` -> ``("cuda", 1)``; ``"cpu"`` -> ``("cpu", None)``. Refuses any other spelling
+    (``"cudaX"``, ``"gpu"``, ``"cpu:0"``, ``"auto:1"``) with a one-line :class:`ConfigError`."""
+    if not isinstance(device, str):
+        raise ConfigError(f"{setting}: expected a string, {DEVICE_SYNTAX}; got {device!r} ({type(device).__name__})")
+    m = _DEVICE_RE.fullmatch(device.strip())
+    if m is None or (m.group(2) is not None and m.group(1) != "cuda"):
+        raise ConfigError(f"{setting}: expected {DEVICE_SYNTAX}, got {device!r}")
+    return m.group(1), None if m.group(2) is None else int(m.group(2))
+
+
+def check_device(device: str) -> str:
+    """The device a run will use: ``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``;
+    ``"cuda"`` / ``"cuda:N"`` only when that GPU exists (else a one-line :class:`ConfigError` listing
+    the devices that do). torch is imported here, not at module level."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return "cpu"
+    import torch
+
+    available = torch.cuda.is_available()
+    count = torch.cuda.device_count() if available else 0
+    if kind == "auto":
+        return "cuda" if available and count > 0 else "cpu"
+    if count == 0:
+        raise ConfigError(f"device {device!r}: no CUDA GPU is visible on this machine (torch {torch.__version__}, "
+                          f"CUDA build {torch.version.cuda or 'none'}); available: cpu. Use --device cpu or --device auto")
+    if index is not None and index >= count:
+        have = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(count)])
+        raise ConfigError(f"device {device!r}: only {count} CUDA GPU(s) visible (CUDA_VISIBLE_DEVICES applies); "
+                          f"available: {have}")
+    return device.strip()
