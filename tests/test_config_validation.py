@@ -109,7 +109,7 @@ def test_good_values_and_normalisation():
         assert RunConfig(device=d).device == d
     assert RunConfig().device == "auto"
     assert RunConfig().options == {} and RunConfig().strict is False
-    assert RunConfig().geometry == "warn" and RunConfig().relative_paths is False
+    assert RunConfig().geometry == "refuse" and RunConfig().relative_paths is False
     assert check_method_name("TRACE") == "TRACE"
     for lo, hi in ((16, 16), (2048, 2048)):
         assert RunConfig(frame_size=lo).frame_size == hi

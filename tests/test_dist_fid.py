@@ -49,9 +49,9 @@ def test_fid_on_shipped_ct_real_backbone_and_cache(volumes, ctx):
     same = spec.compute(spec.merge([s1]), spec.merge([s1]), ctx)["fid"]
     assert abs(same) < 1e-3 * fid  # identical sets: zero up to eigen-solver noise
     # warm cache: same features, no recomputation
-    misses = spec._cache.misses
+    misses = spec.net.cache.misses
     again = spec.case_state(CaseData("ref", "lung1-renamed", volumes[0]), ctx)
-    assert spec._cache.misses == misses and spec._cache.hits >= 1
+    assert spec.net.cache.misses == misses and spec.net.cache.hits >= 1
     np.testing.assert_array_equal(again["features"], s1["features"])
     # order independence of merging several volumes (sums equal to rounding)
     both_a = spec.merge([s1, s2]); both_b = spec.merge([s2, s1])

@@ -151,11 +151,16 @@ def test_published_tables_match_the_paper():
 
 
 def test_formatting_helpers():
-    assert fmt_value("dice", 0.76503) == "76.50%"
-    assert fmt_value("dice[lungs]", 0.5) == "50.00%"
-    assert fmt_value("hd95", 13.371) == "13.37"
-    assert fmt_value("vram", 6 * 2**30) == "6.0 GB"
-    assert fmt_value("fid", float("nan")) == "–"
+    from trace_bench.results import MetricInfo
+
+    # display comes from what each metric declared (metrics.json), not from a table in reports/
+    infos = {"dice": MetricInfo(True, unit="fraction"), "hd95": MetricInfo(False, unit="mm", digits=2)}
+    assert fmt_value("dice", 0.76503, infos) == "76.50%"
+    assert fmt_value("dice[lungs]", 0.5, infos) == "50.00%"
+    assert fmt_value("hd95", 13.371, infos) == "13.37"
+    assert fmt_value("vram", 6 * 2**30, infos) == "6.0 GB"
+    assert fmt_value("fid", float("nan"), infos) == "–"
+    assert fmt_value("unknown", 1.23456, infos) == "1.235"
     assert tex_escape("a_b & 50%") == r"a\_b \& 50\%"
 
 

@@ -12,7 +12,7 @@ from trace_bench.config import RunConfig, config_from_dict, load_config, parse_p
 from trace_bench.errors import ConfigError
 
 # CLI option names that differ from the field names (plural fields, repeated singular flags)
-FLAG_OF = {"methods": "method", "profiles": "profile"}
+FLAG_OF = {"methods": "method", "profiles": "profile", "options": "option"}
 
 
 def test_toml_round_trip(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trace_bench import demo
+from trace_bench import demo, launch
 from trace_bench.volume import from_canonical
 
 
@@ -24,7 +24,7 @@ def test_slice_interp_keeps_every_4th_and_interpolates():
 
 def test_demo_run_on_shipped_data(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "trace_methods", lambda out, seed=0: ({}, "TRACE demo disabled in this test"))
-    r = demo.run_demo(tmp_path / "demo", metrics=["temporal_flickering"], plots=False, progress=False,
+    r = launch.run_demo(tmp_path / "demo", metrics=["temporal_flickering"], plots=False, progress=False,
                       bootstrap=100)
     s = pd.read_csv(r.out / "summary.csv")
     tf = s[s.metric == "temporal_flickering"].set_index("method").value

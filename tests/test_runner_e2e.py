@@ -192,7 +192,15 @@ def test_metric_failure_is_an_error_row(data, tmp_path):
     shutil.copytree(data / "noisy", m)
     v = read_volume(m / "lung2.nii.gz")
     write_nifti(v.with_array(v.array) if False else type(v)(v.array[:-2], v.spacing, v.affine, {}), m / "lung2.nii.gz")
-    r = run(cfg(data, tmp_path / "o", methods={"m": str(m)}, metrics=["fake_mae", "temporal_flickering"]), report=False)
+    # default geometry policy: 8 slices against a 10-slice reference at the same spacing is another field
+    # of view, refused for the reference-based metric (the weight-free one still scores it)
+    r = run(cfg(data, tmp_path / "o0", methods={"m": str(m)}, metrics=["fake_mae", "temporal_flickering"]), report=False)
+    err = pd.read_csv(r.out / "errors.csv")
+    assert list(zip(err.method, err.case_id, err.stage)) == [("m", "lung2", "geometry")]
+    assert "field of view" in err.error.iloc[0] and "--geometry" in err.error.iloc[0]
+    # --geometry warn scores it anyway: the metric itself refuses the shape
+    r = run(cfg(data, tmp_path / "o", methods={"m": str(m)}, metrics=["fake_mae", "temporal_flickering"],
+                geometry="warn"), report=False)
     err = pd.read_csv(r.out / "errors.csv")
     assert list(zip(err.method, err.case_id, err.stage)) == [("m", "lung2", "metric:fake_mae")]
     assert "Expected the reference shape" in err.error.iloc[0]

@@ -161,19 +161,29 @@ def test_bad_inputs_are_refused():
     assert M.dice(a, a) == {} and M.hd95(a, a, 1.0) == {}
 
 
-def test_streaming_class_matches_functions():
-    from trace_bench.metrics.segmentation import SegmentationOverlap
+def test_streaming_metric_matches_functions():
+    """The Segmentation metric's streaming form (update per case, merge_state, compute_result) on
+    provided label maps equals the functional twins averaged by hand."""
+    from trace_bench.metrics import CaseData, RunContext, Segmentation
+    from trace_bench.volume import from_canonical
 
+    sp = (2.0, 1.0, 1.0)
     cases = [(_blobs((12, 14, 16), s, 2), _blobs((12, 14, 16), s + 50, 2)) for s in range(3)]
-    m = SegmentationOverlap()
-    for p, r in cases:
-        m.update(p, r, (2.0, 1.0, 1.0))
-    out = m.compute()
-    want = np.mean([np.mean([M.dice(p, r)[l] for p, r in cases]) for l in (1, 2)])
-    assert out["dice"] == pytest.approx(want) and out["n_cases"] == 3
-    half = SegmentationOverlap()
-    half.update(*cases[0], (2.0, 1.0, 1.0))
-    rest = SegmentationOverlap()
-    for p, r in cases[1:]:
-        rest.update(p, r, (2.0, 1.0, 1.0))
-    assert half.merge(rest).compute()["hd95"] == pytest.approx(out["hd95"])
+    ctx = RunContext(segmenter="provided")
+
+    def data(p, r, i):
+        vol = from_canonical(np.zeros(p.shape, np.float32), sp)
+        return CaseData("m", f"c{i}", vol, reference=vol, mask=from_canonical(p, sp), reference_mask=from_canonical(r, sp))
+
+    m = Segmentation()
+    for i, (p, r) in enumerate(cases):
+        m.update(data(p, r, i), ctx)
+    out = m.compute_result(ctx)
+    want = np.mean([np.mean([M.dice(p, r)[l] for l in (1, 2)]) for p, r in cases])
+    assert out["dice"] == pytest.approx(want) and m.n_cases == 3
+    assert out["hd95"] == pytest.approx(np.mean([np.mean(list(M.hd95(p, r, sp).values())) for p, r in cases]))
+    half, rest = Segmentation(), Segmentation()
+    half.update(data(*cases[0], 0), ctx)
+    for i, (p, r) in enumerate(cases[1:], 1):
+        rest.update(data(p, r, i), ctx)
+    assert half.merge_state(rest).compute_result(ctx)["hd95"] == pytest.approx(out["hd95"])

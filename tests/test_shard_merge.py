@@ -173,5 +173,7 @@ def test_merge_refuses_shards_of_changed_inputs(data, tmp_path):
 
 
 def test_demo_cannot_be_sharded(tmp_path):
+    from trace_bench.launch import launch
+
     with pytest.raises(ConfigError, match="--shard needs explicit inputs"):
-        run(RunConfig(out=str(tmp_path / "o"), shard="1/2", progress=False))
+        launch(RunConfig(out=str(tmp_path / "o"), shard="1/2", progress=False))

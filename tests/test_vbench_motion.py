@@ -123,8 +123,7 @@ def accept_test_weights(monkeypatch, name: str) -> None:
 
 def test_plugin_end_to_end(frames, amt_file, tmp_path, monkeypatch):
     accept_test_weights(monkeypatch, "amt-s")
-    spec = METRICS.get("motion_smoothness")
-    monkeypatch.setattr(spec, "_model", None)  # the registered plug-in gets its (None) model back afterwards
+    spec = METRICS.get("motion_smoothness")()
     ctx = RunContext(weights={"amt-s": str(amt_file)}, batch_size=4, protocol=FrameProtocol(size=128))
     spec.setup(ctx)
     data = CaseData(method="m", case_id="c", volume=read_volume(DEMO / "lung1.nii.gz"), protocol=ctx.protocol)

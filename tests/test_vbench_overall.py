@@ -146,12 +146,13 @@ def test_network_and_metric_parity_with_vbench(vb, frames, tmp_path, monkeypatch
     vb.oc.get_text_features.__defaults__[0].clear()  # VBench caches text features per prompt
     overall, per_video = vb.oc.overall_consistency(ref, [{"prompt": PROMPT, "video_list": list(videos)}],
                                                    None, "cpu")
-    stream = OverallConsistency(mine)
+    stream = OverallConsistency()
+    stream.net.set(mine)  # the small network built above (random init, real architecture)
     for r in per_video:
         ours = overall_consistency(videos[r["video_path"]], PROMPT, mine)
         assert ours == pytest.approx(r["video_results"], abs=1e-6)
-        stream.update(videos[r["video_path"]], PROMPT)
-    assert stream.compute() == pytest.approx(overall, abs=1e-6)
+        stream.update(_case_with_frames(videos[r["video_path"]], PROMPT))
+    assert stream.compute_result()["overall_consistency"] == pytest.approx(overall, abs=1e-6)
 
 
 def test_sampling_and_formula(vb):
@@ -165,9 +166,7 @@ def test_sampling_and_formula(vb):
 
 def test_plugin_end_to_end(vb, frames, tmp_path, monkeypatch):
     torch.save({"model": tiny_reference(vb, width=64, layers=1, seed=3).state_dict()}, tmp_path / "v.pth")
-    spec = METRICS.get("overall_consistency")
-    monkeypatch.setattr(spec, "_model", None)  # the registered plug-in gets its (None) model back afterwards
-    monkeypatch.setattr(spec, "_text", {})
+    spec = METRICS.get("overall_consistency")()
     assert spec.needs_prompt and spec.weights == ("viclip-l14",)
     ctx = RunContext(weights={"viclip-l14": str(tmp_path / "v.pth")})
     spec.setup(ctx)
@@ -185,3 +184,15 @@ def test_plugin_end_to_end(vb, frames, tmp_path, monkeypatch):
     monkeypatch.delenv("TRACE_BENCH_WEIGHTS_VICLIP_L14", raising=False)
     with pytest.raises(WeightsError, match="not installed"):
         spec.setup(RunContext())
+
+
+def _case_with_frames(frames, prompt=None):
+    """A CaseData whose frames view is ``frames`` (the volume itself is not read by these metrics)."""
+    import numpy as _np
+
+    from trace_bench.metrics import CaseData as _CD
+    from trace_bench.volume import from_canonical as _fc
+
+    d = _CD("m", "c", _fc(_np.zeros((2, 8, 8), _np.float32), (1.0, 1.0, 1.0)), prompt=prompt)
+    d.__dict__["frames"] = frames
+    return d

@@ -103,12 +103,13 @@ def test_metric_parity_with_vbench(frames, musiq_file, monkeypatch):
     monkeypatch.setattr(viq, "load_video", lambda p: torch.Tensor(to_rgb(videos[p])).permute(0, 3, 1, 2))
     model = load_musiq(musiq_file)
     overall, per_video = viq.technical_quality(model, list(videos), "cpu")
-    stream = ImagingQuality(model, batch_size=3)
+    stream = ImagingQuality()
+    stream.net.set(model)  # the small network built above
     for r in per_video:
         ours = imaging_quality(videos[r["video_path"]], model, batch_size=3)
         assert ours == pytest.approx(r["video_results"] / 100, abs=1e-6)
-        stream.update(videos[r["video_path"]])
-    assert stream.compute() == pytest.approx(overall, abs=1e-6)
+        stream.update(_case_with_frames(videos[r["video_path"]]), RunContext(batch_size=3))
+    assert stream.compute_result()["imaging_quality"] == pytest.approx(overall, abs=1e-6)
 
 
 def test_plugin_end_to_end(frames, musiq_file, tmp_path, monkeypatch):
@@ -119,8 +120,7 @@ def test_plugin_end_to_end(frames, musiq_file, tmp_path, monkeypatch):
     spec_w = W.WEIGHTS.get("musiq-spaq")  # drop the published size/hash pins for this random test file
     monkeypatch.setitem(W.WEIGHTS._items, "musiq-spaq", dataclasses.replace(
         spec_w, **{f: None for f in ("size", "sha256", "sha256_prefix") if hasattr(spec_w, f)}))
-    spec = METRICS.get("imaging_quality")
-    monkeypatch.setattr(spec, "_model", None)  # the registered plug-in gets its (None) model back afterwards
+    spec = METRICS.get("imaging_quality")()
     ctx = RunContext(weights={"musiq-spaq": str(musiq_file)}, batch_size=2)
     spec.setup(ctx)
     data = CaseData(method="m", case_id="c", volume=read_volume(DEMO / "lung1.nii.gz"))
@@ -134,3 +134,15 @@ def test_plugin_end_to_end(frames, musiq_file, tmp_path, monkeypatch):
     monkeypatch.delenv("TRACE_BENCH_WEIGHTS_MUSIQ_SPAQ", raising=False)
     with pytest.raises(WeightsError, match="not installed"):
         spec.setup(RunContext())
+
+
+def _case_with_frames(frames, prompt=None):
+    """A CaseData whose frames view is ``frames`` (the volume itself is not read by these metrics)."""
+    import numpy as _np
+
+    from trace_bench.metrics import CaseData as _CD
+    from trace_bench.volume import from_canonical as _fc
+
+    d = _CD("m", "c", _fc(_np.zeros((2, 8, 8), _np.float32), (1.0, 1.0, 1.0)), prompt=prompt)
+    d.__dict__["frames"] = frames
+    return d

@@ -10,7 +10,7 @@ Example ``bench.toml``::
 
     out = "results/ckpt-42"
     reference = "data/ct-rate/valid"
-    metrics = ["all"]              # or ["weight-free"], or names: ["temporal_flickering", "fid"]
+    metrics = ["available"]        # or ["all"], ["weight-free"], names: ["temporal_flickering", "dice", "fid"]
     segmenter = "threshold"
     skip_unavailable = false
 
@@ -69,7 +69,7 @@ class RunConfig:
     #: generated folders: method name -> "DIR[:FORMAT]"
     methods: dict[str, str] = field(default_factory=dict)
     #: metric plug-in names, or "all" / "weight-free"
-    metrics: list[str] = field(default_factory=lambda: ["all"])
+    metrics: list[str] = field(default_factory=lambda: ["available"])
     #: segmenter used by the segmentation metrics (registry ``trace_bench.segmenters.SEGMENTERS``)
     segmenter: str = "threshold"
     #: label granularity for segmentation metrics: "3", "2" or "full"
@@ -121,11 +121,12 @@ class RunConfig:
     #: metric options: metric name -> {option: value} (TOML ``[options.fid]`` tables, CLI
     #: ``--option fid.weights=inception-fid-pth``); values are TOML scalars or lists of them
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: fail the run on the first problem (bad case, missing weights) instead of listing it and going on
+    #: exit non-zero when the run wrote any error row or a method has no scored case (the run itself
+    #: still scores every case it can)
     strict: bool = False
-    #: what to do with volumes whose geometry is doubtful: a policy name of trace_bench's geometry
-    #: checks (e.g. "warn"); checked against that list when the run is planned
-    geometry: str = "warn"
+    #: what to do when a generated volume's grid differs from its reference's: "refuse" (default),
+    #: "warn" or "strict" (see trace_bench.geometry.GEOMETRY_POLICIES)
+    geometry: str = "refuse"
     #: write paths relative to the output folder (config.toml, provenance) so OUT can be moved
     relative_paths: bool = False
 
@@ -186,6 +187,10 @@ class RunConfig:
         self.options = _check_options(self.options)
         _check_bool("strict", self.strict)
         _check_str("geometry", self.geometry)
+        from .geometry import GEOMETRY_POLICIES
+
+        if self.geometry not in GEOMETRY_POLICIES:
+            raise ConfigError(f"geometry: expected one of {', '.join(GEOMETRY_POLICIES)}, got {self.geometry!r}")
         _check_bool("relative_paths", self.relative_paths)
         return self
 

@@ -173,11 +173,3 @@ def prepare_demo(config: RunConfig, console=None) -> tuple[RunConfig, list[str],
                          prompts=str(data / "prompts.csv"), methods=methods, skip_unavailable=True,
                          plot_case=config.plot_case or "lung2", metrics=metrics)
     return cfg, notes, skipped
-
-
-def run_demo(out: str | Path, *, seed: int = 0, workers: int = 1, progress: bool = True, console=None, **overrides):
-    """``trace-bench demo --out OUT`` as a function; returns the :class:`~trace_bench.run.pipeline.RunResult`."""
-    from .launch import launch
-
-    cfg = RunConfig(out=str(out), seed=seed, workers=workers, progress=progress).replace(**overrides)
-    return launch(cfg, console=console)

@@ -31,6 +31,12 @@ def launch(config: RunConfig, *, console=None, report: bool = True) -> RunResult
     return run(config, console=console, report=report, notes=notes, extra_skipped=extra_skipped)
 
 
+def run_demo(out, *, seed: int = 0, workers: int = 1, progress: bool = True, console=None, **overrides):
+    """``trace-bench demo --out OUT`` as a function; returns the :class:`~trace_bench.run.pipeline.RunResult`."""
+    cfg = RunConfig(out=str(out), seed=seed, workers=workers, progress=progress).replace(**overrides)
+    return launch(cfg, console=console)
+
+
 def _demo_config(config: RunConfig, console, distributed) -> tuple[RunConfig, tuple[str, ...], dict[str, str]]:
     """The demo's inputs (under torchrun, rank 0 writes them and broadcasts the config)."""
     from .demo import prepare_demo

@@ -71,13 +71,13 @@ def pair_indices(depth: int, skips: tuple[int, ...]) -> list[tuple[int, int]]:
     return [(i, i + k) for k in skips for i in range(0, depth - k, k)]
 
 
-def _case_id(p: Path) -> str:
+def case_id_of(p: Path) -> str:
     from baselines.base import generic_case_id
 
-    return generic_case_id(p)
+    return genericcase_id_of(p)
 
 
-def _list_volumes(folder: Path) -> dict[str, Path]:
+def list_volumes(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder of volumes")
     out = {}
@@ -85,7 +85,7 @@ def _list_volumes(folder: Path) -> dict[str, Path]:
         if p.name.startswith("."):
             continue
         if p.is_dir() or p.name.lower().endswith(VOLUME_SUFFIXES):
-            out[_case_id(p)] = p
+            out[case_id_of(p)] = p
     return out
 
 
@@ -159,8 +159,8 @@ class FramePairDataset(Dataset):
         if not d.volumes or not (d.labels or d.segmenter):
             raise ConfigError("data.volumes must name a folder of volumes, and data.labels a folder of label maps with "
                               "the same case ids (or data.segmenter a segmenter, e.g. 'threshold')")
-        vols = _list_volumes(Path(d.volumes))
-        labs = _list_volumes(Path(d.labels)) if d.labels else {}
+        vols = list_volumes(Path(d.volumes))
+        labs = list_volumes(Path(d.labels)) if d.labels else {}
         prompts: dict[str, str] = {}
         if d.prompts:
             from trace_bench.cases import load_prompts

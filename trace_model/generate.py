@@ -22,7 +22,7 @@ from trace_bench.io import read_label_map, write_nifti
 from trace_bench.volume import Volume
 
 from .checkpoint import load_checkpoint
-from .data import _case_id, _list_volumes, labels_to_cond, model_to_hu
+from .data import case_id_of, labels_to_cond, list_volumes, model_to_hu
 from .network import TextEncoder, TraceUNet, encode_prompts, load_text_encoder
 from .sampler import SamplerOptions, sample_volumes
 
@@ -97,7 +97,7 @@ def generate(checkpoint: str | Path, masks: str | Path, out: str | Path, *, prom
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_checkpoint(checkpoint, dev)
     mp = Path(masks)
-    files = {_case_id(mp): mp} if mp.is_file() else _list_volumes(mp)
+    files = {case_id_of(mp): mp} if mp.is_file() else list_volumes(mp)
     if not files:
         raise ConfigError(f"{mp}: no label maps found")
     table: dict[str, str] = {}

@@ -19,7 +19,7 @@ def demo_cmd(
 ) -> None:
     """Run the benchmark on 2 shipped chest CTs with a slice-interpolation baseline and the TRACE demo
     checkpoint's volumes; writes the same files as `trace-bench run`."""
-    from ..demo import run_demo
+    from ..launch import run_demo
     from .run import print_outcome
 
     extra = {"metrics": [m.strip() for m in metrics.split(",") if m.strip()]} if metrics else {}

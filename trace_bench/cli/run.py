@@ -38,13 +38,9 @@ def build_config(config: Optional[Path], **flags):
         if flags.get(name) is not None:
             flags[name] = [m.strip() for m in flags[name].split(",") if m.strip()]
     if flags.get("options"):
-        from ..config import parse_option
+        from ..config import parse_options
 
-        merged_opts = {k: dict(v) for k, v in (base.options or {}).items()}
-        for text in flags["options"]:
-            metric, key, value = parse_option(text)
-            merged_opts.setdefault(metric, {})[key] = value
-        flags["options"] = merged_opts
+        flags["options"] = parse_options(flags["options"], base.options)
     else:
         flags["options"] = None
     if flags.get("hu_window") is not None:

@@ -31,9 +31,11 @@ class Backbone:
     def __init__(self, loader: Loader) -> None:
         self._loader = loader
         self._model: Any = None
-        self._key: tuple | None = None
+        self._key: tuple | str | None = None
         self.sha256 = ""
         self._lock = threading.Lock()
+        #: the on-disk feature cache last used (hit / miss counters for tests and benchmarks)
+        self.cache: FeatureCache | None = None
 
     def get(self, name: str, ctx: RunContext) -> Any:
         """The model for weights entry ``name`` on ``ctx.device`` (loaded on first use)."""
@@ -41,6 +43,8 @@ class Backbone:
 
         key = (name, ctx.weights.get(name), ctx.device, int(ctx.batch_size))
         with self._lock:
+            if self._key == "given":
+                return self._model
             if self._model is None or self._key != key:
                 r = resolve_weights(name, ctx.weights.get(name))
                 self._model = self._loader(str(r.path), ctx.device, name, ctx)
@@ -53,12 +57,14 @@ class Backbone:
 
     def set(self, model: Any, sha256: str = "") -> None:
         """Use an already built model (tests with small random networks, custom integrations)."""
-        self._model, self._key, self.sha256 = model, None, sha256
+        self._model, self._key, self.sha256 = model, "given", sha256
 
-
-def cached_features(data: CaseData, ctx: RunContext, parts: tuple[str, ...], compute: Callable[[], np.ndarray],
-                    enabled: bool = True) -> np.ndarray:
-    """Features of ``data.volume`` keyed by (volume content hash, frame protocol, *parts), computed
-    once and cached on disk (``ctx.cache_dir`` or ``$TRACE_BENCH_CACHE/features``)."""
-    cache = FeatureCache(ctx.cache_dir if ctx.cache_dir else None, enabled=enabled)
-    return cache.get_or_compute((volume_hash(data.volume), data.protocol.id, *parts), compute)
+    def cached_features(self, data: CaseData, ctx: RunContext, parts: tuple[str, ...],
+                        compute: Callable[[], np.ndarray], enabled: bool = True) -> np.ndarray:
+        """Features of ``data.volume`` keyed by (volume content hash, frame protocol, *parts), computed
+        once and cached on disk (``ctx.cache_dir`` or ``$TRACE_BENCH_CACHE/features``)."""
+        root = ctx.cache_dir if ctx.cache_dir else None
+        want = FeatureCache(root, enabled=enabled)
+        if self.cache is None or self.cache.root != want.root or self.cache.enabled != enabled:
+            self.cache = want
+        return self.cache.get_or_compute((volume_hash(data.volume), data.protocol.id, *parts), compute)

@@ -184,6 +184,11 @@ class Metric:
         self.opts: dict[str, Any] = self.resolve_options(options or {})
         self.reset()
 
+    def __reduce__(self):
+        """Pickled (for worker processes) as class + options: the copy loads its backbone lazily,
+        once per process, and starts with no cases folded in."""
+        return (type(self), (dict(self.opts),))
+
     # ------------------------------------------------------------------ declarations
     @classmethod
     def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from ..protocol import hu_to_frames
 from ..volume import Volume
 from . import frechet
-from .backbone import Backbone, cached_features
+from .backbone import Backbone
 from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -96,8 +96,8 @@ class _InceptionMetric(Metric):
 
     def _features(self, data: CaseData, ctx: RunContext, variant: str, frames_fn) -> np.ndarray:
         ext = self.net.get(self.opts["weights"], ctx)
-        return cached_features(data, ctx, (ext.id, ext.weights_sha256, variant),
-                               lambda: ext.features(frames_fn()).astype(np.float32), self.opts["feature_cache"])
+        return self.net.cached_features(data, ctx, (ext.id, ext.weights_sha256, variant),
+                                        lambda: ext.features(frames_fn()).astype(np.float32), self.opts["feature_cache"])
 
     def merge(self, states: Iterable[State]) -> State:
         states = list(states)

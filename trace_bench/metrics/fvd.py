@@ -28,7 +28,7 @@ import numpy as np
 from ..cache import volume_hash
 from ..errors import InvalidVolumeError
 from . import frechet
-from .backbone import Backbone, cached_features
+from .backbone import Backbone
 from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
 
 FVD_DDOF = 0
@@ -106,7 +106,7 @@ class FVD(Metric):
         if n_frames < n:
             raise InvalidVolumeError(data.case_id, f"FVD needs at least {n} slices per volume, got {n_frames}")
         starts = clip_starts(n_frames, n, ctx.seed, vh, k)
-        feats = cached_features(data, ctx, (ext.id, ext.weights_sha256, f"clips{n}:" + ",".join(map(str, starts))),
+        feats = self.net.cached_features(data, ctx, (ext.id, ext.weights_sha256, f"clips{n}:" + ",".join(map(str, starts))),
                                 lambda: ext.features(make_clips(data.frames, starts, n)), self.opts["feature_cache"])
         return frechet.features_state(feats)
 

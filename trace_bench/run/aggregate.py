@@ -32,7 +32,7 @@ def aggregate(out: str | Path) -> dict[str, Any]:
     out = Path(out)
     man = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     cfg = RunConfig(**man["config"])
-    ctx = make_context(cfg)
+    ctx = make_context(cfg, "cpu")  # set-level statistics run on the CPU
     load_metric_registry(cfg.plugins)
     methods: list[str] = list(man["methods"])
     order = {m: i for i, m in enumerate(methods)}

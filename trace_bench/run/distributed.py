@@ -105,7 +105,10 @@ def _run(config: RunConfig, dist, *, console=None, report: bool = True, notes: t
     rank, world = dist.get_rank(), dist.get_world_size()
     local = int(os.environ.get("LOCAL_RANK", rank))
     console = console or Console(stderr=True)
-    device = f"cuda:{local}" if config.device == "cuda" else config.device
+    from ..device import check_device
+
+    resolved = check_device(config.device)
+    device = f"cuda:{local}" if resolved == "cuda" else resolved
     cfg = config.replace(device=device, progress=bool(config.progress and rank == 0))
 
     lock = OutputLock(config.out) if rank == 0 else None

@@ -71,19 +71,13 @@ class Plan:
     def replace(self, **changes: Any) -> "Plan":
         return dataclasses.replace(self, **changes)
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled for worker processes without loaded networks: fresh metric objects with the same
-        options (they load their backbones lazily, once per process)."""
-        d = dict(self.__dict__)
-        d["metrics"] = tuple(type(m)(m.opts) for m in self.metrics)
-        return d
 
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(d)
-
-
-def make_context(config: RunConfig) -> RunContext:
-    return RunContext(device=config.device,
+def make_context(config: RunConfig, device: str | None = None) -> RunContext:
+    """The run-wide settings metrics read. ``device``: the resolved device (default: the config's
+    spelling with ``auto`` taken as the CPU, for stages that never touch a network)."""
+    if device is None:
+        device = "cpu" if config.device == "auto" else config.device
+    return RunContext(device=device,
                       protocol=FrameProtocol(size=int(config.frame_size), window=(config.hu_window[0], config.hu_window[1])),
                       weights=dict(config.weights), cache_dir=None, segmenter=config.segmenter,
                       classes=config.classes, batch_size=int(config.batch_size), seed=int(config.seed))
@@ -167,7 +161,9 @@ def plan_run(config: RunConfig, *, setup: bool = True, part: tuple[int, int] | N
         raise ConfigError("nothing to score: give --reference and/or --method NAME=DIR (or run `trace-bench demo`)")
     profiles = {m: read_profile(p, m) for m, p in config.profiles.items()}
 
-    ctx = make_context(config)
+    from ..device import check_device
+
+    ctx = make_context(config, check_device(config.device))  # a missing GPU is refused here, in preflight
     check_metric_options(config)
     chosen = instantiate_metrics(config)
     if config.segmenter not in segmenter_choices():

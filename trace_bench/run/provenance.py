@@ -99,7 +99,7 @@ def build_provenance(plan: Plan, timings: dict[str, float], extra: dict[str, Any
         "toolkit": {"name": "trace-bench", "version": __version__, "git_commit": git_commit()},
         "command": [] if rel else sys.argv,
         "packages": package_versions(),
-        "device": device_info(plan.config.device),
+        "device": device_info(plan.ctx.device),
         "config": config,
         "protocols": {m.name: m.protocol_id(plan.ctx) for m in plan.metrics},
         "metric_options": {m.name: dict(m.opts) for m in plan.metrics if m.opts},
