@@ -38,7 +38,9 @@ def compare_cmd(
     for r in rows:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
     if csv_out is not None:
-        df.to_csv(csv_out, index=False)
+        from ..results import atomic_write_text
+
+        atomic_write_text(csv_out, df.to_csv(index=False, lineterminator="\n"))
     if not cmp.ok:
         print(f"trace-bench compare: {cmp.regressions} regression(s) beyond tolerance", file=sys.stderr)
         raise typer.Exit(1)
