@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_fid_overhead.py [--frames 16] [--repeats 3] [--device cpu]
 
 1. bare: ``net(x)`` on the same frames already preprocessed to (N, 3, 299, 299), in the same batches;
-   metric: ``METRICS["fid"].case_state`` with the feature cache off (resize to 299 + scaling +
+   metric: ``METRICS.get("fid")(options).case_state`` with the feature cache off (resize to 299 + scaling +
    Inception + float64 feature state) on the shipped chest CT's frames (frames themselves are shared
    by all metrics through ``CaseData.frames`` and computed before timing). Target: <= 1.15x.
 2. cold vs warm cache: ``case_state`` with an empty cache directory, then again with the entry
@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -39,8 +38,7 @@ def main() -> None:
 
     root = Path(__file__).resolve().parents[1]
     vol = read_volume(root / "trace_bench" / "data" / "demo" / "reference" / "lung2.nii.gz")
-    spec = METRICS.get("fid")
-    opts: dict = {"fid_slices": a.frames, "feature_cache": False}
+    opts: dict = {"slices": a.frames, "feature_cache": False}
     wpaths: dict = {}
     if a.random_inception:
         from trace_bench.extractors.inception import build_fid_inception
@@ -48,12 +46,13 @@ def main() -> None:
         torch.manual_seed(0)
         tmp_w = Path(tempfile.mkdtemp()) / "random_fid_inception.pth"
         torch.save(build_fid_inception().state_dict(), tmp_w)
-        opts["fid_weights"] = "inception-fid-pth"
+        opts["weights"] = "inception-fid-pth"
         wpaths["inception-fid-pth"] = str(tmp_w)
         print("NOTE: random-weight Inception (timing only)")
-    ctx = RunContext(device=a.device, batch_size=a.batch_size, options=opts, weights=wpaths)
+    spec = METRICS.get("fid")(opts)
+    ctx = RunContext(device=a.device, batch_size=a.batch_size, weights=wpaths)
     spec.setup(ctx)
-    ext = spec._extractor
+    ext = spec.net.get(opts.get("weights", "inception-fid"), ctx)
     data = CaseData("bench", "lung2", vol, device=a.device)
     from trace_bench.metrics.fid import select_slices
 
@@ -87,8 +86,8 @@ def main() -> None:
     cold, warm = [], []
     for _ in range(a.repeats):
         with tempfile.TemporaryDirectory() as d:
-            c = RunContext(device=a.device, batch_size=a.batch_size, cache_dir=d, weights=wpaths,
-                           options={**opts, "feature_cache": True})
+            c = RunContext(device=a.device, batch_size=a.batch_size, cache_dir=d, weights=wpaths)
+            spec = METRICS.get("fid")({**opts, "feature_cache": True})
             spec.setup(c)
             fresh = CaseData("bench", "lung2", vol, device=a.device)
             fresh.frames  # noqa: B018 - shared by all metrics, not part of this timing

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from trace_bench.metrics import METRICS, CaseData, RunContext
-from trace_bench.metrics import frechet
 
 
 @pytest.fixture(scope="module")

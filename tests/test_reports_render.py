@@ -16,7 +16,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_runner_fakes import make_small_dataset, register_fakes, unregister_fakes  # noqa: E402
 
-from reports import render_report  # noqa: E402
 from reports.tables import build_tables, fmt_value, published_tables, tex_escape, to_latex, to_markdown  # noqa: E402
 from trace_bench.config import RunConfig  # noqa: E402
 from trace_bench.results import load_results  # noqa: E402

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from trace_bench import demo, launch
 from trace_bench.volume import from_canonical

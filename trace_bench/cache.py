@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from .atomic import current_umask
 from .volume import Volume
 
 
@@ -86,6 +87,7 @@ class FeatureCache:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, np.ascontiguousarray(value), allow_pickle=False)
+            os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, p)
         finally:
             if os.path.exists(tmp):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import nibabel as nib
 
+from .atomic import atomic_path
 from .errors import CorruptFileError, InvalidVolumeError, SpacingError, UnknownFormatError, VolumeError
 from .intensity import Convention, parse_convention, suggest_convention
 from .volume import Volume, from_canonical, from_xyz, to_nifti, validate_array
@@ -522,12 +522,6 @@ def write_nifti(volume: Volume, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if out.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        nib.save(to_nifti(volume), tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out, suffix) as tmp:
+        nib.save(to_nifti(volume), str(tmp))
     return out

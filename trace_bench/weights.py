@@ -38,6 +38,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import current_umask
 from .errors import WeightsError
 from .registry import Registry
 
@@ -236,16 +237,11 @@ def missing_message(spec: WeightSpec, tried: list[str] | None = None) -> str:
 
 def _atomic_copy_verified(spec: WeightSpec, src: Path, dest: Path) -> Path:
     """Copy ``src`` to ``dest`` through a temporary file in the same folder, verify, then rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    try:
+    from .atomic import atomic_path
+
+    with atomic_path(dest, ".part") as tmp:
         shutil.copyfile(src, tmp)
-        verify(spec, Path(tmp))
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        verify(spec, tmp)
     return dest
 
 
@@ -314,6 +310,7 @@ def fetch_weights(name: str, *, timeout: float = 60.0, force: bool = False) -> R
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 shutil.copyfileobj(resp, out, length=1 << 20)
             verify(spec, Path(tmp))
+            os.chmod(tmp, 0o666 & ~current_umask())
             os.replace(tmp, dest)
             return Resolved(name, dest, file_sha256(dest), "fetched", pinned=spec.pinned)
         except WeightsError as e:

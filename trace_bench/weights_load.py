@@ -66,10 +66,14 @@ def load_state_dict(path: str | Path, name: str | None = None) -> Any:
             return load_file(str(p), device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
             raise WeightsError(f"{label}: cannot load, not a readable safetensors file ({_short(e)})") from None
+    import warnings
+
     import torch
 
     try:
-        return torch.load(str(p), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on unusual pickle protocols: the error below says enough
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = _unpickler_detail(e)
         if "Unsupported global" not in detail:  # not a pickle asking for objects: a damaged / foreign file

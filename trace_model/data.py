@@ -74,7 +74,7 @@ def pair_indices(depth: int, skips: tuple[int, ...]) -> list[tuple[int, int]]:
 def case_id_of(p: Path) -> str:
     from baselines.base import generic_case_id
 
-    return genericcase_id_of(p)
+    return generic_case_id(p)
 
 
 def list_volumes(folder: Path) -> dict[str, Path]:

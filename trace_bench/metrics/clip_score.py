@@ -16,7 +16,6 @@ than 77 tokens is truncated (the end token kept).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..errors import ConfigError

@@ -14,45 +14,12 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-
-def current_umask() -> int:
-    """The process umask (read without changing it where /proc allows, else set-and-restore)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-# ----------------------------------------------------------------------------- atomic files
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp creates 0600; give what open() would
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+from ..atomic import atomic_path, atomic_write_bytes, current_umask  # noqa: F401  (the one mechanism)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

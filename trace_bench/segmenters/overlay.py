@@ -8,13 +8,12 @@ window (:data:`WINDOW`), labels as translucent colours (3-class: lungs blue, oth
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..volume import Volume
 
 WINDOW = (-1000.0, 400.0)  # HU shown from black to white
@@ -96,13 +95,9 @@ def save_overlay(volume: Volume | np.ndarray, labels: np.ndarray, path: str | Pa
         fig.suptitle(title, color="white", fontsize=11)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=80, facecolor="black", format="png")
-        os.replace(tmp, out)
+        with atomic_path(out, ".png") as tmp:
+            fig.savefig(tmp, dpi=80, facecolor="black", format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
