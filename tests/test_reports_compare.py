@@ -11,9 +11,13 @@ from typer.testing import CliRunner
 from trace_bench.cli import app
 from trace_bench.results import SUMMARY_COLUMNS, compare_results, load_tolerances, write_csv
 
-COLUMNS = {"dice": {"higher_is_better": True, "table": "table1", "kind": "case", "protocol": "p", "spec": "segmentation"},
-           "hd95": {"higher_is_better": False, "table": "table1", "kind": "case", "protocol": "p", "spec": "segmentation"},
-           "fid": {"higher_is_better": False, "table": "table2", "kind": "distribution", "protocol": "p", "spec": "fid"}}
+# tolerances as the metrics declare them (Output.tolerance -> metrics.json)
+COLUMNS = {"dice": {"higher_is_better": True, "table": "table1", "kind": "case", "protocol": "p", "spec": "segmentation",
+                    "tolerance": {"abs": 0.01}},
+           "hd95": {"higher_is_better": False, "table": "table1", "kind": "case", "protocol": "p", "spec": "segmentation",
+                    "tolerance": {"abs": 1.0, "rel": 0.05}},
+           "fid": {"higher_is_better": False, "table": "table2", "kind": "distribution", "protocol": "p", "spec": "fid",
+                   "tolerance": {"abs": 0.5, "rel": 0.05}}}
 
 
 def make_out(path: Path, values: dict[tuple[str, str], float]) -> Path:

@@ -52,6 +52,9 @@ class Output:
     rank: float = 100.0
     #: bookkeeping column: kept in the CSVs, not shown in the tables
     hidden: bool = False
+    #: ``trace-bench compare``: a change worse than max(abs, rel * |baseline|) is a regression
+    #: (None: the default tolerance; a ``--tolerance`` file overrides either)
+    tolerance: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

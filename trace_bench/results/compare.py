@@ -9,19 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .tables import Results, base_metric, direction, load_results
+from .tables import MetricInfo, Results, base_metric, column_info, direction, load_results
 
 # ----------------------------------------------------------------------------- regression checks
-#: default tolerances: a change counts as a regression when it is worse than max(abs, rel * |baseline|)
-DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {
-    "subject_consistency": {"abs": 0.01}, "background_consistency": {"abs": 0.01},
-    "temporal_flickering": {"abs": 0.01}, "motion_smoothness": {"abs": 0.01},
-    "imaging_quality": {"abs": 0.01}, "overall_consistency": {"abs": 0.01},
-    "dice": {"abs": 0.01}, "jaccard": {"abs": 0.01}, "hd95": {"abs": 1.0, "rel": 0.05},
-    "fid": {"abs": 0.5, "rel": 0.05}, "fvd": {"abs": 5.0, "rel": 0.05}, "fid_2p5d": {"abs": 0.5, "rel": 0.05},
-    "clip_score": {"abs": 0.5}, "fps": {"rel": 0.10}, "vram": {"rel": 0.10}, "vram_train": {"rel": 0.10},
-    "default": {"abs": 1e-6, "rel": 0.02},
-}
+#: the tolerance of a column whose metric declares none: a change counts as a regression when it is
+#: worse than max(abs, rel * |baseline|). Metrics declare their own (``Output.tolerance``, carried in
+#: metrics.json); a ``--tolerance`` file overrides both.
+DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {"default": {"abs": 1e-6, "rel": 0.02}}
 
 
 def load_tolerances(path: str | Path | None) -> dict[str, dict[str, float]]:
@@ -54,8 +48,12 @@ def load_tolerances(path: str | Path | None) -> dict[str, dict[str, float]]:
     return tol
 
 
-def tolerance_for(metric: str, baseline: float, tol: dict[str, dict[str, float]]) -> float:
-    t = tol.get(metric) or tol.get(base_metric(metric)) or tol["default"]
+def tolerance_for(metric: str, baseline: float, tol: dict[str, dict[str, float]],
+                  infos: dict[str, MetricInfo] | None = None) -> float:
+    """Precedence: the ``--tolerance`` file's entry, the metric's declared tolerance, the default."""
+    info = column_info(metric, infos or {})
+    t = (tol.get(metric) or tol.get(base_metric(metric)) or (info.tolerance if info is not None else None)
+         or tol["default"])
     b = abs(baseline) if np.isfinite(baseline) else 0.0
     return max(float(t.get("abs", 0.0)), float(t.get("rel", 0.0)) * b)
 
@@ -87,7 +85,7 @@ def compare_results(baseline: str | Path | Results, candidate: str | Path | Resu
         m, metric = key
         hib = direction(metric, infos)
         x, y = bv.get(key, float("nan")), cv.get(key, float("nan"))
-        t = tolerance_for(metric, x, tol)
+        t = tolerance_for(metric, x, tol, infos)
         if key not in cv:
             status, delta = "MISSING", float("nan")
         elif key not in bv:

@@ -59,11 +59,13 @@ class MetricInfo:
     rank: float = 100.0
     #: bookkeeping column: kept in the CSVs, not shown in the tables
     hidden: bool = False
+    #: regression tolerance declared by the metric ({"abs": .., "rel": ..}), None = the default
+    tolerance: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"higher_is_better": self.higher_is_better, "table": self.table, "kind": self.kind,
                 "protocol": self.protocol, "spec": self.spec, "label": self.label, "unit": self.unit,
-                "digits": self.digits, "rank": self.rank, "hidden": self.hidden}
+                "digits": self.digits, "rank": self.rank, "hidden": self.hidden, "tolerance": self.tolerance}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetricInfo":
@@ -74,11 +76,11 @@ class MetricInfo:
 #: columns every run may carry that no metric plug-in declares
 PROFILE_METRICS: dict[str, MetricInfo] = {
     "fps": MetricInfo(True, "table1", "profile", "trace-bench profile: slices per second at volume level", "profile",
-                      label="FPS", digits=2, rank=90),
+                      label="FPS", digits=2, rank=90, tolerance={"rel": 0.10}),
     "vram": MetricInfo(False, "table1", "profile", "trace-bench profile: peak inference memory, bytes", "profile",
-                       label="Train/Infer VRAM", unit="bytes", rank=91),
+                       label="Train/Infer VRAM", unit="bytes", rank=91, tolerance={"rel": 0.10}),
     "vram_train": MetricInfo(False, "table1", "profile", "trace-bench profile: peak training memory, bytes", "profile",
-                             label="Train VRAM", unit="bytes", rank=92),
+                             label="Train VRAM", unit="bytes", rank=92, tolerance={"rel": 0.10}),
 }
 
 

@@ -61,7 +61,7 @@ class ImagingQuality(Metric):
     = mean of video scores (VBench /100)."""
 
     name = "imaging_quality"
-    outputs = {"imaging_quality": Output(True, "Imaging Quality", unit="fraction", rank=4)}
+    outputs = {"imaging_quality": Output(True, "Imaging Quality", unit="fraction", rank=4, tolerance={"abs": 0.01})}
     weights = ("musiq-spaq",)
     description = "VBench imaging quality: MUSIQ (SPAQ) per frame, mean / 100"
 

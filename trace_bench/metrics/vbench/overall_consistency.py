@@ -79,7 +79,7 @@ class OverallConsistency(Metric):
     ``compute_result()`` = mean of video scores."""
 
     name = "overall_consistency"
-    outputs = {"overall_consistency": Output(True, "Overall Consistency", unit="fraction", rank=5)}
+    outputs = {"overall_consistency": Output(True, "Overall Consistency", unit="fraction", rank=5, tolerance={"abs": 0.01})}
     weights = ("viclip-l14",)
     needs_prompt = True
     description = "VBench overall consistency: ViCLIP ViT-L/14 video-text cosine on 8 middle-sampled frames"
