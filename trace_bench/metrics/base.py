@@ -55,6 +55,9 @@ class Output:
     #: ``trace-bench compare``: a change worse than max(abs, rel * |baseline|) is a regression
     #: (None: the default tolerance; a ``--tolerance`` file overrides either)
     tolerance: dict[str, float] | None = None
+    #: the best value is the one closest to the GT row's (|method - GT|), not the largest / smallest:
+    #: for scores a smoothed copy can push past the real data (consistency-type VBench dimensions)
+    closest_to_reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,11 @@ class Metric:
     def export_stats(self, state: State) -> dict[str, np.ndarray]:
         """Arrays saved as ``stats/{method}_{metric}.npz`` (e.g. ``mu``, ``sigma``, ``n``)."""
         return dict(state)
+
+    def sample_info(self, state: State) -> dict[str, int]:
+        """Distribution metrics: ``{"samples": n, "dim": d}`` of a merged state (feature vectors and
+        their dimension), so reports can say when n is too small for the estimate. Default: unknown."""
+        return {}
 
     def plot_arrays(self, data: CaseData, ctx: RunContext) -> dict[str, np.ndarray]:
         """Hook: extra arrays this metric contributes to the report's per-case plots (after it ran
