@@ -77,6 +77,11 @@ class Table:
     published: bool = False
     #: column -> header text (from the metrics' declared labels)
     headers: dict[str, str] = field(default_factory=dict)
+    #: method -> row label where it differs (GT of a distribution table is the GT/GT floor)
+    row_labels: dict[str, str] = field(default_factory=dict)
+
+    def row_label(self, m: str) -> str:
+        return self.row_labels.get(m, m)
 
 
 def shown_metrics(res: Results) -> list[str]:
@@ -151,19 +156,43 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
                     ci_txt = f"[{fmt_value(c, r.ci_low, res.metrics)}, {fmt_value(c, r.ci_high, res.metrics)}]"
                 cells[c] = Cell(fmt_value(c, r.value, res.metrics), ci_txt, float(r.value))
             rows.append((m, cells))
+        closest: list[str] = []
         for c in cols:
             hib = direction(c, res.metrics) if c != "vram" else False
             cand = [(cells[c].value, i) for i, (m, cells) in enumerate(rows)
                     if m != GT and not math.isnan(cells[c].value)]
             if hib is None or len(cand) < 2:
                 continue
-            best = max(v for v, _ in cand) if hib else min(v for v, _ in cand)
+            info = column_info(c, res.metrics)
+            gt = next((cells[c].value for m, cells in rows if m == GT), float("nan"))
+            if info is not None and info.closest_to_reference and not math.isnan(gt):
+                closest.append(c)
+                cand = [(abs(v - gt), i) for v, i in cand]
+                best = min(v for v, _ in cand)
+            else:
+                best = max(v for v, _ in cand) if hib else min(v for v, _ in cand)
             for v, i in cand:
                 if v == best:
                     rows[i][1][c].best = True
-        notes = ["Mean over cases with its 95% bootstrap CI (seeded; over cases also for distribution metrics). "
-                 "↑ higher is better, ↓ lower is better; best non-GT value in bold. GT = the reference set scored "
-                 "as a method (only metrics that need no reference)."]
+        kinds = {(column_info(c, res.metrics) or MetricInfo(None)).kind for c in cols}
+        notes = []
+        if kinds & {"case"}:
+            notes.append("Per-case metrics: mean over cases with its 95% percentile bootstrap CI (seeded, resampling "
+                         "cases).")
+        if "distribution" in kinds:
+            notes.append("Distribution metrics: the value on all cases with its 95% two-sample jackknife interval "
+                         "over cases (cases are never duplicated: a bootstrap would inflate Fréchet distances). "
+                         "GT row = GT/GT floor: one half of the reference cases against the other (split by a "
+                         "seeded hash of the case id), the value a perfect generator could reach at this sample size.")
+        notes.append("↑ higher is better, ↓ lower is better; best non-GT value in bold. GT = the reference set "
+                     "scored as a method.")
+        if closest:
+            notes.append("For " + ", ".join(label(c, res.metrics) for c in closest) + " the best value is the one "
+                         "closest to GT (|method - GT|): a smoothed or interpolated volume can score above real data.")
+        warn = sorted({f"{m} / {label(c, res.metrics)}: {n}" for (m, c), r in by.items() if c in cols
+                       for n in [str(getattr(r, "note", "") or "")] if n and n != "nan" and n != "measured once"})
+        if warn:
+            notes.append("Read with care: " + "; ".join(warn) + ".")
         used = sorted({info.protocol for c in cols for info in [res.metrics.get(c) or res.metrics.get(base_metric(c))]
                        if info is not None and info.protocol and info.kind != "profile"})
         if used:
@@ -178,7 +207,9 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
             notes.append("FPS and VRAM from `trace-bench profile` JSON files (--profile NAME=FILE).")
         if res.skipped:
             notes.append("Not computed in this run (see 'Metrics not computed'): " + ", ".join(sorted(res.skipped)) + ".")
-        out.append(Table(key, title, cols, arrows, rows, notes, headers={c: label(c, res.metrics) for c in cols}))
+        rl = {GT: "GT/GT"} if kinds == {"distribution"} else {}
+        out.append(Table(key, title, cols, arrows, rows, notes, headers={c: label(c, res.metrics) for c in cols},
+                         row_labels=rl))
     return out
 
 
@@ -218,7 +249,7 @@ def to_markdown(t: Table) -> str:
             cell = cells.get(c, Cell("–"))
             txt = f"**{cell.text}**" if cell.best else cell.text
             vals.append(f"{txt} {cell.ci}".strip())
-        lines.append(f"| {m.replace('|', '/')} | " + " | ".join(vals) + " |")
+        lines.append(f"| {t.row_label(m).replace('|', '/')} | " + " | ".join(vals) + " |")
     lines.append("")
     lines += [f"*{n}*" if t.published else n for n in t.notes]
     return "\n".join(lines) + "\n"
@@ -249,7 +280,7 @@ def to_latex(t: Table) -> str:
             if cell.ci:
                 txt += f" {{\\tiny {tex_escape(cell.ci)}}}"
             vals.append(txt)
-        lines.append(tex_escape(m) + " & " + " & ".join(vals) + r" \\")
+        lines.append(tex_escape(t.row_label(m)) + " & " + " & ".join(vals) + r" \\")
         if m == GT and i == 0 and len(t.rows) > 1 and not t.published:
             lines.append(r"\midrule")
     lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize " + " ".join(tex_escape(n) for n in t.notes),
@@ -264,7 +295,7 @@ def to_html(t: Table) -> str:
     h += [f"<th>{html.escape(_head(t, c))}</th>" for c in t.columns]
     h.append("</tr></thead><tbody>")
     for m, cells in t.rows:
-        h.append(f"<tr><th scope=\"row\">{html.escape(m)}</th>")
+        h.append(f"<tr><th scope=\"row\">{html.escape(t.row_label(m))}</th>")
         for c in t.columns:
             cell = cells.get(c, Cell("–"))
             txt = html.escape(cell.text)

@@ -26,7 +26,7 @@ Example ``bench.toml``::
 
 Every setting is validated when the config is built (:meth:`RunConfig.validate`); a wrong type or
 value is one line, ``FILE: setting: expected ..., got ...``. Ranges: ``workers`` 1..1024,
-``seed`` 0..2**63-1, ``bootstrap`` 0..10**7, ``bootstrap_distribution`` 0..10**6, ``confidence`` in
+``seed`` 0..2**63-1, ``bootstrap`` 0..10**7, ``bootstrap_distribution`` 0..10**6 (ignored), ``jackknife_groups`` 2..10**4, ``confidence`` in
 (0, 1), ``frame_size`` 16..2048 pixels, ``hu_window`` two finite numbers lo < hi, ``batch_size``
 1..65536, ``device`` "auto" | "cpu" | "cuda" | "cuda:N". Method names become folder names: 1..100
 characters, letters, digits, space and ``_ - . + ( )``, starting with a letter, digit, ``_`` or
@@ -95,8 +95,12 @@ class RunConfig:
     seed: int = 0
     #: bootstrap resamples for CIs of per-case metrics
     bootstrap: int = 1000
-    #: bootstrap resamples for CIs of distribution metrics (each resample recomputes the metric)
+    #: deprecated and ignored (kept so older config.toml files load): distribution metrics get a
+    #: two-sample jackknife interval over cases (``jackknife_groups``), not a bootstrap
     bootstrap_distribution: int = 100
+    #: distribution metrics: at most this many leave-out groups of cases per set for the jackknife
+    #: interval (one case per group when a set has fewer cases); each group recomputes the metric
+    jackknife_groups: int = 20
     #: confidence level of the intervals
     confidence: float = 0.95
     #: frame protocol: in-plane size of the frames (pixels) and the HU window
@@ -170,6 +174,7 @@ class RunConfig:
         _check_int("seed", self.seed, lo=0, hi=2**63 - 1)
         _check_int("bootstrap", self.bootstrap, lo=0, hi=10**7)
         _check_int("bootstrap_distribution", self.bootstrap_distribution, lo=0, hi=10**6)
+        _check_int("jackknife_groups", self.jackknife_groups, lo=2, hi=10**4)
         self.confidence = _check_number("confidence", self.confidence)
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence: expected a number in (0, 1), e.g. 0.95, got {self.confidence!r}")

@@ -112,7 +112,8 @@ def run_cmd(
     profile: Optional[list[str]] = typer.Option(None, "--profile", help="NAME=FILE.json from `trace-bench profile`: adds FPS and VRAM for that method."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the bootstrap resampling (default 0)."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for per-case metrics (default 1000)."),
-    bootstrap_distribution: Optional[int] = typer.Option(None, "--bootstrap-distribution", help="Bootstrap resamples for distribution metrics (default 100)."),
+    bootstrap_distribution: Optional[int] = typer.Option(None, "--bootstrap-distribution", help="Deprecated, ignored: distribution metrics use the jackknife (--jackknife-groups).", hidden=True),
+    jackknife_groups: Optional[int] = typer.Option(None, "--jackknife-groups", help="Distribution metrics: at most this many leave-out groups of cases per set for the jackknife interval (default 20)."),
     confidence: Optional[float] = typer.Option(None, "--confidence", help="Confidence level of the intervals (default 0.95)."),
     frame_size: Optional[int] = typer.Option(None, "--frame-size", help="Frame protocol: in-plane size in pixels (default 256)."),
     hu_window: Optional[str] = typer.Option(None, "--hu-window", help="Frame protocol: HU window LO,HI (default -1000,1000)."),
@@ -139,7 +140,8 @@ def run_cmd(
                        segmenter=segmenter, classes=classes, reference_masks=reference_masks,
                        method_masks=method_masks, prompts=prompts, device=device, workers=workers,
                        skip_unavailable=skip_unavailable, weights=weights, profiles=profile, seed=seed,
-                       bootstrap=bootstrap, bootstrap_distribution=bootstrap_distribution, confidence=confidence,
+                       bootstrap=bootstrap, bootstrap_distribution=bootstrap_distribution, jackknife_groups=jackknife_groups,
+                       confidence=confidence,
                        frame_size=frame_size, hu_window=hu_window, batch_size=batch_size, plot_case=plot_case,
                        plots=plots, published=published, progress=progress, shard=shard, plugins=plugins)
     result = launch(cfg)

@@ -101,6 +101,15 @@ class _InceptionMetric(Metric):
         return self.net.cached_features(data, ctx, (ext.id, ext.weights_sha256, variant),
                                         lambda: ext.features(frames_fn()).astype(np.float32), self.opts["feature_cache"])
 
+    def sample_info(self, state: State) -> dict[str, int]:
+        """Feature vectors (slices) and their dimension; for 2.5D, the smallest plane's count."""
+        if any(":" in k for k in state):
+            infos = [frechet.sample_info({k.split(":", 1)[1]: v for k, v in state.items() if k.startswith(p + ":")})
+                     for p in PLANES]
+            infos = [i for i in infos if i]
+            return min(infos, key=lambda i: i["samples"]) if infos else {}
+        return frechet.sample_info(state)
+
     def merge(self, states: Iterable[State]) -> State:
         states = list(states)
         keys = {k.split(":", 1)[0] for s in states for k in s}

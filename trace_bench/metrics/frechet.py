@@ -198,3 +198,13 @@ def export_stats(state: Mapping[str, np.ndarray], ddof: int = 1) -> dict[str, np
         merged["sum"] / max(merged["n"], 1.0), np.full(merged["outer"].shape, np.nan), int(merged["n"]))
     return {"mu": mu, "sigma": sigma, "n": np.int64(n), "sum": merged["sum"], "outer": merged["outer"],
             "ddof": np.int64(ddof)}
+
+
+def sample_info(state: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """``{"samples": n, "dim": d}`` of a feature or moment state (how many feature vectors, of what size)."""
+    if "features" in state:
+        f = np.asarray(state["features"])
+        return {"samples": int(f.shape[0]), "dim": int(f.shape[1])}
+    if "sum" in state:
+        return {"samples": int(float(np.asarray(state["n"]))), "dim": int(np.asarray(state["sum"]).shape[-1])}
+    return {}

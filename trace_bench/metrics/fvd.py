@@ -113,6 +113,10 @@ class FVD(Metric):
     def merge(self, states: Iterable[State]) -> State:
         return frechet.merge_states(states)
 
+    def sample_info(self, state: State) -> dict[str, int]:
+        """Feature vectors (clips) and their dimension."""
+        return frechet.sample_info(state)
+
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         return {"fvd": frechet.frechet_distance_from_states(generated, reference, ddof=FVD_DDOF)}
 

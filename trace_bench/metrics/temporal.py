@@ -50,7 +50,7 @@ class TemporalFlickering(Metric):
     volume, ``compute_result()`` = mean of the video scores (VBench's overall score)."""
 
     name = "temporal_flickering"
-    outputs = {"temporal_flickering": Output(True, "Temporal Flickering", unit="fraction", rank=2, tolerance={"abs": 0.01})}
+    outputs = {"temporal_flickering": Output(True, "Temporal Flickering", unit="fraction", rank=2, tolerance={"abs": 0.01}, closest_to_reference=True)}
     description = "VBench temporal flickering on axial frames: (255 - mean consecutive-frame MAE) / 255"
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:

@@ -12,14 +12,15 @@ stamp and regression checks. ``reports/`` and ``compare`` read runs through this
 from .compare import DEFAULT_TOLERANCES, Comparison, compare_results, load_tolerances, tolerance_for
 from .files import (atomic_write_bytes, atomic_write_json, atomic_write_npz, atomic_write_text, fmt_float,
                     stable_seed, write_csv)
-from .stats import bootstrap_ci, bootstrap_distribution_ci, mean_finite_or_inf
+from .stats import (bootstrap_ci, jackknife_groups, jackknife_variance, mean_finite_or_inf, split_half,
+                    two_sample_jackknife_ci)
 from .tables import (ALL_CASES, ERROR_COLUMNS, GT, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS, SUMMARY_COLUMNS,
                      WARNING_COLUMNS, MetricInfo, Results, base_metric, column_info, direction, load_results)
 
 __all__ = [
     "ALL_CASES", "ERROR_COLUMNS", "GT", "PER_CASE_COLUMNS", "PROFILE_CASE", "PROFILE_METRICS", "SUMMARY_COLUMNS", "WARNING_COLUMNS",
     "DEFAULT_TOLERANCES", "Comparison", "MetricInfo", "Results", "atomic_write_bytes", "atomic_write_json",
-    "atomic_write_npz", "atomic_write_text", "base_metric", "bootstrap_ci", "bootstrap_distribution_ci",
+    "atomic_write_npz", "atomic_write_text", "base_metric", "bootstrap_ci", "jackknife_groups", "jackknife_variance", "split_half", "two_sample_jackknife_ci",
     "column_info", "compare_results", "direction", "fmt_float", "load_results", "load_tolerances",
     "mean_finite_or_inf", "stable_seed", "tolerance_for", "write_csv",
 ]

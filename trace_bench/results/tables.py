@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 PER_CASE_COLUMNS = ["method", "case_id", "metric", "value", "protocol"]
-SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n"]
+SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_method", "n_resamples_ok", "note"]
 ERROR_COLUMNS = ["method", "case_id", "stage", "error"]
 WARNING_COLUMNS = ["method", "case_id", "stage", "warning"]
 ALL_CASES = "(all)"
@@ -61,11 +61,14 @@ class MetricInfo:
     hidden: bool = False
     #: regression tolerance declared by the metric ({"abs": .., "rel": ..}), None = the default
     tolerance: dict[str, float] | None = None
+    #: the best value is the one closest to the GT row (|method - GT|), not the largest / smallest
+    closest_to_reference: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"higher_is_better": self.higher_is_better, "table": self.table, "kind": self.kind,
                 "protocol": self.protocol, "spec": self.spec, "label": self.label, "unit": self.unit,
-                "digits": self.digits, "rank": self.rank, "hidden": self.hidden, "tolerance": self.tolerance}
+                "digits": self.digits, "rank": self.rank, "hidden": self.hidden, "tolerance": self.tolerance,
+                "closest_to_reference": self.closest_to_reference}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetricInfo":
@@ -126,6 +129,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=columns)
     df = pd.read_csv(path, dtype={"method": str, "case_id": str, "metric": str, "stage": str, "error": str, "warning": str,
+                                  "ci_method": str, "note": str,
                                   "protocol": str}, keep_default_na=False, na_values={"value": ["nan"],
                                   "ci_low": ["nan"], "ci_high": ["nan"]})
     for c in ("value", "ci_low", "ci_high"):

@@ -257,7 +257,7 @@ class _Consistency(Metric):
 @register_metric
 class SubjectConsistency(_Consistency):
     name = "subject_consistency"
-    outputs = {"subject_consistency": Output(True, "Subject Consistency", unit="fraction", rank=0, tolerance={"abs": 0.01})}
+    outputs = {"subject_consistency": Output(True, "Subject Consistency", unit="fraction", rank=0, tolerance={"abs": 0.01}, closest_to_reference=True)}
     weights = ("dino-vitb16",)
     weight_name = "dino-vitb16"
     preprocess_id = "vbench-dino-resize224-bilinear-noaa"
@@ -271,7 +271,7 @@ class SubjectConsistency(_Consistency):
 @register_metric
 class BackgroundConsistency(_Consistency):
     name = "background_consistency"
-    outputs = {"background_consistency": Output(True, "Background Consistency", unit="fraction", rank=1, tolerance={"abs": 0.01})}
+    outputs = {"background_consistency": Output(True, "Background Consistency", unit="fraction", rank=1, tolerance={"abs": 0.01}, closest_to_reference=True)}
     weights = ("clip-vit-b32",)
     weight_name = "clip-vit-b32"
     preprocess_id = "vbench-clip-resize224-bicubic-noaa-crop224"

@@ -114,7 +114,7 @@ class MotionSmoothness(Metric):
     = mean of video scores (VBench)."""
 
     name = "motion_smoothness"
-    outputs = {"motion_smoothness": Output(True, "Motion Smoothness", unit="fraction", rank=3, tolerance={"abs": 0.01})}
+    outputs = {"motion_smoothness": Output(True, "Motion Smoothness", unit="fraction", rank=3, tolerance={"abs": 0.01}, closest_to_reference=True)}
     weights = ("amt-s",)
     description = "VBench motion smoothness: AMT-S midpoints of even frames vs the odd frames"
 
