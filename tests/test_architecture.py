@@ -111,6 +111,13 @@ def test_reports_read_results_only():
     assert not bad, f"reports must import trace_bench.results only: {bad}"
 
 
+def test_results_do_not_import_the_run_core_or_metrics():
+    bad = [(name, mod) for name, path in MODULES.items() if name.startswith("trace_bench.results")
+           for mod, _ in _imports(name, path) if mod.startswith(("trace_bench.run", "trace_bench.metrics"))
+           or (mod.startswith("..") and False)]
+    assert not bad, bad
+
+
 def test_no_private_imports_across_modules():
     bad = []
     for name, path in MODULES.items():

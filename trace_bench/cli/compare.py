@@ -1,11 +1,12 @@
-"""``trace-bench compare BASELINE_OUT CANDIDATE_OUT``: regression gate for new checkpoints."""
+"""``trace-bench compare BASELINE_OUT CANDIDATE_OUT``: regression gate for new checkpoints, with the
+paired analysis of the two runs beside it."""
 
 from __future__ import annotations
 
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -16,32 +17,69 @@ def _fmt(v: float) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
 
 
+def _paired_cell(r: Any) -> str:
+    """``Δ [lo, hi] p=… n=…`` (``jk`` instead of p for the set-level metrics' jackknife), or the note."""
+    if int(r.n_pairs) == 0 or math.isnan(r.paired_delta):
+        return str(r.paired_note or "")
+    text = f"{r.paired_delta:+.4g}"
+    if not math.isnan(r.paired_ci_low):
+        text += f" [{r.paired_ci_low:.4g}, {r.paired_ci_high:.4g}]"
+    text += f" p={r.p_wilcoxon:.3g}" if not math.isnan(r.p_wilcoxon) else (" jk" if not math.isnan(r.paired_ci_low) else "")
+    text += f" n={int(r.n_pairs)}"
+    return text + (f" ({r.paired_note})" if r.paired_note else "")
+
+
 @app.command("compare")
 def compare_cmd(
     baseline: Path = typer.Argument(..., help="Output folder of the baseline run."),
     candidate: Path = typer.Argument(..., help="Output folder of the candidate run."),
     tolerance: Optional[Path] = typer.Option(None, "--tolerance", help="TOML/JSON: metric = abs tolerance, or [metric] abs/rel."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Also write the comparison table to this CSV."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Also write the comparison table (all columns) to this CSV."),
+    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999,
+                                     help="Confidence level of the paired intervals."),
+    significance: Optional[float] = typer.Option(
+        None, "--significance", metavar="ALPHA", min=1e-9, max=0.5,
+        help="A regression must be both beyond tolerance and significant: a metric with per-case values "
+             "whose paired Wilcoxon p >= ALPHA is reported 'worse (n.s.)' and does not fail. Default: off."),
+    jackknife: bool = typer.Option(True, "--jackknife/--no-jackknife",
+                                   help="Recompute the set-level metrics' paired jackknife interval from the case states."),
 ) -> None:
     """Print the difference of every (method, metric) with the direction of "better"; exit 1 when any
-    metric regresses beyond its tolerance (or disappears), 0 otherwise."""
-    from ..results import compare_results, load_tolerances
+    metric regresses beyond its tolerance (or disappears), 0 otherwise.
 
-    cmp = compare_results(baseline, candidate, load_tolerances(tolerance))
+    The column "paired" pairs the two runs case by case (cases scored in both only). Per-case
+    metrics: mean difference candidate - baseline, its percentile bootstrap interval (scipy, seed 0,
+    level --confidence), the two-sided Wilcoxon signed-rank p-value, n. Set-level metrics (FID, ...):
+    the full-sample difference and a delete-one jackknife t-interval ("jk"). The exit status is
+    driven by the tolerances (and --significance) only."""
+    from ..results import NOT_SIGNIFICANT, compare_results, load_tolerances
+
+    extra = None
+    if jackknife:
+        from ..run.paired_distribution import paired_distribution_stats
+
+        extra = paired_distribution_stats(baseline, candidate, confidence)
+    cmp = compare_results(baseline, candidate, load_tolerances(tolerance), confidence=confidence,
+                          significance=significance, paired_extra=extra)
     df = cmp.rows
-    head = ["method", "metric", "better", "baseline", "candidate", "delta", "tolerance", "status"]
+    head = ["method", "metric", "better", "baseline", "candidate", "delta", "tolerance", "status",
+            f"paired: delta [{confidence:.0%} CI] p n"]
     rows = [[r.method, r.metric, "" if r.higher_is_better is None else ("higher" if r.higher_is_better else "lower"),
-             _fmt(r.baseline), _fmt(r.candidate), _fmt(r.delta), _fmt(r.tolerance), r.status]
+             _fmt(r.baseline), _fmt(r.candidate), _fmt(r.delta), _fmt(r.tolerance), r.status, _paired_cell(r)]
             for r in df.itertuples(index=False)]
     widths = [max(len(h), *(len(str(x[i])) for x in rows)) if rows else len(h) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
     for r in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
     if csv_out is not None:
         from ..results import atomic_write_text
 
         atomic_write_text(csv_out, df.to_csv(index=False, lineterminator="\n"))
+    gate = ""
+    if significance is not None:
+        ns = int((df.status == NOT_SIGNIFICANT).sum())
+        gate = f" (per-case metrics also significant at {significance:g}; {ns} not significant)"
     if not cmp.ok:
-        print(f"trace-bench compare: {cmp.regressions} regression(s) beyond tolerance", file=sys.stderr)
+        print(f"trace-bench compare: {cmp.regressions} regression(s) beyond tolerance{gate}", file=sys.stderr)
         raise typer.Exit(1)
-    print("trace-bench compare: no regression beyond tolerance", file=sys.stderr)
+    print(f"trace-bench compare: no regression beyond tolerance{gate}", file=sys.stderr)

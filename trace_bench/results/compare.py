@@ -1,4 +1,5 @@
-"""Regression checks between two runs: direction-aware comparison with tolerances."""
+"""Regression checks between two runs: direction-aware comparison with tolerances, and the paired
+analysis of the per-case values (:mod:`.paired`) beside it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .paired import PAIRED_COLUMNS, PAIRED_SEED, paired_case_stats
 from .tables import MetricInfo, Results, base_metric, column_info, direction, load_results
+
+#: status of a change beyond tolerance whose paired test is not significant (``significance`` set):
+#: reported, not counted as a regression
+NOT_SIGNIFICANT = "worse (n.s.)"
 
 # ----------------------------------------------------------------------------- regression checks
 #: the tolerance of a column whose metric declares none: a change counts as a regression when it is
@@ -60,7 +66,9 @@ def tolerance_for(metric: str, baseline: float, tol: dict[str, dict[str, float]]
 
 @dataclass
 class Comparison:
-    rows: pd.DataFrame  # method, metric, higher_is_better, baseline, candidate, delta, tolerance, status
+    #: method, metric, higher_is_better, baseline, candidate, delta, tolerance, status, then
+    #: n_pairs, paired_delta, paired_ci_low, paired_ci_high, p_wilcoxon, paired_note (see .paired)
+    rows: pd.DataFrame
     regressions: int
 
     @property
@@ -69,16 +77,36 @@ class Comparison:
 
 
 def compare_results(baseline: str | Path | Results, candidate: str | Path | Results,
-                    tolerances: dict[str, dict[str, float]] | None = None) -> Comparison:
+                    tolerances: dict[str, dict[str, float]] | None = None, *, confidence: float = 0.95,
+                    significance: float | None = None, paired_extra: pd.DataFrame | None = None,
+                    seed: int = PAIRED_SEED) -> Comparison:
     """Compare two runs' summaries, direction-aware. status: ``ok``, ``improved``, ``REGRESSED``
     (worse by more than the tolerance), ``MISSING`` (in the baseline, not in the candidate; counts as a
-    regression), ``new`` (only in the candidate), ``skip`` (no direction known)."""
+    regression), ``new`` (only in the candidate), ``skip`` (no direction known).
+
+    Every row also carries the paired analysis of its per-case values (:func:`.paired.paired_case_stats`
+    at ``confidence``; NaN where the metric has none). ``paired_extra``: rows with the same columns
+    for (method, metric) pairs without per-case values (the set-level metrics' jackknife interval of
+    :mod:`trace_bench.run.paired_distribution`); it never overrides a per-case row.
+
+    ``significance`` (alpha, default None = off): a regression must be both beyond tolerance and
+    significant. A finite change worse than the tolerance whose Wilcoxon p-value is ``>= alpha``
+    becomes ``worse (n.s.)``, which does not count as a regression. Rows without a p-value (no
+    per-case values, fewer than 2 pairs, set-level metrics) keep the tolerance gate alone."""
+    if significance is not None and not 0.0 < significance < 1.0:
+        raise ValueError(f"significance must lie in (0, 1), got {significance}")
     b = baseline if isinstance(baseline, Results) else load_results(baseline)
     c = candidate if isinstance(candidate, Results) else load_results(candidate)
     tol = tolerances or load_tolerances(None)
     infos = {**c.metrics, **b.metrics}
     bv = {(r.method, r.metric): float(r.value) for r in b.summary.itertuples(index=False)}
     cv = {(r.method, r.metric): float(r.value) for r in c.summary.itertuples(index=False)}
+    paired: dict[tuple[str, str], tuple] = {}
+    for table in (paired_extra, paired_case_stats(b.per_case, c.per_case, confidence, seed)):
+        if table is not None:
+            paired.update({(str(r[0]), str(r[1])): tuple(r[2:]) for r in table[["method", "metric", *PAIRED_COLUMNS]]
+                           .itertuples(index=False, name=None)})
+    none = (0, float("nan"), float("nan"), float("nan"), float("nan"), "")
     order = {m: i for i, m in enumerate(list(dict.fromkeys(b.methods + c.methods)))}
     rows = []
     for key in sorted(set(bv) | set(cv), key=lambda k: (order.get(k[0], 1 << 30), k[0], k[1])):
@@ -86,6 +114,7 @@ def compare_results(baseline: str | Path | Results, candidate: str | Path | Resu
         hib = direction(metric, infos)
         x, y = bv.get(key, float("nan")), cv.get(key, float("nan"))
         t = tolerance_for(metric, x, tol, infos)
+        pr = paired.get(key, none)
         if key not in cv:
             status, delta = "MISSING", float("nan")
         elif key not in bv:
@@ -105,8 +134,12 @@ def compare_results(baseline: str | Path | Results, candidate: str | Path | Resu
                 if np.isinf(x) or np.isinf(y):
                     gain = 0.0 if x == y else (1.0 if (y > x) == hib else -1.0) * float("inf")
                 status = "REGRESSED" if gain < -t else ("improved" if gain > t else "ok")
-        rows.append((m, metric, hib, x, y, delta, t, status))
+                p = float(pr[4])
+                if (status == "REGRESSED" and significance is not None and np.isfinite(gain) and np.isfinite(p)
+                        and p >= significance):
+                    status = NOT_SIGNIFICANT
+        rows.append((m, metric, hib, x, y, delta, t, status, *pr))
     df = pd.DataFrame(rows, columns=["method", "metric", "higher_is_better", "baseline", "candidate", "delta",
-                                     "tolerance", "status"])
+                                     "tolerance", "status", *PAIRED_COLUMNS])
+    df["n_pairs"] = df["n_pairs"].astype(int)
     return Comparison(df, int(df.status.isin(["REGRESSED", "MISSING"]).sum()))
-
