@@ -101,6 +101,10 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
         md += ["", "## Warnings", "", f"{n_warn} row(s) in `warnings.csv` (scored anyway). First rows:", ""]
         for r in res.warnings.head(20).itertuples(index=False):
             md.append(f"- {r.method} / {r.case_id} / {r.stage}: {r.warning}")
+    timing = _timing_rows(prov)
+    if timing:
+        md += ["", "## Timing", "", "| stage / metric | seconds |", "| --- | ---: |"]
+        md += [f"| {k} | {v:.1f} |" for k, v in timing]
     if figs:
         md += ["", "## Figures", ""] + [f"![{k}]({p.relative_to(o).as_posix()})" for k, p in figs.items()]
     md += ["", "Files: `per_case.csv`, `summary.csv`, `errors.csv`, `warnings.csv`, `provenance.json`, `config.toml`, "
@@ -148,6 +152,10 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
             h.append("<tr>" + "".join(f'<td style="text-align:left">{html.escape(str(x))}</td>'
                                       for x in (r.method, r.case_id, r.stage, r.warning)) + "</tr>")
         h.append("</tbody></table>")
+    if timing:
+        h.append('<h2>Timing</h2><table class="timing"><thead><tr><th>stage / metric</th><th>seconds</th></tr></thead><tbody>')
+        h += [f"<tr><td style=\"text-align:left\">{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in timing]
+        h.append("</tbody></table>")
     if figs:
         h.append("<h2>Figures</h2>")
         for k, p in figs.items():
@@ -158,6 +166,15 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     files["report.html"] = atomic_write_text(o / "report.html", "\n".join(h) + "\n")
     files.update({f"plots/{p.name}": p for p in figs.values()})
     return files
+
+
+def _timing_rows(prov: dict) -> list[tuple[str, float]]:
+    """Where the time went: the run's stages and the compute time of every metric (summed over the
+    volumes computed in this run; cached results count 0), from provenance.json."""
+    t = prov.get("timings_s", {}) or {}
+    rows = [(k, float(v)) for k, v in t.items() if isinstance(v, (int, float)) and k not in ("report_s", "total_s")]
+    rows += [(f"metric {k}", float(v)) for k, v in (t.get("metric_compute_s") or {}).items()]
+    return rows
 
 
 def _code_spans(text: str) -> str:

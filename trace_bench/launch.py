@@ -11,11 +11,10 @@ from .run.pipeline import RunResult
 
 def launch(config: RunConfig, *, console=None, report: bool = True) -> RunResult | None:
     """Run ``config`` (rank 0 of a torchrun job returns the result, other ranks None)."""
-    from rich.console import Console
-
+    from .run.console import stderr_console
     from .run.distributed import run_distributed, torchrun_env
 
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     notes: tuple[str, ...] = ()
     extra_skipped: dict[str, str] = {}
     if config.uses_demo and config.shard is not None:

@@ -31,9 +31,11 @@ from .files import atomic_write_json, atomic_write_npz
 
 #: the per-case "metric" name of the plot inputs of the chosen case
 PLOT_ARTIFACT = "_plot"
-#: npz key of the entry key, and of the warnings recorded while computing a state
+#: npz keys of the entry key, the warnings recorded while computing a state, and its compute time
 KEY_FIELD = "__key__"
 WARNINGS_FIELD = "__warnings__"
+SECONDS_FIELD = "__seconds__"
+BOOKKEEPING = (KEY_FIELD, WARNINGS_FIELD, SECONDS_FIELD)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def stored_key(path: Path) -> str | None:
 def load_state(path: Path) -> dict[str, np.ndarray]:
     """A distribution metric's per-case state (the arrays of the npz without the bookkeeping fields)."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k not in (KEY_FIELD, WARNINGS_FIELD)}
+        return {k: z[k] for k in z.files if k not in BOOKKEEPING}
 
 
 def load_warnings(path: Path) -> list[str]:
@@ -99,6 +101,17 @@ def load_warnings(path: Path) -> list[str]:
             return [str(w) for w in z[WARNINGS_FIELD]] if WARNINGS_FIELD in z.files else []
     except Exception:  # noqa: BLE001
         return []
+
+
+def record_seconds(path: Path) -> float:
+    """The compute time stored with a result record (0 when unknown)."""
+    try:
+        if path.suffix == ".json":
+            return float(json.loads(path.read_text(encoding="utf-8")).get("seconds", 0.0))
+        with np.load(path, allow_pickle=False) as z:
+            return float(z[SECONDS_FIELD]) if SECONDS_FIELD in z.files else 0.0
+    except Exception:  # noqa: BLE001
+        return 0.0
 
 
 def entry_done(out: str | Path, e: Entry) -> bool:
@@ -125,12 +138,15 @@ def write_values(out: str | Path, e: Entry, values: dict[str, float], *, protoco
     return p
 
 
-def write_state(out: str | Path, e: Entry, state: dict[str, Any], warnings: list[str] | None = None) -> Path:
+def write_state(out: str | Path, e: Entry, state: dict[str, Any], warnings: list[str] | None = None,
+                seconds: float | None = None) -> Path:
     """A distribution metric's per-case state, or plot arrays, as npz with the entry key."""
     arrays = {str(k): np.asarray(v) for k, v in state.items()}
     arrays[KEY_FIELD] = np.asarray(e.key)
     if warnings:
         arrays[WARNINGS_FIELD] = np.asarray([str(w) for w in warnings])
+    if seconds is not None:
+        arrays[SECONDS_FIELD] = np.asarray(round(float(seconds), 4))
     p = atomic_write_npz(entry_path(out, e), arrays)
     clear_error(out, e)
     return p

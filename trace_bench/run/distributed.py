@@ -99,12 +99,12 @@ def check_ranks(dist, problem: str | None) -> None:
 
 def _run(config: RunConfig, dist, *, console=None, report: bool = True, notes: tuple[str, ...] = (),
          extra_skipped: dict[str, str]) -> RunResult | None:
-    from rich.console import Console
+    from .console import stderr_console
 
     t0 = time.perf_counter()
     rank, world = dist.get_rank(), dist.get_world_size()
     local = int(os.environ.get("LOCAL_RANK", rank))
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     from ..device import check_device
 
     resolved = check_device(config.device)

@@ -14,6 +14,7 @@ Warnings recorded with a result (``warnings.csv``): what the adapter noticed whi
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..metrics.base import CaseData
 from ..results.layout import Entry, entry_done, write_error, write_state, write_values
 from ..results.tables import GT
 from .artifacts import plot_artifact
+from .console import PlainProgress
 from .plan import Plan
 
 
@@ -125,7 +127,8 @@ def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], read
                 write_values(out, e, values, protocol=metric.protocol_id(ctx), seconds=time.perf_counter() - t0,
                              warnings=warnings)
             else:
-                write_state(out, e, metric.case_state(data, ctx), warnings=warnings)
+                write_state(out, e, metric.case_state(data, ctx), warnings=warnings,
+                            seconds=time.perf_counter() - t0)
         except Exception as err:  # noqa: BLE001
             write_error(out, e, f"metric:{metric.name}", error_text(err))
     for e in entries:
@@ -173,6 +176,10 @@ def run_cases(plan: Plan, *, console=None) -> dict[str, Any]:
     groups = _task_groups(todo)
     stats: dict[str, Any] = {"entries": len(plan.entries), "cached": len(plan.entries) - len(todo), "computed": 0}
     progress = _progress(plan.config, console)
+    plain = None
+    if plan.config.progress and not progress.console.is_terminal:  # a log file: a line per interval instead
+        plain = PlainProgress(progress.console, "per-case", float(os.environ.get("TRACE_BENCH_LOG_INTERVAL_S", 30)))
+    done = 0
     with progress:
         per_method = {m: progress.add_task(f"{m}", total=sum(1 for g in groups if g[0] == m))
                       for m in plan.method_order if any(g[0] == m for g in groups)}
@@ -188,6 +195,9 @@ def run_cases(plan: Plan, *, console=None) -> dict[str, Any]:
                     stats["computed"] += f.result()
                     progress.advance(per_method[futs[f]])
                     progress.advance(overall)
+                    done += 1
+                    if plain is not None:
+                        plain.tick(done, len(groups), "volumes")
         else:
             reader = Reader()
             for m, c, es in groups:
@@ -195,14 +205,20 @@ def run_cases(plan: Plan, *, console=None) -> dict[str, Any]:
                 stats["computed"] += process_task(plan, m, plan.pairing.case(c), es, reader)
                 progress.advance(per_method[m])
                 progress.advance(overall)
+                done += 1
+                if plain is not None:
+                    plain.tick(done, len(groups), f"volumes (last: {m} / {c})")
     stats["per_case_s"] = time.perf_counter() - t0
     return stats
 
 
 def _progress(config, console=None):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
-    console = console or Console(stderr=True)
+    from .console import stderr_console
+
+    console = console or stderr_console()
     return Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=not config.progress, transient=False)
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, disable=not config.progress,
+                    transient=False)

@@ -24,6 +24,7 @@ from ..results.layout import entry_done
 from ..results.stamp import TABLE_FILES, clear_stale_outputs, fingerprint, write_stamp
 from .aggregate import aggregate
 from .execute import run_cases
+from .console import stderr_console
 from .lock import OutputLock
 from .plan import Plan, manifest_dict, plan_run
 from .provenance import build_provenance
@@ -39,9 +40,7 @@ class RunResult:
 
 
 def _console(console=None):
-    from rich.console import Console
-
-    return console or Console(stderr=True)
+    return console or stderr_console()
 
 
 def prepare_out(out: Path, config: RunConfig, manifest: dict[str, Any], console=None) -> None:

@@ -5,7 +5,6 @@ without the absolute paths of the machine that made it."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..results.layout import entry_path
+from ..results.layout import entry_path, record_seconds
 from ..results.tables import GT
 from .plan import Plan
 
@@ -83,11 +82,8 @@ def build_provenance(plan: Plan, timings: dict[str, float], extra: dict[str, Any
     secs: dict[str, float] = {}
     for e in plan.entries:
         p = entry_path(plan.out, e)
-        if e.kind == "case" and p.is_file():
-            try:
-                secs[e.metric] = secs.get(e.metric, 0.0) + float(json.loads(p.read_text(encoding="utf-8")).get("seconds", 0.0))
-            except (ValueError, OSError):
-                pass
+        if e.kind != "artifact" and p.is_file():
+            secs[e.metric] = secs.get(e.metric, 0.0) + record_seconds(p)
     weights = {k: dict(v, path=shown_path(v.get("path"), plan.out, rel)) for k, v in plan.weights.items()}
     config = plan.config.to_dict()
     if rel:
