@@ -265,10 +265,12 @@ def test_default_metrics_run_what_is_installed(data, tmp_path, monkeypatch):
     # slices keep its CPU time small here)
     r = runner.invoke(app, ["run", *FAST, "--reference", str(data / "reference"), "--method",
                             f"interp={data / 'interp'}", "--out", str(tmp_path / "o"), "--option", "fid.slices=2",
-                            "--option", "fid_2p5d.every_k=60", "--option", "fid_2p5d.spacing=8"])
+                            "--option", "fid_2p5d.every_k=60", "--option", "fid_2p5d.spacing=8",
+                            "--option", "kid.slices=2", "--option", "prdc.slices=2", "--option", "prdc.nearest_k=1"])
     assert r.exit_code == 0, r.output
     assert "not computed" in r.output
     meta = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))
     assert {"fvd", "subject_consistency"} <= set(meta["skipped"])
     summary = pd.read_csv(tmp_path / "o" / "summary.csv")
     assert {"temporal_flickering", "dice"} <= set(summary.metric)
+    assert {"fid", "kid", "prdc_precision", "prdc_coverage"} <= set(summary.metric)  # Inception metrics share features

@@ -11,9 +11,12 @@ from .segmentation import Segmentation, dice, hd95, jaccard  # noqa: E402,F401
 from .fid import FID, FID2p5D  # noqa: E402,F401
 from .fvd import FVD  # noqa: E402,F401
 from .clip_score import ClipScore  # noqa: E402,F401
+from .kid import KID, KIDClip, KIDI3D  # noqa: E402,F401
+from .prdc import PRDC, PRDCClip, PRDCI3D  # noqa: E402,F401
 from .vbench import *  # noqa: F401,F403  VBench dimensions: subject_consistency(features), metric classes
 
 __all__ = [
     "METRICS", "CaseData", "Metric", "Option", "Output", "RunContext", "State", "register_metric",
     "TemporalFlickering", "temporal_flickering", "Segmentation", "FID", "FID2p5D", "FVD", "ClipScore",
+    "KID", "KIDI3D", "KIDClip", "PRDC", "PRDCI3D", "PRDCClip",
 ]

