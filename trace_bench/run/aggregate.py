@@ -142,11 +142,18 @@ def aggregate(out: str | Path) -> dict[str, Any]:
             info_n = metric.sample_info(g_state)
             g_groups = jackknife_groups(sorted(gen), cfg.jackknife_groups, cfg.seed)
             r_groups = jackknife_groups(sorted(ref), cfg.jackknife_groups, cfg.seed) if ref else []
-            for col, v in sorted(vals.items()):
-                def recompute(gi: tuple[str, ...], ri: tuple[str, ...], _col=col) -> float:
+            memo: dict[tuple, dict[str, float]] = {}  # every column from one recomputation per leave-out
+
+            def leave_out(gi: tuple[str, ...], ri: tuple[str, ...]) -> dict[str, float]:
+                if (gi, ri) not in memo:
                     gs = metric.merge([gen[c] for c in gi])
                     rs = metric.merge([ref[c] for c in ri]) if ri else {}
-                    return metric.compute(gs, rs, ctx)[_col]
+                    memo[(gi, ri)] = metric.compute(gs, rs, ctx)
+                return memo[(gi, ri)]
+
+            for col, v in sorted(vals.items()):
+                def recompute(gi: tuple[str, ...], ri: tuple[str, ...], _col=col) -> float:
+                    return leave_out(gi, ri)[_col]
                 lo, hi, ok, tried = two_sample_jackknife_ci(float(v), g_groups, r_groups, recompute,
                                                             confidence=cfg.confidence)
                 notes = [x for x in (floor, small_n_note(min(len(g_groups), len(r_groups) if ref else len(g_groups))),
