@@ -54,12 +54,13 @@ def compare_cmd(
     driven by the tolerances (and --significance) only."""
     from ..results import NOT_SIGNIFICANT, compare_results, load_tolerances
 
+    tol = load_tolerances(tolerance)  # the user's file is checked before any work
     extra = None
     if jackknife:
         from ..run.paired_distribution import paired_distribution_stats
 
         extra = paired_distribution_stats(baseline, candidate, confidence)
-    cmp = compare_results(baseline, candidate, load_tolerances(tolerance), confidence=confidence,
+    cmp = compare_results(baseline, candidate, tol, confidence=confidence,
                           significance=significance, paired_extra=extra)
     df = cmp.rows
     head = ["method", "metric", "better", "baseline", "candidate", "delta", "tolerance", "status",
