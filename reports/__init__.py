@@ -1,39 +1,54 @@
 """Reports of a ``trace-bench run`` output folder, rendered from saved results only.
 
-:func:`render_report` writes ``report.md``, ``report.tex`` (booktabs), ``report.html``
-(self-contained: plots embedded as base64 PNG), ``table1.csv`` / ``table2.csv`` and ``plots/``.
-``trace-bench report OUT`` calls it; nothing is recomputed.
+:func:`render_report` writes, from the CSV / JSON files of ``OUT`` (nothing is recomputed):
+
+* ``tables/table1.tex``, ``tables/table1b.tex``, ``tables/table2.tex`` (and ``*_published.tex``): one
+  booktabs ``tabular`` each, to ``\\input`` into a paper's own ``table`` float;
+* ``report.tex``: a complete document that ``\\input``s them (``pdflatex report.tex`` in ``OUT``);
+* ``report.md``; ``report.html`` (one self-contained file: sortable tables, per-case table, slice
+  viewer, protocol legend, plots as embedded PNG); ``table1.csv`` / ``table1b.csv`` / ``table2.csv``;
+* ``results.json`` (schema ``trace-bench/results/v1``, see :mod:`reports.leaderboard`) and ``plots/``.
+
+``viewer_stacks`` (from :func:`trace_bench.report_inputs.viewer_stacks`) adds arrays read again from
+the input volumes: a scrollable stack for the viewer and the per-case figures of cases other than
+the run's plot case. ``trace-bench report OUT [--plot-case ID]`` and the run pipeline call it.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
+import re
 from pathlib import Path
+from typing import Any
 
-from trace_bench.results import atomic_write_text, load_results
+from trace_bench.results import atomic_write_json, atomic_write_text, load_results
 
-from .tables import Table, build_tables, published_tables, to_csv, to_html, to_latex, to_markdown
+from .html_report import render_html
+from .leaderboard import SCHEMA, results_json
+from .tables import Table, build_tables, published_tables, to_csv, to_latex, to_markdown
+from .viewer import case_viewer
 
-__all__ = ["render_report", "build_tables", "published_tables"]
+__all__ = ["render_report", "build_tables", "published_tables", "report_tex", "PlotCaseError"]
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:1em 0 .3em 0;font-size:13px}
-caption{text-align:left;font-weight:600;font-size:15px;padding-bottom:.4em;white-space:nowrap}
-th,td{padding:4px 8px;text-align:right;border-bottom:1px solid #ddd;vertical-align:top}
-th[scope=row],thead th:first-child{text-align:left}
-thead th{border-bottom:2px solid #333;border-top:2px solid #333}
-tbody tr:last-child th,tbody tr:last-child td{border-bottom:2px solid #333}
-.ci{color:#777;font-size:11px}
-table.published{background:#f7f7f2}
-table.published caption{color:#8a6d00}
-p.note{font-size:12px;color:#555;margin:.2em 0}
-img{max-width:100%;border:1px solid #eee;margin:.5em 0}
-code{background:#f3f3f3;padding:1px 3px}
-.warn{color:#8a4b00}
-"""
+
+class PlotCaseError(ValueError):
+    """A requested plot case has neither a stored plot artifact nor arrays read from its inputs."""
+
+
+#: what each file of OUT is (the HTML "Files" list and README)
+FILES = [("summary.csv", "value, interval, n, interval method and note of every (method, metric)"),
+         ("per_case.csv", "every per-case value with its protocol id"),
+         ("table1.csv", "Table 1 in stored units"), ("table1b.csv", "Table 1 per class"),
+         ("table2.csv", "Table 2 in stored units"),
+         ("results.json", "every summary row with its meaning and the run's metadata (schema trace-bench/results/v1)"),
+         ("results.schema.json", "the JSON schema of results.json"),
+         ("report.tex", "LaTeX document; `tables/*.tex` are the tabulars to `\\input` into a paper"),
+         ("tables/table1.tex", "Table 1 tabular (booktabs)"), ("tables/table1b.tex", "Table 1 per class tabular"),
+         ("tables/table2.tex", "Table 2 tabular"), ("report.md", "this report as Markdown"),
+         ("errors.csv", "failed, refused or unpaired cases"), ("warnings.csv", "cases scored with a warning"),
+         ("provenance.json", "versions, commit, device, config, protocols, weights, inputs, timings"),
+         ("config.toml", "the effective configuration (rerun with `trace-bench run --config`)"),
+         ("metrics.json", "per-column display information and the metrics not computed")]
 
 
 def _methods_section(res) -> list[str]:
@@ -49,18 +64,60 @@ def _methods_section(res) -> list[str]:
     return lines
 
 
-def render_report(out: str | Path, *, plots: bool = True, published: bool = True) -> dict[str, Path]:
-    """Render every report file of ``out`` from its CSV/JSON results; returns {name: path}."""
+def _label(key: str) -> str:
+    return "tab:trace-" + re.sub(r"[^A-Za-z0-9]+", "-", key)
+
+
+def report_tex(tables: list[Table], pub: list[Table], head: str, *, folder: str = "tables") -> str:
+    """A complete LaTeX document that ``\\input``s ``{folder}/<key>.tex`` for every table, each in a
+    ``table`` float with caption, label and the table's notes."""
+    from .tables import tex_escape
+
+    tex = [r"\documentclass{article}", r"\usepackage[margin=1.5cm,landscape]{geometry}", r"\usepackage{booktabs}",
+           r"\usepackage{graphicx}", r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}",
+           r"\begin{document}", r"\section*{trace-bench report}", tex_escape(head), ""]
+    for t in tables + pub:
+        name = f"{t.key}_published" if t.published else t.key
+        tex += [r"\begin{table}[htbp]", r"\centering", f"\\caption{{{tex_escape(t.caption or t.title)}}}",
+                f"\\label{{{_label(name)}}}", r"\resizebox{\linewidth}{!}{\input{" + f"{folder}/{name}" + "}}",
+                r"\par\smallskip{\footnotesize " + " ".join(tex_escape(n) for n in t.notes) + "}",
+                r"\end{table}", ""]
+    tex.append(r"\end{document}")
+    return "\n".join(tex) + "\n"
+
+
+def render_report(out: str | Path, *, plots: bool = True, published: bool = True,
+                  plot_cases: list[str] | None = None,
+                  viewer_stacks: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Path]:
+    """Render every report file of ``out`` from its CSV/JSON results; returns {name: path}.
+
+    ``plot_cases``: cases to draw (montage, overlay, per-slice curves) and show in the slice viewer;
+    default the run's plot case. ``viewer_stacks``: ``{case: {method: arrays}}`` read from the input
+    volumes by :func:`trace_bench.report_inputs.viewer_stacks` (``None``: the stored artifacts only).
+    A requested case with neither raises :class:`PlotCaseError` naming it."""
     res = load_results(out)
     o = res.out
     tables = build_tables(res)
     pub: list[Table] = published_tables() if published else []
     meta = json.loads((o / "metrics.json").read_text(encoding="utf-8")) if (o / "metrics.json").is_file() else {}
-    figs = {}
+    stacks = viewer_stacks or {}
+    cases = list(dict.fromkeys(plot_cases if plot_cases else ([meta["plot_case"]] if meta.get("plot_case") else [])))
+    from .plots import case_arts
+
+    arts_by_case = {c: case_arts(res, c, stacks.get(c)) for c in cases}
+    for c, a in arts_by_case.items():
+        if not a:
+            raise PlotCaseError(f"plot case {c!r}: no plot artifact under {o / 'cases'} and no arrays read from the "
+                                "inputs (input volumes unreadable or case unknown)")
+    figs: dict[str, Path] = {}
     if plots:
         from .plots import make_plots
 
-        figs = make_plots(res, meta.get("plot_case"))
+        figs = make_plots(res, [], None)
+        for c, a in arts_by_case.items():
+            from .plots import case_figures
+
+            figs.update(case_figures(a, c, o / "plots"))
     files: dict[str, Path] = {}
     for t in tables:
         files[f"{t.key}.csv"] = atomic_write_text(o / f"{t.key}.csv", to_csv(t, res))
@@ -76,6 +133,10 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     alerts = [f"Method {m!r} has no scored case: every case failed or was unpaired (see errors.csv)."
               for m in unscored]
     n_warn = len(res.warnings)
+
+    # ---------------------------------------------------------------- results.json
+    files["results.json"] = atomic_write_json(o / "results.json", results_json(res, meta))
+    files["results.schema.json"] = atomic_write_json(o / "results.schema.json", SCHEMA)
 
     # ---------------------------------------------------------------- markdown
     md = ["# trace-bench report", "", head, ""]
@@ -108,62 +169,30 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     if figs:
         md += ["", "## Figures", ""] + [f"![{k}]({p.relative_to(o).as_posix()})" for k, p in figs.items()]
     md += ["", "Files: `per_case.csv`, `summary.csv`, `errors.csv`, `warnings.csv`, `provenance.json`, `config.toml`, "
-           "`stats/`.", ""]
+           "`results.json`, `tables/*.tex`, `stats/`.", ""]
     files["report.md"] = atomic_write_text(o / "report.md", "\n".join(md))
 
     # ---------------------------------------------------------------- latex
-    tex = [r"\documentclass{article}", r"\usepackage[margin=1.5cm,landscape]{geometry}", r"\usepackage{booktabs}",
-           r"\usepackage{graphicx}", r"\usepackage[utf8]{inputenc}", r"\begin{document}",
-           r"\section*{trace-bench report}", head.replace("_", r"\_"), ""]
-    for t in tables:
-        tex.append(to_latex(t))
-        for p in (x for x in pub if x.key == t.key):
-            tex.append(to_latex(p))
-    tex.append(r"\end{document}")
-    files["report.tex"] = atomic_write_text(o / "report.tex", "\n".join(tex) + "\n")
+    for t in tables + pub:
+        name = f"{t.key}_published" if t.published else t.key
+        files[f"tables/{name}.tex"] = atomic_write_text(o / "tables" / f"{name}.tex", to_latex(t))
+    files["report.tex"] = atomic_write_text(o / "report.tex", report_tex(tables, pub, head))
 
     # ---------------------------------------------------------------- html
-    h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>trace-bench report</title>",
-         f"<style>{_CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{html.escape(head)}</p>",
-         "<h2>Inputs</h2><ul>"]
-    h += [f"<li>{_code_spans(x[2:])}</li>" for x in _methods_section(res)]
-    h.append("</ul>")
-    h += [f'<p class="warn"><b>Warning:</b> {html.escape(n)}</p>' for n in alerts]
-    h += [f'<p class="warn">{html.escape(n)}</p>' for n in notes]
-    for t in tables:
-        h.append(to_html(t))
-        for p in (x for x in pub if x.key == t.key):
-            h.append(to_html(p))
-    if skipped:
-        h.append("<h2>Metrics not computed</h2><ul>")
-        h += [f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in sorted(skipped.items())]
-        h.append("</ul>")
-    h.append(f"<h2>Errors</h2><p>{n_err} row(s) in <code>errors.csv</code>.</p>")
-    if n_err:
-        h.append('<table class="errors"><thead><tr><th>method</th><th>case</th><th>stage</th><th>error</th></tr></thead><tbody>')
-        for r in res.errors.head(50).itertuples(index=False):
-            h.append("<tr>" + "".join(f'<td style="text-align:left">{html.escape(str(x))}</td>'
-                                      for x in (r.method, r.case_id, r.stage, r.error)) + "</tr>")
-        h.append("</tbody></table>")
-    if n_warn:
-        h.append(f"<h2>Warnings</h2><p>{n_warn} row(s) in <code>warnings.csv</code> (scored anyway).</p>")
-        h.append('<table class="errors"><thead><tr><th>method</th><th>case</th><th>stage</th><th>warning</th></tr></thead><tbody>')
-        for r in res.warnings.head(50).itertuples(index=False):
-            h.append("<tr>" + "".join(f'<td style="text-align:left">{html.escape(str(x))}</td>'
-                                      for x in (r.method, r.case_id, r.stage, r.warning)) + "</tr>")
-        h.append("</tbody></table>")
-    if timing:
-        h.append('<h2>Timing</h2><table class="timing"><thead><tr><th>stage / metric</th><th>seconds</th></tr></thead><tbody>')
-        h += [f"<tr><td style=\"text-align:left\">{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in timing]
-        h.append("</tbody></table>")
-    if figs:
-        h.append("<h2>Figures</h2>")
-        for k, p in figs.items():
-            b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-            h.append(f'<figure><img alt="{html.escape(k)}" src="data:image/png;base64,{b64}">'
-                     f"<figcaption>{html.escape(p.name)}</figcaption></figure>")
-    h.append("</body></html>")
-    files["report.html"] = atomic_write_text(o / "report.html", "\n".join(h) + "\n")
+    viewers, viewer_notes = [], []
+    for c, a in arts_by_case.items():
+        v = case_viewer(c, a)
+        if v is not None:
+            viewers.append(v)
+            if v["mode"] == "planes":
+                viewer_notes.append(f"Case {c}: the input volumes were not available when this report was rendered "
+                                    "(moved, or rendered without reading them), so only the stored mid-planes are "
+                                    "shown; `trace-bench report OUT` with the inputs in place adds a scrollable stack.")
+    if not cases:
+        viewer_notes.append("No plot case in this run (run with plots on, or `trace-bench report OUT --plot-case ID`).")
+    page = render_html(res, tables, pub, head=head, inputs=[x[2:] for x in _methods_section(res)], alerts=alerts,
+                       notes=notes, timing=timing, figs=figs, viewers=viewers, viewer_notes=viewer_notes, links=FILES)
+    files["report.html"] = atomic_write_text(o / "report.html", page)
     files.update({f"plots/{p.name}": p for p in figs.values()})
     return files
 
@@ -175,9 +204,3 @@ def _timing_rows(prov: dict) -> list[tuple[str, float]]:
     rows = [(k, float(v)) for k, v in t.items() if isinstance(v, (int, float)) and k not in ("report_s", "total_s")]
     rows += [(f"metric {k}", float(v)) for k, v in (t.get("metric_compute_s") or {}).items()]
     return rows
-
-
-def _code_spans(text: str) -> str:
-    """Escape ``text`` for HTML and turn Markdown `code` spans into <code> elements."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))

@@ -1,12 +1,18 @@
 """Seaborn / matplotlib figures of a run, drawn from saved results only (no recomputation):
 
-* ``metrics_bars.png``: one panel per metric, a bar per method with its 95% bootstrap CI;
+* ``metrics_bars.png``: one panel per metric in the order of the tables, a mark per method with its
+  95% interval. Honest axes: distances and counts (FID, FVD, HD95, ...) are bars whose axis starts at
+  0; scores stored as fractions (VBench dimensions, Dice, shown in %) are dots with whiskers on an
+  axis zoomed to the data, labelled "axis not from 0", with GT as a dotted line (0% is no meaningful
+  baseline for them, and a truncated bar would exaggerate differences);
 * ``per_slice_<case>.png``: frame-to-frame mean absolute difference along z (and Dice per axial
   slice when label maps exist) for the chosen case, one line per method;
 * ``montage_<case>.png``: axial / coronal / sagittal mid-planes of the reference and each method;
 * ``overlay_<case>.png``: label maps (segmenter output or provided masks) over the same planes.
 
-The per-case images come from ``cases/<method>/<case>/_plot.npz`` written by the runner.
+The per-case images come from ``cases/<method>/<case>/_plot.npz`` written by the runner for its
+plot case, completed for other cases by arrays read again from the inputs
+(``trace_bench.report_inputs``, passed in by the caller).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import seaborn as sns  # noqa: E402
 
 from trace_bench.results import GT, PROFILE_METRICS, Results, base_metric, column_info, direction  # noqa: E402
 
-from .tables import label, shown_metrics  # noqa: E402
+from .tables import TABLES, label, table_columns  # noqa: E402
 
 HU_WINDOW = (-1000.0, 1000.0)
 
@@ -45,49 +51,90 @@ def _save(fig, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def metric_bars(res: Results, path: Path) -> Path | None:
-    """Bars per method with CI whiskers, one panel per metric (fractions shown in %)."""
-    s = res.summary[~res.summary.metric.isin(list(PROFILE_METRICS))]
-    metrics = [m for m in shown_metrics(res) if base_metric(m) == m and m not in PROFILE_METRICS]
+def panel_metrics(res: Results) -> list[str]:
+    """The metrics drawn as panels, in the order of the tables (Table 1 then Table 2, each by the
+    metrics' declared ``rank``; per-class and profile columns are left out)."""
+    cols = [c for key, _, _ in TABLES for c in table_columns(res, key) if key != "table1b"]
+    return [c for c in cols if c not in PROFILE_METRICS and c != "vram" and base_metric(c) == c
+            and c in set(res.summary.metric)]
+
+
+def panel_style(metric: str, res: Results) -> str:
+    """"dot" for scores shown as percentages (fractions: 0 is no meaningful reference, the axis is
+    zoomed to the data and says so), "bar" for everything else (distances, mm, counts: bars from 0)."""
+    info = column_info(metric, res.metrics)
+    return "dot" if info is not None and info.unit == "fraction" else "bar"
+
+
+def metric_figure(res: Results):
+    """The summary figure: one panel per metric in table order, a mark per method with its 95%
+    interval. Returns ``(fig, [(metric, style, ax), ...])`` or ``(None, [])`` when nothing is shown.
+
+    Honest axes: a bar panel's y-axis always starts at 0 (a bar's length is its value); a dot panel
+    (fractions, shown in %) zooms to the data and its y-label says "axis not from 0"."""
+    s = res.summary
+    metrics = panel_metrics(res)
     if not metrics:
-        return None
+        return None, []
     methods = [m for m in res.methods if m in set(s.method)]
     pal = _palette(methods)
     ncol = min(4, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.8 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.9 * nrow), squeeze=False)
+    panels = []
     for ax, metric in zip(axes.flat, metrics):
-        d = s[s.metric == metric].set_index("method").reindex([m for m in methods if m in set(s[s.metric == metric].method)])
+        d = s[s.metric == metric].set_index("method")
+        d = d.reindex([m for m in methods if m in set(d.index)])
         info = column_info(metric, res.metrics)
-        scale = 100.0 if info is not None and info.unit == "fraction" else 1.0
+        style = panel_style(metric, res)
+        scale = 100.0 if info is not None and info.unit == "fraction" else (1 / 2**30 if info is not None and info.unit == "bytes" else 1.0)
         vals = d.value.to_numpy(dtype=float) * scale
         lo = d.ci_low.to_numpy(dtype=float) * scale
         hi = d.ci_high.to_numpy(dtype=float) * scale
         x = np.arange(len(d))
-        finite = np.where(np.isfinite(vals), vals, np.nan)
-        sns.barplot(x=list(d.index), y=finite, hue=list(d.index), palette=[pal[m] for m in d.index], ax=ax,
-                    legend=False, errorbar=None)
-        ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(vals)
+        finite = np.isfinite(vals)
+        colours = [pal[m] for m in d.index]
+        if style == "bar":
+            ax.bar(x[finite], vals[finite], color=[c for c, f in zip(colours, finite) if f], width=0.7)
+        else:
+            ax.scatter(x[finite], vals[finite], color=[c for c, f in zip(colours, finite) if f], s=28, zorder=3)
+        ok = np.isfinite(lo) & np.isfinite(hi) & finite
         if ok.any():
-            ax.errorbar(x[ok], vals[ok], yerr=np.clip(np.vstack([vals[ok] - lo[ok], hi[ok] - vals[ok]]), 0, None), fmt="none",
-                        ecolor="black", capsize=3, lw=1)
+            ax.errorbar(x[ok], vals[ok], yerr=np.clip(np.vstack([vals[ok] - lo[ok], hi[ok] - vals[ok]]), 0, None),
+                        fmt="none", ecolor="black", capsize=3, lw=1, zorder=2)
+        if GT in d.index and style == "dot" and np.isfinite(vals[list(d.index).index(GT)]):
+            ax.axhline(vals[list(d.index).index(GT)], color="grey", lw=0.8, ls=":", zorder=1)
+        ax.set_xticks(x, list(d.index))
         hib = direction(metric, res.metrics)
         arrow = "" if hib is None else (" ↑" if hib else " ↓")
         ax.set_title(label(metric, res.metrics) + arrow, fontsize=9)
-        ax.set_xlabel("")
-        ax.set_ylabel("%" if scale == 100.0 else (info.unit if info is not None and info.unit in ("mm",) else ""))
+        unit = "%" if scale == 100.0 else ("GB" if info is not None and info.unit == "bytes" else
+                                           "mm" if info is not None and info.unit == "mm" else "")
+        ax.set_ylabel((unit + " " if unit else "") + ("(axis not from 0)" if style == "dot" else ""), fontsize=8)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-        if scale == 100.0 and np.isfinite(finite).any():
+        if style == "bar":
+            top = np.nanmax(np.where(ok, hi, vals)) if finite.any() else 1.0
+            bottom = np.nanmin(np.where(ok, lo, vals)) if finite.any() else 0.0
+            ax.set_ylim(min(0.0, bottom * 1.08), max(0.0, top * 1.08) or 1.0)
+        elif finite.any():
             top = np.nanmax(np.where(ok, hi, vals))
             bottom = np.nanmin(np.where(ok, lo, vals))
-            pad = max(0.5, 0.15 * (top - bottom))
-            ax.set_ylim(max(0.0, bottom - pad), min(100.0, top + pad) if top + pad > 0 else 1.0)
+            pad = max(0.05 * (top - bottom), 0.1)
+            ax.set_ylim(bottom - pad, top + pad)
+        panels.append((metric, style, ax))
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle("Mean over cases with 95% bootstrap CI", fontsize=10)
+    fig.suptitle("Per method: value with its 95% interval (bars from 0; dots: % scores, axis zoomed, dotted = GT)",
+                 fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig, panels
+
+
+def metric_bars(res: Results, path: Path) -> Path | None:
+    """``metrics_bars.png``: :func:`metric_figure` saved."""
+    fig, _ = metric_figure(res)
+    return None if fig is None else _save(fig, path)
 
 
 def load_artifacts(out: Path, methods: list[str], case_id: str) -> dict[str, dict[str, np.ndarray]]:
@@ -124,15 +171,20 @@ def per_slice_curves(arts: dict[str, dict[str, np.ndarray]], case_id: str, path:
     ax.legend(fontsize=7)
     if has_dice:
         ax2 = axes[0, 1]
+        lows = []
         for m, a in arts.items():
-            if "dice_z" in a:
+            if "dice_z" in a and m != GT and np.isfinite(a["dice_z"]).any():
                 z = np.arange(a["dice_z"].size) * float(a["spacing"][0])
-                ax2.plot(z, a["dice_z"], label=m, color=pal[m], lw=1.1)
-        ax2.set_ylim(0, 1.02)
-        ax2.set_xlabel("z (mm)")
-        ax2.set_ylabel("Dice (all labels > 0) per axial slice")
-        ax2.set_title("Label-map agreement with the reference per slice")
-        ax2.legend(fontsize=7)
+                ax2.plot(z, a["dice_z"], label=m, color=pal[m], lw=1.1, marker=".", ms=3)
+                lows.append(float(np.nanmin(a["dice_z"])))
+        low = min(lows) if lows else 0.0
+        ax2.set_ylim(max(0.0, low - 0.05 * (1.02 - low) - 0.01), 1.01)
+        ax2.set_xlabel("z (mm, inferior → superior)")
+        ax2.set_ylabel("Dice per axial slice (labels > 0)" + (" — axis zoomed" if low > 0.05 else ""))
+        ax2.set_title("Label-map agreement with the reference, per slice\n(gaps: no foreground in either map)",
+                      fontsize=9)
+        if lows:
+            ax2.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -190,20 +242,41 @@ def overlay(arts: dict[str, dict[str, np.ndarray]], case_id: str, path: Path) ->
     return _save(fig, path)
 
 
-def make_plots(res: Results, plot_case: str | None) -> dict[str, Path]:
-    """Draw every figure into ``OUT/plots``; returns {kind: path} for the figures drawn."""
+def case_figures(arts: dict[str, dict[str, np.ndarray]], case_id: str, folder: Path) -> dict[str, Path]:
+    """Per-slice curves, montage and overlay of one case into ``folder``; returns {kind: path}."""
     from trace_bench.results.layout import safe_name
 
+    made: dict[str, Path] = {}
+    name = safe_name(case_id)
+    for kind, fn in (("per_slice", per_slice_curves), ("montage", montage), ("overlay", overlay)):
+        p = fn(arts, case_id, folder / f"{kind}_{name}.png")
+        if p:
+            made[f"{kind}:{case_id}"] = p
+    return made
+
+
+def case_arts(res: Results, case_id: str, extra: dict[str, dict[str, np.ndarray]] | None = None
+              ) -> dict[str, dict[str, np.ndarray]]:
+    """The plot arrays of a case: the run's ``_plot.npz`` where it exists, completed (and extended
+    with the viewer's ``stack`` arrays) by ``extra`` (read again from the inputs), in method order."""
+    arts = load_artifacts(res.out, res.methods, case_id)
+    for m, a in (extra or {}).items():
+        arts[m] = {**a, **arts[m]} if m in arts else dict(a)
+    order = {m: i for i, m in enumerate(res.methods)}
+    return dict(sorted(arts.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def make_plots(res: Results, plot_cases: list[str] | str | None,
+               extra: dict[str, dict[str, dict[str, np.ndarray]]] | None = None) -> dict[str, Path]:
+    """Draw every figure into ``OUT/plots``: the summary panels and, per plot case, per-slice curves,
+    montage and overlay. Returns {kind: path} ("bars", "montage:<case>", ...)."""
+    if isinstance(plot_cases, str):
+        plot_cases = [plot_cases]
     out = res.out / "plots"
     made: dict[str, Path] = {}
     p = metric_bars(res, out / "metrics_bars.png")
     if p:
         made["bars"] = p
-    if plot_case:
-        arts = load_artifacts(res.out, res.methods, plot_case)
-        name = safe_name(plot_case)
-        for kind, fn in (("per_slice", per_slice_curves), ("montage", montage), ("overlay", overlay)):
-            p = fn(arts, plot_case, out / f"{kind}_{name}.png")
-            if p:
-                made[kind] = p
+    for case in plot_cases or []:
+        made.update(case_figures(case_arts(res, case, (extra or {}).get(case)), case, out))
     return made

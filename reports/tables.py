@@ -79,6 +79,10 @@ class Table:
     headers: dict[str, str] = field(default_factory=dict)
     #: method -> row label where it differs (GT of a distribution table is the GT/GT floor)
     row_labels: dict[str, str] = field(default_factory=dict)
+    #: the title without its "Table N:" prefix (LaTeX numbers its tables itself)
+    caption: str = ""
+    #: column -> unit ("fraction", "mm", "bytes", ""): LaTeX headers carry the unit, cells the number
+    units: dict[str, str] = field(default_factory=dict)
 
     def row_label(self, m: str) -> str:
         return self.row_labels.get(m, m)
@@ -99,7 +103,15 @@ def _rank(c: str, res: Results) -> tuple[float, str]:
     return (info.rank if info is not None else 100.0, c)
 
 
-def _table_columns(res: Results, table: str) -> list[str]:
+#: the tables of a run, in order: key, title (Markdown / HTML), caption (LaTeX, numbered by LaTeX)
+TABLES = (("table1", "Table 1: VBench dimensions, anatomical fidelity, efficiency",
+           "VBench dimensions, anatomical fidelity and efficiency"),
+          ("table1b", "Table 1 (per class): anatomical fidelity per structure", "Anatomical fidelity per structure"),
+          ("table2", "Table 2: distribution metrics (GenerateCT framework)",
+           "Distribution metrics (GenerateCT framework)"))
+
+
+def table_columns(res: Results, table: str) -> list[str]:
     """A table's columns in the order their metrics declared (``rank``); ``table1b`` holds the
     per-class columns (``dice[lungs]``), grouped by family. ``vram`` stands for train / infer memory."""
     present = shown_metrics(res)
@@ -124,10 +136,8 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
     methods = [m for m in res.methods if any(k[0] == m for k in by)]
     out = []
     prov = res.provenance
-    for key, title in (("table1", "Table 1: VBench dimensions, anatomical fidelity, efficiency"),
-                       ("table1b", "Table 1 (per class): anatomical fidelity per structure"),
-                       ("table2", "Table 2: distribution metrics (GenerateCT framework)")):
-        cols = _table_columns(res, key)
+    for key, title, caption in TABLES:
+        cols = table_columns(res, key)
         if not cols:
             continue
         arrows = {}
@@ -189,8 +199,21 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
         if closest:
             notes.append("For " + ", ".join(label(c, res.metrics) for c in closest) + " the best value is the one "
                          "closest to GT (|method - GT|): a smoothed or interpolated volume can score above real data.")
-        warn = sorted({f"{m} / {label(c, res.metrics)}: {n}" for (m, c), r in by.items() if c in cols
-                       for n in [str(getattr(r, "note", "") or "")] if n and n != "nan" and n != "measured once"})
+        by_note: dict[str, list[tuple[str, str]]] = {}
+        for (m, c), r in by.items():
+            n = str(getattr(r, "note", "") or "")
+            if c in cols and n and n != "nan" and n != "measured once":
+                by_note.setdefault(n, []).append((m, c))
+        warn = []
+        for n, where in sorted(by_note.items()):
+            filled = {(m, c) for (m, c), r in by.items() if c in cols and not math.isnan(float(r.value))}
+            if filled <= set(where):
+                warn.append(f"{n} (every value)")
+                continue
+            per_m: dict[str, list[str]] = {}
+            for m, c in sorted(where, key=lambda mc: (methods.index(mc[0]) if mc[0] in methods else 99, cols.index(mc[1]))):
+                per_m.setdefault(m, []).append(label(c, res.metrics))
+            warn.append(f"{n} ({'; '.join(f'{m}: ' + ', '.join(ls) for m, ls in per_m.items())})")
         if warn:
             notes.append("Read with care: " + "; ".join(warn) + ".")
         used = sorted({info.protocol for c in cols for info in [res.metrics.get(c) or res.metrics.get(base_metric(c))]
@@ -208,8 +231,9 @@ def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
         if res.skipped:
             notes.append("Not computed in this run (see 'Metrics not computed'): " + ", ".join(sorted(res.skipped)) + ".")
         rl = {GT: "GT/GT"} if kinds == {"distribution"} else {}
+        units = {c: (column_info(c, res.metrics) or MetricInfo(None)).unit for c in cols}
         out.append(Table(key, title, cols, arrows, rows, notes, headers={c: label(c, res.metrics) for c in cols},
-                         row_labels=rl))
+                         row_labels=rl, caption=caption, units=units))
     return out
 
 
@@ -265,27 +289,73 @@ def tex_escape(s: str) -> str:
             .replace("∞", r"$\infty$"))
 
 
-def to_latex(t: Table) -> str:
-    spec = "l" + "r" * len(t.columns)
-    lines = [r"\begin{table}[ht]", r"\centering", r"\scriptsize", f"\\caption{{{tex_escape(t.title)}}}",
-             r"\resizebox{\linewidth}{!}{%", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
-             "Method & " + " & ".join(tex_escape(_head(t, c)) for c in t.columns) + r" \\", r"\midrule"]
+_UNIT_SUFFIXES = (("%", "%"), (" GB", "GB"))
+
+
+def _column_suffix(t: Table, c: str) -> str:
+    """The unit suffix every number of column ``c`` carries ("%", " GB") or ""; LaTeX moves it into the
+    header so the cells hold plain numbers (siunitx-friendly, one number of decimals per column)."""
+    texts = [x for _, cells in t.rows for cell in [cells.get(c, Cell("–"))]
+             for x in [cell.text, *cell.ci.strip("[]").split(", ")] if x and x not in ("–", "∞", "-∞")]
+    for suffix, _ in _UNIT_SUFFIXES:
+        if texts and all(x.endswith(suffix) for x in texts):
+            return suffix
+    return ""
+
+
+def _strip(text: str, suffix: str) -> str:
+    if not suffix:
+        return text
+    return " / ".join(p[: -len(suffix)] if p.endswith(suffix) else p for p in text.split(" / "))
+
+
+def _tex_header(t: Table, c: str, suffix: str) -> str:
+    head = t.headers.get(c) or label(c)
+    unit = dict(_UNIT_SUFFIXES).get(suffix, "")
+    if unit and f"({unit})" not in head:
+        head = f"{head} ({unit})"
+    arrow = t.arrows.get(c, "")
+    return tex_escape(f"{head} {arrow}".strip())
+
+
+def to_latex(t: Table, *, ci: bool = True, caption: str | None = None, label: str | None = None,
+             notes: bool = False) -> str:
+    """One booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), to ``\\input`` into a paper's own
+    ``table`` float: no float, no caption. Units move into the headers (``Dice (\\%) $\\uparrow$``),
+    cells hold plain numbers with the column's declared decimals, intervals as ``{\\scriptsize [lo, hi]}``
+    (``ci=False`` leaves them out). With ``caption`` (and ``label``) the tabular is wrapped in a
+    ``table`` float; ``notes=True`` adds the table's notes under it (footnotesize)."""
+    suffixes = {c: _column_suffix(t, c) for c in t.columns}
+    spec = "@{}l" + "r" * len(t.columns) + "@{}"
+    lines = [f"% {t.title} -- written by trace-bench; needs \\usepackage{{booktabs}}",
+             f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+             "Method & " + " & ".join(_tex_header(t, c, suffixes[c]) for c in t.columns) + r" \\", r"\midrule"]
     for i, (m, cells) in enumerate(t.rows):
         vals = []
         for c in t.columns:
             cell = cells.get(c, Cell("–"))
-            txt = tex_escape(cell.text)
+            txt = tex_escape(_strip(cell.text, suffixes[c]))
             if cell.best:
                 txt = f"\\textbf{{{txt}}}"
-            if cell.ci:
-                txt += f" {{\\tiny {tex_escape(cell.ci)}}}"
+            if ci and cell.ci:
+                lo, _, hi = cell.ci.strip("[]").partition(", ")
+                txt += f" {{\\scriptsize [{tex_escape(_strip(lo, suffixes[c]))}, {tex_escape(_strip(hi, suffixes[c]))}]}}"
             vals.append(txt)
         lines.append(tex_escape(t.row_label(m)) + " & " + " & ".join(vals) + r" \\")
         if m == GT and i == 0 and len(t.rows) > 1 and not t.published:
             lines.append(r"\midrule")
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize " + " ".join(tex_escape(n) for n in t.notes),
-              r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    body = "\n".join(lines) + "\n"
+    if caption is None:
+        return body
+    out = [r"\begin{table}[tbp]", r"\centering", f"\\caption{{{tex_escape(caption)}}}"]
+    if label:
+        out.append(f"\\label{{{label}}}")
+    out.append(body.rstrip("\n"))
+    if notes and t.notes:
+        out.append(r"\par\smallskip{\footnotesize " + " ".join(tex_escape(n) for n in t.notes) + "}")
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
 
 
 def to_html(t: Table) -> str:

@@ -1,0 +1,348 @@
+"""``report.html``: one self-contained file (no network): tables you can sort by clicking a header,
+a per-case table with outliers marked, a protocol legend, compact warning / error / not-computed
+tables, figures as embedded PNG and a slice viewer (reference vs every method, label overlay).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trace_bench.results import ALL_CASES, PROFILE_CASE, Results, base_metric, column_info, direction
+
+from .protocols import describe_protocol
+from .tables import Cell, Table, fmt_value, label
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
+nav a{margin-right:1em}
+table{border-collapse:collapse;margin:1em 0 .3em 0;font-size:13px}
+caption{text-align:left;font-weight:600;font-size:15px;padding-bottom:.4em;white-space:nowrap}
+th,td{padding:4px 8px;text-align:right;border-bottom:1px solid #ddd;vertical-align:top}
+th[scope=row],thead th:first-child,td.l{text-align:left}
+thead th{border-bottom:2px solid #333;border-top:2px solid #333}
+tbody tr:last-child th,tbody tr:last-child td{border-bottom:2px solid #333}
+table.sortable thead th{cursor:pointer;user-select:none}
+table.sortable thead th:after{content:" \\2195";color:#bbb;font-size:10px}
+table.sortable thead th.asc:after{content:" \\25B2";color:#333}
+table.sortable thead th.desc:after{content:" \\25BC";color:#333}
+.ci{color:#777;font-size:11px}
+table.published{background:#f7f7f2}
+table.published caption{color:#8a6d00}
+p.note{font-size:12px;color:#555;margin:.2em 0}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+code{background:#f3f3f3;padding:1px 3px}
+.warn{color:#8a4b00}
+td.outlier{background:#fde2c8;font-weight:600}
+.viewer{border:1px solid #ddd;padding:.6em;margin:1em 0}
+.viewer .panels{display:flex;flex-wrap:wrap;gap:10px}
+.viewer figure{margin:0;text-align:center;font-size:12px}
+.viewer canvas{background:#000;image-rendering:pixelated;border:1px solid #ccc}
+.viewer input[type=range]{width:420px;vertical-align:middle}
+dl.legend dt{font-family:monospace;margin-top:.5em}
+dl.legend dd{margin-left:1.5em;font-size:13px}
+"""
+
+#: sort a table by a clicked header (numbers by their data-v, text otherwise); mouse-wheel / slider viewer
+JS = r"""
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('thead th').forEach(function(th,col){
+    th.title='click to sort';
+    th.addEventListener('click',function(){
+      var asc=!th.classList.contains('asc');
+      t.querySelectorAll('thead th').forEach(function(h){h.classList.remove('asc','desc');});
+      th.classList.add(asc?'asc':'desc');
+      var body=t.tBodies[0], rows=Array.prototype.slice.call(body.rows);
+      function key(r){var c=r.cells[col]; if(!c) return [1,''];
+        var v=c.getAttribute('data-v'); if(v!==null&&v!==''&&!isNaN(parseFloat(v))) return [0,parseFloat(v)];
+        return [1,c.textContent.trim().toLowerCase()];}
+      rows.sort(function(a,b){var x=key(a),y=key(b);
+        if(x[0]!==y[0]) return x[0]-y[0];
+        var r=x[1]<y[1]?-1:(x[1]>y[1]?1:0); return asc?r:-r;});
+      rows.forEach(function(r){body.appendChild(r);});
+    });
+  });
+});
+(function(){
+  var el=document.getElementById('viewer-data'); if(!el) return;
+  var cases=JSON.parse(el.textContent);
+  cases.forEach(function(c,ci){
+    var root=document.getElementById('viewer-'+ci); if(!root) return;
+    var slider=root.querySelector('input[type=range]'), ov=root.querySelector('input[type=checkbox]');
+    var info=root.querySelector('.pos'), panels=root.querySelector('.panels');
+    var n=Math.max.apply(null,c.volumes.map(function(v){return v.n;}));
+    slider.max=n-1; slider.value=Math.floor((n-1)/2);
+    var items=c.volumes.map(function(v){
+      var fig=document.createElement('figure'), cv=document.createElement('canvas');
+      var w=256, h=Math.round(256*(c.mode==='stack'?v.aspect:1));
+      cv.width=w; cv.height=h; fig.appendChild(cv);
+      var cap=document.createElement('figcaption'); fig.appendChild(cap); panels.appendChild(fig);
+      var img=new Image(), lab=null; img.onload=draw; img.src=v.img;
+      if(v.lab){lab=new Image(); lab.onload=draw; lab.src=v.lab;}
+      cv.addEventListener('wheel',function(e){e.preventDefault();
+        slider.value=Math.min(n-1,Math.max(0,+slider.value+(e.deltaY>0?1:-1))); draw();});
+      return {v:v,cv:cv,cap:cap,img:img,lab:lab};
+    });
+    function draw(){
+      var k=+slider.value;
+      items.forEach(function(it){
+        var v=it.v, i=Math.min(v.n-1,Math.round(k*(v.n-1)/Math.max(1,n-1)));
+        var g=it.cv.getContext('2d'); g.imageSmoothingEnabled=false; g.globalAlpha=1;
+        g.clearRect(0,0,it.cv.width,it.cv.height);
+        var sx=(i%c.cols)*c.tw, sy=Math.floor(i/c.cols)*c.th, tw=v.tile[1], th=v.tile[0];
+        if(it.img.complete&&it.img.naturalWidth) g.drawImage(it.img,sx,sy,tw,th,0,0,it.cv.width,it.cv.height);
+        if(ov.checked&&it.lab&&it.lab.complete&&it.lab.naturalWidth){g.globalAlpha=0.45;
+          g.drawImage(it.lab,sx,sy,tw,th,0,0,it.cv.width,it.cv.height);}
+        var where=(c.mode==='stack')?('z = '+v.z[i]+' mm (slice '+(i+1)+' of '+v.n+')'):(v.z[i]+' mid-plane');
+        var d=(v.dice&&v.dice[i]!==null&&v.dice[i]!==undefined)?(', Dice '+v.dice[i].toFixed(3)):'';
+        it.cap.textContent=v.name+': '+where+d+(v.lab?'':' (no label map)');
+      });
+      info.textContent=(c.mode==='stack')?('position '+(k+1)+' / '+n):['axial','coronal','sagittal'][k];
+    }
+    slider.addEventListener('input',draw); ov.addEventListener('change',draw); draw();
+  });
+})();
+"""
+
+
+def esc(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def code_spans(text: str) -> str:
+    """Escape ``text`` and turn Markdown `code` spans into <code>; a stray backtick becomes a quote."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # odd number of backticks: the last one has no partner
+        parts[-2:] = ["'".join(parts[-2:])]
+    return "".join(f"<code>{esc(p)}</code>" if i % 2 else esc(p) for i, p in enumerate(parts))
+
+
+def _num(v: float) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
+
+
+def table_html(t: Table) -> str:
+    cls = "published" if t.published else "ours"
+    h = [f'<table class="{cls} sortable" id="{t.key}{"-published" if t.published else ""}">',
+         f"<caption>{esc(t.title)}</caption>", "<thead><tr><th>Method</th>"]
+    h += [f"<th>{esc(f'{t.headers.get(c) or label(c)} {t.arrows.get(c, chr(32))}'.strip())}</th>" for c in t.columns]
+    h.append("</tr></thead><tbody>")
+    for m, cells in t.rows:
+        h.append(f'<tr><th scope="row">{esc(t.row_label(m))}</th>')
+        for c in t.columns:
+            cell = cells.get(c, Cell("–"))
+            txt = esc(cell.text)
+            if cell.best:
+                txt = f"<b>{txt}</b>"
+            if cell.ci:
+                txt += f'<br><span class="ci">{esc(cell.ci)}</span>'
+            h.append(f'<td data-v="{_num(cell.value)}">{txt}</td>')
+        h.append("</tr>")
+    h.append("</tbody></table>")
+    h += [f'<p class="note">{code_spans(n)}</p>' for n in t.notes]
+    return "\n".join(h) + "\n"
+
+
+def _simple_table(cls: str, head: list[str], rows: list[list[Any]], *, left: int | None = None) -> list[str]:
+    left = len(head) if left is None else left
+    h = [f'<table class="{cls} sortable"><thead><tr>' + "".join(f"<th>{esc(x)}</th>" for x in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        tds = []
+        for i, x in enumerate(r):
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                tds.append(f'<td data-v="{x}">{x:g}</td>' if isinstance(x, float) else f'<td data-v="{x}">{x}</td>')
+            else:
+                tds.append(f'<td class="{"l" if i < left else ""}">{code_spans(str(x))}</td>')
+        h.append("<tr>" + "".join(tds) + "</tr>")
+    h.append("</tbody></table>")
+    return h
+
+
+def _cases_text(pairs: list[tuple[str, str]], limit: int = 12) -> str:
+    by: dict[str, list[str]] = defaultdict(list)
+    for m, c in pairs:
+        by[m].append(c)
+    parts = []
+    for m, cs in by.items():
+        shown = ", ".join(cs[:limit]) + (f" (+{len(cs) - limit})" if len(cs) > limit else "")
+        parts.append(f"{m}: {shown}")
+    return "; ".join(parts)
+
+
+def grouped_rows(df, text_col: str) -> list[list[Any]]:
+    """Rows of errors / warnings grouped by (stage, message): stage, message, count, where."""
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for r in df.itertuples(index=False):
+        groups[(str(r.stage), str(getattr(r, text_col)))].append((str(r.method), str(r.case_id)))
+    return [[st, msg, len(v), _cases_text(v)] for (st, msg), v in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+
+
+def skipped_groups(skipped: dict[str, str]) -> list[list[str]]:
+    """Not-computed metrics grouped by reason: ``[reason, metrics, detail]`` rows. Missing weights
+    share one row (detail: which weights each metric needs and the fix); other reasons are grouped with
+    the metric's own name replaced by ``<metric>``."""
+    weights: dict[str, list[str]] = defaultdict(list)
+    other: dict[str, list[str]] = defaultdict(list)
+    for k, v in sorted(skipped.items()):
+        m = re.match(r"pretrained weights '([^']+)'.*not installed", str(v))
+        if m:
+            weights[m.group(1)].append(k)
+        else:
+            other[str(v).replace(k, "<metric>")].append(k)
+    rows = []
+    if weights:
+        rows.append(["pretrained weights not installed (fix: `trace-bench weights fetch NAME`, or offline "
+                     "`trace-bench weights import NAME FILE`)", ", ".join(m for ms in weights.values() for m in ms),
+                     "; ".join(f"{w}: {', '.join(ms)}" for w, ms in sorted(weights.items()))])
+    rows += [[r, ", ".join(ms), ""] for r, ms in sorted(other.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    return rows
+
+
+def protocol_legend(res: Results) -> list[str]:
+    prov = res.provenance
+    protos: dict[str, list[str]] = defaultdict(list)
+    for name, p in sorted((prov.get("protocols") or {}).items()):
+        protos[str(p)].append(name)
+    if not protos:
+        for c, info in res.metrics.items():
+            if info.protocol and base_metric(c) == c and not info.hidden:
+                protos[info.protocol].append(c)
+    frame = prov.get("frame_protocol")
+    h = ['<h2 id="protocols">Protocols</h2>',
+         "<p>Every number carries the id of the protocol that produced it (in <code>per_case.csv</code>, the cache "
+         "keys and <code>results.json</code>). The parts of an id are separated by <code>|</code>:</p>",
+         '<dl class="legend">']
+    if frame:
+        h.append(f"<dt>{esc(frame)}</dt><dd>(frame protocol of this run) "
+                 + "; ".join(esc(d) for _, d in describe_protocol(str(frame))) + "</dd>")
+    for p, names in protos.items():
+        h.append(f"<dt>{esc(p)}</dt><dd>used by {esc(', '.join(names))}<ul>"
+                 + "".join(f"<li><code>{esc(part)}</code>: {esc(d)}</li>" for part, d in describe_protocol(p))
+                 + "</ul></dd>")
+    h.append("</dl>")
+    return h
+
+
+def per_case_section(res: Results) -> list[str]:
+    """All per-case metrics of every (method, case) as one sortable table; a value more than 2 SD from
+    its method's mean over cases (n >= 3) is an outlier, marked in the worse or better direction."""
+    pc = res.per_case
+    pc = pc[~pc.case_id.isin([ALL_CASES, PROFILE_CASE])]
+    if pc.empty:
+        return []
+    cols = [c for c in dict.fromkeys(pc.metric.tolist())
+            if (column_info(c, res.metrics) is None or not column_info(c, res.metrics).hidden)]
+    cols.sort(key=lambda c: ((column_info(base_metric(c), res.metrics) or column_info(c, res.metrics)).rank
+                             if column_info(c, res.metrics) else 100.0, base_metric(c) != c, c))
+    wide = pc.pivot_table(index=["method", "case_id"], columns="metric", values="value", aggfunc="first")
+    stats = pc.groupby(["method", "metric"]).value.agg(["mean", "std", "count"])
+    order = {m: i for i, m in enumerate(res.methods)}
+    keys = sorted(wide.index, key=lambda k: (order.get(k[0], 99), k[1]))
+    h = ['<h2 id="per-case">Per case</h2>',
+         f"<p>Every per-case value ({len(keys)} volumes, from <a href=\"per_case.csv\">per_case.csv</a>). "
+         "Highlighted: more than 2 SD from the method's mean over its cases (methods with 3 or more cases); "
+         "hover for the z-score. Click a header to sort.</p>",
+         '<table class="percase sortable" id="per-case-table"><thead><tr><th>Method</th><th>Case</th>']
+    for c in cols:
+        hib = direction(c, res.metrics)
+        h.append(f"<th>{esc(label(c, res.metrics))}{'' if hib is None else (' ↑' if hib else ' ↓')}</th>")
+    h.append("</tr></thead><tbody>")
+    for m, case in keys:
+        row = [f'<tr><td class="l">{esc(m)}</td><td class="l">{esc(case)}</td>']
+        for c in cols:
+            v = wide.loc[(m, case)].get(c, np.nan) if c in wide.columns else np.nan
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                row.append('<td data-v="">–</td>')
+                continue
+            cls, title = "", ""
+            if (m, c) in stats.index:
+                mu, sd, n = stats.loc[(m, c)]
+                if n >= 3 and sd and np.isfinite(sd) and sd > 0 and abs(v - mu) > 2 * sd:
+                    cls, title = ' class="outlier"', f' title="z = {(v - mu) / sd:+.1f} vs {esc(m)} mean"'
+            row.append(f'<td data-v="{_num(float(v))}"{cls}{title}>{esc(fmt_value(c, float(v), res.metrics))}</td>')
+        h.append("".join(row) + "</tr>")
+    h.append("</tbody></table>")
+    return h
+
+
+def viewer_section(viewers: list[dict[str, Any]], notes: list[str]) -> list[str]:
+    if not viewers and not notes:
+        return []
+    h = ['<h2 id="viewer">Slice viewer</h2>']
+    h += [f'<p class="note">{code_spans(n)}</p>' for n in notes]
+    for i, v in enumerate(viewers):
+        what = ("Scroll through z (slider or mouse wheel over an image); the volumes are shown at reduced "
+                "resolution (HU window [-1000, 1000])." if v["mode"] == "stack" else
+                "Only the mid-planes were stored for this case (the input volumes were not readable when this "
+                "report was rendered): the slider steps through axial, coronal and sagittal.")
+        h += [f'<div class="viewer" id="viewer-{i}"><h3>Case {esc(v["case"])}</h3><p class="note">{esc(what)}</p>',
+              f'<label>slice <input type="range" min="0" max="0" value="0" aria-label="slice of case {esc(v["case"])}"></label> '
+              '<span class="pos"></span> <label><input type="checkbox" checked> label overlay</label>',
+              '<div class="panels"></div></div>']
+    data = json.dumps(viewers, separators=(",", ":")).replace("</", "<\\/")
+    h.append(f'<script type="application/json" id="viewer-data">{data}</script>')
+    return h
+
+
+def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: str, inputs: list[str],
+                alerts: list[str], notes: list[str], timing: list[tuple[str, float]], figs: dict[str, Path],
+                viewers: list[dict[str, Any]], viewer_notes: list[str], links: list[tuple[str, str]]) -> str:
+    o = res.out
+    h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>trace-bench report</title>",
+         f"<style>{CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{esc(head)}</p>",
+         '<nav><a href="#tables">Tables</a><a href="#per-case">Per case</a><a href="#viewer">Slice viewer</a>'
+         '<a href="#figures">Figures</a><a href="#protocols">Protocols</a><a href="#problems">Problems</a>'
+         '<a href="#files">Files</a></nav>', "<h2>Inputs</h2><ul>"]
+    h += [f"<li>{code_spans(x)}</li>" for x in inputs]
+    h.append("</ul>")
+    h += [f'<p class="warn"><b>Warning:</b> {code_spans(n)}</p>' for n in alerts]
+    h += [f'<p class="warn">{code_spans(n)}</p>' for n in notes]
+    h.append('<h2 id="tables">Tables</h2><p class="note">Click a column header to sort.</p>')
+    for t in tables:
+        h.append(table_html(t))
+        h.append(f'<p class="note">As CSV: <a href="{t.key}.csv">{t.key}.csv</a>; as LaTeX: '
+                 f'<a href="tables/{t.key}.tex">tables/{t.key}.tex</a></p>')
+        for p in (x for x in pub if x.key == t.key):
+            h.append(table_html(p))
+    h += per_case_section(res)
+    h += viewer_section(viewers, viewer_notes)
+    if figs:
+        h.append('<h2 id="figures">Figures</h2>')
+        for k, p in figs.items():
+            b64 = base64.b64encode(p.read_bytes()).decode("ascii")
+            h.append(f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{b64}">'
+                     f'<figcaption><a href="plots/{esc(p.name)}">{esc(p.name)}</a></figcaption></figure>')
+    h += protocol_legend(res)
+    h.append('<h2 id="problems">Problems</h2>')
+    if res.skipped:
+        h.append(f"<h3>Metrics not computed ({len(res.skipped)})</h3>")
+        h += _simple_table("skipped", ["reason", "metrics", "detail"], skipped_groups(res.skipped))
+        h.append('<p class="note">Full reasons (with download addresses): <code>metrics.json</code> → '
+                 '<code>skipped</code>, and <a href="results.json">results.json</a>.</p>')
+    n_err, n_warn = len(res.errors), len(res.warnings)
+    h.append(f'<h3>Errors</h3><p>{n_err} row(s) in <a href="errors.csv">errors.csv</a>'
+             + (", grouped by stage and message:" if n_err else ".") + "</p>")
+    if n_err:
+        h += _simple_table("errors", ["stage", "error", "rows", "method: cases"], grouped_rows(res.errors, "error"))
+    h.append(f'<h3>Warnings</h3><p>{n_warn} row(s) in <a href="warnings.csv">warnings.csv</a>'
+             + (" (scored anyway), grouped by stage and message:" if n_warn else ".") + "</p>")
+    if n_warn:
+        h += _simple_table("warnings", ["stage", "warning", "rows", "method: cases"], grouped_rows(res.warnings, "warning"))
+    if timing:
+        h.append("<h2>Timing</h2>")
+        h += _simple_table("timing", ["stage / metric", "seconds"], [[k, round(v, 1)] for k, v in timing])
+    h.append('<h2 id="files">Files</h2><ul>')
+    h += [f'<li><a href="{esc(name)}">{esc(name)}</a>: {code_spans(what)}</li>' for name, what in links
+          if (o / name).exists()]
+    h.append("</ul>")
+    h.append(f"<script>{JS}</script>")
+    h.append("</body></html>")
+    return "\n".join(h) + "\n"

@@ -1,0 +1,165 @@
+"""``OUT/results.json``: every summary row with what it means, plus the run's metadata, for
+leaderboards and scripts (schema ``trace-bench/results/v1``, described by :data:`SCHEMA`).
+
+Values are in stored units (fractions 0..1, mm, bytes); non-finite numbers are ``null`` with the
+reason in ``note`` where the run gave one. Written by :func:`reports.render_report`, atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from trace_bench.results import GT, PROFILE_METRICS, Results, base_metric, column_info
+
+SCHEMA_ID = "trace-bench/results/v1"
+
+#: JSON-schema (draft 2020-12) description of results.json; also written next to it as documentation
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": SCHEMA_ID,
+    "title": "trace-bench results",
+    "type": "object",
+    "required": ["schema", "run", "rows"],
+    "properties": {
+        "schema": {"const": SCHEMA_ID},
+        "run": {
+            "type": "object",
+            "description": "metadata from provenance.json and metrics.json",
+            "properties": {
+                "toolkit_version": {"type": ["string", "null"]},
+                "git_commit": {"type": ["string", "null"]},
+                "finished_utc": {"type": ["string", "null"]},
+                "device": {"type": ["string", "null"], "description": "GPU name or the requested device"},
+                "frame_protocol": {"type": ["string", "null"]},
+                "config": {"type": "object", "description": "the settings that change numbers (metrics, options, "
+                           "segmenter, classes, frame_size, hu_window, geometry, seed, bootstrap, confidence, ...)"},
+                "methods": {"type": "array", "items": {"type": "string"}, "description": "GT first"},
+                "plot_case": {"type": ["string", "null"]},
+                "skipped_metrics": {"type": "object", "additionalProperties": {"type": "string"},
+                                    "description": "metric -> why it was not computed"},
+                "n_errors": {"type": "integer"}, "n_warnings": {"type": "integer"},
+            },
+        },
+        "rows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_method", "n_resamples_ok",
+                             "note", "protocol", "unit", "label", "higher_is_better", "table", "kind"],
+                "properties": {
+                    "method": {"type": "string"},
+                    "metric": {"type": "string", "description": "column name; per-class columns read dice[lungs]"},
+                    "value": {"type": ["number", "null"], "description": "stored units (fraction 0..1, mm, bytes)"},
+                    "ci_low": {"type": ["number", "null"]}, "ci_high": {"type": ["number", "null"]},
+                    "n": {"type": ["integer", "null"], "description": "cases behind the value"},
+                    "ci_method": {"type": "string", "description": "bootstrap-percentile:B, jackknife-2sample-t:G+H, ..."},
+                    "n_resamples_ok": {"type": ["integer", "null"]},
+                    "note": {"type": "string", "description": "when a number needs care ('' when none)"},
+                    "protocol": {"type": "string", "description": "protocol id of the metric ('|'-separated parts)"},
+                    "unit": {"enum": ["fraction", "mm", "bytes", ""]},
+                    "label": {"type": "string", "description": "column header in the tables"},
+                    "higher_is_better": {"type": ["boolean", "null"]},
+                    "closest_to_reference": {"type": "boolean", "description": "best = closest to the GT row"},
+                    "table": {"enum": ["table1", "table1b", "table2"]},
+                    "kind": {"enum": ["case", "distribution", "profile"]},
+                    "digits": {"type": "integer", "description": "decimals shown in the tables"},
+                    "gt_row": {"type": "string", "description": "for method GT: 'reference scored as a method' or "
+                               "'GT/GT split-half floor' (distribution metrics)"},
+                },
+            },
+        },
+    },
+}
+
+CONFIG_KEYS = ("metrics", "options", "segmenter", "classes", "frame_size", "hu_window", "geometry", "seed",
+               "bootstrap", "bootstrap_distribution", "confidence", "jackknife_groups", "reference_format",
+               "plot_case", "relative_paths")
+
+
+def _f(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _i(v: Any) -> int | None:
+    x = _f(v)
+    return None if x is None else int(x)
+
+
+def _s(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) == "nan" else str(v)
+
+
+def results_json(res: Results, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The results.json document of a run (see :data:`SCHEMA`)."""
+    meta = meta or {}
+    prov = res.provenance
+    tk = prov.get("toolkit") or {}
+    dev = prov.get("device") or {}
+    cfg = prov.get("config") or {}
+    rows = []
+    for r in res.summary.itertuples(index=False):
+        info = column_info(r.metric, res.metrics)
+        table = (info.table if info is not None else "table1")
+        if base_metric(r.metric) != r.metric:
+            table = "table1b"
+        row = {"method": r.method, "metric": r.metric, "value": _f(r.value), "ci_low": _f(r.ci_low),
+               "ci_high": _f(r.ci_high), "n": _i(r.n), "ci_method": _s(getattr(r, "ci_method", "")),
+               "n_resamples_ok": _i(getattr(r, "n_resamples_ok", None)), "note": _s(getattr(r, "note", "")),
+               "protocol": info.protocol if info is not None else "",
+               "unit": info.unit if info is not None else "",
+               "label": (info.label if info is not None and info.label else r.metric),
+               "higher_is_better": info.higher_is_better if info is not None else None,
+               "closest_to_reference": bool(info.closest_to_reference) if info is not None else False,
+               "table": table, "kind": info.kind if info is not None else "case",
+               "digits": int(info.digits) if info is not None else 3}
+        if r.method == GT:
+            row["gt_row"] = ("GT/GT split-half floor" if row["kind"] == "distribution"
+                             else "reference scored as a method")
+        rows.append(row)
+    run = {
+        "toolkit_version": tk.get("version"), "git_commit": tk.get("git_commit"),
+        "finished_utc": prov.get("finished_utc"),
+        "device": dev.get("gpu") or dev.get("requested"),
+        "frame_protocol": prov.get("frame_protocol"),
+        "config": {k: cfg[k] for k in CONFIG_KEYS if k in cfg},
+        "methods": list(res.methods), "plot_case": meta.get("plot_case"),
+        "skipped_metrics": dict(sorted(res.skipped.items())),
+        "n_errors": int(len(res.errors)), "n_warnings": int(len(res.warnings)),
+        "profile_metrics": sorted(m for m in PROFILE_METRICS if m in set(res.summary.metric)),
+    }
+    return {"schema": SCHEMA_ID, "run": run, "rows": rows}
+
+
+def validate(doc: dict[str, Any]) -> list[str]:
+    """Problems of a results.json document against :data:`SCHEMA` (required keys and types; no
+    jsonschema dependency). Empty when valid."""
+    errs = []
+    if doc.get("schema") != SCHEMA_ID:
+        errs.append(f"schema: expected {SCHEMA_ID!r}")
+    for k in SCHEMA["required"]:
+        if k not in doc:
+            errs.append(f"missing {k!r}")
+    item = SCHEMA["properties"]["rows"]["items"]
+    types = {"string": str, "number": (int, float), "integer": int, "boolean": bool, "null": type(None),
+             "object": dict, "array": list}
+    for i, r in enumerate(doc.get("rows", [])):
+        for k in item["required"]:
+            if k not in r:
+                errs.append(f"rows[{i}]: missing {k!r}")
+                continue
+            spec = item["properties"][k]
+            if "enum" in spec:
+                if r[k] not in spec["enum"]:
+                    errs.append(f"rows[{i}].{k}: {r[k]!r} not in {spec['enum']}")
+                continue
+            allowed = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+            ok = any(isinstance(r[k], types[t]) and not (t in ("number", "integer") and isinstance(r[k], bool))
+                     for t in allowed)
+            if not ok:
+                errs.append(f"rows[{i}].{k}: {r[k]!r} is not {allowed}")
+    return errs

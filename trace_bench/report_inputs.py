@@ -1,0 +1,203 @@
+"""Case images for ``trace-bench report``'s slice viewer and per-case figures, read again from a run's
+input volumes (the run itself keeps only the orthogonal mid-planes of its plot case).
+
+:func:`viewer_stacks` finds the input folders of ``OUT`` (``provenance.json``, else the manifest's
+config), reads the reference and every method's volume of the requested cases through their
+adapters, and returns per case and method the arrays :func:`reports.render_report` accepts as
+``viewer_stacks=``: the keys of a run's ``_plot.npz`` (``view_axial`` / ``view_coronal`` /
+``view_sagittal`` in HU, ``spacing``, ``flicker_mae``, ``labels_*`` and ``dice_z`` where a label map
+exists) plus a downsampled axial stack for scrolling: ``stack`` (float16 HU, at most
+``max_slices`` slices of at most ``max_px`` pixels), ``stack_z`` (z of each stacked slice in mm) and
+``stack_labels`` (uint8). Label maps come from the run's reference masks (segmenter ``provided``,
+reference only) or the weight-free threshold segmenter (``threshold``, every volume); other
+segmenters (VISTA3D) are not rerun here.
+
+This module sits above the results layer (it reads volumes through ``baselines``); ``reports``
+itself only receives arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .results import GT
+from .results.layout import PLOT_ARTIFACT, case_dir
+
+MAX_SLICES = 64
+MAX_PX = 128
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def input_folders(out: str | Path) -> dict[str, tuple[Path, str]]:
+    """``{method: (folder, adapter)}`` of a run, ``GT`` = the reference; folders that no longer exist are left out."""
+    o = Path(out)
+    prov = _json(o / "provenance.json")
+    cfg = prov.get("config") or _json(o / "manifest.json").get("config") or {}
+    found: dict[str, tuple[Path, str]] = {}
+    folders = prov.get("input_folders") or {}
+
+    def resolve(p: str | None) -> Path | None:
+        if not p:
+            return None
+        q = Path(p)
+        q = q if q.is_absolute() else (o / q)
+        return q if q.is_dir() else None
+
+    ref = resolve(folders.get(GT) if isinstance(folders.get(GT), str) else cfg.get("reference"))
+    if ref is not None:
+        found[GT] = (ref, str(cfg.get("reference_format") or "nifti"))
+    for m, f in folders.items():
+        if isinstance(f, dict):
+            d = resolve(f.get("folder"))
+            if d is not None:
+                found[m] = (d, str(f.get("adapter") or "nifti"))
+    for m, spec in (cfg.get("methods") or {}).items():
+        if m in found or not isinstance(spec, str):
+            continue
+        d, _, fmt = spec.partition(":") if not Path(spec).is_dir() else (spec, "", "")
+        r = resolve(d)
+        if r is not None:
+            found[m] = (r, fmt or "nifti")
+    return found
+
+
+def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    if f <= 1:
+        return a
+    h, w = (a.shape[-2] // f) * f, (a.shape[-1] // f) * f
+    a = a[..., :h, :w]
+    return a.reshape(*a.shape[:-2], h // f, f, w // f, f).mean(axis=(-3, -1))
+
+
+def _block_mode(a: np.ndarray, f: int) -> np.ndarray:
+    """Label maps downsampled by taking every f-th pixel (labels are never averaged)."""
+    return a[..., ::f, ::f] if f > 1 else a
+
+
+def _mid(a: np.ndarray) -> dict[str, np.ndarray]:
+    z, y, x = a.shape
+    return {"axial": a[z // 2], "coronal": a[:, y // 2, :], "sagittal": a[:, :, x // 2]}
+
+
+def case_arrays(hu: np.ndarray, spacing: tuple[float, float, float], *, labels: np.ndarray | None = None,
+                frame_size: int = 256, hu_window: tuple[float, float] = (-1000.0, 1000.0),
+                max_slices: int = MAX_SLICES, max_px: int = MAX_PX) -> dict[str, np.ndarray]:
+    """The viewer / plot arrays of one volume (see the module docstring)."""
+    from .protocol import hu_to_frames
+
+    hu = np.asarray(hu, dtype=np.float32)
+    out: dict[str, np.ndarray] = {"spacing": np.asarray(spacing, dtype=np.float64)}
+    for k, v in _mid(hu).items():
+        out[f"view_{k}"] = v.astype(np.float16)
+    if hu.shape[0] >= 2:
+        frames = hu_to_frames(hu, frame_size, hu_window).astype(np.int16)
+        out["flicker_mae"] = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2), dtype=np.float64)
+    else:
+        out["flicker_mae"] = np.zeros(0)
+    nz = hu.shape[0]
+    idx = np.unique(np.round(np.linspace(0, nz - 1, min(nz, max_slices))).astype(int))
+    f = max(1, math.ceil(max(hu.shape[1:]) / max_px))
+    out["stack"] = _block_mean(hu[idx], f).astype(np.float16)
+    out["stack_z"] = idx.astype(np.float64) * float(spacing[0])
+    if labels is not None and labels.shape == hu.shape:
+        lab = np.asarray(labels).astype(np.uint8)
+        for k, v in _mid(lab).items():
+            out[f"labels_{k}"] = v.astype(np.int16)
+        out["stack_labels"] = _block_mode(lab[idx], f)[:, : out["stack"].shape[1], : out["stack"].shape[2]]
+    return out
+
+
+def _labels_for(hu: np.ndarray, spacing, cfg: dict, mask_path: Path | None) -> tuple[np.ndarray | None, str]:
+    seg = str(cfg.get("segmenter") or "threshold")
+    if seg == "provided":
+        if mask_path is None:
+            return None, "no provided label map for this volume"
+        from baselines import get_adapter
+
+        try:
+            return np.asarray(get_adapter("nifti").read(mask_path).array).round().astype(np.int32), "provided masks"
+        except Exception as e:  # noqa: BLE001 - the overlay is optional
+            return None, f"mask {mask_path} unreadable ({e})"
+    if seg == "threshold":
+        from .segmenters import threshold_segment
+
+        return threshold_segment(hu, tuple(spacing)), "threshold segmenter"
+    return None, f"segmenter {seg!r} is not rerun for the report"
+
+
+def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, max_slices: int = MAX_SLICES,
+                  max_px: int = MAX_PX) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """``{case: {method: arrays}}`` for the cases whose inputs are still readable.
+
+    ``required=True`` (``trace-bench report --plot-case``): a case with neither a stored plot artifact
+    nor a readable input raises :class:`ConfigError` naming it. Otherwise unreadable cases are left
+    out (the report says so)."""
+    from baselines import get_adapter
+
+    from .cases import discover
+
+    o = Path(out)
+    folders = input_folders(o)
+    prov = _json(o / "provenance.json")
+    cfg = prov.get("config") or _json(o / "manifest.json").get("config") or {}
+    methods = _json(o / "metrics.json").get("methods") or list(folders)
+    listings: dict[str, dict[str, Any]] = {}
+    for m, (d, adapter) in folders.items():
+        try:
+            listings[m] = discover(d, adapter, label=m)[0]
+        except Exception:  # noqa: BLE001 - a folder that cannot be listed simply has no images
+            listings[m] = {}
+    masks: dict[str, Path] = {}
+    mdir = cfg.get("reference_masks") if cfg.get("segmenter") == "provided" else None
+    if mdir:
+        mp = Path(mdir) if Path(mdir).is_absolute() else o / mdir
+        if mp.is_dir():
+            try:
+                masks = {k: v.path for k, v in discover(mp, "nifti", label="masks")[0].items()}
+            except Exception:  # noqa: BLE001
+                masks = {}
+    frame_size = int(cfg.get("frame_size") or 256)
+    win = cfg.get("hu_window") or [-1000.0, 1000.0]
+    result: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for case in cases:
+        got: dict[str, dict[str, np.ndarray]] = {}
+        ref_labels = None
+        for m in methods:
+            src = GT if m == GT else m
+            cf = listings.get(src, {}).get(case)
+            if cf is None:
+                continue
+            try:
+                vol = get_adapter(cf.adapter).read(cf.path)
+            except Exception:  # noqa: BLE001 - an unreadable input is left out of the viewer
+                continue
+            labels, _ = _labels_for(vol.array, vol.spacing, cfg, masks.get(case) if m == GT else None)
+            arrs = case_arrays(vol.array, vol.spacing, labels=labels, frame_size=frame_size,
+                               hu_window=(float(win[0]), float(win[1])), max_slices=max_slices, max_px=max_px)
+            if m == GT:
+                ref_labels = labels
+            elif labels is not None and ref_labels is not None and labels.shape == ref_labels.shape:
+                a, b = labels > 0, ref_labels > 0
+                inter = (a & b).sum(axis=(1, 2)).astype(np.float64)
+                tot = (a.sum(axis=(1, 2)) + b.sum(axis=(1, 2))).astype(np.float64)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    arrs["dice_z"] = np.where(tot > 0, 2 * inter / np.where(tot > 0, tot, 1), np.nan)
+            got[m] = arrs
+        if got:
+            result[case] = got
+        elif required and not any((case_dir(o, m, case) / f"{PLOT_ARTIFACT}.npz").is_file() for m in methods):
+            raise ConfigError(f"--plot-case {case!r}: no plot artifact in {o / 'cases'} and no readable input volume "
+                              f"for this case (input folders: {', '.join(str(d) for d, _ in folders.values()) or 'none found'})")
+    return result
