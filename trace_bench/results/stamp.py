@@ -24,8 +24,9 @@ STATE_DIR = ".trace-bench"
 STAMP_FILE = "stamp.json"
 #: files and folders a run derives from its per-case records (removed when a different run starts)
 DERIVED_FILES = ("per_case.csv", "summary.csv", "errors.csv", "warnings.csv", "metrics.json", "provenance.json",
-                 "report.md", "report.tex", "report.html", "table1.csv", "table1b.csv", "table2.csv")
-DERIVED_DIRS = ("stats", "plots")
+                 "report.md", "report.tex", "report.html", "table1.csv", "table1b.csv", "table2.csv",
+                 "results.json", "results.schema.json")
+DERIVED_DIRS = ("stats", "plots", "tables")
 #: the tables a report is rendered from (checked by :func:`check_stamp`)
 TABLE_FILES = ("manifest.json", "per_case.csv", "summary.csv", "errors.csv", "warnings.csv", "metrics.json")
 #: manifest fields that do not change any number (excluded from the fingerprint)

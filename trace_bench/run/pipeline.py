@@ -29,7 +29,7 @@ from .lock import OutputLock
 from .plan import Plan, manifest_dict, plan_run
 from .provenance import build_provenance
 
-REPORT_FILES = ("report.md", "report.tex", "report.html")
+REPORT_FILES = ("report.md", "report.tex", "report.html", "results.json", "results.schema.json")
 
 
 @dataclass
@@ -85,12 +85,29 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
         t1 = time.perf_counter()
         from reports import render_report
 
-        render_report(out, plots=config.plots, published=config.published)
+        render_report(out, plots=config.plots, published=config.published,
+                      viewer_stacks=report_viewer_stacks(out, config, manifest, console))
         timings["report_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     atomic_write_json(out / "provenance.json", provenance(timings))
     write_stamp(out, fp, TABLE_FILES + REPORT_FILES + ("provenance.json",))
     return agg
+
+
+def report_viewer_stacks(out: Path, config: RunConfig, manifest: dict[str, Any], console=None) -> dict:
+    """Slice stacks of the plot case for the HTML viewer, read again from the inputs (optional: the
+    report says when they are missing)."""
+    pc = manifest.get("plot_case")
+    if not (config.plots and pc):
+        return {}
+    try:
+        from ..report_inputs import viewer_stacks
+
+        return viewer_stacks(out, [pc])
+    except Exception as err:  # noqa: BLE001 - the viewer is optional; the tables are not affected
+        if console is not None:
+            console.print(f"[yellow]note[/yellow]: slice viewer without the input volumes ({type(err).__name__}: {err})")
+        return {}
 
 
 def run_plan(plan: Plan, *, console=None, report: bool = True, t0: float | None = None) -> RunResult:
