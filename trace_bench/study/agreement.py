@@ -119,7 +119,12 @@ class KappaResult:
 
 
 def _kappa(a: np.ndarray, b: np.ndarray, labels: list[int]) -> float:
-    from sklearn.metrics import cohen_kappa_score
+    try:
+        from sklearn.metrics import cohen_kappa_score
+    except ImportError:
+        from ..errors import ConfigError
+
+        raise ConfigError("quadratic-weighted kappa needs scikit-learn (pip install scikit-learn)") from None
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
