@@ -169,6 +169,7 @@ from . import profile as _profile  # noqa: E402,F401
 from . import merge as _merge  # noqa: E402,F401
 from . import metrics as _metrics  # noqa: E402,F401
 from . import audit as _audit  # noqa: E402,F401
+from . import study as _study  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
