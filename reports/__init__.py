@@ -162,6 +162,10 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
         md += ["", "## Warnings", "", f"{n_warn} row(s) in `warnings.csv` (scored anyway). First rows:", ""]
         for r in res.warnings.head(20).itertuples(index=False):
             md.append(f"- {r.method} / {r.case_id} / {r.stage}: {r.warning}")
+    memo_md = o / "audit" / "memorization.md"
+    if memo_md.is_file():  # written by the memorization audit (--train-reference / trace-bench audit)
+        body = memo_md.read_text(encoding="utf-8").strip().splitlines()
+        md += ["", "## Memorization audit", ""] + [ln for ln in body if not ln.startswith("# ")]
     timing = _timing_rows(prov)
     if timing:
         md += ["", "## Timing", "", "| stage / metric | seconds |", "| --- | ---: |"]
@@ -191,10 +195,20 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     if not cases:
         viewer_notes.append("No plot case in this run (run with plots on, or `trace-bench report OUT --plot-case ID`).")
     page = render_html(res, tables, pub, head=head, inputs=[x[2:] for x in _methods_section(res)], alerts=alerts,
-                       notes=notes, timing=timing, figs=figs, viewers=viewers, viewer_notes=viewer_notes, links=FILES)
+                       notes=notes, timing=timing, figs=figs, viewers=viewers, viewer_notes=viewer_notes, links=FILES,
+                       memorization=_memorization(o))
     files["report.html"] = atomic_write_text(o / "report.html", page)
     files.update({f"plots/{p.name}": p for p in figs.values()})
     return files
+
+
+def _memorization(o: Path) -> dict | None:
+    """``OUT/audit/memorization.json`` when the run (or `trace-bench audit`) wrote one."""
+    p = o / "audit" / "memorization.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _timing_rows(prov: dict) -> list[tuple[str, float]]:

@@ -292,9 +292,30 @@ def viewer_section(viewers: list[dict[str, Any]], notes: list[str]) -> list[str]
     return h
 
 
+def memorization_section(data: dict, o: Path) -> list[str]:
+    """The memorization audit (OUT/audit/memorization.json): per-method near-copy rates, C_T, AuthPct,
+    and the montages of the closest generated / training pairs."""
+    h = ['<h2 id="memorization">Memorization audit</h2>', f'<p class="note">{esc(data.get("note", ""))}</p>']
+    cols = ["method", "n", "n_flagged", "near_copy_rate_volume", "near_copy_rate_slice", "C_T", "authpct"]
+    rows = [[m.get(c) if not isinstance(m.get(c), float) else round(m.get(c), 4) for c in cols]
+            for m in data.get("methods", [])]
+    h += _simple_table("memorization", cols, rows)
+    for m in data.get("methods", []):
+        mont = m.get("montage")
+        p = (o / "audit" / mont) if mont else None
+        if p is not None and p.is_file():
+            b64 = base64.b64encode(p.read_bytes()).decode("ascii")
+            h.append(f'<figure><img alt="montage {esc(m.get("method"))}" src="data:image/png;base64,{b64}">'
+                     f'<figcaption>{esc(m.get("method"))}: closest generated / training pairs</figcaption></figure>')
+    h.append('<p class="note">Details: <a href="audit/memorization.csv">audit/memorization.csv</a>, '
+             '<a href="audit/memorization_summary.csv">audit/memorization_summary.csv</a>.</p>')
+    return h
+
+
 def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: str, inputs: list[str],
                 alerts: list[str], notes: list[str], timing: list[tuple[str, float]], figs: dict[str, Path],
-                viewers: list[dict[str, Any]], viewer_notes: list[str], links: list[tuple[str, str]]) -> str:
+                viewers: list[dict[str, Any]], viewer_notes: list[str], links: list[tuple[str, str]],
+                memorization: dict | None = None) -> str:
     o = res.out
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>trace-bench report</title>",
          f"<style>{CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{esc(head)}</p>",
@@ -320,6 +341,8 @@ def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: st
             b64 = base64.b64encode(p.read_bytes()).decode("ascii")
             h.append(f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{b64}">'
                      f'<figcaption><a href="plots/{esc(p.name)}">{esc(p.name)}</a></figcaption></figure>')
+    if memorization:
+        h += memorization_section(memorization, o)
     h += protocol_legend(res)
     h.append('<h2 id="problems">Problems</h2>')
     if res.skipped:

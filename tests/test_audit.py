@@ -231,3 +231,24 @@ def test_feature_registry():
         register_volume_feature(VolumeFeature("test-mean-hu", "2", lambda v, c: c.mean(axis=(1, 2))))
     with pytest.raises(ConfigError, match="unknown audit feature"):
         get_volume_feature("nope")
+
+
+def test_run_with_train_reference_adds_the_audit_to_the_report(dataset, tmp_path, monkeypatch):
+    """`trace-bench run --train-reference`: the audit runs after the tables, lands in OUT/audit/ and in
+    the report; the generated cases are unpaired with the held-out set here (other ids), which the
+    run lists, while the audit still examines every generated volume."""
+    from typer.testing import CliRunner
+
+    from trace_bench.cli import app
+
+    monkeypatch.setenv("TRACE_BENCH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "o"
+    r = CliRunner().invoke(app, ["run", "--reference", str(dataset / "heldout"), "--method", f"gen={dataset / 'gen'}",
+                                 "--train-reference", str(dataset / "train"), "--metrics", "temporal_flickering",
+                                 "--no-progress", "--no-plots", "--no-published", "--frame-size", "64",
+                                 "--bootstrap", "20", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = (out / "audit" / "memorization_summary.csv").read_text(encoding="utf-8")
+    assert summary.startswith("method") and "gen" in summary
+    assert "## Memorization audit" in (out / "report.md").read_text(encoding="utf-8")
+    assert 'id="memorization"' in (out / "report.html").read_text(encoding="utf-8")

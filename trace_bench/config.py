@@ -133,6 +133,9 @@ class RunConfig:
     geometry: str = "refuse"
     #: write paths relative to the output folder (config.toml, provenance) so OUT can be moved
     relative_paths: bool = False
+    #: "DIR[:FORMAT]": the training set of the audited generator; adds the memorization audit
+    #: (OUT/audit/, a report section) against it, calibrated on the reference (held-out) set
+    train_reference: str | None = None
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -197,6 +200,7 @@ class RunConfig:
         if self.geometry not in GEOMETRY_POLICIES:
             raise ConfigError(f"geometry: expected one of {', '.join(GEOMETRY_POLICIES)}, got {self.geometry!r}")
         _check_bool("relative_paths", self.relative_paths)
+        _check_str("train_reference", self.train_reference, optional=True)
         return self
 
     # ------------------------------------------------------------------ conversions

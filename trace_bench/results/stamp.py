@@ -26,7 +26,7 @@ STAMP_FILE = "stamp.json"
 DERIVED_FILES = ("per_case.csv", "summary.csv", "errors.csv", "warnings.csv", "metrics.json", "provenance.json",
                  "report.md", "report.tex", "report.html", "table1.csv", "table1b.csv", "table2.csv",
                  "results.json", "results.schema.json")
-DERIVED_DIRS = ("stats", "plots", "tables")
+DERIVED_DIRS = ("stats", "plots", "tables", "audit")
 #: the tables a report is rendered from (checked by :func:`check_stamp`)
 TABLE_FILES = ("manifest.json", "per_case.csv", "summary.csv", "errors.csv", "warnings.csv", "metrics.json")
 #: manifest fields that do not change any number (excluded from the fingerprint)

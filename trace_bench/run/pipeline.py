@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import RunConfig
+from ..errors import ConfigError
 from ..results.files import atomic_write_json, atomic_write_text
 from ..results.layout import entry_done
 from ..results.stamp import TABLE_FILES, clear_stale_outputs, fingerprint, write_stamp
@@ -76,6 +77,10 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
     timings["aggregate_s"] = agg["aggregate_s"]
     write_stamp(out, fp, TABLE_FILES)
     atomic_write_json(out / "provenance.json", provenance(timings))  # the report reads it
+    if config.train_reference:
+        t1 = time.perf_counter()
+        memorization_audit(out, config, console)
+        timings["audit_s"] = time.perf_counter() - t1
     for m in agg["unscored_methods"]:
         console.print(f"[bold red]warning[/bold red]: method {m!r} has no scored case (every case failed or was "
                       f"unpaired); see {out / 'errors.csv'}")
@@ -92,6 +97,20 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
     atomic_write_json(out / "provenance.json", provenance(timings))
     write_stamp(out, fp, TABLE_FILES + REPORT_FILES + ("provenance.json",))
     return agg
+
+
+def memorization_audit(out: Path, config: RunConfig, console=None) -> None:
+    """The memorization audit of ``config.methods`` against ``config.train_reference``, calibrated on
+    the reference set (:func:`trace_bench.audit.run_audit`), into ``OUT/audit/``."""
+    from ..audit import run_audit
+    from ..config import split_method
+
+    if config.reference is None:
+        raise ConfigError("--train-reference needs --reference: the held-out real set calibrates the audit")
+    if config.progress and console is not None:
+        console.print("[bold]audit[/bold]: nearest training volumes and slices of every generated volume")
+    run_audit(out, split_method(config.train_reference), (config.reference, config.reference_format),
+              {m: split_method(spec) for m, spec in config.methods.items()}, seed=int(config.seed))
 
 
 def report_viewer_stacks(out: Path, config: RunConfig, manifest: dict[str, Any], console=None) -> dict:
