@@ -170,6 +170,7 @@ from . import merge as _merge  # noqa: E402,F401
 from . import metrics as _metrics  # noqa: E402,F401
 from . import audit as _audit  # noqa: E402,F401
 from . import study as _study  # noqa: E402,F401
+from . import prompts as _prompts  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
