@@ -185,6 +185,9 @@ class Metric:
     weights: ClassVar[tuple[str, ...]] = ()
     options: ClassVar[tuple[Option, ...]] = ()
     description: ClassVar[str] = ""
+    #: part of ``--metrics available`` (the default set) when its weights are installed; False for
+    #: metrics that are impractical on a CPU (name them explicitly, or use ``all``)
+    in_default_set: ClassVar[bool] = True
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.opts: dict[str, Any] = self.resolve_options(options or {})

@@ -105,6 +105,8 @@ class AstraFeatureMetric(FeatureSetMetric):
 
     space = ASTRA_VOLUMES
     weights = (ASTRA,)
+    #: ~25 s per volume on one CPU core: a GPU metric in practice, so not in ``--metrics available``
+    in_default_set = False
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

@@ -22,7 +22,8 @@ from ..errors import ConfigError
 from ..metrics.base import METRICS, RunContext
 
 KEYWORDS = {
-    "available": "every metric whose weights are installed (default; the others are listed in the report)",
+    "available": "every metric whose weights are installed (default; the others are listed in the report), "
+                 "except GPU-scale ones such as the 3D CT features (name them, or use all)",
     "all": "every registered metric (missing weights stop the run unless --skip-unavailable)",
     "weight-free": "every metric that needs no weights file (no network)",
 }
@@ -88,8 +89,10 @@ def resolve_metric_names(items: Iterable[str], plugins: Iterable[str] = (), ctx:
     chosen: set[str] = set()
     for item in items:
         item = str(item).strip()
-        if item in ("all", "available"):
+        if item == "all":
             chosen.update(METRICS.names())
+        elif item == "available":
+            chosen.update(n for n, cls in METRICS.items() if cls.in_default_set)
         elif item == "weight-free":
             chosen.update(n for n, cls in METRICS.items() if not cls().required_weights(ctx))
         elif item in METRICS:
