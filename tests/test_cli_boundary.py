@@ -25,7 +25,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = {**os.environ, "OMP_NUM_THREADS": "1"}
     e.pop("TRACE_BENCH_DEBUG", None)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "trace_bench", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "trace_bench", *args], capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=ROOT,
                           env=e, timeout=300)
 
 
@@ -75,7 +75,7 @@ def _modules_after(args: list[str]) -> dict:
             "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules,\n"
             "                  'metrics': [m for m in mods if m.startswith('trace_bench.metrics')],\n"
             "                  'runner': 'trace_bench.runner' in sys.modules}), file=sys.stderr)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", errors="replace", cwd=ROOT, timeout=300)
     return json.loads(_lines(r.stderr)[-1])
 
 

@@ -95,7 +95,7 @@ def test_report_tex_compiles(out, tmp_path):
     shutil.copy(out / "report.tex", work / "report.tex")
     shutil.copytree(out / "tables", work / "tables")
     r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=work,
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
     assert r.returncode == 0, r.stdout[-2000:]
     assert (work / "report.pdf").stat().st_size > 1000
 
@@ -223,7 +223,7 @@ def test_html_in_headless_chromium(out, tmp_path):
     shutil.copytree(out, copy)
     assert CliRunner().invoke(app, ["report", str(copy), "--no-plots"]).exit_code == 0  # inputs readable: a stack
     r = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
-                        "--dump-dom", (copy / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
+                        "--dump-dom", (copy / "report.html").as_uri()], capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120)
     dom = r.stdout
     assert r.returncode == 0 and "</html>" in dom
     assert dom.count("<canvas") >= 3  # the viewer drew one canvas per volume

@@ -399,7 +399,8 @@ def test_packet_in_headless_chromium(study, tmp_path):
     page.write_text(src.read_text(encoding="utf-8").replace("</body>", _CLICK_AND_EXPORT + "</body>"), encoding="utf-8")
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000",
            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False).stdout
+    dom = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=120,
+                         check=False).stdout
     meta = _packet_meta(src)
     assert 'data-ready="1"' in dom  # the script ran to the end
     for it in meta["items"]:

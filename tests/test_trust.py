@@ -132,7 +132,7 @@ def test_bad_input_corpus_one_run(data, tmp_path):
            "--metrics", METRICS + ",subject_consistency", "--weights", f"dino-vitb16={evil}", "--skip-unavailable",
            "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRACE_BENCH_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    r = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", timeout=600, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
     assert not marker.exists(), "a weights pickle ran code"
