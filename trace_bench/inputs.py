@@ -24,19 +24,37 @@ byte-for-byte the hash trace-bench always used (so existing caches stay valid):
 * a file: ``sha256(file bytes)`` (:func:`trace_bench.weights.file_sha256`);
 * a folder: ``sha256`` of the lines ``f"{relpath}\\0{sha256(file)}\\n"`` over its regular files,
   recursively, sorted by path, ``relpath`` in POSIX form.
+
+Hash cache (warm reruns do not re-read every input): the sha256 of each regular file is remembered in
+``$TRACE_BENCH_CACHE/hashes/`` (default ``~/.cache/trace-bench/hashes/``), one small JSON file per real
+path, written atomically (temporary file + rename). An entry is used only when the file's current
+``stat`` matches the stored one exactly: real path, size, ``mtime_ns``, ``ctime_ns``, inode and device.
+Any write to a file changes its mtime and ctime (ctime cannot be set back by tools that restore mtime,
+such as ``touch -d`` or ``rsync -t``), so a changed file misses. Against writes within one timestamp
+tick, a hash is stored only if the file was not modified in the :data:`RACY_SECONDS` before it was
+hashed, and only if its ``stat`` is the same before and after hashing. Folders use the cache per file.
+``TRACE_BENCH_HASH_CACHE=0`` disables it (nothing is read or written); an unreadable or unwritable
+cache is ignored (the file is hashed). Delete the folder to clear it.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
+import time
 from pathlib import Path
 
 from .errors import VolumeError
 
-__all__ = ["InputError", "check_input", "input_hash", "input_problem"]
+__all__ = ["HASH_CACHE_ENV", "RACY_SECONDS", "InputError", "check_input", "hash_cache_dir", "input_hash",
+           "input_problem"]
+
+HASH_CACHE_ENV = "TRACE_BENCH_HASH_CACHE"
+#: a file modified less than this many seconds before it is hashed is not cached (timestamp granularity)
+RACY_SECONDS = 2.0
 
 
 class InputError(VolumeError):
@@ -156,13 +174,85 @@ def input_problem(path: str | Path) -> str | None:
     return None
 
 
-def _file_hash(path: Path) -> str:
+def hash_cache_dir() -> Path | None:
+    """The folder of the input-hash cache, or ``None`` when ``TRACE_BENCH_HASH_CACHE=0`` (or off/false/no)."""
+    if os.environ.get(HASH_CACHE_ENV, "").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    root = os.environ.get("TRACE_BENCH_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "trace-bench") / "hashes"
+
+
+def _stat_key(real: str, st: os.stat_result) -> dict:
+    return {"path": real, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+            "ino": st.st_ino, "dev": st.st_dev}
+
+
+def _entry_file(folder: Path, real: str) -> Path:
+    k = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()
+    return folder / k[:2] / f"{k}.json"
+
+
+def _cached_hash(folder: Path, key: dict) -> str | None:
+    """The stored digest for ``key`` (path + stat) or None; any mismatch or unreadable entry is a miss."""
+    try:
+        with open(_entry_file(folder, key["path"]), "rb") as fh:
+            rec = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or any(rec.get(k) != v for k, v in key.items()):
+        return None
+    digest = rec.get("sha256")
+    return digest if isinstance(digest, str) and len(digest) == 64 else None
+
+
+def _store_hash(folder: Path, key: dict, digest: str) -> None:
+    """Write one entry atomically (temporary file + rename, :func:`trace_bench.atomic.atomic_path`). Not
+    fsync'ed: after a crash an entry is at worst missing or unreadable, i.e. a miss, and one fsync per file
+    would make the cold run of a DICOM folder (thousands of small files) several times slower."""
+    from .atomic import atomic_path
+
+    try:
+        with atomic_path(_entry_file(folder, key["path"])) as tmp:
+            tmp.write_bytes(json.dumps({**key, "sha256": digest}).encode())
+    except OSError:
+        pass  # a read-only or full cache never fails a run
+
+
+def _sha256(path: Path) -> str:
     from .weights import file_sha256
 
     try:
         return file_sha256(path)
     except OSError as e:
         raise _os_error(path, e) from None
+
+
+def _file_hash(path: Path) -> str:
+    """sha256 of a regular file, through the hash cache (module docstring) unless it is disabled."""
+    folder = hash_cache_dir()
+    if folder is None:
+        return _sha256(path)
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError as e:
+        raise _os_error(path, e) from None
+    if not stat.S_ISREG(st.st_mode):
+        return _sha256(path)
+    key = _stat_key(real, st)
+    hit = _cached_hash(folder, key)
+    if hit is not None:
+        return hit
+    now = time.time_ns()
+    digest = _sha256(path)
+    try:
+        after = os.stat(real)
+    except OSError:
+        return digest
+    settled = now - max(st.st_mtime_ns, st.st_ctime_ns) >= RACY_SECONDS * 1e9
+    if settled and _stat_key(real, after) == key:
+        _store_hash(folder, key, digest)
+    return digest
 
 
 def input_hash(path: str | Path) -> str:

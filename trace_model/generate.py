@@ -24,6 +24,7 @@ from trace_bench.volume import Volume
 from .checkpoint import load_checkpoint
 from .data import case_id_of, labels_to_cond, list_volumes, model_to_hu
 from .network import TextEncoder, TraceUNet, encode_prompts, load_text_encoder
+from .runtime import Progress, torch_threads
 from .sampler import SamplerOptions, sample_volumes
 
 
@@ -63,9 +64,15 @@ def _to_volume(frames: torch.Tensor, labels: Volume, model: TraceUNet, meta: dic
 
 def generate_jobs(model: TraceUNet, jobs: list[GenerateJob], out: str | Path, *, seed: int = 0,
                   options: SamplerOptions = SamplerOptions(), batch: int = 4, text_encoder: TextEncoder | None = None,
-                  log: Callable[[str], None] | None = None) -> list[Path]:
-    """Run Algorithm 1 on ``jobs`` in batches of ``batch`` volumes and write ``out/<case_id>.nii.gz``."""
+                  log: Callable[[str], None] | None = None, progress: Progress | bool = False) -> list[Path]:
+    """Run Algorithm 1 on ``jobs`` in batches of ``batch`` volumes and write ``out/<case_id>.nii.gz``.
+
+    ``progress``: True prints DDIM-pass progress to stderr (:class:`trace_model.runtime.Progress`), or pass
+    your own ``Progress``; False (default) prints only the "wrote" lines. Threads are the caller's business
+    (:func:`generate` applies the thread rule of :mod:`trace_model.runtime`)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    if isinstance(progress, bool):
+        progress = Progress(len(jobs), enabled=progress)
     out = Path(out)
     dev = next(model.parameters()).device
     if text_encoder is None and model.use_text:
@@ -79,8 +86,9 @@ def generate_jobs(model: TraceUNet, jobs: list[GenerateJob], out: str | Path, *,
         Nmax = max(lengths)
         masks = torch.stack([torch.cat([c, c[-1:].expand(Nmax - c.shape[0], -1, -1)]) for c in conds])
         text = encode_prompts(text_encoder, [j.prompt for j in chunk], dev) if model.use_text else None
+        progress.begin_batch(len(chunk))
         res = sample_volumes(model, masks, lengths=lengths, seeds=[volume_seed(seed, j.case_id) for j in chunk],
-                             text=text, options=options)
+                             text=text, options=options, progress=progress.passes)
         for b, j in enumerate(chunk):
             vol = _to_volume(res.frames[b, :lengths[b]], j.labels, model,
                              {"case_id": j.case_id, "seed": seed, "steps": options.steps, "mode": options.mode,
@@ -92,9 +100,22 @@ def generate_jobs(model: TraceUNet, jobs: list[GenerateJob], out: str | Path, *,
 
 def generate(checkpoint: str | Path, masks: str | Path, out: str | Path, *, prompts: str | Path | None = None,
              length: int | None = None, steps: int = 100, seed: int = 0, mode: str = "overlap", batch: int = 4,
-             device: str | None = None, inference_flow: str | None = None) -> list[Path]:
-    """Load a checkpoint and generate one volume per label map in ``masks`` (a file or a folder)."""
+             device: str | None = None, inference_flow: str | None = None, threads: int | None = None,
+             progress: bool = True) -> list[Path]:
+    """Load a checkpoint and generate one volume per label map in ``masks`` (a file or a folder).
+
+    ``threads``: torch CPU threads while generating, by the rule of :mod:`trace_model.runtime` (default: 1 on
+    CPU; 0 keeps torch's setting); the caller's setting is restored afterwards. ``progress``: DDIM-pass
+    progress lines on stderr."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with torch_threads(threads, dev):
+        return _generate(checkpoint, masks, out, prompts=prompts, length=length, steps=steps, seed=seed, mode=mode,
+                         batch=batch, dev=dev, inference_flow=inference_flow, progress=progress)
+
+
+def _generate(checkpoint: str | Path, masks: str | Path, out: str | Path, *, prompts: str | Path | None,
+              length: int | None, steps: int, seed: int, mode: str, batch: int, dev: torch.device,
+              inference_flow: str | None, progress: bool) -> list[Path]:
     model = load_checkpoint(checkpoint, dev)
     mp = Path(masks)
     files = {case_id_of(mp): mp} if mp.is_file() else list_volumes(mp)
@@ -114,4 +135,4 @@ def generate(checkpoint: str | Path, masks: str | Path, out: str | Path, *, prom
             lab = resample_length(lab, length)
         jobs.append(GenerateJob(cid, lab, table.get(cid, "")))
     opts = SamplerOptions(steps=steps, mode=mode, inference_flow=inference_flow)
-    return generate_jobs(model, jobs, out, seed=seed, options=opts, batch=batch)
+    return generate_jobs(model, jobs, out, seed=seed, options=opts, batch=batch, progress=progress)

@@ -17,6 +17,7 @@ can be injected and blocks can be gradient-checkpointed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -57,10 +58,16 @@ class TraceUNet(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor,
-                flow: torch.Tensor | None = None, text_hidden: torch.Tensor | None = None) -> torch.Tensor:
+                flow: torch.Tensor | None = None, text_hidden: torch.Tensor | None = None,
+                pass_cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """x: noisy pair (B, 2C, H, W); t: (B,) timesteps; cond: (B, 2, H, W) masks M / guidance maps G
         of the two slices; positions: (B, 2) relative positions (r_i, r_j); flow: (B, 2, H, W) or None
-        (null flow); text_hidden: (B, L, W) frozen CLIP hidden states or None. Returns eps (B, 2C, H, W)."""
+        (null flow); text_hidden: (B, L, W) frozen CLIP hidden states or None. Returns eps (B, 2C, H, W).
+
+        ``pass_cache``: an empty dict shared by the calls of one DDIM pass (same cond, positions, flow and
+        text, only x and t change). The position embedding, flow features, text context and the cast
+        mask channels are computed by the first call and reused: the same operations on the same inputs,
+        so the outputs are bit-identical to calls without it. Never share one across different inputs."""
         B = x.shape[0]
         if x.shape[1] != self.out_channels or cond.shape != (B, 2, *x.shape[2:]):
             raise ValueError(f"Expected x (B, {self.out_channels}, H, W) and cond (B, 2, H, W), "
@@ -68,17 +75,18 @@ class TraceUNet(nn.Module):
         if positions.shape != (B, 2):
             raise ValueError(f"Expected positions (B, 2), got {tuple(positions.shape)}")
         u = self.unet
-        h_in = torch.cat([x, cond.to(x.dtype)], dim=1)  # (B, 2C + 2, H, W), eq. 6
+        memo = _Memo(pass_cache)
+        h_in = torch.cat([x, memo("cond", lambda: cond.to(x.dtype))], dim=1)  # (B, 2C + 2, H, W), eq. 6
         emb = u.time_embed(get_timestep_embedding(t, u.block_out_channels[0]).to(x.dtype))
-        emb = emb + self.position(positions).to(emb.dtype)  # E(r_i), E(r_j), eq. 7
+        emb = emb + memo("pos", lambda: self.position(positions)).to(emb.dtype)  # E(r_i), E(r_j), eq. 7
         context = None
         if self.use_text:
             if text_hidden is None:
                 raise ValueError("this model is text-conditioned: pass text_hidden (B, L, W)")
-            context = self.text_adapter(text_hidden.to(x.dtype))  # h_t + v'_t
+            context = memo("text", lambda: self.text_adapter(text_hidden.to(x.dtype)))  # h_t + v'_t
         h = u.conv_in(h_in)
         if self.use_flow and flow is not None:
-            h = h + self.flow_adapter(flow.to(h.dtype))
+            h = h + memo("flow", lambda: self.flow_adapter(flow.to(h.dtype)))
         res: list[torch.Tensor] = [h]
         for block in u.down_blocks:
             h, r = self._run(block, hidden_states=h, temb=emb, context=context)
@@ -94,6 +102,21 @@ class TraceUNet(nn.Module):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, use_reentrant=False, **kw)
         return block(**kw)
+
+
+class _Memo:
+    """Values computed once per DDIM pass (see ``TraceUNet.forward``'s ``pass_cache``); a no-op without a dict."""
+
+    def __init__(self, store: dict[str, torch.Tensor] | None):
+        self.store = store
+
+    def __call__(self, key: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if self.store is None:
+            return make()
+        v = self.store.get(key)
+        if v is None:
+            v = self.store[key] = make()
+        return v
 
 
 def load_text_encoder(cfg: TraceConfig, device: str | torch.device = "cpu",

@@ -27,6 +27,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .conditioning import encode_labels
 from .network import TraceUNet, encode_prompts, load_text_encoder
+from .runtime import torch_threads
 from .sampler import SamplerOptions, make_scheduler, sample_volumes
 from .train import training_loss
 
@@ -126,12 +127,16 @@ def profile_model(model: TraceUNet, *, slices: int = 64, batch: int = 1, steps: 
 
 def profile_checkpoint(checkpoint: str | Path, *, slices: int = 64, batch: int = 1, steps: int = 100,
                        device: str | None = None, mode: str = "overlap", train_batch: int | None = None,
-                       text: str = "encoder", out: str | Path | None = None) -> dict:
+                       text: str = "encoder", out: str | Path | None = None, threads: int | None = None) -> dict:
     """Profile a checkpoint folder; writes the JSON to ``out`` when given. Keys: fps, inference_peak_bytes,
-    train_peak_bytes, device, slices, batch, steps, dtype (+ details)."""
+    train_peak_bytes, device, slices, batch, steps, dtype, threads (+ details). ``threads``: torch CPU threads
+    by the rule of :mod:`trace_model.runtime` (default 1 on CPU; 0 keeps torch's setting; restored afterwards)."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_checkpoint(checkpoint, dev)
-    res = profile_model(model, slices=slices, batch=batch, steps=steps, mode=mode, train_batch=train_batch, text=text)
+    with torch_threads(threads, dev) as n_threads:
+        model = load_checkpoint(checkpoint, dev)
+        res = profile_model(model, slices=slices, batch=batch, steps=steps, mode=mode, train_batch=train_batch,
+                            text=text)
+    res["threads"] = n_threads
     res["checkpoint"] = str(checkpoint)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,9 @@ value is the one from step n. ``mode="markovian"`` runs lines 6-8 only: x(n+1) =
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import torch
 from monai.networks.schedulers import DDIMScheduler
@@ -85,16 +87,28 @@ def ddim_timesteps(scheduler: DDIMScheduler, steps: int) -> list[int]:
     return [T - 1 - i * s for i in range(steps)]
 
 
+def accepts_pass_cache(model: Callable) -> bool:
+    """Whether ``model`` (its ``forward`` for a module) takes the ``pass_cache`` keyword of ``TraceUNet.forward``."""
+    try:
+        params = inspect.signature(getattr(model, "forward", model)).parameters
+    except (TypeError, ValueError):
+        return False
+    return "pass_cache" in params
+
+
 @torch.no_grad()
 def ddim(model: TraceUNet, scheduler: DDIMScheduler, noise: torch.Tensor, cond: torch.Tensor, positions: torch.Tensor,
          flow: torch.Tensor | None, text: torch.Tensor | None, steps: int, autocast: bool = False) -> torch.Tensor:
     """One deterministic DDIM pass (eq. 2, eta = 0) from ``noise`` (B, 2, S, S) to the pair x_0 (B, 2, S, S)."""
     timesteps = ddim_timesteps(scheduler, steps)
     x, x0 = noise, noise
+    # position / flow / text features computed once per pass (TraceUNet.forward's pass_cache); other denoisers
+    # (test oracles, spies replacing forward) are called without it
+    kw: dict = {"pass_cache": {}} if accepts_pass_cache(model) else {}
     for t in timesteps:
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=autocast):
-            eps = model(x, tt, cond, positions, flow=flow, text_hidden=text)  # eps_theta(x_t, t | .) (or v)
+            eps = model(x, tt, cond, positions, flow=flow, text_hidden=text, **kw)  # eps_theta(x_t, t | .) (or v)
         x, x0 = scheduler.step(eps.float(), t, x, eta=0.0)  # x_{t-1}, eq. 2 (sigma_t = 0); x0 = f_theta(x_t, t)
     return x0  # = x after the last step when it reaches t = -1 (abar = 1); the clean estimate otherwise
 
@@ -102,11 +116,13 @@ def ddim(model: TraceUNet, scheduler: DDIMScheduler, noise: torch.Tensor, cond: 
 @torch.no_grad()
 def sample_volumes(model: TraceUNet, masks: torch.Tensor, *, lengths: list[int] | None = None,
                    seeds: list[int] | None = None, text: torch.Tensor | None = None,
-                   options: SamplerOptions = SamplerOptions(), flow_estimator: FlowEstimator | None = None) -> SampleResult:
+                   options: SamplerOptions = SamplerOptions(), flow_estimator: FlowEstimator | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> SampleResult:
     """Algorithm 1 for a batch of volumes.
 
     masks: (B, N_max, S, S) mask channels M(n) in [0, 1] (``data.labels_to_cond``); lengths[b] <= N_max slices
-    of volume b (default: all N_max); seeds[b]: the noise seed of volume b; text: (B, L, W) CLIP hidden states.
+    of volume b (default: all N_max); seeds[b]: the noise seed of volume b; text: (B, L, W) CLIP hidden states;
+    progress(done, total): called after each DDIM pass (total = 1 + (N_max - 2) * (2 overlap | 1 markovian)).
     """
     cfg, c = model.cfg, model.cfg.conditioning
     dev = next(model.parameters()).device
@@ -146,10 +162,17 @@ def sample_volumes(model: TraceUNet, masks: torch.Tensor, *, lengths: list[int] 
     def G(frame: torch.Tensor, m: torch.Tensor) -> torch.Tensor:  # G = M + (1 - M) * F(H(x^gamma)), lines 6 / 9
         return guidance_map(frame[:, None], m[:, None], **kw)[:, 0]
 
+    total_passes = 1 + (max(lengths) - 2) * (2 if options.mode == "overlap" else 1)
+    done_passes = 0
+
     def run(cond0, cond1, n, f, line):
+        nonlocal done_passes
         out = ddim(model, sched, noise(), torch.stack([cond0, cond1], 1), pos(n), f, text, options.steps, autocast)
         if options.record:
             log.append({"line": line, "n": n, "frames": (n, n + 1), "out": out.clamp(-1, 1).cpu()})
+        done_passes += 1
+        if progress is not None:
+            progress(done_passes, total_passes)
         return out
 
     # lines 3-4: (x(0), x(1)) <- DDIM(Concat(x_T, M(0), M(1)))

@@ -29,6 +29,7 @@ from .conditioning import guidance_map
 from .config import TraceConfig, load_config
 from .data import FramePairDataset
 from .network import TextEncoder, TraceUNet, encode_prompts, load_text_encoder
+from .runtime import torch_threads
 from .sampler import make_scheduler
 
 
@@ -103,11 +104,18 @@ class _PromptCache:
 
 def train(cfg: TraceConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
           dataset: FramePairDataset | None = None, text_encoder: TextEncoder | None = None,
-          device: str | None = None, log: Callable[[str], None] | None = None) -> Path:
+          device: str | None = None, log: Callable[[str], None] | None = None, threads: int | None = None) -> Path:
     """Train TRACE as configured; returns the checkpoint folder ``<out>/last``. ``resume`` continues from a
-    checkpoint written by this function (same config required)."""
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    checkpoint written by this function (same config required). ``threads``: torch CPU threads while training,
+    by the rule of :mod:`trace_model.runtime` (default 1 on CPU, 0 keeps torch's setting; restored afterwards)."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    with torch_threads(threads, dev):
+        return _train(cfg, out=out, resume=resume, dataset=dataset, text_encoder=text_encoder, dev=dev, log=log)
+
+
+def _train(cfg: TraceConfig, *, out: str | Path | None, resume: str | Path | None, dataset: FramePairDataset | None,
+           text_encoder: TextEncoder | None, dev: torch.device, log: Callable[[str], None] | None) -> Path:
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     out = Path(out or cfg.train.out)
     torch.manual_seed(cfg.train.seed)
     if resume is not None:

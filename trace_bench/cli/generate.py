@@ -23,10 +23,13 @@ def generate_cmd(
     batch: int = typer.Option(4, "--batch", help="Volumes per batch."),
     inference_flow: Optional[str] = typer.Option(None, "--inference-flow", help="zero, previous or refine (default: the checkpoint's)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0, help="torch CPU threads (default 1 on CPU, or $TRACE_BENCH_THREADS / $OMP_NUM_THREADS; 0 = torch's default)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Do not print DDIM-pass progress on stderr."),
 ) -> None:
     """Generate CT volumes of any length with overlapping-frame guidance; prints the written files."""
     from trace_model.generate import generate
 
     for p in generate(checkpoint, masks, out, prompts=prompts, length=length, steps=steps, seed=seed, mode=mode,
-                      batch=batch, device=device, inference_flow=inference_flow):
+                      batch=batch, device=device, inference_flow=inference_flow,
+                      threads=threads, progress=not no_progress):
         print(p)

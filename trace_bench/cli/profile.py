@@ -22,10 +22,11 @@ def profile_cmd(
     train_batch: Optional[int] = typer.Option(None, "--train-batch", help="Pairs in the profiled training step (default: config)."),
     text: str = typer.Option("encoder", "--text", help="encoder (real CLIP) or zeros (zero context, encoder cost excluded)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the JSON here (also printed)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0, help="torch CPU threads (default 1 on CPU, or $TRACE_BENCH_THREADS / $OMP_NUM_THREADS; 0 = torch's default)."),
 ) -> None:
     """Slices per second (volume level), inference and training peak memory, as JSON."""
     from trace_model.profile import profile_checkpoint
 
     res = profile_checkpoint(checkpoint, slices=slices, batch=batch, steps=steps, device=device, mode=mode,
-                             train_batch=train_batch, text=text, out=out)
+                             train_batch=train_batch, text=text, out=out, threads=threads)
     print(json.dumps(res, indent=2))

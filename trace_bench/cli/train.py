@@ -17,6 +17,7 @@ def train_cmd(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint folder written by train."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Override [train] steps."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=0, help="torch CPU threads (default 1 on CPU, or $TRACE_BENCH_THREADS / $OMP_NUM_THREADS; 0 = torch's default)."),
 ) -> None:
     """Train TRACE (AdamW, cosine LR with warmup; bf16 + gradient checkpointing on CUDA); prints the checkpoint folder."""
     from trace_model.config import load_config
@@ -25,4 +26,4 @@ def train_cmd(
     cfg = load_config(config)
     if steps is not None:
         cfg = cfg.replace(train={"steps": steps})
-    print(train(cfg, out=out, resume=resume, device=device))
+    print(train(cfg, out=out, resume=resume, device=device, threads=threads))
