@@ -66,3 +66,101 @@ def to_rgb(frames: np.ndarray) -> np.ndarray:
     if frames.ndim == 4 and frames.shape[-1] == 3:
         return frames
     return np.repeat(frames[..., None], 3, axis=-1)
+
+
+# ----------------------------------------------------------------------------- slice sampling
+#: named slice-sampling presets (option value -> spec)
+SAMPLING_PRESETS = {
+    # VLM3D text-to-CT evaluator (forithmus/VLM3D-Dockers ctgen_evaluation): the central 40% of slices
+    "vlm3d": "central:0.4",
+    # a CPU-practical protocol for quick looks (trace-bench run --fast): 16 slices from the central 40%
+    "fast": "central:0.4:16",
+}
+
+
+@dataclass(frozen=True)
+class SliceSampling:
+    """Which axial slices of a volume a slice-feature metric uses. Named and part of the protocol id:
+
+    * ``all``: every slice;
+    * ``K`` (an integer): K evenly spaced slices (``round(linspace(0, n-1, K))``);
+    * ``every:K``: every K-th slice from the first;
+    * ``central:F``: the central fraction F of the slices (``floor(n (1-F) / 2)`` on each side);
+    * ``central:F:K``: K evenly spaced slices of the central fraction F;
+    * presets: ``vlm3d`` = ``central:0.4``, ``fast`` = ``central:0.4:16``.
+    """
+
+    spec: str = "all"
+
+    @classmethod
+    def parse(cls, value: object) -> "SliceSampling":
+        from .errors import ConfigError
+
+        raw = str(value).strip()
+        text = SAMPLING_PRESETS.get(raw, raw)
+        s = cls(text)
+        try:
+            s._parts()
+        except (ValueError, IndexError):
+            raise ConfigError(f"slice sampling {value!r}: expected all, an integer K >= 1, every:K, central:F or "
+                              f"central:F:K (0 < F <= 1), or a preset ({', '.join(SAMPLING_PRESETS)})") from None
+        return s
+
+    def _parts(self) -> tuple[str, float, int | None]:
+        t = self.spec
+        if t == "all":
+            return "all", 1.0, None
+        if t.isdigit():
+            k = int(t)
+            if k < 1:
+                raise ValueError(t)
+            return "count", 1.0, k
+        kind, _, rest = t.partition(":")
+        if kind == "every":
+            k = int(rest)
+            if k < 1:
+                raise ValueError(t)
+            return "every", 1.0, k
+        if kind == "central":
+            f_txt, _, k_txt = rest.partition(":")
+            f = float(f_txt)
+            k = int(k_txt) if k_txt else None
+            if not 0.0 < f <= 1.0 or (k is not None and k < 1):
+                raise ValueError(t)
+            return "central", f, k
+        raise ValueError(t)
+
+    @property
+    def id(self) -> str:
+        """``all`` / ``K`` (as the earlier protocol ids spelled them), ``every3``, ``central0.4``, ``central0.4x16``."""
+        kind, f, k = self._parts()
+        if kind == "all":
+            return "all"
+        if kind == "count":
+            return str(k)
+        if kind == "every":
+            return f"every{k}"
+        return f"central{f:g}" + (f"x{k}" if k is not None else "")
+
+    @property
+    def legacy_count(self) -> int | None | str:
+        """The earlier ``k`` (None = all) when the spec is one of the earlier two forms, else the id."""
+        kind, _, k = self._parts()
+        return None if kind == "all" else (k if kind == "count" else self.id)
+
+    def indices(self, n: int) -> np.ndarray:
+        kind, f, k = self._parts()
+        if n <= 0:
+            return np.zeros(0, dtype=int)
+        if kind == "all":
+            return np.arange(n)
+        if kind == "every":
+            return np.arange(0, n, k)
+        lo, hi = 0, n
+        if kind == "central":
+            cut = int(np.floor(n * (1.0 - f) / 2.0))
+            lo, hi = cut, max(cut + 1, n - cut)
+        m = hi - lo
+        if k is None or k >= m:
+            return np.arange(lo, hi)
+        return lo + np.unique(np.round(np.linspace(0, m - 1, int(k))).astype(int))
