@@ -171,6 +171,8 @@ from . import metrics as _metrics  # noqa: E402,F401
 from . import audit as _audit  # noqa: E402,F401
 from . import study as _study  # noqa: E402,F401
 from . import prompts as _prompts  # noqa: E402,F401
+from . import profile_command as _profile_command  # noqa: E402,F401
+from . import regress as _regress  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
