@@ -110,7 +110,7 @@ def test_option_from_toml_and_validation(data, tmp_path, plugin):
     bad = [(["--option", "sharpness_test.axis=w"], "expected one of z, y, x"),
            (["--option", "sharpness_test.axes=y"], "has no option 'axes'"),
            (["--option", "nosuchmetric.axis=y"], "unknown metric 'nosuchmetric'"),
-           (["--option", "fid.slices=0"], "expected >= 1"),
+           (["--option", "fid.slices=0"], "an integer K >= 1"),
            (["--option", "fid.weights=inception"], "expected one of inception-fid, inception-fid-pth"),
            (["--option", "noequals"], "METRIC.OPTION=VALUE")]
     for extra, msg in bad:

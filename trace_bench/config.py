@@ -133,6 +133,10 @@ class RunConfig:
     geometry: str = "refuse"
     #: write paths relative to the output folder (config.toml, provenance) so OUT can be moved
     relative_paths: bool = False
+    #: CPU-practical protocol for quick looks: each metric option's declared ``fast`` value (e.g. 16
+    #: slices from the central 40% for FID/KID/PRDC, 2 clips for FVD); shows in every protocol id,
+    #: never the default for published numbers
+    fast: bool = False
     #: "DIR[:FORMAT]": the training set of the audited generator; adds the memorization audit
     #: (OUT/audit/, a report section) against it, calibrated on the reference (held-out) set
     train_reference: str | None = None
@@ -201,6 +205,7 @@ class RunConfig:
             raise ConfigError(f"geometry: expected one of {', '.join(GEOMETRY_POLICIES)}, got {self.geometry!r}")
         _check_bool("relative_paths", self.relative_paths)
         _check_str("train_reference", self.train_reference, optional=True)
+        _check_bool("fast", self.fast)
         return self
 
     # ------------------------------------------------------------------ conversions

@@ -127,6 +127,7 @@ def run_cmd(
     geometry: Optional[str] = typer.Option(None, "--geometry", help="What to do when a generated volume's grid differs from its reference's: see `trace-bench run --help` in the README (default warn)."),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Exit 1 when any error row is written or a method has no scored case."),
     relative_paths: Optional[bool] = typer.Option(None, "--relative-paths/--absolute-paths", help="Keep absolute input paths out of reports and provenance."),
+    fast: Optional[bool] = typer.Option(None, "--fast/--full", help="CPU-practical protocol for quick looks (16 slices from the central 40% for FID/KID/PRDC, 2 clips for FVD, every 8th slice for FID 2.5D); in every protocol id; not for published numbers."),
     train_reference: Optional[str] = typer.Option(None, "--train-reference", help="DIR[:FORMAT] of the generator's training volumes: adds the memorization audit (OUT/audit/, report section), calibrated on --reference."),
 ) -> None:
     """Score generated volumes against a reference set: per_case.csv, summary.csv, errors.csv,
@@ -138,7 +139,7 @@ def run_cmd(
 
     cfg = build_config(config, out=out, reference=reference, reference_format=reference_format, methods=method,
                        metrics=metrics, options=option, geometry=geometry, strict=strict, relative_paths=relative_paths,
-                       train_reference=train_reference,
+                       train_reference=train_reference, fast=fast,
                        segmenter=segmenter, classes=classes, reference_masks=reference_masks,
                        method_masks=method_masks, prompts=prompts, device=device, workers=workers,
                        skip_unavailable=skip_unavailable, weights=weights, profiles=profile, seed=seed,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Iterable, Literal
+from typing import Any, Callable, ClassVar, Iterable, Literal
 
 import numpy as np
 
@@ -74,6 +74,11 @@ class Option:
     maximum: float | None = None
     #: values that mean "no limit" besides the typed ones (e.g. "all" for a slice count)
     special: tuple[str, ...] = ()
+    #: a parser that validates and normalises the value (raises ConfigError); replaces the type check
+    parser: Callable[[Any], Any] | None = None
+    #: the value under ``trace-bench run --fast`` (a CPU-practical protocol for quick looks; it shows in
+    #: the protocol id, so fast numbers are never mistaken for full ones); None = unchanged
+    fast: Any = None
     #: False when the value cannot change any number (e.g. a cache switch), or when the metric's
     #: ``base_protocol_id`` already spells it out; otherwise a changed value is appended to the
     #: protocol id (and so to every cache key)
@@ -81,6 +86,11 @@ class Option:
 
     def parse(self, value: Any, metric: str) -> Any:
         where = f"option {metric}.{self.name}"
+        if self.parser is not None:
+            try:
+                return self.parser(value)
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
         if isinstance(value, str) and value in self.special:
             return value
         if value is None and self.default is None:
@@ -210,6 +220,11 @@ class Metric:
                 avail = ", ".join(sorted(known)) or "none"
                 raise ConfigError(f"option {cls.name}.{k}: {cls.name} has no option {k!r} (options: {avail}).{hint}")
         return {name: o.parse(given[name], cls.name) if name in given else o.default for name, o in known.items()}
+
+    @classmethod
+    def fast_options(cls) -> dict[str, Any]:
+        """The option values of the ``--fast`` protocol (declared per option)."""
+        return {o.name: o.fast for o in cls.options if o.fast is not None}
 
     @classmethod
     def option_protocol(cls, opts: dict[str, Any]) -> str:

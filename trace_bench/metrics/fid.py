@@ -38,7 +38,8 @@ from ..volume import Volume
 from . import frechet
 from .backbone import Backbone
 from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
-from .feature_spaces import inception_features, inception_slice_features, load_inception_backbone
+from .feature_spaces import (SLICES_OPTION, inception_features, inception_slice_features, load_inception_backbone,
+                             sampling_id, slices_of)
 from .feature_spaces import select_slices  # noqa: F401  (re-exported: trace_bench.metrics.fid.select_slices)
 
 PLANES = ("axial", "coronal", "sagittal")
@@ -115,20 +116,17 @@ class FID(_InceptionMetric):
     name = "fid"
     outputs = {"fid": Output(False, "FID", digits=1, rank=0, tolerance=FID_TOL)}
     options = (WEIGHTS_OPTION,
-               Option("slices", "all", "keep k evenly spaced axial slices per volume instead of all", type=int,
-                      minimum=1, special=("all",), in_protocol_id=False),
+               SLICES_OPTION,
                CACHE_OPTION)
     description = "Frechet Inception Distance of axial slices (Inception-v3 pool features, pytorch-fid formula)"
 
-    def _k(self) -> int | None:
-        k = self.opts["slices"]
-        return None if k == "all" else int(k)
+    def _k(self):
+        return slices_of(self.opts)
 
     def base_protocol_id(self, ctx: RunContext) -> str:
         from ..extractors.inception import PREPROCESS_ID
 
-        k = self._k()
-        return f"{ctx.protocol.id}|{self.opts['weights']}:{PREPROCESS_ID}|slices={'all' if k is None else k}|ddof=1"
+        return f"{ctx.protocol.id}|{self.opts['weights']}:{PREPROCESS_ID}|slices={sampling_id(self._k())}|ddof=1"
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
         return frechet.features_state(inception_slice_features(self.net, data, ctx, self.opts["weights"], self._k(),
@@ -151,7 +149,8 @@ class FID2p5D(_InceptionMetric):
     options = (WEIGHTS_OPTION,
                Option("spacing", 1.5, "isotropic resampling spacing in mm before slicing", type=float,
                       minimum=0.1, maximum=20.0, in_protocol_id=False),
-               Option("every_k", 2, "keep every k-th slice of each plane", type=int, minimum=1, in_protocol_id=False),
+               Option("every_k", 2, "keep every k-th slice of each plane", type=int, minimum=1, in_protocol_id=False,
+                      fast=8),
                CACHE_OPTION)
     description = "MAISI-style 2.5D FID: isotropic cube, axial/coronal/sagittal slices, FID per plane and mean"
 

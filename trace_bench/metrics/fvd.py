@@ -51,7 +51,7 @@ class FVD(Metric):
                "VideoGPT/TATS state dict (i3d-tats)", choices=("i3d-torchscript", "i3d-tats"), in_protocol_id=False),
         Option("frames", 16, "slices per clip", type=int, minimum=2, maximum=256, in_protocol_id=False),
         Option("clips", "all", "keep at most k clips per volume (seeded choice) instead of all", type=int, minimum=1,
-               special=("all",), in_protocol_id=False),
+               special=("all",), in_protocol_id=False, fast=2),
         Option("feature_cache", True, "cache I3D features on disk by content hash", type=bool, in_protocol_id=False),
     )
     description = "Frechet Video Distance of 16-slice clips, I3D Kinetics-400 features (StyleGAN-V protocol)"

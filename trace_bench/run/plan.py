@@ -125,7 +125,14 @@ def instantiate_metrics(config: RunConfig) -> list[Metric]:
     for metric in opts:
         if metric not in METRICS:
             METRICS.get(metric)  # raises with the list of metrics and a suggestion
-    return [METRICS.get(n)(opts.get(n, {})) for n in names]
+    out = []
+    for n in names:
+        cls = METRICS.get(n)
+        given = dict(opts.get(n, {}))
+        if getattr(config, "fast", False):  # --fast: the declared fast values, unless the user set the option
+            given = {**cls.fast_options(), **given}
+        out.append(cls(given))
+    return out
 
 
 def check_metric_options(config: RunConfig) -> None:
