@@ -164,6 +164,7 @@ from . import compare as _compare  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import segment as _segment  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
+from . import prepare as _prepare  # noqa: E402,F401
 from . import generate as _generate  # noqa: E402,F401
 from . import profile as _profile  # noqa: E402,F401
 from . import merge as _merge  # noqa: E402,F401
