@@ -10,10 +10,14 @@ CT ``lung1`` at full resolution (48 x 256 x 256, 5 x 1.14 x 1.14 mm), scored aga
   ``extent`` rule (a different anatomy).
 
 Both implementations get the same one-hot classes and spacing; values must agree to 1e-3 mm.
+The torch path (``hd95(..., device=...)``, :mod:`trace_bench.metrics.hausdorff_torch`) is timed
+too: on the CPU for the record (``--torch-cpu-repeat`` runs, 0 to skip; it is brute force in
+float32 with an exact float64 re-check, ~100-200x slower than the KD-trees there: minutes per
+case on 2 cores) and on CUDA when a GPU is present; its values must equal ours exactly.
 Timing: best of ``--repeat`` runs each (after one warm-up), interleaved; "ours" uses all cores
 (threads across classes, parallel KD-tree queries), "1-thread" shows the single-core gain. Run:
 
-    .venv/bin/python benchmarks/bench_hd95.py [--repeat 5] [--threads N]
+    .venv/bin/python benchmarks/bench_hd95.py [--repeat 5] [--threads N] [--torch-cpu-repeat 1]
 """
 
 from __future__ import annotations
@@ -51,12 +55,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="trace-bench worker threads (default: all cores)")
+    ap.add_argument("--torch-cpu-repeat", type=int, default=1, help="runs of the torch path on the CPU (0: skip)")
     args = ap.parse_args()
 
     import torch
     from monai.metrics import HausdorffDistanceMetric
 
     from trace_bench.metrics import hd95
+    from trace_bench.metrics.hausdorff import hd95_torch
+
+    cuda = torch.cuda.is_available()
 
     spacing, ref, cases = _cases()
     labels = [1, 2]
@@ -64,6 +72,7 @@ def main() -> None:
           f"cores {os.cpu_count()}, torch threads {torch.get_num_threads()}")
     print(f"{'case':<8} {'monai s':>9} {'ours s':>9} {'ratio':>7} {'ours 1-thread s':>16} {'ratio':>7}   max |diff| mm   hd95 per class (ours)")
     ratios = []
+    torch_rows = []
     for name, pred in cases.items():
         y_pred = torch.from_numpy(np.stack([pred == l for l in labels])[None].astype(np.float32))
         y = torch.from_numpy(np.stack([ref == l for l in labels])[None].astype(np.float32))
@@ -99,7 +108,37 @@ def main() -> None:
               + ", ".join(f"{l}: {vo[l]:.3f}" for l in labels))
         if diff > 1e-3:
             raise SystemExit(f"values differ from MONAI by {diff} mm")
+        row = [name, min(to)]
+        for dev, rep in (("cpu", args.torch_cpu_repeat), ("cuda", args.repeat if cuda else 0)):
+            if rep <= 0:
+                row += [None]
+                continue
+
+            def run_torch():
+                out = hd95_torch(pred, ref, spacing, labels=labels, device=dev)
+                if dev == "cuda":
+                    torch.cuda.synchronize()
+                return out
+
+            if dev == "cuda":
+                run_torch()  # warm-up (CUDA context, kernels)
+            tt = []
+            for _ in range(rep):
+                t = time.perf_counter()
+                vt = run_torch()
+                tt.append(time.perf_counter() - t)
+            if vt != vo:
+                raise SystemExit(f"torch path on {dev} differs from the numpy path: {vt} vs {vo}")
+            row += [min(tt)]
+        torch_rows.append(row)
     print(f"speed-up vs MONAI (geometric mean): {float(np.exp(np.mean(np.log(ratios)))):.2f}x")
+    print(f"\ntorch path (values equal to ours exactly){'' if cuda else '; no CUDA device: GPU column empty'}")
+    print(f"{'case':<8} {'ours s':>9} {'torch cpu s':>12} {'ours/it':>8} {'torch cuda s':>13} {'ours/it':>8}")
+    for name, t_ours, t_cpu, t_cuda in torch_rows:
+        cells = []
+        for v in (t_cpu, t_cuda):
+            cells += ["-", "-"] if v is None else [f"{v:.3f}", f"{t_ours / v:.2f}x"]
+        print(f"{name:<8} {t_ours:9.3f} {cells[0]:>12} {cells[1]:>8} {cells[2]:>13} {cells[3]:>8}")
 
 
 if __name__ == "__main__":

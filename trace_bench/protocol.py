@@ -33,22 +33,32 @@ class FrameProtocol:
         lo, hi = self.window
         return f"ct-frames-v{self.version}:{self.size}px:hu[{lo:g},{hi:g}]:bilinear-aa:round-half-up"
 
-    def frames(self, volume: Volume) -> np.ndarray:
-        """uint8 frames (T, size, size), T = number of axial slices, inferior first."""
-        return hu_to_frames(volume.array, self.size, self.window)
+    def frames(self, volume: Volume, device: str | torch.device | None = None) -> np.ndarray:
+        """uint8 frames (T, size, size), T = number of axial slices, inferior first. ``device``: where
+        the resize + window + rounding run (default CPU); the frames are the same on every device."""
+        return hu_to_frames(volume.array, self.size, self.window, device=device)
 
 
 DEFAULT_PROTOCOL = FrameProtocol()
 
 
-def resize_slices(array_zyx: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear in-plane resize of every slice to (size, size), float32."""
-    t = torch.from_numpy(np.ascontiguousarray(array_zyx, dtype=np.float32))
+def _on_cpu(device: str | torch.device | None) -> bool:
+    return device is None or torch.device(device).type == "cpu"
+
+
+def _resize_t(t: torch.Tensor, size: int) -> torch.Tensor:
     if t.shape[1:] == (size, size):
-        return t.numpy()
+        return t
     shrinking = t.shape[1] > size or t.shape[2] > size
-    out = F.interpolate(t[:, None], size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
-    return out[:, 0].numpy()
+    return F.interpolate(t[:, None], size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)[:, 0]
+
+
+def resize_slices(array_zyx: np.ndarray, size: int, device: str | torch.device | None = None) -> np.ndarray:
+    """Bilinear in-plane resize of every slice to (size, size), float32 (computed on ``device``)."""
+    t = torch.from_numpy(np.ascontiguousarray(array_zyx, dtype=np.float32))
+    if _on_cpu(device):
+        return _resize_t(t, size).numpy()
+    return _resize_t(t.to(device), size).cpu().numpy()
 
 
 def window_to_uint8(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -57,8 +67,28 @@ def window_to_uint8(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return np.floor(v + np.float32(0.5)).astype(np.uint8)
 
 
-def hu_to_frames(array_zyx: np.ndarray, size: int = 256, window: tuple[float, float] = (-1000.0, 1000.0)) -> np.ndarray:
-    return window_to_uint8(resize_slices(array_zyx, size), window)
+def window_to_uint8_torch(hu: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
+    """:func:`window_to_uint8` on a float32 tensor (any device), the same float32 operations in the
+    same order: clip to the float32 window, subtract, scale by float32 ``255 / (hi - lo)``, add 0.5, floor."""
+    lo, hi = float(np.float32(window[0])), float(np.float32(window[1]))
+    scale = float(np.float32(255.0 / (float(window[1]) - float(window[0]))))
+    v = (torch.clamp(hu, lo, hi) - lo) * scale
+    return torch.floor(v + 0.5).to(torch.uint8)
+
+
+def hu_to_frames_torch(array_zyx: np.ndarray, size: int = 256, window: tuple[float, float] = (-1000.0, 1000.0),
+                       device: str | torch.device = "cpu") -> np.ndarray:
+    """:func:`hu_to_frames` with the resize, window and rounding in torch on ``device`` (uint8 on the host)."""
+    t = torch.from_numpy(np.ascontiguousarray(array_zyx, dtype=np.float32)).to(device)
+    return window_to_uint8_torch(_resize_t(t, size), window).cpu().numpy()
+
+
+def hu_to_frames(array_zyx: np.ndarray, size: int = 256, window: tuple[float, float] = (-1000.0, 1000.0),
+                 device: str | torch.device | None = None) -> np.ndarray:
+    """ct-frames-v1 frames; ``device`` None / CPU = the numpy path, else :func:`hu_to_frames_torch` there."""
+    if _on_cpu(device):
+        return window_to_uint8(resize_slices(array_zyx, size), window)
+    return hu_to_frames_torch(array_zyx, size, window, device)
 
 
 def to_rgb(frames: np.ndarray) -> np.ndarray:

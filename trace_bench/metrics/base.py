@@ -157,7 +157,7 @@ class CaseData:
     @cached_property
     def frames(self) -> np.ndarray:
         """uint8 (T, H, W), see :mod:`trace_bench.protocol`."""
-        return self.protocol.frames(self.volume)
+        return self.protocol.frames(self.volume, device=self.device)
 
     @cached_property
     def reference_frames(self) -> np.ndarray | None:

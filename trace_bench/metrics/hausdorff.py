@@ -19,6 +19,9 @@ from six shifted boolean ANDs, surface voxels shared by both masks have distance
 queried, the KD-trees are built unbalanced (faster to build, same answers) and queried with all
 cores, and classes run in a thread pool (scipy releases the GIL).
 
+GPU: ``hd95(..., device="cuda")`` runs :mod:`.hausdorff_torch` (same per-class driver
+:func:`per_class_hd`, same surfaces, the same float64 distances bit for bit, same quantile).
+
 Empty structures (trace-bench policy, see :data:`EMPTY_POLICY`): a class present in one map and
 absent in the other is a **miss** and scores the image diagonal ``|| (shape - 1) * spacing ||`` in
 mm (the largest distance two voxels of the grid can have), so it counts in the mean instead of
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -129,8 +132,8 @@ def _directed(src: np.ndarray, dst: np.ndarray, shared: np.ndarray, tree: cKDTre
     return d
 
 
-def _quantile(d: np.ndarray, percentile: float) -> float:
-    """MONAI's arithmetic: float32 distances, ``torch.quantile`` (linear). torch.quantile computes
+def quantile_monai(d: np.ndarray, percentile: float) -> float:
+    """``percentile`` of the distances ``d`` with MONAI's arithmetic: float32 distances, ``torch.quantile`` (linear). torch.quantile computes
     the interpolation position in float32, which moves the result by up to ~1e-3 mm on 10^5 surface
     voxels; doing the same keeps our values equal to MONAI's instead of merely close."""
     import torch
@@ -148,7 +151,7 @@ def _class_hd(pm: np.ndarray, rm: np.ndarray, scale: np.ndarray, percentile: flo
     tp = cKDTree(np.argwhere(sp) * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
     d_pr = _directed(sp, sr, shared, tr, scale, workers)
     d_rp = _directed(sr, sp, shared, tp, scale, workers)
-    return max(_quantile(d_pr, percentile), _quantile(d_rp, percentile))
+    return max(quantile_monai(d_pr, percentile), quantile_monai(d_rp, percentile))
 
 
 def _boxes(a: np.ndarray, max_label: int) -> list:
@@ -158,15 +161,45 @@ def _boxes(a: np.ndarray, max_label: int) -> list:
 
 
 def hd95(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | None = None,
-         labels: Iterable[int] | None = None, *, percentile: float = 95.0, threads: int | None = None) -> dict[int, float]:
+         labels: Iterable[int] | None = None, *, percentile: float = 95.0, threads: int | None = None,
+         device: str | None = None) -> dict[int, float]:
     """Symmetric ``percentile`` Hausdorff distance (mm) per label: ``{label: float}``.
 
     ``pred``/``ref``: integer label maps of equal shape (z, y, x); ``spacing``: voxel size in mm
     (z, y, x), a scalar, or ``None`` for 1. ``labels=None`` scores every non-zero label present in
     either map. ``percentile=100`` gives the classic Hausdorff distance. ``threads``: worker
     threads across classes and KD-tree queries (default all cores; values do not depend on it).
+    ``device``: ``None`` / ``"cpu"`` = this numpy/scipy path; a torch device (``"cuda"``,
+    ``"cuda:1"``) = :func:`hd95_torch` (:mod:`.hausdorff_torch`) on that device, same values
+    (the same set of float64 distances, hence the same quantile).
     Empty-structure policy: :data:`EMPTY_POLICY`.
     """
+    if device is not None and str(device) != "cpu":
+        return hd95_torch(pred, ref, spacing, labels, percentile=percentile, device=device)
+    return per_class_hd(pred, ref, spacing, labels, percentile, threads, _class_hd)
+
+
+def hd95_torch(pred, ref, spacing: float | Sequence[float] | None = None, labels: Iterable[int] | None = None,
+               *, percentile: float = 95.0, device="cpu") -> dict[int, float]:
+    """:func:`hd95` computed with torch on ``device`` (any torch device, CPU included, which is how
+    the tests compare it with the numpy path); same values. Label maps: numpy arrays or tensors."""
+    from .hausdorff_torch import class_hd_torch
+
+    p = pred.cpu().numpy() if hasattr(pred, "cpu") else pred
+    r = ref.cpu().numpy() if hasattr(ref, "cpu") else ref
+
+    def one(pm: np.ndarray, rm: np.ndarray, scale: np.ndarray, pct: float, workers: int) -> float:
+        return class_hd_torch(pm, rm, scale, pct, device, quantile_monai)
+
+    return per_class_hd(p, r, spacing, labels, percentile, 1, one)
+
+
+def per_class_hd(pred: np.ndarray, ref: np.ndarray, spacing, labels, percentile: float, threads: int | None,
+                 class_hd: Callable[[np.ndarray, np.ndarray, np.ndarray, float, int], float]) -> dict[int, float]:
+    """The per-class driver shared by every HD95 engine: input checks, the empty-structure policy,
+    one ``find_objects`` pass, each class cropped to the union box of both masks plus a 1-voxel
+    margin, then ``class_hd(pred_mask, ref_mask, spacing_mm, percentile, workers)`` on the crops
+    (in a thread pool when ``threads`` != 1 and there are several classes)."""
     p, r = check_label_maps(pred, ref)
     if not 0 <= percentile <= 100:
         raise ValueError(f"Expected a percentile in [0, 100], got {percentile}")
@@ -189,7 +222,7 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: float | Sequence[float] | N
             return diag
         box = tuple(slice(max(min(x.start, y.start) - 1, 0), min(max(x.stop, y.stop) + 1, n))
                     for x, y, n in zip(a, b, p.shape))
-        return _class_hd(p[box] == label, r[box] == label, scale, percentile, workers)
+        return class_hd(p[box] == label, r[box] == label, scale, percentile, workers)
 
     if len(labs) == 1 or workers == 1:
         vals = [one(l) for l in labs]

@@ -88,10 +88,12 @@ def summarize(per_class: dict[str, dict[int, float]]) -> tuple[dict[str, float],
     return out, n
 
 
-def segmentation_scores(pred: np.ndarray, ref: np.ndarray, spacing, labels=None) -> dict[str, dict[int, float]]:
-    """``{"dice": {label: v}, "jaccard": {...}, "hd95": {...}}`` for two label maps on one grid."""
+def segmentation_scores(pred: np.ndarray, ref: np.ndarray, spacing, labels=None,
+                        device: str | None = None) -> dict[str, dict[int, float]]:
+    """``{"dice": {label: v}, "jaccard": {...}, "hd95": {...}}`` for two label maps on one grid;
+    ``device``: where HD95 runs (None = the CPU path; a CUDA device = its torch path, same values)."""
     return {"dice": dice(pred, ref, labels), "jaccard": jaccard(pred, ref, labels),
-            "hd95": hd95(pred, ref, spacing, labels)}
+            "hd95": hd95(pred, ref, spacing, labels, device=device)}
 
 
 def _family(metric: str, label: str, unit: str, rank: float, hib: bool) -> dict[str, Output]:
@@ -218,7 +220,8 @@ class Segmentation(Metric):
         gen = self._label_map(data, ctx, "generated")
         pred = resample_labels(gen.labels, ref.shape, rule, gen.affine, ref.affine)
         labels = _FIXED_LABELS.get(classes)
-        scores = segmentation_scores(pred, ref.labels, ref.spacing, labels)
+        hd_device = ctx.device if str(ctx.device).startswith("cuda") else None
+        scores = segmentation_scores(pred, ref.labels, ref.spacing, labels, device=hd_device)
         means, n = summarize(scores)
         out: dict[str, float] = {**means, "seg_n_classes": float(n)}
         names = {**ref.names, **gen.names}
