@@ -24,6 +24,7 @@ import numpy as np
 
 def make_cases(root: Path, n: int) -> tuple[Path, Path]:
     from trace_bench.io import read_volume, write_nifti
+    from trace_bench.volume import Volume
 
     demo = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
     vols = [read_volume(p) for p in sorted(demo.glob("*.nii.gz"))]
@@ -31,7 +32,7 @@ def make_cases(root: Path, n: int) -> tuple[Path, Path]:
     for i in range(n):
         v = vols[i % len(vols)]
         z0 = (i // len(vols)) * 2
-        crop = v.with_array(v.array[z0:z0 + 24].copy())
+        crop = Volume(v.array[z0:z0 + 24].copy(), v.spacing, v.affine, {})
         write_nifti(crop, root / "ref" / f"c{i:03d}.nii.gz")
         noisy = crop.with_array(crop.array + rng.normal(0, 40, crop.shape).astype(np.float32))
         write_nifti(noisy, root / "gen" / f"c{i:03d}.nii.gz")
