@@ -274,3 +274,4 @@ def test_default_metrics_run_what_is_installed(data, tmp_path, monkeypatch):
     summary = pd.read_csv(tmp_path / "o" / "summary.csv")
     assert {"temporal_flickering", "dice"} <= set(summary.metric)
     assert {"fid", "kid", "prdc_precision", "prdc_coverage"} <= set(summary.metric)  # Inception metrics share features
+    assert not {"fid_2p5d", "fd_astra"} & set(summary.metric)  # expensive ones only when named

@@ -153,6 +153,9 @@ class FID2p5D(_InceptionMetric):
                       fast=8),
                CACHE_OPTION)
     description = "MAISI-style 2.5D FID: isotropic cube, axial/coronal/sagittal slices, FID per plane and mean"
+    #: three planes of an isotropic cube: several times FID's Inception work, so named explicitly
+    #: (or ``all``) rather than part of ``--metrics available``
+    in_default_set = False
 
     def _opts(self) -> tuple[float, int]:
         return float(self.opts["spacing"]), int(self.opts["every_k"])
