@@ -11,7 +11,6 @@ bold. Fractions are stored as fractions and shown as percentages. The paper's ow
 from __future__ import annotations
 
 import csv
-import html
 import io
 import math
 from dataclasses import dataclass, field
@@ -356,28 +355,6 @@ def to_latex(t: Table, *, ci: bool = True, caption: str | None = None, label: st
         out.append(r"\par\smallskip{\footnotesize " + " ".join(tex_escape(n) for n in t.notes) + "}")
     out.append(r"\end{table}")
     return "\n".join(out) + "\n"
-
-
-def to_html(t: Table) -> str:
-    cls = "published" if t.published else "ours"
-    h = [f'<table class="{cls}" id="{t.key}{"-published" if t.published else ""}">',
-         f"<caption>{html.escape(t.title)}</caption>", "<thead><tr><th>Method</th>"]
-    h += [f"<th>{html.escape(_head(t, c))}</th>" for c in t.columns]
-    h.append("</tr></thead><tbody>")
-    for m, cells in t.rows:
-        h.append(f"<tr><th scope=\"row\">{html.escape(t.row_label(m))}</th>")
-        for c in t.columns:
-            cell = cells.get(c, Cell("–"))
-            txt = html.escape(cell.text)
-            if cell.best:
-                txt = f"<b>{txt}</b>"
-            if cell.ci:
-                txt += f'<br><span class="ci">{html.escape(cell.ci)}</span>'
-            h.append(f"<td>{txt}</td>")
-        h.append("</tr>")
-    h.append("</tbody></table>")
-    h += [f'<p class="note">{html.escape(n)}</p>' for n in t.notes]
-    return "\n".join(h) + "\n"
 
 
 def to_csv(t: Table, res: Results) -> str:

@@ -214,14 +214,6 @@ def test_metrics_registered_with_outputs_and_weights():
         FDAstra({"mode": "abdomen"})
 
 
-@pytest.mark.parametrize("backbone", ["medicalnet-resnet50", "vlm3d-ctnet"])
-def test_unimplemented_backbones_refused_in_one_line(backbone):
-    with pytest.raises(ConfigError) as e:
-        KIDAstra({"backbone": backbone})
-    msg = str(e.value)
-    assert "not implemented" in msg and backbone in msg and "\n" not in msg
-
-
 def test_set_metrics_on_random_features_match_functional_twins():
     rng = np.random.default_rng(1)
     g = rng.normal(size=(12, 2048)).astype(np.float32)

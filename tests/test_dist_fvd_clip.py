@@ -17,7 +17,7 @@ from trace_bench.volume import Volume
 SMALL = FrameProtocol(size=64)  # smaller frames keep the random-network tests fast
 
 
-def _vol(seed: int, z: int = 40) -> Volume:
+def ct_crop_volume(seed: int, z: int = 40) -> Volume:
     rng = np.random.default_rng(seed)
     a = rng.normal(-300, 400, size=(z, 32, 32)).astype(np.float32)
     return Volume(a, (5.0, 1.0, 1.0), np.eye(4), {})
@@ -56,7 +56,7 @@ def test_fvd_end_to_end_with_torchscript_file(i3d_script, tmp_path):
     ctx = RunContext(weights={"i3d-torchscript": str(i3d_script)}, cache_dir=str(tmp_path), seed=3)
     states = {}
     for cid, seed in (("a", 0), ("b", 1), ("c", 2)):
-        states[cid] = spec.case_state(CaseData("m", cid, _vol(seed), protocol=SMALL), ctx)
+        states[cid] = spec.case_state(CaseData("m", cid, ct_crop_volume(seed), protocol=SMALL), ctx)
         assert states[cid]["features"].shape == (2, 400)  # 40 slices -> 2 clips of 16
     gen = spec.merge([states["a"], states["b"]])
     ref = spec.merge([states["c"]])
@@ -68,7 +68,7 @@ def test_fvd_end_to_end_with_torchscript_file(i3d_script, tmp_path):
     assert st["mu"].shape == (400,) and int(st["n"]) == 4 and int(st["ddof"]) == 0
     # too short a volume is refused with the case named
     with pytest.raises(Exception, match="at least 16 slices"):
-        spec.case_state(CaseData("m", "short", _vol(4, z=10), protocol=SMALL), ctx)
+        spec.case_state(CaseData("m", "short", ct_crop_volume(4, z=10), protocol=SMALL), ctx)
 
 
 def test_clip_sampling_is_seeded_and_order_free():
@@ -124,7 +124,7 @@ def test_fvd_missing_and_corrupt_weights(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- CLIP
-def _tiny_clip(quick_gelu: bool = True):
+def tiny_clip(quick_gelu: bool = True):
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
     torch.manual_seed(0)
@@ -136,7 +136,7 @@ def _tiny_clip(quick_gelu: bool = True):
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
-    m = _tiny_clip()
+    m = tiny_clip()
     sd = dict(m.state_dict())
     sd.update(input_resolution=torch.tensor(64), context_length=torch.tensor(77), vocab_size=torch.tensor(49408))
     p = tmp_path_factory.mktemp("clip") / "tiny-openai.pt"
@@ -216,7 +216,7 @@ def test_clip_score_case_metric(clip_file):
     spec = METRICS.get("clip_score")({"slices": 4})
     assert spec.kind == "case" and spec.needs_prompt and spec.columns == {"clip_score": True}
     ctx = RunContext(weights={"clip-vit-b32": str(p)})
-    data = CaseData("m", "a", _vol(0, z=12), prompt="right upper lobe nodule", protocol=SMALL)
+    data = CaseData("m", "a", ct_crop_volume(0, z=12), prompt="right upper lobe nodule", protocol=SMALL)
     got = spec.case_values(data, ctx)["clip_score"]
     # by hand, torchmetrics' definition: 100 * cos per (slice, prompt) pair, max(mean, 0)
     cm = load_clip_model(path=p)
@@ -229,7 +229,7 @@ def test_clip_score_case_metric(clip_file):
     assert per.tolist() == [-100.0, 100.0] and score == 0.0
     assert clip_score_from_features(torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 0.0]]))[0] == 0.0
     with pytest.raises(Exception, match="prompt"):
-        spec.case_values(CaseData("m", "b", _vol(1, z=12), protocol=SMALL), ctx)
+        spec.case_values(CaseData("m", "b", ct_crop_volume(1, z=12), protocol=SMALL), ctx)
 
 
 def test_clip_missing_and_wrong_file(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_dist_fvd_clip import SMALL, TinyStyleGANVI3D, _tiny_clip, _vol
+from tests.test_dist_fvd_clip import SMALL, ct_crop_volume, i3d_script, tiny_clip  # noqa: F401  (i3d_script: a fixture)
 from trace_bench.errors import ConfigError
 from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.kid import kid_from_features, mmd2_unbiased, poly_kernel
@@ -215,18 +215,10 @@ def test_streaming_api(volumes, tmp_path):
 
 
 # ============================================================================= end to end: I3D, CLIP
-@pytest.fixture(scope="module")
-def i3d_script(tmp_path_factory):
-    torch.manual_seed(0)
-    p = tmp_path_factory.mktemp("w") / "i3d_torchscript.pt"
-    torch.jit.script(TinyStyleGANVI3D().eval()).save(str(p))
-    return p
-
-
 def test_kid_prdc_i3d_share_fvd_features(i3d_script, tmp_path):
     ctx = RunContext(weights={"i3d-torchscript": str(i3d_script)}, cache_dir=str(tmp_path), seed=3)
     fvd, kid, prdc = METRICS.get("fvd")(), METRICS.get("kid_i3d")(), METRICS.get("prdc_i3d")({"nearest_k": 3})
-    vols = {c: _vol(s, z=70) for c, s in (("a", 0), ("b", 1), ("c", 2), ("d", 3))}  # 70 slices -> 4 clips
+    vols = {c: ct_crop_volume(s, z=70) for c, s in (("a", 0), ("b", 1), ("c", 2), ("d", 3))}  # 70 slices -> 4 clips
     fv = {c: fvd.case_state(CaseData("m", c, v, protocol=SMALL), ctx)["features"] for c, v in vols.items()}
     ks = {c: kid.case_state(CaseData("m", c, v, protocol=SMALL), ctx) for c, v in vols.items()}
     ps = {c: prdc.case_state(CaseData("m", c, v, protocol=SMALL), ctx) for c, v in vols.items()}
@@ -247,12 +239,12 @@ def test_kid_prdc_i3d_share_fvd_features(i3d_script, tmp_path):
     want = prdc_from_features(np.concatenate([fv["c"], fv["d"]]), np.concatenate([fv["a"], fv["b"]]), 3)
     assert res == {f"prdc_i3d_{k}": pytest.approx(x, abs=1e-12) for k, x in want.items()}
     with pytest.raises(Exception, match="at least 16 slices"):
-        kid.case_state(CaseData("m", "short", _vol(4, z=10), protocol=SMALL), ctx)
+        kid.case_state(CaseData("m", "short", ct_crop_volume(4, z=10), protocol=SMALL), ctx)
 
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
-    m = _tiny_clip()
+    m = tiny_clip()
     sd = dict(m.state_dict())
     sd.update(input_resolution=torch.tensor(64), context_length=torch.tensor(77), vocab_size=torch.tensor(49408))
     p = tmp_path_factory.mktemp("clip") / "tiny-openai.pt"
@@ -270,7 +262,7 @@ def test_kid_prdc_clip_image_features(clip_file, tmp_path):
         kid.setup(ctx)
         prdc.setup(ctx)
         cm = load_clip_model(path=clip_file)
-    vols = [_vol(s, z=12) for s in range(3)]
+    vols = [ct_crop_volume(s, z=12) for s in range(3)]
     ks = [kid.case_state(CaseData("m", str(i), v, protocol=SMALL), ctx) for i, v in enumerate(vols)]
     ps = [prdc.case_state(CaseData("m", str(i), v, protocol=SMALL), ctx) for i, v in enumerate(vols)]
     assert prdc.net.cache.misses == 0  # same cache entries as kid_clip

@@ -526,6 +526,7 @@ register_weights(WeightSpec(
     description="CT-Net of the VLM3D challenge's FVD_CTNet: .mha volumes, HU clipped to [-1000, 1000] and scaled to "
                 "[-1, 1], centre-padded / cropped to (241, 512, 512) (z, y, x), FVD over chunks of 5 (generated, "
                 "reference) pairs. Not implemented in trace-bench: the file can be imported, no metric reads it",
-    provenance="unpinned: no hash is published; file name as a placeholder for the challenge Docker's checkpoint",
+    provenance="unpinned: no hash is published; the challenge Docker ships the checkpoint without a stated file name, "
+               "ctnet.pt is the name trace-bench expects for an imported copy",
     extra={"not_implemented": "the VLM3D CT-Net (FVD_CTNet) is not implemented in trace-bench; fd_astra / "
                               "kid_astra / prdc_astra use astra-i3resnet152"}))

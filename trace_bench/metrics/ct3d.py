@@ -23,9 +23,9 @@ volumes; PRDC needs n > k. ``sample_info`` reports n and d, and the report print
 Options: ``mode`` (``chest``: Astra's preprocessing, default; ``merlin``: Merlin's 1.5 x 1.5 x 3 mm
 protocol), ``batch_size`` (volumes per forward pass of the functional API
 :func:`astra_features`; the runner scores one case at a time), ``feature_cache`` (features cached on
-disk by volume content hash + protocol + weights sha256), ``backbone`` (only ``astra-i3resnet152``
-is implemented; ``medicalnet-resnet50`` and ``vlm3d-ctnet`` are registered weights entries whose
-networks are not implemented and are refused with a one-line error, never run with random weights).
+disk by volume content hash + protocol + weights sha256). Only the Astra network is implemented;
+``medicalnet-resnet50`` and ``vlm3d-ctnet`` are registry entries documenting those protocols, read by no
+metric yet.
 
 Cost: one forward pass of a 117.5 M-parameter 3D network on 1 x 160 x 224 x 224 per volume
 (about 30-60 s on a laptop CPU, well under a second on a GPU).
@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
 from . import frechet
 from .backbone import Backbone
 from .base import CaseData, Option, Output, RunContext, State, register_metric
@@ -47,7 +46,6 @@ from .prdc import PRDC_COLUMNS, PRDC_OPTIONS, PRDC_TOL, PRDCMetric
 
 ASTRA = "astra-i3resnet152"
 #: weights entries selectable with option ``backbone`` whose networks trace-bench does not implement
-UNIMPLEMENTED = ("medicalnet-resnet50", "vlm3d-ctnet")
 
 
 def load_astra_for_metric(path: str, device: str, name: str, ctx: RunContext) -> Any:
@@ -93,8 +91,6 @@ ASTRA_VOLUMES = FeatureSpace(
             "resampling (merlin)", choices=("chest", "merlin"), in_protocol_id=False),
      Option("batch_size", 2, "volumes per forward pass (functional API; the runner scores one case at a time)",
             type=int, minimum=1, maximum=256, in_protocol_id=False),
-     Option("backbone", ASTRA, "3D CT network; only astra-i3resnet152 is implemented (the others are refused)",
-            choices=(ASTRA, *UNIMPLEMENTED), in_protocol_id=False),
      cache_option("Astra volume")),
     lambda o: (ASTRA,), _protocol,
     lambda net, d, ctx, o: astra_volume_features(net, d, ctx, o["mode"], o["batch_size"], o["feature_cache"]))
@@ -107,15 +103,6 @@ class AstraFeatureMetric(FeatureSetMetric):
     weights = (ASTRA,)
     #: ~25 s per volume on one CPU core: a GPU metric in practice, so not in ``--metrics available``
     in_default_set = False
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        b = self.opts["backbone"]
-        if b != ASTRA:
-            from ..weights import WEIGHTS
-
-            why = WEIGHTS.get(b).extra.get("not_implemented", f"{b} has no network in trace-bench")
-            raise ConfigError(f"option {self.name}.backbone={b}: not implemented: {why}")
 
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
         """``("astra-i3resnet152",)``; with a run context, the installed shard packages are first
