@@ -116,6 +116,9 @@ class RunConfig:
     published: bool = True
     #: show progress bars on stderr
     progress: bool = True
+    #: decode the next volume on a background thread while the current one is scored (serial runs;
+    #: one more decoded volume in memory)
+    prefetch: bool = True
     #: "I/N": score only shard I of N (1-based) of the cases, assigned by a stable hash of the case
     #: id; combine the N output folders with `trace-bench merge` (see trace_bench.shard)
     shard: str | None = None
@@ -129,7 +132,7 @@ class RunConfig:
     #: still scores every case it can)
     strict: bool = False
     #: what to do when a generated volume's grid differs from its reference's: "refuse" (default),
-    #: "warn" or "strict" (see trace_bench.geometry.GEOMETRY_POLICIES)
+    #: "refuse" (default), "warn" or "strict" (see trace_bench.geometry.GEOMETRY_POLICIES)
     geometry: str = "refuse"
     #: write paths relative to the output folder (config.toml, provenance) so OUT can be moved
     relative_paths: bool = False
@@ -192,6 +195,7 @@ class RunConfig:
         _check_bool("plots", self.plots)
         _check_bool("published", self.published)
         _check_bool("progress", self.progress)
+        _check_bool("prefetch", self.prefetch)
         _check_str("shard", self.shard, optional=True)
         if self.shard is not None:
             parse_shard(self.shard)

@@ -122,9 +122,10 @@ def run_cmd(
     plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", help="Draw plots (default on)."),
     published: Optional[bool] = typer.Option(None, "--published/--no-published", help="Show the paper's published rows (labelled 'as published')."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
+    prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", help="Decode the next volume while the current one is scored (default on; serial runs)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: score only shard I of N (1-based) of the cases; combine the shard folders with `trace-bench merge`."),
     plugins: Optional[str] = typer.Option(None, "--plugins", help="Comma-separated modules ('module' or 'module:function') that register extra metric plug-ins."),
-    geometry: Optional[str] = typer.Option(None, "--geometry", help="What to do when a generated volume's grid differs from its reference's: see `trace-bench run --help` in the README (default warn)."),
+    geometry: Optional[str] = typer.Option(None, "--geometry", help="What to do when a generated volume's grid differs from its reference's: see `trace-bench run --help` in the README (refuse, the default: mismatched field of view or orientation is not scored; warn; strict)."),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Exit 1 when any error row is written or a method has no scored case."),
     relative_paths: Optional[bool] = typer.Option(None, "--relative-paths/--absolute-paths", help="Keep absolute input paths out of reports and provenance."),
     fast: Optional[bool] = typer.Option(None, "--fast/--full", help="CPU-practical protocol for quick looks (16 slices from the central 40% for FID/KID/PRDC, 2 clips for FVD, every 8th slice for FID 2.5D); in every protocol id; not for published numbers."),
@@ -146,7 +147,7 @@ def run_cmd(
                        bootstrap=bootstrap, bootstrap_distribution=bootstrap_distribution, jackknife_groups=jackknife_groups,
                        confidence=confidence,
                        frame_size=frame_size, hu_window=hu_window, batch_size=batch_size, plot_case=plot_case,
-                       plots=plots, published=published, progress=progress, shard=shard, plugins=plugins)
+                       plots=plots, published=published, progress=progress, prefetch=prefetch, shard=shard, plugins=plugins)
     result = launch(cfg)
     print_outcome(result)
     if result is not None and cfg.strict:

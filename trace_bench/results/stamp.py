@@ -30,7 +30,7 @@ DERIVED_DIRS = ("stats", "plots", "tables", "audit")
 #: the tables a report is rendered from (checked by :func:`check_stamp`)
 TABLE_FILES = ("manifest.json", "per_case.csv", "summary.csv", "errors.csv", "warnings.csv", "metrics.json")
 #: manifest fields that do not change any number (excluded from the fingerprint)
-_LOCAL = ("out", "workers", "progress", "device", "weights", "shard", "strict", "relative_paths")
+_LOCAL = ("out", "workers", "progress", "prefetch", "device", "weights", "shard", "strict", "relative_paths")
 
 
 def stamp_path(out: str | Path) -> Path:

@@ -124,7 +124,7 @@ def _run(config: RunConfig, dist, *, console=None, report: bool = True, notes: t
                               f"{plan.shard['n_cases']} cases")
             from .execute import run_cases
 
-            stats = run_cases(plan, console=console)
+            stats = run_cases(plan, console=console, prefetch=plan.config.prefetch)
         except Exception as err:  # noqa: BLE001 - reported to every rank below
             if not isinstance(err, TraceBenchError):
                 traceback.print_exc()

@@ -142,7 +142,7 @@ def run_plan(plan: Plan, *, console=None, report: bool = True, t0: float | None 
     if plan.config.progress:
         console.print(f"[bold]per-case[/bold]: {len(plan.entries)} entries "
                       f"({len(plan.entries) - n_todo} cached), metrics: {', '.join(m.name for m in plan.metrics)}")
-    stats = run_cases(plan, console=console)
+    stats = run_cases(plan, console=console, prefetch=plan.config.prefetch)
     agg = finish(plan.out, plan.config, manifest, lambda t: build_provenance(plan, {**t, "per_case_s": stats["per_case_s"]}),
                  report=report, console=console, t0=t0)
     stats.update(agg)
