@@ -50,9 +50,9 @@ float32 on the CPU as the challenge's data loader does it):
 :data:`PREPROCESS_ID` names this chain (versioned); :data:`EXTRACTOR_ID` the network and output.
 
 Numerics. VLM3D runs the network on CUDA, where PyTorch enables TF32 for cuDNN convolutions by default
-(``torch.backends.cudnn.allow_tf32``): its features carry TF32 round-off (about 1e-3 relative), so
-trace-bench's float32 features (CPU, or CUDA with TF32 as configured by the user) agree with the
-challenge's to that order, not bit for bit.
+(``torch.backends.cudnn.allow_tf32``): its features carry TF32 round-off (10-bit mantissa; an error of
+the order of 1e-3 relative is expected, not measured here), so trace-bench's float32 features (CPU, or
+CUDA with TF32 as configured by the user) agree with the challenge's to that order, not bit for bit.
 
 Weights. The challenge repository holds ``ctgen_evaluation/FVD/ctnet/trained_params/
 CTNet28_ctclip_whole_data_18classes`` (a ``torch.save`` dict ``{"params": state dict with "module."
