@@ -546,16 +546,30 @@ register_weights(WeightSpec(
                "checksum; HA-GAN links its own Google Drive copy (fid_score.py comment) with none",
     extra={"fetch_hint": "download resnet_50.pth from the Hugging Face repo TencentMedicalNet/MedicalNet-Resnet50 "
                          "or MedicalNet's README links (MedicalNet_pytorch_files)"}))
-# forithmus/VLM3D-Dockers ct_challenges/ctgen_evaluation/ (FVD_CTNet of the VLM3D text-to-CT challenge).
+# forithmus/VLM3D-Dockers ctgen_evaluation/ (FVD_CTNet of the VLM3D text-to-CT challenge): FVD/fvd_pytorch.py loads
+# FVD/ctnet/trained_params/CTNet28_ctclip_whole_data_18classes; trace_bench/extractors/ctnet.py is the network.
 register_weights(WeightSpec(
-    name="vlm3d-ctnet", filename="ctnet.pt", format="state_dict",
-    url="https://github.com/forithmus/VLM3D-Dockers/tree/main/ct_challenges/ctgen_evaluation (CT-Net weights "
-        "distributed with the challenge's evaluation Docker)",
-    licence="unknown (see the VLM3D-Dockers repository and the CT-RATE terms)",
-    description="CT-Net of the VLM3D challenge's FVD_CTNet: .mha volumes, HU clipped to [-1000, 1000] and scaled to "
-                "[-1, 1], centre-padded / cropped to (241, 512, 512) (z, y, x), FVD over chunks of 5 (generated, "
-                "reference) pairs. Not implemented in trace-bench: the file can be imported, no metric reads it",
-    provenance="unpinned: no hash is published; the challenge Docker ships the checkpoint without a stated file name, "
-               "ctnet.pt is the name trace-bench expects for an imported copy",
-    extra={"not_implemented": "the VLM3D CT-Net (FVD_CTNet) is not implemented in trace-bench; fd_astra / "
-                              "kid_astra / prdc_astra use astra-i3resnet152"}))
+    name="vlm3d-ctnet", filename="CTNet28_ctclip_whole_data_18classes", format="state_dict",
+    url="github.com/forithmus/VLM3D-Dockers, file ctgen_evaluation/FVD/ctnet/trained_params/"
+        "CTNet28_ctclip_whole_data_18classes (the copy committed there is truncated: see provenance)",
+    licence="unknown: VLM3D-Dockers has no licence file; the CT-Net code is MIT (Rachel Lea Ballantyne Draelos "
+            "2020); the weights were trained on CT-RATE, whose README (CT-CHAT, same repository) states "
+            "CC BY-NC-SA 4.0",
+    description="CT-Net (Draelos et al. 2021) trained by the VLM3D organisers on CT-RATE (18 abnormalities, epoch "
+                "10): torch.save dict {'params': state dict with 'module.' prefix, 132 tensors, 12.4 M "
+                "parameters, float32; 'optimizer': SGD state}. Input per volume: canonical LPS (z, y, x) HU array "
+                "as (z, x, y), HU clipped to [-1000, 1000], trilinear (align_corners=False) to 402 x 420 x 420, "
+                "clipped to [-1000, 200], (HU + 1000) / 1200 - 0.449, viewed as 134 images of 3 consecutive "
+                "slices (134, 3, 420, 420); output: the 96-d ReLU activations after the classifier's second "
+                "Linear (trace_bench/extractors/ctnet.py). Used as in the challenge's FVD_CTNet: Frechet "
+                "distance of chunks of 4 (generated, reference) pairs, averaged (trace_bench/metrics/fvd_ctnet.py)",
+    used_by=("fvd_ctnet", "fd_ctnet", "kid_ctnet", "prdc_ctnet"),
+    provenance="unpinned: no complete copy is public. In forithmus/VLM3D-Dockers (main 25f9c7b, Jul 2025; added "
+               "in 2fd55f1) the file is git blob f0d999c9, 840,000 bytes (sha256 442c483296400bc0...): a "
+               "torch zip holding data.pkl and 13 of its 204 storages, with no central directory, i.e. cut "
+               "off at commit time (the whole checkpoint is about 99 MB). Its data.pkl is complete and "
+               "names only OrderedDict and tensor rebuilds, so the full file loads with weights_only=True; "
+               "its 132 keys and shapes equal trace-bench's CT-Net (checked against that data.pkl)",
+    extra={"fetch_hint": "the only public copy (VLM3D-Dockers) is truncated; obtain the complete "
+                         "CTNet28_ctclip_whole_data_18classes (about 99 MB) from the VLM3D challenge organisers",
+           "truncated_public_copy": {"size": 840000, "sha256": "442c483296400bc03379c5f2496a5fa69adec55d5bdb007e6d7dff58839b4a9f"}}))
