@@ -19,6 +19,10 @@ tissue and bone. Steps (``scipy.ndimage``; all sizes in mm, converted with the v
 Limitations: a volume whose body touches all four in-plane borders has no "outside" to tell
 apart (everything becomes body); in lower slices large bowel gas pockets can pass the 10 % rule.
 It is a classical baseline with a fixed definition, not a replacement for VISTA3D's organs.
+
+On a CUDA device (``device="cuda"``, or ``None`` with a GPU present) :class:`ThresholdSegmenter`
+runs the same steps in torch (:mod:`.threshold_torch`), giving the same label map bit for bit;
+the constants and the opening disc live in :mod:`.threshold_params`, shared by both paths.
 """
 
 from __future__ import annotations
@@ -29,18 +33,10 @@ from scipy import ndimage as ndi
 from ..volume import Volume
 from .base import LabelMap, Segmenter, register_segmenter
 from .labels import collapse_three
+from .threshold_params import BODY_HU, LUNG_HU, kept_components, opening_disc
+from .threshold_params import LUNG_MIN_FRACTION, OPEN_MM  # noqa: F401  (re-exported: threshold.OPEN_MM, ...)
 
-BODY_HU = -500.0
-LUNG_HU = -400.0
-OPEN_MM = 3.0
-LUNG_MIN_FRACTION = 0.10
 VERSION = "v1"
-
-
-def _disc(radius_y: int, radius_x: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius_y:radius_y + 1, -radius_x:radius_x + 1]
-    d = (yy / max(radius_y, 1)) ** 2 + (xx / max(radius_x, 1)) ** 2 <= 1.0
-    return d[None]
 
 
 def _largest(mask: np.ndarray) -> np.ndarray:
@@ -64,10 +60,8 @@ def threshold_segment(hu: np.ndarray, spacing: tuple[float, float, float]) -> np
     a = np.asarray(hu, dtype=np.float32)
     if a.ndim != 3:
         raise ValueError(f"Expected a 3-D HU array (z, y, x), got shape {a.shape}")
-    _, sy, sx = (float(s) for s in spacing)
     body = a > BODY_HU
-    ry, rx = max(1, int(round(OPEN_MM / sy))), max(1, int(round(OPEN_MM / sx)))
-    body = ndi.binary_opening(body, structure=_disc(ry, rx))
+    body = ndi.binary_opening(body, structure=opening_disc(spacing))
     body = _fill_axial(_largest(body))
     air = body & (a < LUNG_HU)
     lab, n = ndi.label(air)
@@ -75,7 +69,7 @@ def threshold_segment(hu: np.ndarray, spacing: tuple[float, float, float]) -> np
     if n:
         sizes = np.bincount(lab.ravel())
         sizes[0] = 0
-        keep = np.flatnonzero(sizes >= LUNG_MIN_FRACTION * sizes.max())
+        keep = np.flatnonzero(kept_components(sizes))
         lungs = _fill_axial(np.isin(lab, keep)) & body
     out = np.zeros(a.shape, dtype=np.uint8)
     out[body] = 2
@@ -93,9 +87,27 @@ class ThresholdSegmenter(Segmenter):
     def id(self) -> str:
         return f"threshold-{VERSION}"
 
+    def torch_device(self) -> str | None:
+        """The CUDA device this segmenter runs on (:mod:`.threshold_torch`, same label maps), or
+        ``None`` for the scipy path: ``"cuda"``/``"cuda:N"`` as given; ``None``/``"auto"`` = ``"cuda"``
+        when a GPU is present; anything else (``"cpu"``) = scipy."""
+        dev = self.device
+        if dev is None or str(dev) == "auto":
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else None
+        return str(dev) if str(dev).startswith("cuda") else None
+
     def segment(self, volume: Volume, classes: str = "3") -> LabelMap:
         c = self._check(volume, classes)
-        lab = collapse_three(threshold_segment(volume.array, volume.spacing), c)
+        dev = self.torch_device()
+        if dev is None:
+            lab3 = threshold_segment(volume.array, volume.spacing)
+        else:
+            from .threshold_torch import threshold_segment_torch
+
+            lab3 = threshold_segment_torch(volume.array, volume.spacing, dev)
+        lab = collapse_three(lab3, c)
         return LabelMap(lab, volume.spacing, volume.affine, c, self.id,
                         names={1: "lungs", 2: "other"} if c != "2" else {1: "body"},
                         meta={"source": volume.meta.get("path")})
