@@ -14,6 +14,7 @@ from .clip_score import ClipScore  # noqa: E402,F401
 from .kid import KID, KIDClip, KIDI3D  # noqa: E402,F401
 from .prdc import PRDC, PRDCClip, PRDCI3D  # noqa: E402,F401
 from .ct3d import FDAstra, KIDAstra, PRDCAstra  # noqa: E402,F401  CT-native 3D volume features (Astra)
+from .fid_presets import FIDMaisi, FIDVlm3d  # noqa: E402,F401  MAISI / VLM3D 2.5D FID presets (RadImageNet)
 from .vbench import *  # noqa: F401,F403  VBench dimensions: subject_consistency(features), metric classes
 
 __all__ = [
