@@ -39,16 +39,18 @@ Frechet distance: :func:`trace_bench.metrics.frechet.frechet_distance_from_state
 quantity as MONAI's ``get_fid_score`` through symmetric eigensolvers (or the exact low-rank formula
 while a set has fewer slices than 2048). Measured against MONAI itself: relative difference below
 1e-12 with full-rank covariances (more than 2048 slices per set, every real use: 100 volumes x 205 or
-512 slices), below 1e-6 with rank-deficient ones (there MONAI's ``sqrtm`` of a singular product is the
-less accurate of the two); the evaluators print the value, VLM3D's README rounds it to 4 decimals.
+512 slices), below 1e-6 with rank-deficient ones, where MONAI's ``sqrtm`` of a singular product is the
+less accurate of the two (two identical sets of 300 slices: MONAI -1.0e-4, this -4.5e-13, exact 0). The
+scripts log the full float; VLM3D's README says its JSON values are rounded to 4 decimals.
 
 Inputs: the canonical volume in HU, i.e. what the script reads from a HU NIfTI; a generator writing
 another intensity convention goes through its adapter first (the scripts would read such a file raw).
 
-Cost per volume: 615 (MAISI) or 1536 (VLM3D) ResNet-50 passes on 512 x 512 slices (~21 GFLOP each:
-~13 / ~32 TFLOP), a GPU metric; hence not in ``--metrics available``. Memory: the 512^3 float32 cube
-(512 MiB, shared by both presets within a case) plus one batch of activations; per-case state
-205 or 512 x 3 x 2048 float32 (5 / 12.6 MiB); merged states are moment states (3 x 32 MiB).
+Cost per volume: 615 (MAISI) or 1536 (VLM3D) ResNet-50 passes on 512 x 512 slices (~21 G multiply-adds
+each; measured 1.5 s per slice on two shared CPU cores, i.e. ~15 / ~38 min per volume), a GPU metric; hence
+not in ``--metrics available``. Memory: the 512^3 float32 cube (512 MiB, kept in ``CaseData.shared`` for
+the case, so both presets build it once; ~3 GB peak while MONAI pads it) plus one batch of activations;
+per-case state 205 or 512 x 3 x 2048 float32 (5 / 12.6 MiB); merged states are moment states (3 x 32 MiB).
 """
 
 from __future__ import annotations
