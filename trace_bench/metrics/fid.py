@@ -18,8 +18,9 @@ isotropic ``fid_2p5d.spacing`` mm (default 1.5), padded with -1000 HU to a cube,
 the three axes (axial, coronal, sagittal; every ``fid_2p5d.every_k``-th slice, default 2); each
 plane's slices go through the same frame protocol and Inception; FID per plane, columns
 ``fid_2p5d_axial``, ``fid_2p5d_coronal``, ``fid_2p5d_sagittal`` and their mean ``fid_2p5d``.
-Difference from MAISI: MAISI uses RadImageNet ResNet-50 features (weights not redistributable
-offline); here the FID Inception is used, so the numbers are not MAISI's numbers.
+Not MAISI's numbers: MAISI's script uses RadImageNet ResNet-50 features of a 1 mm, 512^3 cube (and
+other slices, normalisation and pooling); here the FID Inception is used. MAISI's protocol itself is
+the ``fid_maisi`` preset (``maisi-2.5d-v1``, :mod:`.fid_presets`; VLM3D's variant: ``fid_vlm3d``).
 
 Per-case state memory: n_slices x 2048 x 8 bytes (48 slices: 0.75 MiB; ``fid_2p5d`` about three
 times the number of slices); merged states are 32 MiB (2048^2 float64) whatever the number of cases.
