@@ -16,19 +16,19 @@ def test_sampling_indices_by_hand():
     assert SliceSampling.parse(3).indices(9).tolist() == [0, 4, 8]
     assert SliceSampling.parse("every:4").indices(10).tolist() == [0, 4, 8]
     # central 40% of 10 slices: floor(10 * 0.6 / 2) = 3 cut on each side -> slices 3..6
-    assert SliceSampling.parse("vlm3d").indices(10).tolist() == [3, 4, 5, 6]
+    assert SliceSampling.parse("central:0.4").indices(10).tolist() == [3, 4, 5, 6]
     assert SliceSampling.parse("central:0.4:2").indices(10).tolist() == [3, 6]
     assert SliceSampling.parse("fast").indices(100).tolist() == list(np.unique(np.round(np.linspace(30, 69, 16)).astype(int)))
     assert len(SliceSampling.parse("central:0.01").indices(3)) == 1  # never empty
-    for bad in ("0", "every:0", "central:1.5", "central:0", "middle", "central:x"):
+    for bad in ("0", "vlm3d", "every:0", "central:1.5", "central:0", "middle", "central:x"):
         with pytest.raises(ConfigError, match="slice sampling"):
             SliceSampling.parse(bad)
 
 
 def test_sampling_in_protocol_ids_and_options():
-    ids = {s: METRICS.get("fid")({"slices": s}).protocol_id(RunContext()) for s in ("all", 40, "vlm3d", "every:3")}
+    ids = {s: METRICS.get("fid")({"slices": s}).protocol_id(RunContext()) for s in ("all", 40, "central:0.4", "every:3")}
     assert ids["all"].endswith("|slices=all|ddof=1") and "|slices=40|" in ids[40]  # earlier ids unchanged
-    assert "|slices=central0.4|" in ids["vlm3d"] and "|slices=every3|" in ids["every:3"]
+    assert "|slices=central0.4|" in ids["central:0.4"] and "|slices=every3|" in ids["every:3"]
     assert len(set(ids.values())) == 4
     with pytest.raises(ConfigError, match="option fid.slices"):
         METRICS.get("fid")({"slices": "sometimes"})

@@ -23,9 +23,9 @@ volumes; PRDC needs n > k. ``sample_info`` reports n and d, and the report print
 Options: ``mode`` (``chest``: Astra's preprocessing, default; ``merlin``: Merlin's 1.5 x 1.5 x 3 mm
 protocol), ``batch_size`` (volumes per forward pass of the functional API
 :func:`astra_features`; the runner scores one case at a time), ``feature_cache`` (features cached on
-disk by volume content hash + protocol + weights sha256). Only the Astra network is implemented;
-``medicalnet-resnet50`` and ``vlm3d-ctnet`` are registry entries documenting those protocols, read by no
-metric yet.
+disk by volume content hash + protocol + weights sha256). The other CT-native feature spaces have their own
+modules: :mod:`.medicalnet` (HA-GAN's MedicalNet FID), :mod:`.fvd_ctnet` (VLM3D's CT-Net) and
+:mod:`.fid_presets` (MAISI / VLM3D 2.5D FID on RadImageNet).
 
 Cost: one forward pass of a 117.5 M-parameter 3D network on 1 x 160 x 224 x 224 per volume
 (about 30-60 s on a laptop CPU, well under a second on a GPU).

@@ -181,7 +181,7 @@ INCEPTION_WEIGHTS_OPTION = Option(
     "pytorch-fid's pt_inception file (inception-fid-pth)", choices=("inception-fid", "inception-fid-pth"),
     in_protocol_id=False)
 SLICES_OPTION = Option("slices", "all", "axial slices used per volume: all, K (K evenly spaced), every:K, "
-                       "central:F, central:F:K, or a preset (vlm3d = central:0.4, fast = central:0.4:16)",
+                       "central:F, central:F:K, or the preset fast (= central:0.4:16)",
                        parser=parse_slices, in_protocol_id=False, fast="fast")
 
 

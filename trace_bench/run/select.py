@@ -23,7 +23,7 @@ from ..metrics.base import METRICS, RunContext
 
 KEYWORDS = {
     "available": "every metric whose weights are installed (default; the others are listed in the report), "
-                 "except the expensive ones (fid_2p5d, the 3D CT features): name them, or use all",
+                 "except the expensive ones (fid_2p5d, fid_maisi, fid_vlm3d, the 3D CT features): name them, or use all",
     "all": "every registered metric (missing weights stop the run unless --skip-unavailable)",
     "weight-free": "every metric that needs no weights file (no network)",
 }
