@@ -2,7 +2,7 @@
 "Speed": decode the next volume on a background thread while the current one is scored).
 
 Cases: N copies of the shipped demo CTs at full size (48-61 x 256 x 256, gzip NIfTI), each with a
-"generated" copy with seeded noise, written at gzip level 9 like most peers' outputs; metrics: the
+"generated" copy with seeded noise (bench_workers.make_cases); metrics: the
 weight-free set by default (temporal flickering + threshold segmentation with HD95), optionally others.
 
     .venv/bin/python benchmarks/bench_prefetch.py [--cases 8] [--metrics weight-free] [--repeats 2]
@@ -22,21 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-
-def make_cases(root: Path, n: int) -> tuple[Path, Path]:
-    from trace_bench.io import read_volume, write_nifti
-
-    demo = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
-    vols = [read_volume(p) for p in sorted(demo.glob("*.nii.gz"))]
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        v = vols[i % len(vols)]
-        write_nifti(v, root / "ref" / f"c{i:03d}.nii.gz")
-        noisy = v.with_array(v.array + rng.normal(0, 40, v.shape).astype(np.float32))
-        write_nifti(noisy, root / "gen" / f"c{i:03d}.nii.gz")
-    return root / "ref", root / "gen"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_workers import make_cases  # noqa: E402  (whole volumes: slices=None)
 
 
 def per_case_seconds(out: Path) -> float:
@@ -52,7 +39,7 @@ def main() -> None:
     a = ap.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as d:
-        ref, gen = make_cases(Path(d), a.cases)
+        ref, gen = make_cases(Path(d), a.cases, slices=None)
         times: dict[str, list[float]] = {"--prefetch": [], "--no-prefetch": []}
         for r in range(a.repeats):
             for flag in times:

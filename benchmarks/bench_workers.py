@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 
-def make_cases(root: Path, n: int) -> tuple[Path, Path]:
+def make_cases(root: Path, n: int, slices: int | None = 24) -> tuple[Path, Path]:
+    """N reference crops of the demo CTs (``slices`` slices from distinct z offsets; None = whole
+    volumes) in ROOT/ref and noisy "generated" copies in ROOT/gen."""
     from trace_bench.io import read_volume, write_nifti
     from trace_bench.volume import Volume
 
@@ -31,8 +33,8 @@ def make_cases(root: Path, n: int) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     for i in range(n):
         v = vols[i % len(vols)]
-        z0 = (i // len(vols)) * 2
-        crop = Volume(v.array[z0:z0 + 24].copy(), v.spacing, v.affine, {})
+        z0 = (i // len(vols)) * 2 if slices else 0
+        crop = Volume(v.array[z0:z0 + slices].copy() if slices else v.array, v.spacing, v.affine, {})
         write_nifti(crop, root / "ref" / f"c{i:03d}.nii.gz")
         noisy = crop.with_array(crop.array + rng.normal(0, 40, crop.shape).astype(np.float32))
         write_nifti(noisy, root / "gen" / f"c{i:03d}.nii.gz")

@@ -93,6 +93,24 @@ def load_state_dict(path: str | Path, name: str | None = None) -> Any:
         raise WeightsError(f"{label}: cannot load, not a readable PyTorch checkpoint ({type(e).__name__}: {_short(e)})") from None
 
 
+def float32_tensors(sd: dict[str, Any]) -> dict[str, Any]:
+    """A state dict with its floating-point tensors as float32 (bfloat16 / float16 / float64 files);
+    integer tensors (BatchNorm ``num_batches_tracked``) and other values as they are."""
+    import torch
+
+    return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in sd.items()}
+
+
+def load_strict(model: Any, sd: dict[str, Any], path: str | Path, name: str | None, what: str) -> Any:
+    """``model.load_state_dict(sd, strict=True)``, a mismatch (missing / unexpected keys, shapes) as one
+    :class:`WeightsError` line naming the file and ``what`` the network is; returns ``model``."""
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{_label(Path(path), name)} does not fit {what} ({_short(e)})") from None
+    return model
+
+
 def _unpickler_detail(e: BaseException) -> str:
     """The informative sentence of torch's weights-only failure ("WeightsUnpickler error: Unsupported
     global: GLOBAL argparse.Namespace was not an allowed global by default"), without the long preamble."""

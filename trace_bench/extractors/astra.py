@@ -67,6 +67,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from ..volume import Volume
+from .resnet3d import Bottleneck3d
 
 #: registry entry of the weights (trace_bench.weights)
 WEIGHTS_NAME = "astra-i3resnet152"
@@ -86,34 +87,6 @@ MODES = ("chest", "merlin")
 
 
 # ============================================================================= the network
-class Bottleneck3d(nn.Module):
-    """Inflated torchvision (v1.5) bottleneck: the 3x3 conv carries the stride, along z too
-    (Merlin ``i3res.py`` ``Bottleneck3d``: ``time_stride=spatial_stride``)."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        out = planes * self.expansion
-        self.conv1 = nn.Conv3d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm3d(out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or inplanes != out:
-            self.downsample = nn.Sequential(nn.Conv3d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm3d(out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + residual)
-
-
 class I3ResNet152(nn.Module):
     """Merlin / Astra image encoder without its heads; ``forward`` gives the (B, 2048, d, h, w) map,
     :meth:`embed` its global average (the 2048-d volume feature)."""
@@ -213,13 +186,13 @@ def ensure_astra_weights() -> None:
 def astra_state_dict(path: str | Path, name: str | None = WEIGHTS_NAME) -> dict[str, torch.Tensor]:
     """The encoder's state dict (float32) from the joined file (``{"state_dict", "meta"}`` or a bare
     state dict), read tensors-only by :func:`trace_bench.weights_load.load_state_dict`."""
-    from ..weights_load import load_state_dict
+    from ..weights_load import float32_tensors, load_state_dict
 
     obj = load_state_dict(path, name)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or "conv1.weight" not in sd:
         raise WeightsError(f"weights {name!r}: {path} holds no I3ResNet state dict (no 'conv1.weight')")
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+    return float32_tensors(sd)
 
 
 # ============================================================================= preprocessing
@@ -335,12 +308,9 @@ class AstraEncoder:
 def load_astra(path: str | Path, device: str = "cpu", batch_size: int = 1, sha256: str = "",
                name: str = WEIGHTS_NAME) -> AstraEncoder:
     """Build :class:`I3ResNet152`, load the state dict strictly (float32), eval mode, on ``device``."""
-    model = I3ResNet152()
-    sd = astra_state_dict(path, name)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise WeightsError(f"weights {name!r}: {path} does not fit I3ResNet-152 ({' '.join(str(e).split())[:200]})") from None
+    from ..weights_load import load_strict
+
+    model = load_strict(I3ResNet152(), astra_state_dict(path, name), path, name, "I3ResNet-152")
     model.eval().to(device)
     return AstraEncoder(model, device, sha256, int(batch_size))
 

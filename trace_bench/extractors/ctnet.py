@@ -185,7 +185,7 @@ def ctnet_state_dict(path: str | Path, name: str | None = WEIGHTS_NAME) -> dict[
     challenge's format) or of a bare state dict, read tensors-only by
     :func:`trace_bench.weights_load.load_state_dict` (a file needing full unpickling is refused there)."""
     from ..weights import WEIGHTS, file_sha256
-    from ..weights_load import load_state_dict
+    from ..weights_load import float32_tensors, load_state_dict
 
     cut = WEIGHTS.get(WEIGHTS_NAME).extra.get("truncated_public_copy", {})
     p = Path(path)
@@ -202,7 +202,7 @@ def ctnet_state_dict(path: str | Path, name: str | None = WEIGHTS_NAME) -> dict[
     if "features.0.weight" not in sd or "reducingconvs.0.weight" not in sd:
         raise WeightsError(f"weights {name!r}: {path} holds no CT-Net state dict (no 'features.0.weight' / "
                            f"'reducingconvs.0.weight'; keys start {sorted(sd)[:3]})")
-    return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in sd.items()}
+    return float32_tensors(sd)
 
 
 @dataclass
@@ -237,12 +237,9 @@ class CTNetExtractor:
 def load_ctnet(path: str | Path, device: str = "cpu", sha256: str = "", name: str = WEIGHTS_NAME,
                trunk_batch: int = 32) -> CTNetExtractor:
     """Build :class:`CTNet`, load the checkpoint strictly (float32), eval mode, on ``device``."""
-    model = CTNet(trunk_batch=trunk_batch)
-    sd = ctnet_state_dict(path, name)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise WeightsError(f"weights {name!r}: {path} does not fit CT-Net ({' '.join(str(e).split())[:200]})") from None
+    from ..weights_load import load_strict
+
+    model = load_strict(CTNet(trunk_batch=trunk_batch), ctnet_state_dict(path, name), path, name, "CT-Net")
     model.eval().to(device)
     return CTNetExtractor(model, device, sha256)
 

@@ -75,6 +75,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from ..volume import Volume
+from .resnet3d import Bottleneck3d
 
 #: registry entries whose file this network reads (trace_bench.weights)
 WEIGHTS_NAME = "medicalnet-resnet50"
@@ -91,33 +92,6 @@ EXTRACTOR_ID = "medicalnet-resnet50:shortcutB:dil1,1,2,4:gap2048"
 
 
 # ============================================================================= the network
-class Bottleneck3d(nn.Module):
-    """MedicalNet ``Bottleneck``: the 3x3x3 conv carries stride and dilation (padding = dilation)."""
-
-    expansion = 4
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
-        super().__init__()
-        out = planes * self.expansion
-        self.conv1 = nn.Conv3d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(planes, planes, 3, stride=stride, dilation=dilation, padding=dilation, bias=False)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
-        self.bn3 = nn.BatchNorm3d(out)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or inplanes != out:  # shortcut type B
-            self.downsample = nn.Sequential(nn.Conv3d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm3d(out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + residual)
-
-
 class MedicalNetResNet50(nn.Module):
     """MedicalNet's ResNet-50 (shortcut B) without ``conv_seg``; ``forward`` gives the (B, 2048, D/8,
     H/8, W/8) map, :meth:`embed` HA-GAN's feature (its global average)."""

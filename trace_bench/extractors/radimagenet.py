@@ -141,13 +141,13 @@ def radimagenet_input(slices: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) 
 def radimagenet_state_dict(path: str | Path, name: str | None = WEIGHTS_NAME) -> dict[str, torch.Tensor]:
     """The state dict (float32) of a RadImageNet ResNet-50 file (a bare state dict, as Warvito's
     ``RadImageNet-ResNet50_notop.pth``, or ``{"state_dict": ...}``), read tensors-only."""
-    from ..weights_load import load_state_dict
+    from ..weights_load import float32_tensors, load_state_dict
 
     obj = load_state_dict(path, name)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or "conv1.weight" not in sd:
         raise WeightsError(f"weights {name!r}: {path} holds no RadImageNet ResNet-50 state dict (no 'conv1.weight')")
-    return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in sd.items()}
+    return float32_tensors(sd)
 
 
 # ============================================================================= the extractor
@@ -188,13 +188,10 @@ class RadImageNetExtractor:
 def load_radimagenet(path: str | Path, device: str = "cpu", batch_size: int = 32, sha256: str = "",
                      name: str = WEIGHTS_NAME) -> RadImageNetExtractor:
     """Build :class:`RadImageNetResNet50`, load the state dict strictly (float32), eval mode, on ``device``."""
-    model = RadImageNetResNet50()
-    sd = radimagenet_state_dict(path, name)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise WeightsError(f"weights {name!r}: {path} does not fit the RadImageNet ResNet-50 "
-                           f"({' '.join(str(e).split())[:200]})") from None
+    from ..weights_load import load_strict
+
+    model = load_strict(RadImageNetResNet50(), radimagenet_state_dict(path, name), path, name,
+                        "the RadImageNet ResNet-50")
     model.eval().to(device)
     return RadImageNetExtractor(model, device, sha256, int(batch_size))
 
