@@ -215,3 +215,14 @@ def test_describe_error_table():
     assert describe_error(OSError(errno.EIO, "I/O error", "/x"))[0] == 1  # hardware fault: not the user's
     assert describe_error(ZeroDivisionError("division by zero")) == (
         1, "internal error: ZeroDivisionError: division by zero (rerun with --debug for the traceback)")
+
+
+def test_closed_pipe_is_silent():
+    """`trace-bench metrics | head -1`: the reader closes the pipe; no traceback, no "internal error".
+    The read end is closed before the child writes anything, so every write fails with EPIPE."""
+    p = subprocess.Popen([sys.executable, "-m", "trace_bench", "metrics"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**os.environ, "PYTHONUTF8": "1"})
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert err == "" and p.returncode in (141, 1)

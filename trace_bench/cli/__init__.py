@@ -36,6 +36,8 @@ USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOT
                errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.EEXIST, errno.ENOTEMPTY, errno.EXDEV,
                errno.ELOOP, errno.EMFILE}
 EXIT_USER, EXIT_INTERNAL, EXIT_INTERRUPT = 2, 1, 130
+#: the shell's status of a process killed by SIGPIPE (128 + 13): what `cmd | head` normally reports
+EXIT_BROKEN_PIPE = 141
 
 
 def _env_debug() -> bool:
@@ -96,6 +98,16 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
                            "(rerun with --debug for the traceback)")
 
 
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null after a broken pipe, so that the interpreter's final flush does not
+    raise (and print) a second BrokenPipeError (the recipe of Python's ``signal`` documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def report_error(exc: BaseException, *, debug: bool = False) -> int:
     """Print ``exc`` as one line on stderr (after its traceback when ``debug``); return the exit status."""
     code, message = describe_error(exc)
@@ -126,6 +138,9 @@ class BoundaryGroup(TyperGroup):
             return super().invoke(ctx)
         except (TyperException, typer.Exit, typer.Abort, SystemExit):  # usage errors, --help, exit statuses
             raise
+        except BrokenPipeError:  # the reader went away (`trace-bench ... | head`): not an error of ours
+            quiet_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - the boundary
             debug = bool(ctx.params.get("debug")) or _env_debug()
             raise typer.Exit(report_error(e, debug=debug)) from None
