@@ -69,3 +69,12 @@ def test_reader_reads_each_file_once_and_reraises(data, monkeypatch):
     finally:
         r.close()
     assert sorted(calls) == sorted([ref[0].name, ref[1].name, bad.name])
+
+
+def test_prefetch_auto_is_on_for_gpu_runs_only():
+    from trace_bench.run.execute import prefetch_enabled
+
+    assert prefetch_enabled(None, "cuda") and prefetch_enabled(None, "cuda:1")
+    assert not prefetch_enabled(None, "cpu")
+    assert prefetch_enabled(True, "cpu") and not prefetch_enabled(False, "cuda")
+    assert RunConfig().prefetch is None

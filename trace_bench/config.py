@@ -117,8 +117,9 @@ class RunConfig:
     #: show progress bars on stderr
     progress: bool = True
     #: decode the next volume on a background thread while the current one is scored (serial runs;
-    #: one more decoded volume in memory)
-    prefetch: bool = True
+    #: one more decoded volume in memory); None = auto: on when the run's device is a GPU (the CPU is
+    #: then idle while the GPU computes; on a CPU run the cores are busy with the metrics already)
+    prefetch: bool | None = None
     #: "I/N": score only shard I of N (1-based) of the cases, assigned by a stable hash of the case
     #: id; combine the N output folders with `trace-bench merge` (see trace_bench.shard)
     shard: str | None = None
@@ -195,7 +196,8 @@ class RunConfig:
         _check_bool("plots", self.plots)
         _check_bool("published", self.published)
         _check_bool("progress", self.progress)
-        _check_bool("prefetch", self.prefetch)
+        if self.prefetch is not None:
+            _check_bool("prefetch", self.prefetch)
         _check_str("shard", self.shard, optional=True)
         if self.shard is not None:
             parse_shard(self.shard)

@@ -122,7 +122,7 @@ def run_cmd(
     plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", help="Draw plots (default on)."),
     published: Optional[bool] = typer.Option(None, "--published/--no-published", help="Show the paper's published rows (labelled 'as published')."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
-    prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", help="Decode the next volume while the current one is scored (default on; serial runs)."),
+    prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", help="Decode the next volume on a background thread while the current one is scored (default: on when the device is a GPU; serial runs)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: score only shard I of N (1-based) of the cases; combine the shard folders with `trace-bench merge`."),
     plugins: Optional[str] = typer.Option(None, "--plugins", help="Comma-separated modules ('module' or 'module:function') that register extra metric plug-ins."),
     geometry: Optional[str] = typer.Option(None, "--geometry", help="What to do when a generated volume's grid differs from its reference's: see `trace-bench run --help` in the README (refuse, the default: mismatched field of view or orientation is not scored; warn; strict)."),

@@ -7,7 +7,8 @@ groups go to a pool of spawned processes that receive the :class:`~.plan.Plan` (
 networks) and never plan again.
 
 The serial path decodes the next task's volumes on a background thread while the current task
-is scored (:class:`Reader`, ``prefetch``; off with ``--no-prefetch``).
+is scored (:class:`Reader`; ``--prefetch`` / ``--no-prefetch``, by default on when the run's device is a
+GPU: :func:`prefetch_enabled`).
 
 Warnings recorded with a result (``warnings.csv``): what the adapter noticed while reading
 (``volume.meta["warnings"]``) and the geometry check of a generated volume against its reference
@@ -217,10 +218,17 @@ def _worker_run(method: str, case_id: str, entries: list[Entry]) -> int:
     return process_task(plan, method, plan.pairing.case(case_id), entries)
 
 
-def run_cases(plan: Plan, *, console=None, prefetch: bool = True) -> dict[str, Any]:
+def prefetch_enabled(setting: bool | None, device: Any) -> bool:
+    """The config's ``prefetch`` (True / False), or when None (auto) whether ``device`` is a GPU: then
+    the CPU is idle while the GPU computes and decoding ahead hides the read time; on a CPU run the
+    metrics keep the cores busy and decoding ahead gained nothing measurable (benchmarks/bench_prefetch.py)."""
+    return bool(setting) if setting is not None else str(device).startswith("cuda")
+
+
+def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None) -> dict[str, Any]:
     """Stage 2: compute every entry whose result file is missing (resume = skip what is done).
     ``prefetch``: in the serial path, decode the next volume while the current one is scored
-    (:class:`Reader`); worker processes each read their own task."""
+    (:class:`Reader`; None = :func:`prefetch_enabled` decides); worker processes read their own task."""
     t0 = time.perf_counter()
     todo = [e for e in plan.entries if not entry_done(plan.out, e)]
     groups = _task_groups(todo)
@@ -249,7 +257,7 @@ def run_cases(plan: Plan, *, console=None, prefetch: bool = True) -> dict[str, A
                     if plain is not None:
                         plain.tick(done, len(groups), "volumes")
         else:
-            reader = Reader(prefetch=prefetch)
+            reader = Reader(prefetch=prefetch_enabled(prefetch, plan.ctx.device))
             try:
                 for i, (m, c, es) in enumerate(groups):
                     progress.update(per_method[m], description=f"{m} [{c}]")
