@@ -15,7 +15,7 @@ from .kid import KID, KIDClip, KIDI3D  # noqa: E402,F401
 from .prdc import PRDC, PRDCClip, PRDCI3D  # noqa: E402,F401
 from .ct3d import FDAstra, KIDAstra, PRDCAstra  # noqa: E402,F401  CT-native 3D volume features (Astra)
 from .medicalnet import FDMedicalNet, KIDMedicalNet, PRDCMedicalNet  # noqa: E402,F401  HA-GAN's 3D FID (MedicalNet)
-from .fvd_ctnet import FDCTNet, FVDCTNet, KIDCTNet, PRDCCTNet  # noqa: E402,F401  VLM3D FVD_CTNet (CT-Net)
+from .fvd_ctnet import FDCTNet, FVDCTNet, KIDCTNet, PRDCCTNet  # noqa: E402,F401 -- VLM3D FVD_CTNet (CT-Net)
 from .fid_presets import FIDMaisi, FIDVlm3d  # noqa: E402,F401  MAISI / VLM3D 2.5D FID presets (RadImageNet)
 from .vbench import *  # noqa: F401,F403  VBench dimensions: subject_consistency(features), metric classes
 

@@ -275,7 +275,7 @@ def _profile_generation(command: str | list[str], output_dir: Path, fmt: str, gp
 
 def _profile_training(command: str | list[str], gpu: NvmlSampler | None, interval: float, shell: bool,
                       seconds: float | None, log: Callable[[str], None]) -> dict[str, Any]:
-    log(f"profile-command: running the training command"
+    log("profile-command: running the training command"
         + (f" for {seconds:g} s" if seconds is not None else " until it exits"))
     m = run_measured(command, shell=shell, interval=interval, gpu=gpu, max_seconds=seconds)
     if not m.stopped and m.returncode not in (0, None):
