@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_dist_fvd_clip import SMALL, ct_crop_volume, i3d_script, tiny_clip  # noqa: F401  (i3d_script: a fixture)
+from tests.test_dist_fvd_clip import SMALL, clip_file, ct_crop_volume, i3d_script  # noqa: F401  (clip_file, i3d_script: fixtures)
 from trace_bench.errors import ConfigError
 from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.kid import kid_from_features, mmd2_unbiased, poly_kernel
@@ -242,17 +242,8 @@ def test_kid_prdc_i3d_share_fvd_features(i3d_script, tmp_path):
         kid.case_state(CaseData("m", "short", ct_crop_volume(4, z=10), protocol=SMALL), ctx)
 
 
-@pytest.fixture(scope="module")
-def clip_file(tmp_path_factory):
-    m = tiny_clip()
-    sd = dict(m.state_dict())
-    sd.update(input_resolution=torch.tensor(64), context_length=torch.tensor(77), vocab_size=torch.tensor(49408))
-    p = tmp_path_factory.mktemp("clip") / "tiny-openai.pt"
-    torch.save(sd, p)
-    return p
-
-
 def test_kid_prdc_clip_image_features(clip_file, tmp_path):
+    clip_file = clip_file[1]  # (model, tensors-only file) of test_dist_fvd_clip
     from trace_bench.extractors.clip import load_clip_model
 
     ctx = RunContext(weights={"clip-vit-b32": str(clip_file)}, cache_dir=str(tmp_path), batch_size=3)

@@ -60,7 +60,7 @@ def test_reader_reads_each_file_once_and_reraises(data, monkeypatch):
     r = Reader(prefetch=True)
     try:
         r.prefetch([(ref[0], "nifti"), (ref[1], "nifti"), (bad, "nifti")])
-        r.prefetch([(ref[0], "nifti")])  # already pending: not submitted again
+        r.prefetch([(ref[0], "nifti"), (ref[1], "nifti"), (bad, "nifti")])  # already pending: not submitted again
         v0 = r.volume(ref[0], "nifti")
         assert r.volume(ref[0], "nifti") is v0  # cached
         r.volume(ref[1], "nifti")
@@ -69,6 +69,19 @@ def test_reader_reads_each_file_once_and_reraises(data, monkeypatch):
     finally:
         r.close()
     assert sorted(calls) == sorted([ref[0].name, ref[1].name, bad.name])
+
+
+def test_reader_drops_volumes_no_longer_wanted(data):
+    ref = sorted((data / "reference").glob("*.nii.gz"))
+    r = Reader(prefetch=True)
+    try:
+        r.prefetch([(ref[0], "nifti"), (ref[1], "nifti")])
+        r.prefetch([(ref[1], "nifti")])  # ref[0]'s task failed before reading it: not held any longer
+        assert r.pending() == [f"nifti:{ref[1]}"]
+        r.volume(ref[1], "nifti")
+        assert r.pending() == []
+    finally:
+        r.close()
 
 
 def test_prefetch_auto_is_on_for_gpu_runs_only():

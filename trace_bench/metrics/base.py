@@ -34,30 +34,16 @@ from ..errors import ConfigError
 from ..protocol import DEFAULT_PROTOCOL, FrameProtocol
 from ..registry import Registry
 from ..volume import Volume
+from ..results.tables import ColumnStyle
 
 State = dict[str, np.ndarray]
 
 
 # ============================================================================= declarations
-@dataclass(frozen=True)
-class Output:
-    """One result column a metric writes, and how reports show it."""
-
-    higher_is_better: bool | None
-    label: str = ""
-    #: "fraction" (shown as %), "mm", "bytes" (shown in GB) or ""
-    unit: str = ""
-    digits: int = 3
-    #: position in the table (lower = further left); per-class columns follow their family
-    rank: float = 100.0
-    #: bookkeeping column: kept in the CSVs, not shown in the tables
-    hidden: bool = False
-    #: ``trace-bench compare``: a change worse than max(abs, rel * |baseline|) is a regression
-    #: (None: the default tolerance; a ``--tolerance`` file overrides either)
-    tolerance: dict[str, float] | None = None
-    #: the best value is the one closest to the GT row's (|method - GT|), not the largest / smallest:
-    #: for scores a smoothed copy can push past the real data (consistency-type VBench dimensions)
-    closest_to_reference: bool = False
+#: one result column a metric writes and how reports show it (direction, label, unit, digits, rank,
+#: hidden, tolerance, closest_to_reference): the results layer's column style, so that what a metric
+#: declares is exactly what ``metrics.json`` records
+Output = ColumnStyle
 
 
 @dataclass(frozen=True)

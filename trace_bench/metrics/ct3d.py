@@ -41,8 +41,8 @@ from . import frechet
 from .backbone import Backbone
 from .base import CaseData, Option, Output, RunContext, State, register_metric
 from .feature_spaces import FeatureSetMetric, FeatureSpace, cache_option, features_of, shared_cached_features
-from .kid import KID_OPTIONS, KID_TOL, KIDMetric
-from .prdc import PRDC_COLUMNS, PRDC_OPTIONS, PRDC_TOL, PRDCMetric
+from .kid import KID_OPTIONS, KIDMetric, kid_outputs
+from .prdc import PRDC_OPTIONS, PRDCMetric, prdc_outputs
 
 ASTRA = "astra-i3resnet152"
 #: weights entries selectable with option ``backbone`` whose networks trace-bench does not implement
@@ -144,8 +144,7 @@ class FDAstra(AstraFeatureMetric):
 @register_metric
 class KIDAstra(AstraFeatureMetric, KIDMetric):
     name = "kid_astra"
-    outputs = {"kid_astra": Output(False, "KID (Astra 3D)", digits=4, rank=4.1, tolerance=KID_TOL),
-               "kid_astra_std": Output(None, "KID (Astra 3D) std", digits=4, rank=4.101, hidden=True, tolerance=KID_TOL)}
+    outputs = kid_outputs("kid_astra", "KID (Astra 3D)", 4.1)
     options = _astra_options(KID_OPTIONS)
     description = "KID (unbiased MMD^2, cubic kernel) of whole-volume CT features (Astra/Merlin I3ResNet-152)"
 
@@ -153,9 +152,7 @@ class KIDAstra(AstraFeatureMetric, KIDMetric):
 @register_metric
 class PRDCAstra(AstraFeatureMetric, PRDCMetric):
     name = "prdc_astra"
-    outputs = {f"prdc_astra_{c}": Output(True, f"PRDC (Astra 3D) {c}", unit="" if c == "density" else "fraction",
-                                         digits=3, rank=4.2 + 0.01 * i, tolerance=PRDC_TOL)
-               for i, c in enumerate(PRDC_COLUMNS)}
+    outputs = prdc_outputs("prdc_astra", "PRDC (Astra 3D)", 4.2)
     options = _astra_options(PRDC_OPTIONS)
     description = ("precision / recall / density / coverage of whole-volume CT features (Astra/Merlin "
                    "I3ResNet-152); needs more than nearest_k volumes per set")

@@ -59,8 +59,8 @@ from . import frechet
 from .backbone import Backbone
 from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
 from .feature_spaces import FeatureSetMetric, FeatureSpace, cache_option, features_of, shared_cached_features
-from .kid import KID_OPTIONS, KID_TOL, KIDMetric
-from .prdc import PRDC_COLUMNS, PRDC_OPTIONS, PRDC_TOL, PRDCMetric
+from .kid import KID_OPTIONS, KIDMetric, kid_outputs
+from .prdc import PRDC_OPTIONS, PRDCMetric, prdc_outputs
 
 CTNET = "vlm3d-ctnet"
 #: evaluate_fvd.py ``CHUNK``: (generated, reference) pairs per Frechet distance
@@ -247,8 +247,7 @@ class FDCTNet(CTNetFeatureMetric):
 @register_metric
 class KIDCTNet(CTNetFeatureMetric, KIDMetric):
     name = "kid_ctnet"
-    outputs = {"kid_ctnet": Output(False, "KID (CT-Net)", digits=4, rank=4.7, tolerance=KID_TOL),
-               "kid_ctnet_std": Output(None, "KID (CT-Net) std", digits=4, rank=4.701, hidden=True, tolerance=KID_TOL)}
+    outputs = kid_outputs("kid_ctnet", "KID (CT-Net)", 4.7)
     options = CTNET_VOLUMES.options + KID_OPTIONS
     description = "KID (unbiased MMD^2, cubic kernel) of CT-Net volume features (96-d, VLM3D's network)"
 
@@ -256,9 +255,7 @@ class KIDCTNet(CTNetFeatureMetric, KIDMetric):
 @register_metric
 class PRDCCTNet(CTNetFeatureMetric, PRDCMetric):
     name = "prdc_ctnet"
-    outputs = {f"prdc_ctnet_{c}": Output(True, f"PRDC (CT-Net) {c}", unit="" if c == "density" else "fraction",
-                                         digits=3, rank=4.8 + 0.01 * i, tolerance=PRDC_TOL)
-               for i, c in enumerate(PRDC_COLUMNS)}
+    outputs = prdc_outputs("prdc_ctnet", "PRDC (CT-Net)", 4.8)
     options = CTNET_VOLUMES.options + PRDC_OPTIONS
     description = ("precision / recall / density / coverage of CT-Net volume features (96-d, VLM3D's network); "
                    "needs more than nearest_k volumes per set")

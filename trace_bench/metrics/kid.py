@@ -105,7 +105,8 @@ class KIDMetric(FeatureSetMetric):
         return {self.name: mean, f"{self.name}_std": std}
 
 
-def _kid_outputs(name: str, label: str, rank: float) -> dict[str, Output]:
+def kid_outputs(name: str, label: str, rank: float) -> dict[str, Output]:
+    """The columns of a KID metric: ``name`` (shown) and ``name_std`` (CSV only)."""
     return {name: Output(False, label, digits=4, rank=rank, tolerance=KID_TOL),
             f"{name}_std": Output(None, f"{label} std", digits=4, rank=rank + 0.001, hidden=True, tolerance=KID_TOL)}
 
@@ -119,7 +120,7 @@ class KID(KIDMetric):
     name = "kid"
     space = INCEPTION_SLICES
     weights = ("inception-fid",)
-    outputs = _kid_outputs("kid", "KID", 2.5)
+    outputs = kid_outputs("kid", "KID", 2.5)
     options = _options(INCEPTION_SLICES)
     description = "Kernel Inception Distance (unbiased MMD^2, cubic kernel) of axial-slice Inception features (as fid)"
 
@@ -129,7 +130,7 @@ class KIDI3D(KIDMetric):
     name = "kid_i3d"
     space = I3D_CLIPS
     weights = ("i3d-torchscript",)
-    outputs = _kid_outputs("kid_i3d", "KID (I3D)", 2.52)
+    outputs = kid_outputs("kid_i3d", "KID (I3D)", 2.52)
     options = _options(I3D_CLIPS)
     description = "KID (unbiased MMD^2, cubic kernel) of I3D features of 16-slice clips (as fvd)"
 
@@ -139,9 +140,9 @@ class KIDClip(KIDMetric):
     name = "kid_clip"
     space = CLIP_SLICES
     weights = ("clip-vit-b32",)
-    outputs = _kid_outputs("kid_clip", "KID (CLIP)", 2.54)
+    outputs = kid_outputs("kid_clip", "KID (CLIP)", 2.54)
     options = _options(CLIP_SLICES)
     description = "KID (unbiased MMD^2, cubic kernel) of CLIP ViT-B/32 image features of axial slices"
 
 
-__all__ = ["KID", "KIDI3D", "KIDClip", "KIDMetric", "kid_from_features", "mmd2_unbiased", "poly_kernel"]
+__all__ = ["kid_outputs", "KID", "KIDI3D", "KIDClip", "KIDMetric", "kid_from_features", "mmd2_unbiased", "poly_kernel"]

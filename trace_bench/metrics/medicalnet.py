@@ -52,8 +52,8 @@ from .feature_spaces import (
     features_of,
     shared_cached_features,
 )
-from .kid import KID_OPTIONS, KID_TOL, KIDMetric
-from .prdc import PRDC_COLUMNS, PRDC_OPTIONS, PRDC_TOL, PRDCMetric
+from .kid import KID_OPTIONS, KIDMetric, kid_outputs
+from .prdc import PRDC_OPTIONS, PRDCMetric, prdc_outputs
 
 MEDICALNET = "medicalnet-resnet50"
 MEDICALNET_WEIGHTS = ("medicalnet-resnet50", "medicalnet-resnet50-3dseg8")
@@ -130,7 +130,7 @@ FD_TOL = {"abs": 0.01, "rel": 0.05}
 @register_metric
 class FDMedicalNet(MedicalNetFeatureMetric):
     name = "fd_medicalnet"
-    outputs = {"fd_medicalnet": Output(False, "FD (MedicalNet 3D)", digits=3, rank=4.5, tolerance=FD_TOL)}
+    outputs = {"fd_medicalnet": Output(False, "FD (MedicalNet 3D)", digits=3, rank=4.3, tolerance=FD_TOL)}
     options = _options(())
     description = ("HA-GAN's 3D FID: Frechet distance of MedicalNet ResNet-50 volume features (2048-d, one per "
                    "volume, HA-GAN preprocessing to 256^3); needs many volumes (n vs 2048 dims)")
@@ -150,9 +150,7 @@ class FDMedicalNet(MedicalNetFeatureMetric):
 @register_metric
 class KIDMedicalNet(MedicalNetFeatureMetric, KIDMetric):
     name = "kid_medicalnet"
-    outputs = {"kid_medicalnet": Output(False, "KID (MedicalNet 3D)", digits=4, rank=4.6, tolerance=KID_TOL),
-               "kid_medicalnet_std": Output(None, "KID (MedicalNet 3D) std", digits=4, rank=4.601, hidden=True,
-                                            tolerance=KID_TOL)}
+    outputs = kid_outputs("kid_medicalnet", "KID (MedicalNet 3D)", 4.35)
     options = _options(KID_OPTIONS)
     description = "KID (unbiased MMD^2, cubic kernel) of MedicalNet ResNet-50 volume features (HA-GAN preprocessing)"
 
@@ -160,9 +158,7 @@ class KIDMedicalNet(MedicalNetFeatureMetric, KIDMetric):
 @register_metric
 class PRDCMedicalNet(MedicalNetFeatureMetric, PRDCMetric):
     name = "prdc_medicalnet"
-    outputs = {f"prdc_medicalnet_{c}": Output(True, f"PRDC (MedicalNet 3D) {c}", unit="" if c == "density" else "fraction",
-                                              digits=3, rank=4.7 + 0.01 * i, tolerance=PRDC_TOL)
-               for i, c in enumerate(PRDC_COLUMNS)}
+    outputs = prdc_outputs("prdc_medicalnet", "PRDC (MedicalNet 3D)", 4.4)
     options = _options(PRDC_OPTIONS)
     description = ("precision / recall / density / coverage of MedicalNet ResNet-50 volume features (HA-GAN "
                    "preprocessing); needs more than nearest_k volumes per set")

@@ -124,7 +124,8 @@ class PRDCMetric(FeatureSetMetric):
         return {f"{self.name}_{c}": res[c] for c in PRDC_COLUMNS}
 
 
-def _prdc_outputs(name: str, label: str, rank: float) -> dict[str, Output]:
+def prdc_outputs(name: str, label: str, rank: float) -> dict[str, Output]:
+    """The four columns of a PRDC metric, ``name_precision`` ... ``name_coverage``."""
     units = {"precision": "fraction", "recall": "fraction", "density": "", "coverage": "fraction"}
     return {f"{name}_{c}": Output(True, f"{label} {c}", unit=units[c], digits=3, rank=rank + 0.01 * i, tolerance=PRDC_TOL)
             for i, c in enumerate(PRDC_COLUMNS)}
@@ -139,7 +140,7 @@ class PRDC(PRDCMetric):
     name = "prdc"
     space = INCEPTION_SLICES
     weights = ("inception-fid",)
-    outputs = _prdc_outputs("prdc", "PRDC", 2.7)
+    outputs = prdc_outputs("prdc", "PRDC", 2.7)
     options = _options(INCEPTION_SLICES)
     description = "precision / recall / density / coverage (Naeem et al. 2020) of axial-slice Inception features (as fid)"
 
@@ -149,7 +150,7 @@ class PRDCI3D(PRDCMetric):
     name = "prdc_i3d"
     space = I3D_CLIPS
     weights = ("i3d-torchscript",)
-    outputs = _prdc_outputs("prdc_i3d", "PRDC (I3D)", 2.8)
+    outputs = prdc_outputs("prdc_i3d", "PRDC (I3D)", 2.8)
     options = _options(I3D_CLIPS)
     description = "precision / recall / density / coverage of I3D features of 16-slice clips (as fvd)"
 
@@ -159,9 +160,9 @@ class PRDCClip(PRDCMetric):
     name = "prdc_clip"
     space = CLIP_SLICES
     weights = ("clip-vit-b32",)
-    outputs = _prdc_outputs("prdc_clip", "PRDC (CLIP)", 2.9)
+    outputs = prdc_outputs("prdc_clip", "PRDC (CLIP)", 2.9)
     options = _options(CLIP_SLICES)
     description = "precision / recall / density / coverage of CLIP ViT-B/32 image features of axial slices"
 
 
-__all__ = ["PRDC", "PRDCI3D", "PRDCClip", "PRDCMetric", "prdc_from_features", "knn_radii", "euclidean_distances"]
+__all__ = ["prdc_outputs", "PRDC", "PRDCI3D", "PRDCClip", "PRDCMetric", "prdc_from_features", "knn_radii", "euclidean_distances"]

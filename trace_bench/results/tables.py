@@ -39,30 +39,46 @@ def base_metric(column: str) -> str:
     return column.split("[", 1)[0]
 
 
-@dataclass
-class MetricInfo:
-    """What reports and ``compare`` need to know about a result column, as declared by its metric
-    (:class:`trace_bench.metrics.base.Output`) and written to ``metrics.json``."""
+@dataclass(frozen=True)
+class ColumnStyle:
+    """How one result column reads: direction and display, as its metric declares it (a metric's
+    outputs are these: :class:`trace_bench.metrics.base.Output` is this class)."""
 
     higher_is_better: bool | None
-    table: str = "table1"
-    kind: str = "case"
-    protocol: str = ""
-    spec: str = ""
     #: column header in the tables ('' = the column name)
     label: str = ""
     #: "fraction" (shown as a percentage), "mm", "bytes" (shown in GB) or "" (plain number)
     unit: str = ""
     #: decimals shown in the tables
     digits: int = 3
-    #: position of the column in its table (lower = further left)
+    #: position of the column in its table (lower = further left); per-class columns follow their family
     rank: float = 100.0
     #: bookkeeping column: kept in the CSVs, not shown in the tables
     hidden: bool = False
-    #: regression tolerance declared by the metric ({"abs": .., "rel": ..}), None = the default
+    #: ``trace-bench compare``: a change worse than max(abs, rel * |baseline|) is a regression
+    #: ({"abs": .., "rel": ..}; None: the default tolerance; a ``--tolerance`` file overrides either)
     tolerance: dict[str, float] | None = None
-    #: the best value is the one closest to the GT row (|method - GT|), not the largest / smallest
+    #: the best value is the one closest to the GT row's (|method - GT|), not the largest / smallest:
+    #: for scores a smoothed copy can push past the real data (consistency-type VBench dimensions)
     closest_to_reference: bool = False
+
+
+@dataclass(frozen=True)
+class MetricInfo(ColumnStyle):
+    """What reports and ``compare`` need to know about a result column: its :class:`ColumnStyle` plus
+    where it comes from (table, metric kind, protocol id, metric name); written to ``metrics.json``."""
+
+    table: str = "table1"
+    kind: str = "case"
+    protocol: str = ""
+    spec: str = ""
+
+    @classmethod
+    def of(cls, style: ColumnStyle, **where: Any) -> "MetricInfo":
+        """``style``'s fields (tolerance copied) plus ``where`` (table, kind, protocol, spec)."""
+        d = {f: getattr(style, f) for f in ColumnStyle.__dataclass_fields__}
+        d["tolerance"] = dict(style.tolerance) if style.tolerance else None
+        return cls(**d, **where)
 
     def to_dict(self) -> dict[str, Any]:
         return {"higher_is_better": self.higher_is_better, "table": self.table, "kind": self.kind,
@@ -78,12 +94,12 @@ class MetricInfo:
 
 #: columns every run may carry that no metric plug-in declares
 PROFILE_METRICS: dict[str, MetricInfo] = {
-    "fps": MetricInfo(True, "table1", "profile", "trace-bench profile: slices per second at volume level", "profile",
-                      label="FPS", digits=2, rank=90, tolerance={"rel": 0.10}),
-    "vram": MetricInfo(False, "table1", "profile", "trace-bench profile: peak inference memory, bytes", "profile",
-                       label="Train/Infer VRAM", unit="bytes", rank=91, tolerance={"rel": 0.10}),
-    "vram_train": MetricInfo(False, "table1", "profile", "trace-bench profile: peak training memory, bytes", "profile",
-                             label="Train VRAM", unit="bytes", rank=92, tolerance={"rel": 0.10}),
+    "fps": MetricInfo(True, table="table1", kind="profile", spec="profile",
+                      protocol="trace-bench profile: slices per second at volume level", label="FPS", digits=2, rank=90, tolerance={"rel": 0.10}),
+    "vram": MetricInfo(False, table="table1", kind="profile", spec="profile",
+                       protocol="trace-bench profile: peak inference memory, bytes", label="Train/Infer VRAM", unit="bytes", rank=91, tolerance={"rel": 0.10}),
+    "vram_train": MetricInfo(False, table="table1", kind="profile", spec="profile",
+                             protocol="trace-bench profile: peak training memory, bytes", label="Train VRAM", unit="bytes", rank=92, tolerance={"rel": 0.10}),
 }
 
 

@@ -62,11 +62,15 @@ class Reader:
         return get_adapter(adapter).read(path)
 
     def prefetch(self, items: list[tuple[Path, str]]) -> None:
-        """Start decoding ``(path, adapter)`` items in the background (no-op without prefetch)."""
+        """Start decoding ``(path, adapter)`` items in the background (no-op without prefetch). Volumes read
+        ahead earlier but not among ``items`` (their task failed before reading them) are dropped, so at
+        most the current and the next task's volumes are held."""
         if self._pool is None:
             return
-        for path, adapter in items:
-            k = f"{adapter}:{path}"
+        wanted = {f"{adapter}:{path}": (path, adapter) for path, adapter in items}
+        for k in [k for k in self._pending if k not in wanted]:
+            self._pending.pop(k).cancel()
+        for k, (path, adapter) in wanted.items():
             if k not in self._cache and k not in self._pending:
                 self._pending[k] = self._pool.submit(self._read, path, adapter)
 
@@ -80,6 +84,10 @@ class Reader:
         while len(self._cache) > 2:
             self._cache.pop(next(iter(self._cache)))
         return v
+
+    def pending(self) -> list[str]:
+        """Keys (``adapter:path``) of the volumes being read ahead and not yet asked for."""
+        return list(self._pending)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -262,10 +270,11 @@ def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None) -> dict
                 for i, (m, c, es) in enumerate(groups):
                     progress.update(per_method[m], description=f"{m} [{c}]")
                     case = plan.pairing.case(c)
-                    reader.prefetch(task_files(plan, m, case, es))
+                    ahead = task_files(plan, m, case, es)
                     if i + 1 < len(groups):
                         nm, nc, nes = groups[i + 1]
-                        reader.prefetch(task_files(plan, nm, plan.pairing.case(nc), nes))
+                        ahead += task_files(plan, nm, plan.pairing.case(nc), nes)
+                    reader.prefetch(ahead)
                     stats["computed"] += process_task(plan, m, case, es, reader)
                     progress.advance(per_method[m])
                     progress.advance(overall)

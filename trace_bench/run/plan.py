@@ -319,10 +319,7 @@ def column_infos(metrics: Iterable[Metric], ctx: RunContext) -> dict[str, Metric
     out: dict[str, MetricInfo] = {}
     for m in metrics:
         for col, o in m.output_columns(ctx).items():
-            out[col] = MetricInfo(o.higher_is_better, m.table, m.kind, m.protocol_id(ctx), m.name, label=o.label,
-                                  unit=o.unit, digits=o.digits, rank=o.rank, hidden=o.hidden,
-                                  tolerance=dict(o.tolerance) if o.tolerance else None,
-                                  closest_to_reference=o.closest_to_reference)
+            out[col] = MetricInfo.of(o, table=m.table, kind=m.kind, protocol=m.protocol_id(ctx), spec=m.name)
     return out
 
 
