@@ -201,7 +201,8 @@ def protocol_legend(res: Results) -> list[str]:
                  + "; ".join(html_text(d) for _, d in describe_protocol(str(frame))) + "</dd>")
     for p, names in protos.items():
         h.append(f"<dt>{html_text(p)}</dt><dd>used by {html_text(', '.join(names))}<ul>"
-                 + "".join(f"<li><code>{html_text(part)}</code>: {html_text(d)}</li>" for part, d in describe_protocol(p))
+                 + "".join(f"<li><code>{html_text(part)}</code>: {html_text(d)}</li>"
+                           for part, d in describe_protocol(p))
                  + "</ul></dd>")
     h.append("</dl>")
     return h
@@ -256,7 +257,8 @@ def viewer_section(viewers: list[dict[str, Any]], notes: list[str]) -> list[str]
                 "resolution (HU window [-1000, 1000])." if v["mode"] == "stack" else
                 "Only the mid-planes were stored for this case (the input volumes were not readable when this "
                 "report was rendered): the slider steps through axial, coronal and sagittal.")
-        h += [f'<div class="viewer" id="viewer-{i}"><h3>Case {html_text(v["case"])}</h3><p class="note">{html_text(what)}</p>',
+        h += [f'<div class="viewer" id="viewer-{i}"><h3>Case {html_text(v["case"])}</h3>'
+              f'<p class="note">{html_text(what)}</p>',
               f'<label>slice <input type="range" min="0" max="0" value="0" '
               f'aria-label="slice of case {html_attr(v["case"])}"></label> '
               '<span class="pos"></span> <label><input type="checkbox" checked> label overlay</label>',

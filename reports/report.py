@@ -204,7 +204,8 @@ def report_markdown(c: ReportContent, figs: dict[str, Path]) -> str:
     if c.timing:
         md += ["", "## Timing", ""] + markdown_grid(timing_table(c.timing))
     if figs:
-        md += ["", "## Figures", ""] + [f"![{markdown_text(k)}]({p.relative_to(o).as_posix()})" for k, p in figs.items()]
+        md += ["", "## Figures", ""]
+        md += [f"![{markdown_text(k)}]({p.relative_to(o).as_posix()})" for k, p in figs.items()]
     md += ["", "Files: `per_case.csv`, `summary.csv`, `errors.csv`, `warnings.csv`, `provenance.json`, `config.toml`, "
            "`results.json`, `tables/*.tex`, `stats/`.", ""]
     return "\n".join(md)

@@ -217,22 +217,16 @@ def care_note(res: Results, by: dict, cols: list[str], methods: list[str]) -> st
     return ("Read with care: " + "; ".join(warn) + ".") if warn else None
 
 
-def table_notes(res: Results, key: str, cols: list[str], by: dict, methods: list[str], closest: list[str]) -> list[str]:
-    """The notes under one table: what the values are, how to read them, what needs care, the
-    protocols behind them, the segmenter, profiling and the metrics not computed."""
-    kinds = {_info(c, res).kind for c in cols}
-    notes = ([_CASE_NOTE] if "case" in kinds else []) + ([_DIST_NOTE] if "distribution" in kinds else [])
-    notes.append(_READING_NOTE)
-    if closest:
-        notes.append("For " + ", ".join(literal(label(c, res.metrics)) for c in closest) + " the best value is the "
-                     "one closest to GT (|method - GT|): a smoothed or interpolated volume can score above real data.")
-    care = care_note(res, by, cols, methods)
-    if care:
-        notes.append(care)
+def protocol_note(res: Results, cols: list[str]) -> str | None:
+    """The protocol ids behind a table's (non-profile) columns."""
     used = sorted({info.protocol for c in cols for info in [res.metrics.get(c) or res.metrics.get(base_metric(c))]
                    if info is not None and info.protocol and info.kind != "profile"})
-    if used:
-        notes.append("Protocol: " + "; ".join(literal(u) for u in used) + ".")
+    return ("Protocol: " + "; ".join(literal(u) for u in used) + ".") if used else None
+
+
+def setup_notes(res: Results, key: str, cols: list[str]) -> list[str]:
+    """Where a table's numbers come from: the segmenter, the profiler, the metrics not computed."""
+    notes = []
     cfg = res.provenance.get("config") or {}
     if key.startswith("table1") and any(_info(c, res).spec == "segmentation" for c in cols):
         notes.append(f"Segmenter: {literal(cfg.get('segmenter') or '?')} ({literal(cfg.get('classes') or '?')} "
@@ -243,6 +237,19 @@ def table_notes(res: Results, key: str, cols: list[str], by: dict, methods: list
         notes.append("Not computed in this run (see 'Metrics not computed'): "
                      + ", ".join(literal(k) for k in sorted(res.skipped)) + ".")
     return notes
+
+
+def table_notes(res: Results, key: str, cols: list[str], by: dict, methods: list[str], closest: list[str]) -> list[str]:
+    """The notes under one table: what the values are, how to read them, what needs care, the
+    protocols behind them and where the numbers come from."""
+    kinds = {_info(c, res).kind for c in cols}
+    notes = ([_CASE_NOTE] if "case" in kinds else []) + ([_DIST_NOTE] if "distribution" in kinds else [])
+    notes.append(_READING_NOTE)
+    if closest:
+        notes.append("For " + ", ".join(literal(label(c, res.metrics)) for c in closest) + " the best value is the "
+                     "one closest to GT (|method - GT|): a smoothed or interpolated volume can score above real data.")
+    notes += [n for n in (care_note(res, by, cols, methods), protocol_note(res, cols)) if n]
+    return notes + setup_notes(res, key, cols)
 
 
 def build_table(res: Results, key: str, title: str, caption: str, *, ci: bool = True) -> Table | None:

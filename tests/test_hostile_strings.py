@@ -20,9 +20,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trace_bench.results.escape import (code, csv_cell, csv_value, html_attr, html_text, json_script, latex_text,
-                                        literal, markdown_cell, markdown_code, markdown_text, plot_text, prose_html,
-                                        prose_latex, prose_markdown, prose_spans, visible_controls)
+from trace_bench.results.escape import (
+    code,
+    csv_cell,
+    csv_value,
+    html_attr,
+    html_text,
+    json_script,
+    latex_text,
+    literal,
+    markdown_cell,
+    markdown_code,
+    markdown_text,
+    plot_text,
+    prose_html,
+    prose_latex,
+    prose_markdown,
+    prose_spans,
+    visible_controls,
+)
 from trace_bench.results.files import csv_text, write_csv
 
 CJK = "中文病例标识" * 13 + "中文"  # 80 characters
@@ -185,7 +201,8 @@ def test_csv_round_trip_is_exact_over_every_short_string():
 def test_prose_keeps_code_spans_and_literal_user_strings():
     for s in HOSTILE:
         text = f"case {literal(s)} needs {code(s)}; run `trace-bench report`"
-        assert prose_spans(text) == [(False, f"case {s} needs "), (True, s), (False, "; run "), (True, "trace-bench report")]
+        assert prose_spans(text) == [(False, f"case {s} needs "), (True, s), (False, "; run "),
+                                     (True, "trace-bench report")]
         d = _dom(f"<p>{prose_html(text)}</p>")
         assert [t for t, _ in d.tags] == ["p", "code", "/code", "code", "/code", "/p"]
         assert _cells(_md().render(f"| a |\n| --- |\n| {prose_markdown(text, cell=True)} |\n"))[0] == \
@@ -240,7 +257,12 @@ def _fake_run(out: Path, methods: list[str], cases: list[str], label: str, word:
     for m, c in zip(methods, cases):
         errors.append((m, c, "read", f"cannot read {c!r} of {m}: {word}"))
         warns.append((m, c, "geometry", f"spacing differs for {c}"))
-    from trace_bench.results import ERROR_COLUMNS, PER_CASE_COLUMNS, SUMMARY_COLUMNS, WARNING_COLUMNS
+    from trace_bench.results import (
+        ERROR_COLUMNS,
+        PER_CASE_COLUMNS,
+        SUMMARY_COLUMNS,
+        WARNING_COLUMNS,
+    )
 
     write_csv(out / "per_case.csv", PER_CASE_COLUMNS, per_case)
     write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)
@@ -249,14 +271,16 @@ def _fake_run(out: Path, methods: list[str], cases: list[str], label: str, word:
     col = {"higher_is_better": False, "table": "table1", "kind": "case", "protocol": proto, "spec": "fake_mae",
            "label": label, "unit": "", "digits": 3, "rank": 50.0, "hidden": False}
     meta = {"columns": {"fake_mae": col,
-                        "dice": {**col, "higher_is_better": True, "label": "DC", "unit": "fraction", "spec": "segmentation",
-                                 "rank": 10.0},
+                        "dice": {**col, "higher_is_better": True, "label": "DC", "unit": "fraction",
+                                 "spec": "segmentation", "rank": 10.0},
                         "fake_mean": {**col, "table": "table2", "kind": "distribution", "label": "Fake mean"}},
-            "methods": ["GT"] + methods, "plot_case": cases[0], "skipped": {"clip_score": f"needs weights ({literal(word)}): `trace-bench weights fetch clip`"},
+            "methods": ["GT"] + methods, "plot_case": cases[0],
+            "skipped": {"clip_score": f"needs weights ({literal(word)}): `trace-bench weights fetch clip`"},
             "unscored_methods": [methods[0]]}
     (out / "metrics.json").write_text(json.dumps(meta), encoding="utf-8")
     prov = {"toolkit": {"version": "0.1.0", "git_commit": None}, "device": {"requested": "cpu"},
-            "input_folders": {"GT": f"/data/{word}", **{m: {"folder": f"/data/{m}", "adapter": "nifti"} for m in methods}},
+            "input_folders": {"GT": f"/data/{word}",
+                              **{m: {"folder": f"/data/{m}", "adapter": "nifti"} for m in methods}},
             "notes": [f"case {literal(word)} was read with a warning (see `warnings.csv`)"],
             "config": {"segmenter": "threshold", "classes": 3}, "timings_s": {"plan_s": 1.0}}
     (out / "provenance.json").write_text(json.dumps(prov), encoding="utf-8")
@@ -303,9 +327,9 @@ def _audit(o: Path, methods: list[str], cases: list[str], word: str) -> None:
                 "offset_consistency": 0.9, "path": f"/x/{c}"}
 
     rows = [row(m, c, i % 2 == 0) for i, (m, c) in enumerate(zip(methods, cases))]
-    summary = [{"method": m, "n": 1, "n_flagged": 1, "near_copy_rate_volume": 0.5, "n_slices": 10, "n_slices_flagged": 1,
-                "near_copy_rate_slice": 0.1, "C_T": None, "C_T_note": f"too few cells ({word})", "authpct": 50.0,
-                "median_nn_distance": 0.02, "max_slice_ncc": 0.9} for m in methods]
+    summary = [{"method": m, "n": 1, "n_flagged": 1, "near_copy_rate_volume": 0.5, "n_slices": 10,
+                "n_slices_flagged": 1, "near_copy_rate_slice": 0.1, "C_T": None, "C_T_note": f"too few cells ({word})",
+                "authpct": 50.0, "median_nn_distance": 0.02, "max_slice_ncc": 0.9} for m in methods]
     img = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
     pairs = {methods[0]: [{"row": rows[0], "gen": img, "train": img}]}
     meta = {"feature": {"volume": "grid16x32x32@1"}, "train": {"n_volumes": 6, "folder": f"/t/{word}"},
@@ -420,7 +444,8 @@ def _study(tmp: Path, methods: list[str], labels: list[str]) -> tuple[Path, obje
 
 
 STUDY_METHODS = ["=HYPERLINK(\"http://x\")", "<!--<script>", "a & b_c%d#e$f~g^h\\i{j}", "`--`", CJK, "\u0422RACE"]
-STUDY_LABELS = ["</script><script>alert(1)</script>", "<!--group", "a & b_c%d#e$f~g^h\\i{j}", "`--` $x$", "=cmd|' /C calc'!A0"]
+STUDY_LABELS = ["</script><script>alert(1)</script>", "<!--group", "a & b_c%d#e$f~g^h\\i{j}", "`--` $x$",
+                "=cmd|' /C calc'!A0"]
 
 
 @pytest.mark.parametrize("kind", ["hostile"])

@@ -155,7 +155,8 @@ def flagged_table(flagged: list[tuple[str, dict]]) -> Table:
                        "distance": Cell(_fmt(c["nn_distance"], 4)), "flagged": Cell("yes" if c["flagged"] else "no"),
                        "ncc": Cell(_fmt(c["best_slice_ncc"], 4)),
                        "match": Cell(f"{c['matched_train_case']} z={c['matched_train_slice']}"),
-                       "offset": Cell(_fmt(c["slice_offset"], 1)), "consistency": Cell(_fmt(c["offset_consistency"], 2))})
+                       "offset": Cell(_fmt(c["slice_offset"], 1)),
+                       "consistency": Cell(_fmt(c["offset_consistency"], 2))})
             for meth, c in flagged]
     return Table("flagged", "Flagged generated volumes", cols, rows, stub="method")
 

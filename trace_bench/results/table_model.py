@@ -102,9 +102,6 @@ class Table:
     def arrows(self) -> dict[str, str]:
         return {c.key: c.arrow for c in self.columns}
 
-    def row(self, key: str) -> Row:
-        return next(r for r in self.rows if r.key == key)
-
 
 # ----------------------------------------------------------------------------- Markdown
 _MD_ALIGN = {"l": "---", "r": "---:", "c": ":---:"}

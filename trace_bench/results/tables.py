@@ -140,10 +140,6 @@ class Results:
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=WARNING_COLUMNS))
 
-    def value(self, method: str, metric: str) -> float:
-        s = self.summary[(self.summary.method == method) & (self.summary.metric == metric)]
-        return float(s.value.iloc[0]) if len(s) else float("nan")
-
 
 #: text columns of the run's CSVs: written through escape.csv_cell, read back through escape.csv_value
 TEXT_COLUMNS = ("method", "case_id", "metric", "stage", "error", "warning", "ci_method", "note", "protocol")

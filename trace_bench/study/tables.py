@@ -118,10 +118,11 @@ def detection_table(rows: list[DetectionRow], confidence: float) -> Table:
     """Share of right answers to the real-or-generated question with Wilson's interval."""
     columns = [Column("truth", "Items", align="l"), Column("n", "n"), Column("correct", "Correct"),
                Column("accuracy", f"Accuracy [{confidence * 100:g}% Wilson CI]")]
+    def acc(r: DetectionRow) -> Cell:
+        return Cell(DASH if r.n == 0 else _interval(r.accuracy, r.ci_low, r.ci_high), value=r.accuracy)
+
     out = [Row(f"{r.rater}:{r.truth}", {"truth": Cell(r.truth), "n": Cell(str(r.n), value=r.n),
-                                        "correct": Cell(str(r.correct), value=r.correct),
-                                        "accuracy": Cell(DASH if r.n == 0 else _interval(r.accuracy, r.ci_low, r.ci_high),
-                                                         value=r.accuracy)},
+                                        "correct": Cell(str(r.correct), value=r.correct), "accuracy": acc(r)},
                label=r.rater) for r in rows]
     return Table("detection", "Real or generated?", columns, out, stub="Rater")
 

@@ -235,12 +235,15 @@ def _json_script(obj: Any) -> str:
 def _criterion_html(item_id: str, c: Criterion) -> str:
     name = html_attr(f"{item_id}|{c.id}")
     values = list(c.choices) if c.kind == "choice" else [str(v) for v in range(c.low, c.high + 1)]
-    radios = "".join(f'<label><input type="radio" name="{name}" value="{html_attr(v)}"> {html_text(v)}</label>' for v in values)
+    radios = "".join(f'<label><input type="radio" name="{name}" value="{html_attr(v)}"> {html_text(v)}</label>'
+                     for v in values)
     group = f'<span class="group">{html_text(c.group)}</span>' if c.group else ""
     anchors = ""
     if c.kind == "scale" and c.anchors:
-        anchors = '<div class="anchors">' + " &middot; ".join(f"<b>{k}</b> = {html_text(t)}" for k, t in sorted(c.anchors.items())) + "</div>"
-    return (f'<fieldset class="criterion" data-criterion="{html_attr(c.id)}"><legend>{group}{html_text(c.label)}</legend>'
+        anchors = ('<div class="anchors">'
+                   + " &middot; ".join(f"<b>{k}</b> = {html_text(t)}" for k, t in sorted(c.anchors.items())) + "</div>")
+    return (f'<fieldset class="criterion" data-criterion="{html_attr(c.id)}">'
+            f'<legend>{group}{html_text(c.label)}</legend>'
             f'<div class="scale">{radios}</div>{anchors}</fieldset>')
 
 
