@@ -6,8 +6,6 @@ tables, figures as embedded PNG and a slice viewer (reference vs every method, l
 from __future__ import annotations
 
 import base64
-import html
-import json
 import math
 import re
 from collections import defaultdict
@@ -16,10 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from trace_bench.results import ALL_CASES, PROFILE_CASE, Results, base_metric, column_info, direction
+from trace_bench.results import (
+    ALL_CASES,
+    PROFILE_CASE,
+    Results,
+    base_metric,
+    column_info,
+    direction,
+)
+from trace_bench.results.escape import html_attr, html_text, json_script, prose_html
+from trace_bench.results.table_model import Cell, Column, Row, Table, to_html
 
 from .protocols import describe_protocol
-from .tables import Cell, Table, fmt_value, label
+from .tables import fmt_value, label
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
@@ -113,57 +120,26 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 """
 
 
-def esc(text: Any) -> str:
-    return html.escape(str(text))
-
-
-def code_spans(text: str) -> str:
-    """Escape ``text`` and turn Markdown `code` spans into <code>; a stray backtick becomes a quote."""
-    parts = str(text).split("`")
-    if len(parts) % 2 == 0:  # odd number of backticks: the last one has no partner
-        parts[-2:] = ["'".join(parts[-2:])]
-    return "".join(f"<code>{esc(p)}</code>" if i % 2 else esc(p) for i, p in enumerate(parts))
-
-
-def _num(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(float(v))
-
-
 def table_html(t: Table) -> str:
-    cls = "published" if t.published else "ours"
-    h = [f'<table class="{cls} sortable" id="{t.key}{"-published" if t.published else ""}">',
-         f"<caption>{esc(t.title)}</caption>", "<thead><tr><th>Method</th>"]
-    h += [f"<th>{esc(f'{t.headers.get(c) or label(c)} {t.arrows.get(c, chr(32))}'.strip())}</th>" for c in t.columns]
-    h.append("</tr></thead><tbody>")
-    for m, cells in t.rows:
-        h.append(f'<tr><th scope="row">{esc(t.row_label(m))}</th>')
-        for c in t.columns:
-            cell = cells.get(c, Cell("–"))
-            txt = esc(cell.text)
-            if cell.best:
-                txt = f"<b>{txt}</b>"
-            if cell.ci:
-                txt += f'<br><span class="ci">{esc(cell.ci)}</span>'
-            h.append(f'<td data-v="{_num(cell.value)}">{txt}</td>')
-        h.append("</tr>")
-    h.append("</tbody></table>")
-    h += [f'<p class="note">{code_spans(n)}</p>' for n in t.notes]
-    return "\n".join(h) + "\n"
+    """One of Tables 1 / 2 (ours, or the paper's own numbers apart)."""
+    return to_html(t, css="published" if t.published else "ours",
+                   anchor=f"{t.key}-published" if t.published else t.key)
 
 
-def _simple_table(cls: str, head: list[str], rows: list[list[Any]], *, left: int | None = None) -> list[str]:
-    left = len(head) if left is None else left
-    h = [f'<table class="{cls} sortable"><thead><tr>' + "".join(f"<th>{esc(x)}</th>" for x in head) + "</tr></thead><tbody>"]
+def simple_table(cls: str, head: list[str], rows: list[list[Any]], *, prose: tuple[int, ...] = ()) -> str:
+    """A sortable table without row labels: numbers (int / float) sort by value and align right (a
+    column of numbers only), text aligns left; ``prose``: columns holding messages with `code` spans."""
+    def number(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    cols = [Column(f"c{i}", h, align="r" if all(number(r[i]) or r[i] is None for r in rows) else "l",
+                   prose=i in prose) for i, h in enumerate(head)]
+    out = []
     for r in rows:
-        tds = []
-        for i, x in enumerate(r):
-            if isinstance(x, (int, float)) and not isinstance(x, bool):
-                tds.append(f'<td data-v="{x}">{x:g}</td>' if isinstance(x, float) else f'<td data-v="{x}">{x}</td>')
-            else:
-                tds.append(f'<td class="{"l" if i < left else ""}">{code_spans(str(x))}</td>')
-        h.append("<tr>" + "".join(tds) + "</tr>")
-    h.append("</tbody></table>")
-    return h
+        cells = {f"c{i}": (Cell(f"{x:g}" if isinstance(x, float) else str(x), value=float(x)) if number(x)
+                           else Cell("" if x is None else str(x))) for i, x in enumerate(r)}
+        out.append(Row(str(len(out)), cells))
+    return to_html(Table(cls, "", cols, out, stub=None), css=cls)
 
 
 def _cases_text(pairs: list[tuple[str, str]], limit: int = 12) -> str:
@@ -221,11 +197,12 @@ def protocol_legend(res: Results) -> list[str]:
          "keys and <code>results.json</code>). The parts of an id are separated by <code>|</code>:</p>",
          '<dl class="legend">']
     if frame:
-        h.append(f"<dt>{esc(frame)}</dt><dd>(frame protocol of this run) "
-                 + "; ".join(esc(d) for _, d in describe_protocol(str(frame))) + "</dd>")
+        h.append(f"<dt>{html_text(frame)}</dt><dd>(frame protocol of this run) "
+                 + "; ".join(html_text(d) for _, d in describe_protocol(str(frame))) + "</dd>")
     for p, names in protos.items():
-        h.append(f"<dt>{esc(p)}</dt><dd>used by {esc(', '.join(names))}<ul>"
-                 + "".join(f"<li><code>{esc(part)}</code>: {esc(d)}</li>" for part, d in describe_protocol(p))
+        h.append(f"<dt>{html_text(p)}</dt><dd>used by {html_text(', '.join(names))}<ul>"
+                 + "".join(f"<li><code>{html_text(part)}</code>: {html_text(d)}</li>"
+                           for part, d in describe_protocol(p))
                  + "</ul></dd>")
     h.append("</dl>")
     return h
@@ -246,30 +223,27 @@ def per_case_section(res: Results) -> list[str]:
     stats = pc.groupby(["method", "metric"]).value.agg(["mean", "std", "count"])
     order = {m: i for i, m in enumerate(res.methods)}
     keys = sorted(wide.index, key=lambda k: (order.get(k[0], 99), k[1]))
+    columns = [Column("method", "Method", align="l"), Column("case", "Case", align="l")]
+    columns += [Column(c, label(c, res.metrics), "" if direction(c, res.metrics) is None
+                       else ("↑" if direction(c, res.metrics) else "↓")) for c in cols]
+    rows = []
+    for m, case in keys:
+        cells = {"method": Cell(m), "case": Cell(case)}
+        for c in cols:
+            v = wide.loc[(m, case)].get(c, np.nan) if c in wide.columns else np.nan
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                continue
+            cells[c] = Cell(fmt_value(c, float(v), res.metrics), value=float(v))
+            if (m, c) in stats.index:
+                mu, sd, n = stats.loc[(m, c)]
+                if n >= 3 and sd and np.isfinite(sd) and sd > 0 and abs(v - mu) > 2 * sd:
+                    cells[c].css, cells[c].hover = "outlier", f"z = {(v - mu) / sd:+.1f} vs {m} mean"
+        rows.append(Row(f"{m}/{case}", cells))
     h = ['<h2 id="per-case">Per case</h2>',
          f"<p>Every per-case value ({len(keys)} volumes, from <a href=\"per_case.csv\">per_case.csv</a>). "
          "Highlighted: more than 2 SD from the method's mean over its cases (methods with 3 or more cases); "
          "hover for the z-score. Click a header to sort.</p>",
-         '<table class="percase sortable" id="per-case-table"><thead><tr><th>Method</th><th>Case</th>']
-    for c in cols:
-        hib = direction(c, res.metrics)
-        h.append(f"<th>{esc(label(c, res.metrics))}{'' if hib is None else (' ↑' if hib else ' ↓')}</th>")
-    h.append("</tr></thead><tbody>")
-    for m, case in keys:
-        row = [f'<tr><td class="l">{esc(m)}</td><td class="l">{esc(case)}</td>']
-        for c in cols:
-            v = wide.loc[(m, case)].get(c, np.nan) if c in wide.columns else np.nan
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                row.append('<td data-v="">–</td>')
-                continue
-            cls, title = "", ""
-            if (m, c) in stats.index:
-                mu, sd, n = stats.loc[(m, c)]
-                if n >= 3 and sd and np.isfinite(sd) and sd > 0 and abs(v - mu) > 2 * sd:
-                    cls, title = ' class="outlier"', f' title="z = {(v - mu) / sd:+.1f} vs {esc(m)} mean"'
-            row.append(f'<td data-v="{_num(float(v))}"{cls}{title}>{esc(fmt_value(c, float(v), res.metrics))}</td>')
-        h.append("".join(row) + "</tr>")
-    h.append("</tbody></table>")
+         to_html(Table("per-case", "", columns, rows, stub=None), css="percase", anchor="per-case-table")]
     return h
 
 
@@ -277,17 +251,19 @@ def viewer_section(viewers: list[dict[str, Any]], notes: list[str]) -> list[str]
     if not viewers and not notes:
         return []
     h = ['<h2 id="viewer">Slice viewer</h2>']
-    h += [f'<p class="note">{code_spans(n)}</p>' for n in notes]
+    h += [f'<p class="note">{prose_html(n)}</p>' for n in notes]
     for i, v in enumerate(viewers):
         what = ("Scroll through z (slider or mouse wheel over an image); the volumes are shown at reduced "
                 "resolution (HU window [-1000, 1000])." if v["mode"] == "stack" else
                 "Only the mid-planes were stored for this case (the input volumes were not readable when this "
                 "report was rendered): the slider steps through axial, coronal and sagittal.")
-        h += [f'<div class="viewer" id="viewer-{i}"><h3>Case {esc(v["case"])}</h3><p class="note">{esc(what)}</p>',
-              f'<label>slice <input type="range" min="0" max="0" value="0" aria-label="slice of case {esc(v["case"])}"></label> '
+        h += [f'<div class="viewer" id="viewer-{i}"><h3>Case {html_text(v["case"])}</h3>'
+              f'<p class="note">{html_text(what)}</p>',
+              f'<label>slice <input type="range" min="0" max="0" value="0" '
+              f'aria-label="slice of case {html_attr(v["case"])}"></label> '
               '<span class="pos"></span> <label><input type="checkbox" checked> label overlay</label>',
               '<div class="panels"></div></div>']
-    data = json.dumps(viewers, separators=(",", ":")).replace("</", "<\\/")
+    data = json_script(viewers, separators=(",", ":"))
     h.append(f'<script type="application/json" id="viewer-data">{data}</script>')
     return h
 
@@ -295,18 +271,18 @@ def viewer_section(viewers: list[dict[str, Any]], notes: list[str]) -> list[str]
 def memorization_section(data: dict, o: Path) -> list[str]:
     """The memorization audit (OUT/audit/memorization.json): per-method near-copy rates, C_T, AuthPct,
     and the montages of the closest generated / training pairs."""
-    h = ['<h2 id="memorization">Memorization audit</h2>', f'<p class="note">{esc(data.get("note", ""))}</p>']
+    h = ['<h2 id="memorization">Memorization audit</h2>', f'<p class="note">{html_text(data.get("note", ""))}</p>']
     cols = ["method", "n", "n_flagged", "near_copy_rate_volume", "near_copy_rate_slice", "C_T", "authpct"]
     rows = [[m.get(c) if not isinstance(m.get(c), float) else round(m.get(c), 4) for c in cols]
             for m in data.get("methods", [])]
-    h += _simple_table("memorization", cols, rows)
+    h.append(simple_table("memorization", cols, rows))
     for m in data.get("methods", []):
         mont = m.get("montage")
         p = (o / "audit" / mont) if mont else None
         if p is not None and p.is_file():
             b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-            h.append(f'<figure><img alt="montage {esc(m.get("method"))}" src="data:image/png;base64,{b64}">'
-                     f'<figcaption>{esc(m.get("method"))}: closest generated / training pairs</figcaption></figure>')
+            h.append(f'<figure><img alt="montage {html_attr(m.get("method"))}" src="data:image/png;base64,{b64}">'
+                     f'<figcaption>{html_text(m.get("method"))}: closest generated / training pairs</figcaption></figure>')
     h.append('<p class="note">Details: <a href="audit/memorization.csv">audit/memorization.csv</a>, '
              '<a href="audit/memorization_summary.csv">audit/memorization_summary.csv</a>.</p>')
     return h
@@ -318,14 +294,14 @@ def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: st
                 memorization: dict | None = None) -> str:
     o = res.out
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>trace-bench report</title>",
-         f"<style>{CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{esc(head)}</p>",
+         f"<style>{CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{html_text(head)}</p>",
          '<nav><a href="#tables">Tables</a><a href="#per-case">Per case</a><a href="#viewer">Slice viewer</a>'
          '<a href="#figures">Figures</a><a href="#protocols">Protocols</a><a href="#problems">Problems</a>'
          '<a href="#files">Files</a></nav>', "<h2>Inputs</h2><ul>"]
-    h += [f"<li>{code_spans(x)}</li>" for x in inputs]
+    h += [f"<li>{prose_html(x)}</li>" for x in inputs]
     h.append("</ul>")
-    h += [f'<p class="warn"><b>Warning:</b> {code_spans(n)}</p>' for n in alerts]
-    h += [f'<p class="warn">{code_spans(n)}</p>' for n in notes]
+    h += [f'<p class="warn"><b>Warning:</b> {prose_html(n)}</p>' for n in alerts]
+    h += [f'<p class="warn">{prose_html(n)}</p>' for n in notes]
     h.append('<h2 id="tables">Tables</h2><p class="note">Click a column header to sort.</p>')
     for t in tables:
         h.append(table_html(t))
@@ -339,31 +315,32 @@ def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: st
         h.append('<h2 id="figures">Figures</h2>')
         for k, p in figs.items():
             b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-            h.append(f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{b64}">'
-                     f'<figcaption><a href="plots/{esc(p.name)}">{esc(p.name)}</a></figcaption></figure>')
+            h.append(f'<figure><img alt="{html_attr(k)}" src="data:image/png;base64,{b64}">'
+                     f'<figcaption><a href="plots/{html_attr(p.name)}">{html_text(p.name)}</a></figcaption></figure>')
     if memorization:
         h += memorization_section(memorization, o)
     h += protocol_legend(res)
     h.append('<h2 id="problems">Problems</h2>')
     if res.skipped:
         h.append(f"<h3>Metrics not computed ({len(res.skipped)})</h3>")
-        h += _simple_table("skipped", ["reason", "metrics", "detail"], skipped_groups(res.skipped))
+        h.append(simple_table("skipped", ["reason", "metrics", "detail"], skipped_groups(res.skipped), prose=(0,)))
         h.append('<p class="note">Full reasons (with download addresses): <code>metrics.json</code> → '
                  '<code>skipped</code>, and <a href="results.json">results.json</a>.</p>')
     n_err, n_warn = len(res.errors), len(res.warnings)
     h.append(f'<h3>Errors</h3><p>{n_err} row(s) in <a href="errors.csv">errors.csv</a>'
              + (", grouped by stage and message:" if n_err else ".") + "</p>")
     if n_err:
-        h += _simple_table("errors", ["stage", "error", "rows", "method: cases"], grouped_rows(res.errors, "error"))
+        h.append(simple_table("errors", ["stage", "error", "rows", "method: cases"], grouped_rows(res.errors, "error")))
     h.append(f'<h3>Warnings</h3><p>{n_warn} row(s) in <a href="warnings.csv">warnings.csv</a>'
              + (" (scored anyway), grouped by stage and message:" if n_warn else ".") + "</p>")
     if n_warn:
-        h += _simple_table("warnings", ["stage", "warning", "rows", "method: cases"], grouped_rows(res.warnings, "warning"))
+        h.append(simple_table("warnings", ["stage", "warning", "rows", "method: cases"],
+                              grouped_rows(res.warnings, "warning")))
     if timing:
         h.append("<h2>Timing</h2>")
-        h += _simple_table("timing", ["stage / metric", "seconds"], [[k, round(v, 1)] for k, v in timing])
+        h.append(simple_table("timing", ["stage / metric", "seconds"], [[k, round(v, 1)] for k, v in timing]))
     h.append('<h2 id="files">Files</h2><ul>')
-    h += [f'<li><a href="{esc(name)}">{esc(name)}</a>: {code_spans(what)}</li>' for name, what in links
+    h += [f'<li><a href="{html_attr(name)}">{html_text(name)}</a>: {prose_html(what)}</li>' for name, what in links
           if (o / name).exists()]
     h.append("</ul>")
     h.append(f"<script>{JS}</script>")

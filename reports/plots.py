@@ -27,7 +27,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from trace_bench.results import GT, PROFILE_METRICS, Results, base_metric, column_info, direction  # noqa: E402
+from trace_bench.results import (  # noqa: E402
+    GT,
+    PROFILE_METRICS,
+    Results,
+    base_metric,
+    column_info,
+    direction,
+)
+from trace_bench.results.escape import plot_text  # noqa: E402
 
 from .tables import TABLES, label, table_columns  # noqa: E402
 
@@ -105,10 +113,10 @@ def metric_figure(res: Results):
                         fmt="none", ecolor="black", capsize=3, lw=1, zorder=2)
         if GT in d.index and style == "dot" and np.isfinite(vals[list(d.index).index(GT)]):
             ax.axhline(vals[list(d.index).index(GT)], color="grey", lw=0.8, ls=":", zorder=1)
-        ax.set_xticks(x, list(d.index))
+        ax.set_xticks(x, [plot_text(m) for m in d.index])
         hib = direction(metric, res.metrics)
         arrow = "" if hib is None else (" ↑" if hib else " ↓")
-        ax.set_title(label(metric, res.metrics) + arrow, fontsize=9)
+        ax.set_title(plot_text(label(metric, res.metrics)) + arrow, fontsize=9)
         unit = "%" if scale == 100.0 else ("GB" if info is not None and info.unit == "bytes" else
                                            "mm" if info is not None and info.unit == "mm" else "")
         ax.set_ylabel((unit + " " if unit else "") + ("(axis not from 0)" if style == "dot" else ""), fontsize=8)
@@ -164,10 +172,10 @@ def per_slice_curves(arts: dict[str, dict[str, np.ndarray]], case_id: str, path:
         if mae.size == 0:
             continue
         z = (np.arange(mae.size) + 0.5) * float(a["spacing"][0])
-        ax.plot(z, mae, label=m, color=pal[m], lw=1.6 if m == GT else 1.1, ls="-" if m == GT else "--" if "interp" in m else "-")
+        ax.plot(z, mae, label=plot_text(m), color=pal[m], lw=1.6 if m == GT else 1.1, ls="-" if m == GT else "--" if "interp" in m else "-")
     ax.set_xlabel("z (mm, inferior → superior), between slices i and i+1")
     ax.set_ylabel("mean |frame[i+1] − frame[i]| (0–255)")
-    ax.set_title(f"Slice-to-slice change, case {case_id}")
+    ax.set_title(f"Slice-to-slice change, case {plot_text(case_id)}")
     ax.legend(fontsize=7)
     if has_dice:
         ax2 = axes[0, 1]
@@ -175,7 +183,7 @@ def per_slice_curves(arts: dict[str, dict[str, np.ndarray]], case_id: str, path:
         for m, a in arts.items():
             if "dice_z" in a and m != GT and np.isfinite(a["dice_z"]).any():
                 z = np.arange(a["dice_z"].size) * float(a["spacing"][0])
-                ax2.plot(z, a["dice_z"], label=m, color=pal[m], lw=1.1, marker=".", ms=3)
+                ax2.plot(z, a["dice_z"], label=plot_text(m), color=pal[m], lw=1.1, marker=".", ms=3)
                 lows.append(float(np.nanmin(a["dice_z"])))
         low = min(lows) if lows else 0.0
         ax2.set_ylim(max(0.0, low - 0.05 * (1.02 - low) - 0.01), 1.01)
@@ -213,8 +221,8 @@ def montage(arts: dict[str, dict[str, np.ndarray]], case_id: str, path: Path) ->
             _show(axes[r, c], a[f"view_{v}"], v, a["spacing"], vmin=HU_WINDOW[0], vmax=HU_WINDOW[1])
             if r == 0:
                 axes[r, c].set_title(v, fontsize=10)
-        axes[r, 0].set_ylabel("Reference (GT)" if m == GT else m, fontsize=10)
-    fig.suptitle(f"Case {case_id}: mid-planes, HU window [-1000, 1000], radiological view", fontsize=10)
+        axes[r, 0].set_ylabel("Reference (GT)" if m == GT else plot_text(m), fontsize=10)
+    fig.suptitle(f"Case {plot_text(case_id)}: mid-planes, HU window [-1000, 1000], radiological view", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -236,8 +244,8 @@ def overlay(arts: dict[str, dict[str, np.ndarray]], case_id: str, path: Path) ->
             _show(axes[r, c], masked, v, a["spacing"], cmap=cmap, alpha=0.45, vmin=0.5, vmax=max(n_labels, 1) + 0.5)
             if r == 0:
                 axes[r, c].set_title(v, fontsize=10)
-        axes[r, 0].set_ylabel("Reference (GT)" if m == GT else m, fontsize=10)
-    fig.suptitle(f"Case {case_id}: label maps (colour = label id) over the mid-planes", fontsize=10)
+        axes[r, 0].set_ylabel("Reference (GT)" if m == GT else plot_text(m), fontsize=10)
+    fig.suptitle(f"Case {plot_text(case_id)}: label maps (colour = label id) over the mid-planes", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -1,5 +1,6 @@
-"""Table 1 / Table 2 of the TRACE paper from a run's ``summary.csv``: Markdown, LaTeX (booktabs),
-HTML and CSV renderers over one :class:`Table` model.
+"""Table 1 / Table 2 of the TRACE paper from a run's ``summary.csv``, as
+:class:`~trace_bench.results.table_model.Table` (rendered by :mod:`trace_bench.results.table_model`:
+Markdown, LaTeX booktabs, HTML) and as wide CSV in stored units.
 
 Layout follows the paper: Table 1 = six VBench dimensions, JI / DC / 95HD, FPS, Train/Infer VRAM;
 Table 2 = FID, FVD (I3D), CLIP score. Rows are methods (``GT`` first), cells the mean over cases
@@ -13,11 +14,43 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from trace_bench.results import GT, MetricInfo, Results, base_metric, column_info, direction
+from trace_bench.results import (
+    GT,
+    MetricInfo,
+    Results,
+    base_metric,
+    column_info,
+    direction,
+)
+from trace_bench.results.escape import literal
+from trace_bench.results.files import csv_text
+from trace_bench.results.table_model import (
+    DASH,
+    Cell,
+    Column,
+    Row,
+    Table,
+    to_latex,
+    to_markdown,
+)
+
+__all__ = [
+    "PUBLISHED_LABELS",
+    "TABLES",
+    "Table",
+    "build_table",
+    "build_tables",
+    "fmt_value",
+    "label",
+    "published_tables",
+    "table_columns",
+    "to_csv",
+    "to_latex",
+    "to_markdown",
+]
 
 #: headers of the paper's own columns, for the "as published" tables (our columns carry their own
 #: labels in metrics.json, declared by each metric)
@@ -44,7 +77,7 @@ def label(metric: str, infos: dict[str, MetricInfo] | None = None) -> str:
 def fmt_value(metric: str, v: float | None, infos: dict[str, MetricInfo] | None = None) -> str:
     """Display text of a value in its table unit (percent for fractions, GB for bytes)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
+        return DASH
     if isinstance(v, float) and math.isinf(v):
         return "∞" if v > 0 else "-∞"
     info = column_info(metric, infos or {})
@@ -55,36 +88,6 @@ def fmt_value(metric: str, v: float | None, infos: dict[str, MetricInfo] | None 
         return f"{v / 2**30:.1f} GB"
     txt = f"{v:.{digits}f}"
     return txt.lstrip("-") if float(txt) == 0 else txt
-
-
-@dataclass
-class Cell:
-    text: str
-    ci: str = ""
-    value: float = float("nan")
-    best: bool = False
-
-
-@dataclass
-class Table:
-    key: str
-    title: str
-    columns: list[str]
-    arrows: dict[str, str]
-    rows: list[tuple[str, dict[str, Cell]]]
-    notes: list[str] = field(default_factory=list)
-    published: bool = False
-    #: column -> header text (from the metrics' declared labels)
-    headers: dict[str, str] = field(default_factory=dict)
-    #: method -> row label where it differs (GT of a distribution table is the GT/GT floor)
-    row_labels: dict[str, str] = field(default_factory=dict)
-    #: the title without its "Table N:" prefix (LaTeX numbers its tables itself)
-    caption: str = ""
-    #: column -> unit ("fraction", "mm", "bytes", ""): LaTeX headers carry the unit, cells the number
-    units: dict[str, str] = field(default_factory=dict)
-
-    def row_label(self, m: str) -> str:
-        return self.row_labels.get(m, m)
 
 
 def shown_metrics(res: Results) -> list[str]:
@@ -128,112 +131,148 @@ def table_columns(res: Results, table: str) -> list[str]:
     return sorted(dict.fromkeys(cols), key=lambda c: _rank(c, res))
 
 
-def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
-    """Our Table 1 and Table 2 (only the tables that have at least one column)."""
-    s = res.summary
-    by = {(r.method, r.metric): r for r in s.itertuples(index=False)}
-    methods = [m for m in res.methods if any(k[0] == m for k in by)]
-    out = []
-    prov = res.provenance
-    for key, title, caption in TABLES:
-        cols = table_columns(res, key)
-        if not cols:
+def _arrow(c: str, res: Results) -> str:
+    hib = direction(c, res.metrics) if c != "vram" else False
+    return "" if hib is None else ("↑" if hib else "↓")
+
+
+def _info(c: str, res: Results) -> MetricInfo:
+    return column_info(c, res.metrics) or MetricInfo(None)
+
+
+def _vram_cell(res: Results, by: dict, m: str) -> Cell:
+    """Train / infer memory of one method in one cell (``vram`` stands for both columns)."""
+    tr, inf = by.get((m, "vram_train")), by.get((m, "vram"))
+    if tr is None and inf is None:
+        return Cell()
+    t_txt = fmt_value("vram", tr.value, res.metrics) if tr is not None else DASH
+    i_txt = fmt_value("vram", inf.value, res.metrics) if inf is not None else DASH
+    return Cell(f"{t_txt} / {i_txt}", value=float(inf.value) if inf is not None else float("nan"))
+
+
+def value_cell(res: Results, by: dict, m: str, c: str, *, ci: bool = True) -> Cell:
+    """The cell of method ``m`` in column ``c``: value in its table unit, interval when finite."""
+    if c == "vram":
+        return _vram_cell(res, by, m)
+    r = by.get((m, c))
+    if r is None:
+        return Cell()
+    ci_txt = ""
+    if ci and not (math.isnan(r.ci_low) or math.isnan(r.ci_high)):
+        ci_txt = f"[{fmt_value(c, r.ci_low, res.metrics)}, {fmt_value(c, r.ci_high, res.metrics)}]"
+    return Cell(fmt_value(c, r.value, res.metrics), ci_txt, float(r.value))
+
+
+def mark_best(rows: list[Row], cols: list[str], res: Results) -> list[str]:
+    """Set ``best`` on the best non-GT value of every column with a direction (at least two values);
+    the columns whose metric ranks by closeness to the GT row (|method - GT|) are returned."""
+    closest: list[str] = []
+    gt_row = next((r for r in rows if r.key == GT), None)
+    for c in cols:
+        cand = [(r.cell(c).value, r) for r in rows if r.key != GT and not math.isnan(r.cell(c).value)]
+        hib = direction(c, res.metrics) if c != "vram" else False
+        if hib is None or len(cand) < 2:
             continue
-        arrows = {}
-        for c in cols:
-            hib = direction(c, res.metrics) if c != "vram" else False
-            arrows[c] = "" if hib is None else ("↑" if hib else "↓")
-        rows: list[tuple[str, dict[str, Cell]]] = []
-        for m in methods:
-            cells: dict[str, Cell] = {}
-            for c in cols:
-                if c == "vram":
-                    tr, inf = by.get((m, "vram_train")), by.get((m, "vram"))
-                    if tr is None and inf is None:
-                        cells[c] = Cell("–")
-                        continue
-                    t_txt = fmt_value("vram", tr.value, res.metrics) if tr is not None else "–"
-                    i_txt = fmt_value("vram", inf.value, res.metrics) if inf is not None else "–"
-                    cells[c] = Cell(f"{t_txt} / {i_txt}", value=float(inf.value) if inf is not None else float("nan"))
-                    continue
-                r = by.get((m, c))
-                if r is None:
-                    cells[c] = Cell("–")
-                    continue
-                ci_txt = ""
-                if ci and not (math.isnan(r.ci_low) or math.isnan(r.ci_high)):
-                    ci_txt = f"[{fmt_value(c, r.ci_low, res.metrics)}, {fmt_value(c, r.ci_high, res.metrics)}]"
-                cells[c] = Cell(fmt_value(c, r.value, res.metrics), ci_txt, float(r.value))
-            rows.append((m, cells))
-        closest: list[str] = []
-        for c in cols:
-            hib = direction(c, res.metrics) if c != "vram" else False
-            cand = [(cells[c].value, i) for i, (m, cells) in enumerate(rows)
-                    if m != GT and not math.isnan(cells[c].value)]
-            if hib is None or len(cand) < 2:
-                continue
-            info = column_info(c, res.metrics)
-            gt = next((cells[c].value for m, cells in rows if m == GT), float("nan"))
-            if info is not None and info.closest_to_reference and not math.isnan(gt):
-                closest.append(c)
-                cand = [(abs(v - gt), i) for v, i in cand]
-                best = min(v for v, _ in cand)
-            else:
-                best = max(v for v, _ in cand) if hib else min(v for v, _ in cand)
-            for v, i in cand:
-                if v == best:
-                    rows[i][1][c].best = True
-        kinds = {(column_info(c, res.metrics) or MetricInfo(None)).kind for c in cols}
-        notes = []
-        if kinds & {"case"}:
-            notes.append("Per-case metrics: mean over cases with its 95% percentile bootstrap CI (seeded, resampling "
-                         "cases).")
-        if "distribution" in kinds:
-            notes.append("Distribution metrics: the value on all cases with its 95% two-sample jackknife interval "
-                         "over cases (cases are never duplicated: a bootstrap would inflate Fréchet distances). "
-                         "GT row = GT/GT floor: one half of the reference cases against the other (split by a "
-                         "seeded hash of the case id), the value a perfect generator could reach at this sample size.")
-        notes.append("↑ higher is better, ↓ lower is better; best non-GT value in bold. GT = the reference set "
-                     "scored as a method.")
-        if closest:
-            notes.append("For " + ", ".join(label(c, res.metrics) for c in closest) + " the best value is the one "
-                         "closest to GT (|method - GT|): a smoothed or interpolated volume can score above real data.")
-        by_note: dict[str, list[tuple[str, str]]] = {}
-        for (m, c), r in by.items():
-            n = str(getattr(r, "note", "") or "")
-            if c in cols and n and n != "nan" and n != "measured once":
-                by_note.setdefault(n, []).append((m, c))
-        warn = []
-        for n, where in sorted(by_note.items()):
-            filled = {(m, c) for (m, c), r in by.items() if c in cols and not math.isnan(float(r.value))}
-            if filled <= set(where):
-                warn.append(f"{n} (every value)")
-                continue
-            per_m: dict[str, list[str]] = {}
-            for m, c in sorted(where, key=lambda mc: (methods.index(mc[0]) if mc[0] in methods else 99, cols.index(mc[1]))):
-                per_m.setdefault(m, []).append(label(c, res.metrics))
-            warn.append(f"{n} ({'; '.join(f'{m}: ' + ', '.join(ls) for m, ls in per_m.items())})")
-        if warn:
-            notes.append("Read with care: " + "; ".join(warn) + ".")
-        used = sorted({info.protocol for c in cols for info in [res.metrics.get(c) or res.metrics.get(base_metric(c))]
-                       if info is not None and info.protocol and info.kind != "profile"})
-        if used:
-            notes.append("Protocol: " + "; ".join(used) + ".")
-        if key.startswith("table1") and any((column_info(c, res.metrics) or MetricInfo(None)).spec == "segmentation"
-                                            for c in cols):
-            seg = (prov.get("config") or {}).get("segmenter") or "?"
-            classes = (prov.get("config") or {}).get("classes") or "?"
-            notes.append(f"Segmenter: {seg} ({classes} classes); JI / DC / 95HD compare each method's label map "
-                         "with the reference's.")
-        if key == "table1" and any(c in ("fps", "vram") for c in cols):
-            notes.append("FPS and VRAM from `trace-bench profile` JSON files (--profile NAME=FILE).")
-        if res.skipped:
-            notes.append("Not computed in this run (see 'Metrics not computed'): " + ", ".join(sorted(res.skipped)) + ".")
-        rl = {GT: "GT/GT"} if kinds == {"distribution"} else {}
-        units = {c: (column_info(c, res.metrics) or MetricInfo(None)).unit for c in cols}
-        out.append(Table(key, title, cols, arrows, rows, notes, headers={c: label(c, res.metrics) for c in cols},
-                         row_labels=rl, caption=caption, units=units))
-    return out
+        gt = gt_row.cell(c).value if gt_row is not None else float("nan")
+        if _info(c, res).closest_to_reference and not math.isnan(gt):
+            closest.append(c)
+            cand = [(abs(v - gt), r) for v, r in cand]
+            best = min(v for v, _ in cand)
+        else:
+            best = max(v for v, _ in cand) if hib else min(v for v, _ in cand)
+        for v, r in cand:
+            if v == best:
+                r.cells[c].best = True
+    return closest
+
+
+_CASE_NOTE = "Per-case metrics: mean over cases with its 95% percentile bootstrap CI (seeded, resampling cases)."
+_DIST_NOTE = ("Distribution metrics: the value on all cases with its 95% two-sample jackknife interval over cases "
+              "(cases are never duplicated: a bootstrap would inflate Fréchet distances). GT row = GT/GT floor: one "
+              "half of the reference cases against the other (split by a seeded hash of the case id), the value a "
+              "perfect generator could reach at this sample size.")
+_READING_NOTE = ("↑ higher is better, ↓ lower is better; best non-GT value in bold. GT = the reference set scored "
+                 "as a method.")
+
+
+def care_note(res: Results, by: dict, cols: list[str], methods: list[str]) -> str | None:
+    """"Read with care": every summary note of the table's values, with the methods and columns it
+    concerns ("(every value)" when it concerns all of them)."""
+    by_note: dict[str, list[tuple[str, str]]] = {}
+    for (m, c), r in by.items():
+        n = str(getattr(r, "note", "") or "")
+        if c in cols and n and n != "nan" and n != "measured once":
+            by_note.setdefault(n, []).append((m, c))
+    filled = {(m, c) for (m, c), r in by.items() if c in cols and not math.isnan(float(r.value))}
+    warn = []
+    for n, where in sorted(by_note.items()):
+        if filled <= set(where):
+            warn.append(f"{n} (every value)")
+            continue
+        per_m: dict[str, list[str]] = {}
+        order = sorted(where, key=lambda mc: (methods.index(mc[0]) if mc[0] in methods else 99, cols.index(mc[1])))
+        for m, c in order:
+            per_m.setdefault(m, []).append(literal(label(c, res.metrics)))
+        warn.append(f"{n} ({'; '.join(f'{literal(m)}: ' + ', '.join(ls) for m, ls in per_m.items())})")
+    return ("Read with care: " + "; ".join(warn) + ".") if warn else None
+
+
+def protocol_note(res: Results, cols: list[str]) -> str | None:
+    """The protocol ids behind a table's (non-profile) columns."""
+    used = sorted({info.protocol for c in cols for info in [res.metrics.get(c) or res.metrics.get(base_metric(c))]
+                   if info is not None and info.protocol and info.kind != "profile"})
+    return ("Protocol: " + "; ".join(literal(u) for u in used) + ".") if used else None
+
+
+def setup_notes(res: Results, key: str, cols: list[str]) -> list[str]:
+    """Where a table's numbers come from: the segmenter, the profiler, the metrics not computed."""
+    notes = []
+    cfg = res.provenance.get("config") or {}
+    if key.startswith("table1") and any(_info(c, res).spec == "segmentation" for c in cols):
+        notes.append(f"Segmenter: {literal(cfg.get('segmenter') or '?')} ({literal(cfg.get('classes') or '?')} "
+                     "classes); JI / DC / 95HD compare each method's label map with the reference's.")
+    if key == "table1" and any(c in ("fps", "vram") for c in cols):
+        notes.append("FPS and VRAM from `trace-bench profile` JSON files (--profile NAME=FILE).")
+    if res.skipped:
+        notes.append("Not computed in this run (see 'Metrics not computed'): "
+                     + ", ".join(literal(k) for k in sorted(res.skipped)) + ".")
+    return notes
+
+
+def table_notes(res: Results, key: str, cols: list[str], by: dict, methods: list[str], closest: list[str]) -> list[str]:
+    """The notes under one table: what the values are, how to read them, what needs care, the
+    protocols behind them and where the numbers come from."""
+    kinds = {_info(c, res).kind for c in cols}
+    notes = ([_CASE_NOTE] if "case" in kinds else []) + ([_DIST_NOTE] if "distribution" in kinds else [])
+    notes.append(_READING_NOTE)
+    if closest:
+        notes.append("For " + ", ".join(literal(label(c, res.metrics)) for c in closest) + " the best value is the "
+                     "one closest to GT (|method - GT|): a smoothed or interpolated volume can score above real data.")
+    notes += [n for n in (care_note(res, by, cols, methods), protocol_note(res, cols)) if n]
+    return notes + setup_notes(res, key, cols)
+
+
+def build_table(res: Results, key: str, title: str, caption: str, *, ci: bool = True) -> Table | None:
+    """One of our tables (``None`` when it has no column): columns, one row per method (GT first,
+    a rule under it), best values marked, notes."""
+    cols = table_columns(res, key)
+    if not cols:
+        return None
+    by = {(r.method, r.metric): r for r in res.summary.itertuples(index=False)}
+    methods = [m for m in res.methods if any(k[0] == m for k in by)]
+    kinds = {_info(c, res).kind for c in cols}
+    columns = [Column(c, label(c, res.metrics), _arrow(c, res), unit=_info(c, res).unit) for c in cols]
+    rows = [Row(m, {c: value_cell(res, by, m, c, ci=ci) for c in cols},
+                label="GT/GT" if m == GT and kinds == {"distribution"} else None, rule_below=(m == GT and i == 0))
+            for i, m in enumerate(methods)]
+    closest = mark_best(rows, cols, res)
+    return Table(key, title, columns, rows, table_notes(res, key, cols, by, methods, closest), caption=caption)
+
+
+def build_tables(res: Results, *, ci: bool = True) -> list[Table]:
+    """Our Table 1, Table 1 per class and Table 2 (only the tables that have at least one column)."""
+    tables = (build_table(res, key, title, caption, ci=ci) for key, title, caption in TABLES)
+    return [t for t in tables if t is not None]
 
 
 # ----------------------------------------------------------------------------- published rows
@@ -246,133 +285,32 @@ def published_tables() -> list[Table]:
                        ("table2", "Table 2 as published in the TRACE paper (not computed here)")):
         rs = [r for r in rows if r["table"] == key]
         cols = list(dict.fromkeys(r["metric"] for r in rs))
-        arrows = {c: ("" if c in ("out", "vram") else "↓" if c in ("hd95", "fid", "fvd") else "↑") for c in cols}
-        table_rows: list[tuple[str, dict[str, Cell]]] = []
+        columns = [Column(c, PUBLISHED_LABELS.get(c, c), "" if c in ("out", "vram") else
+                          "↓" if c in ("hd95", "fid", "fvd") else "↑") for c in cols]
+        table_rows = []
         for i in sorted({int(r["row"]) for r in rs}):
-            cells = {r["metric"]: Cell(r["printed"] if r["printed"] != "-" else "–") for r in rs if int(r["row"]) == i}
-            table_rows.append((next(r["method"] for r in rs if int(r["row"]) == i), cells))
-        out.append(Table(key, title, cols, arrows, table_rows,
+            cells = {r["metric"]: Cell(r["printed"] if r["printed"] != "-" else DASH) for r in rs if int(r["row"]) == i}
+            table_rows.append(Row(next(r["method"] for r in rs if int(r["row"]) == i), cells))
+        out.append(Table(key, title, columns, table_rows,
                          [f"As published: {rs[0]['source']}, transcribed from the paper's text (reports/published/). "
-                          "Other data, protocol and hardware than this run; shown for orientation only."], published=True,
-                         headers={c: PUBLISHED_LABELS.get(c, c) for c in cols}))
+                          "Other data, protocol and hardware than this run; shown for orientation only."],
+                         published=True))
     return out
 
 
-# ----------------------------------------------------------------------------- renderers
-def _head(t: Table, c: str) -> str:
-    return f"{t.headers.get(c) or label(c)} {t.arrows.get(c, '')}".strip()
-
-
-def to_markdown(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| Method | " + " | ".join(_head(t, c) for c in t.columns) + " |",
-             "| --- | " + " | ".join("---:" for _ in t.columns) + " |"]
-    for m, cells in t.rows:
-        vals = []
-        for c in t.columns:
-            cell = cells.get(c, Cell("–"))
-            txt = f"**{cell.text}**" if cell.best else cell.text
-            vals.append(f"{txt} {cell.ci}".strip())
-        lines.append(f"| {t.row_label(m).replace('|', '/')} | " + " | ".join(vals) + " |")
-    lines.append("")
-    lines += [f"*{n}*" if t.published else n for n in t.notes]
-    return "\n".join(lines) + "\n"
-
-
-_TEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def tex_escape(s: str) -> str:
-    out = "".join(_TEX_ESC.get(ch, ch) for ch in s)
-    return (out.replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$").replace("–", "--")
-            .replace("∞", r"$\infty$"))
-
-
-_UNIT_SUFFIXES = (("%", "%"), (" GB", "GB"))
-
-
-def _column_suffix(t: Table, c: str) -> str:
-    """The unit suffix every number of column ``c`` carries ("%", " GB") or ""; LaTeX moves it into the
-    header so the cells hold plain numbers (siunitx-friendly, one number of decimals per column)."""
-    texts = [x for _, cells in t.rows for cell in [cells.get(c, Cell("–"))]
-             for x in [cell.text, *cell.ci.strip("[]").split(", ")] if x and x not in ("–", "∞", "-∞")]
-    for suffix, _ in _UNIT_SUFFIXES:
-        if texts and all(x.endswith(suffix) for x in texts):
-            return suffix
-    return ""
-
-
-def _strip(text: str, suffix: str) -> str:
-    if not suffix:
-        return text
-    return " / ".join(p[: -len(suffix)] if p.endswith(suffix) else p for p in text.split(" / "))
-
-
-def _tex_header(t: Table, c: str, suffix: str) -> str:
-    head = t.headers.get(c) or label(c)
-    unit = dict(_UNIT_SUFFIXES).get(suffix, "")
-    if unit and f"({unit})" not in head:
-        head = f"{head} ({unit})"
-    arrow = t.arrows.get(c, "")
-    return tex_escape(f"{head} {arrow}".strip())
-
-
-def to_latex(t: Table, *, ci: bool = True, caption: str | None = None, label: str | None = None,
-             notes: bool = False) -> str:
-    """One booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), to ``\\input`` into a paper's own
-    ``table`` float: no float, no caption. Units move into the headers (``Dice (\\%) $\\uparrow$``),
-    cells hold plain numbers with the column's declared decimals, intervals as ``{\\scriptsize [lo, hi]}``
-    (``ci=False`` leaves them out). With ``caption`` (and ``label``) the tabular is wrapped in a
-    ``table`` float; ``notes=True`` adds the table's notes under it (footnotesize)."""
-    suffixes = {c: _column_suffix(t, c) for c in t.columns}
-    spec = "@{}l" + "r" * len(t.columns) + "@{}"
-    lines = [f"% {t.title} -- written by trace-bench; needs \\usepackage{{booktabs}}",
-             f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
-             "Method & " + " & ".join(_tex_header(t, c, suffixes[c]) for c in t.columns) + r" \\", r"\midrule"]
-    for i, (m, cells) in enumerate(t.rows):
-        vals = []
-        for c in t.columns:
-            cell = cells.get(c, Cell("–"))
-            txt = tex_escape(_strip(cell.text, suffixes[c]))
-            if cell.best:
-                txt = f"\\textbf{{{txt}}}"
-            if ci and cell.ci:
-                lo, _, hi = cell.ci.strip("[]").partition(", ")
-                txt += f" {{\\scriptsize [{tex_escape(_strip(lo, suffixes[c]))}, {tex_escape(_strip(hi, suffixes[c]))}]}}"
-            vals.append(txt)
-        lines.append(tex_escape(t.row_label(m)) + " & " + " & ".join(vals) + r" \\")
-        if m == GT and i == 0 and len(t.rows) > 1 and not t.published:
-            lines.append(r"\midrule")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    body = "\n".join(lines) + "\n"
-    if caption is None:
-        return body
-    out = [r"\begin{table}[tbp]", r"\centering", f"\\caption{{{tex_escape(caption)}}}"]
-    if label:
-        out.append(f"\\label{{{label}}}")
-    out.append(body.rstrip("\n"))
-    if notes and t.notes:
-        out.append(r"\par\smallskip{\footnotesize " + " ".join(tex_escape(n) for n in t.notes) + "}")
-    out.append(r"\end{table}")
-    return "\n".join(out) + "\n"
-
-
+# ----------------------------------------------------------------------------- CSV
 def to_csv(t: Table, res: Results) -> str:
-    """Wide CSV of a table in stored units (fractions, mm, bytes): method + value/ci_low/ci_high per column."""
+    """Wide CSV of a table in stored units (fractions, mm, bytes): method + value/ci_low/ci_high per
+    column; every cell through :func:`~trace_bench.results.escape.csv_cell` (formula-safe)."""
     s = res.summary
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    cols = [c for c in t.columns if c != "vram"] + (["vram_train", "vram"] if "vram" in t.columns else [])
-    w.writerow(["method"] + [f"{c}{suf}" for c in cols for suf in ("", "_ci_low", "_ci_high")])
-    from trace_bench.results import fmt_float
-
-    for m, _ in t.rows:
-        row: list[Any] = [m]
+    by = {(r.method, r.metric): r for r in s.itertuples(index=False)}
+    cols = [c for c in t.keys if c != "vram"] + (["vram_train", "vram"] if "vram" in t.keys else [])
+    header = ["method"] + [f"{c}{suf}" for c in cols for suf in ("", "_ci_low", "_ci_high")]
+    rows = []
+    for r in t.rows:
+        row: list[Any] = [r.key]
         for c in cols:
-            r = s[(s.method == m) & (s.metric == c)]
-            if len(r):
-                row += [fmt_float(r.value.iloc[0]), fmt_float(r.ci_low.iloc[0]), fmt_float(r.ci_high.iloc[0])]
-            else:
-                row += ["", "", ""]
-        w.writerow(row)
-    return buf.getvalue()
+            x = by.get((r.key, c))
+            row += [float(x.value), float(x.ci_low), float(x.ci_high)] if x is not None else ["", "", ""]
+        rows.append(row)
+    return csv_text(header, rows)

@@ -165,7 +165,7 @@ def test_bar_panels_start_at_zero_and_follow_table_order(out):
     res = load_results(out)
     fig, panels = metric_figure(res)
     try:
-        table_order = [c for t in build_tables(res) if t.key != "table1b" for c in t.columns
+        table_order = [c for t in build_tables(res) if t.key != "table1b" for c in t.keys
                        if c not in ("fps", "vram")]
         assert [m for m, _, _ in panels] == table_order
         styles = {m: s for m, s, _ in panels}

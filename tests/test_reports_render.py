@@ -16,9 +16,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_runner_fakes import make_small_dataset, register_fakes, unregister_fakes  # noqa: E402
 
-from reports.tables import build_tables, fmt_value, published_tables, tex_escape, to_latex, to_markdown  # noqa: E402
+from reports.tables import (  # noqa: E402
+    build_tables,
+    fmt_value,
+    published_tables,
+    to_latex,
+    to_markdown,
+)
 from trace_bench.config import RunConfig  # noqa: E402
 from trace_bench.results import load_results  # noqa: E402
+from trace_bench.results.escape import latex_text  # noqa: E402
 from trace_bench.run import run  # noqa: E402
 
 
@@ -93,7 +100,7 @@ def test_tables_direction_best_and_percent(out):
     res = load_results(out)
     t1, *_ = [t for t in build_tables(res) if t.key == "table1"]
     assert t1.arrows["temporal_flickering"] == "↑"
-    cells = dict(t1.rows)
+    cells = {r.key: r.cells for r in t1.rows}
     # interp is smoother than noisy: best (bold) of the non-GT rows; GT is never marked best
     assert cells["interp"]["temporal_flickering"].best and not cells["noisy"]["temporal_flickering"].best
     assert not any(c.best for c in cells["GT"].values())
@@ -135,11 +142,11 @@ def test_report_rerender_without_inputs(out, tmp_path):
 
 def test_published_tables_match_the_paper():
     t1, t2 = published_tables()
-    rows1 = dict(t1.rows)
+    rows1 = {r.key: r.cells for r in t1.rows}
     assert rows1["100/[1,2,4] (Ours)"]["dice"].text == "76.50%"
     assert rows1["GenerateCT [15]"]["hd95"].text == "220.07"
     assert rows1["GT"]["subject_consistency"].text == "84.58%"
-    rows2 = dict(t2.rows)
+    rows2 = {r.key: r.cells for r in t2.rows}
     assert rows2["Ours"]["fvd"].text == "1176.7" and rows2["Base w/ Imagen [50]"]["fid"].text == "160.8"
     assert all("not computed here" in t.title for t in (t1, t2))
     # the numeric column holds the printed numbers in stored units
@@ -162,7 +169,7 @@ def test_formatting_helpers():
     assert fmt_value("vram", 6 * 2**30, infos) == "6.0 GB"
     assert fmt_value("fid", float("nan"), infos) == "–"
     assert fmt_value("unknown", 1.23456, infos) == "1.235"
-    assert tex_escape("a_b & 50%") == r"a\_b \& 50\%"
+    assert latex_text("a_b & 50%") == r"a\_b \& 50\%"
 
 
 def test_metrics_json_directions(out):

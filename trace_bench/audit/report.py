@@ -28,8 +28,6 @@ Files (all written atomically):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import re
@@ -40,6 +38,9 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_bytes
+from ..results.escape import code, literal, markdown_text, plot_text, prose_markdown
+from ..results.files import csv_text
+from ..results.table_model import Cell, Column, Row, Table, markdown_grid
 
 SCHEMA = "trace-bench/memorization/1"
 AUDIT_DIR = "audit"
@@ -107,12 +108,14 @@ def _clean(v: Any) -> Any:
 
 
 def _csv_bytes(rows: list[dict], columns: tuple[str, ...]) -> bytes:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: ("" if isinstance(r.get(c), float) and math.isnan(r[c]) else r.get(c)) for c in columns})
-    return buf.getvalue().encode("utf-8")
+    """Rows as CSV: NaN empty, finite floats as ``str`` (shortest round trip), text cells formula-safe
+    (:func:`trace_bench.results.files.csv_text`)."""
+    def cell(v: Any) -> Any:
+        if isinstance(v, (float, np.floating)):
+            return "" if math.isnan(v) else str(v) if math.isfinite(v) else float(v)
+        return v
+
+    return csv_text(columns, ([cell(r.get(c)) for c in columns] for r in rows)).encode("utf-8")
 
 
 def _fmt(v: Any, nd: int = 3) -> str:
@@ -123,40 +126,64 @@ def _fmt(v: Any, nd: int = 3) -> str:
     return str(v)
 
 
+_SUMMARY_HEADS = (("n", "n", 0), ("near_copy_rate_volume", "near-copy rate (volumes)", 3),
+                  ("near_copy_rate_slice", "near-copy rate (slices)", 3), ("C_T", "C_T", 2),
+                  ("authpct", "AuthPct %", 1), ("median_nn_distance", "median NN distance", 4),
+                  ("max_slice_ncc", "max slice NCC", 4))
+
+
+def summary_table(data: dict) -> Table:
+    """Per method: near-copy rates, C_T, AuthPct, distances; the held-out real set first (calibration)."""
+    h = data["heldout"]
+    cols = [Column(k, head) for k, head, _ in _SUMMARY_HEADS]
+    calib = {"n": h["n_volumes"], "near_copy_rate_volume": h["near_copy_rate_volume"],
+             "near_copy_rate_slice": h["near_copy_rate_slice"], "authpct": h["authpct"],
+             "median_nn_distance": h["median_nn_distance"]}
+    rows = [Row("held-out real (calibration)",
+                {k: Cell(_fmt(calib[k], nd) if k in calib else "") for k, _, nd in _SUMMARY_HEADS})]
+    rows += [Row(m["method"], {k: Cell(_fmt(m[k], nd)) for k, _, nd in _SUMMARY_HEADS}) for m in data["methods"]]
+    return Table("memorization", "Memorization audit", cols, rows, stub="method")
+
+
+def flagged_table(flagged: list[tuple[str, dict]]) -> Table:
+    """The generated volumes flagged at volume level or with slices above the slice threshold."""
+    cols = [Column("case", "case", align="l"), Column("nn", "nearest training case", align="l"),
+            Column("distance", "distance"), Column("flagged", "flagged", align="l"),
+            Column("ncc", "best slice NCC"), Column("match", "matched training slice", align="l"),
+            Column("offset", "slice offset (5 mm)"), Column("consistency", "consistency")]
+    rows = [Row(meth, {"case": Cell(c["case_id"]), "nn": Cell(str(c["nn_train_case"])),
+                       "distance": Cell(_fmt(c["nn_distance"], 4)), "flagged": Cell("yes" if c["flagged"] else "no"),
+                       "ncc": Cell(_fmt(c["best_slice_ncc"], 4)),
+                       "match": Cell(f"{c['matched_train_case']} z={c['matched_train_slice']}"),
+                       "offset": Cell(_fmt(c["slice_offset"], 1)),
+                       "consistency": Cell(_fmt(c["offset_consistency"], 2))})
+            for meth, c in flagged]
+    return Table("flagged", "Flagged generated volumes", cols, rows, stub="method")
+
+
 def memorization_markdown(data: dict) -> str:
     """A Markdown section (heading, summary table, calibration, flagged cases, montage links, caveats)
     rendered from the content of ``memorization.json``; paths are relative to ``OUT/audit/``."""
     h = data["heldout"]
-    lines = ["## Memorization audit", "", data.get("note", NOTE), "",
-             (f"Training set: {data['train']['n_volumes']} volumes ({data['train']['folder']}); held-out real set: "
-              f"{h['n_volumes']} volumes ({h['folder']}). Volume feature `{data['feature']['volume']}`; thresholds "
-              f"from the held-out set: volume distance < {_fmt(h['volume_threshold'], 4)}, slice NCC > "
-              f"{_fmt(h['slice_threshold'], 4)}."), "",
-             "| method | n | near-copy rate (volumes) | near-copy rate (slices) | C_T | AuthPct % | median NN distance | max slice NCC |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    lines.append(f"| held-out real (calibration) | {h['n_volumes']} | {_fmt(h['near_copy_rate_volume'])} | "
-                 f"{_fmt(h['near_copy_rate_slice'])} | | {_fmt(h['authpct'], 1)} | {_fmt(h['median_nn_distance'], 4)} | |")
-    for m in data["methods"]:
-        lines.append(f"| {m['method']} | {m['n']} | {_fmt(m['near_copy_rate_volume'])} | {_fmt(m['near_copy_rate_slice'])} | "
-                     f"{_fmt(m['C_T'], 2)} | {_fmt(m['authpct'], 1)} | {_fmt(m['median_nn_distance'], 4)} | "
-                     f"{_fmt(m['max_slice_ncc'], 4)} |")
-    notes = [f"- {m['method']}: C_T {m['C_T_note']}" for m in data["methods"] if m.get("C_T") is None]
+    calibration = (f"Training set: {data['train']['n_volumes']} volumes ({literal(data['train']['folder'])}); "
+                   f"held-out real set: {h['n_volumes']} volumes ({literal(h['folder'])}). Volume feature "
+                   f"{code(data['feature']['volume'])}; thresholds from the held-out set: volume distance < "
+                   f"{_fmt(h['volume_threshold'], 4)}, slice NCC > {_fmt(h['slice_threshold'], 4)}.")
+    lines = ["## Memorization audit", "", prose_markdown(data.get("note", NOTE)), "", prose_markdown(calibration), "",
+             *markdown_grid(summary_table(data))]
+    notes = [f"- {markdown_text(m['method'])}: C_T {markdown_text(m['C_T_note'])}"
+             for m in data["methods"] if m.get("C_T") is None]
     if notes:
         lines += ["", *notes]
     flagged = [(m["method"], c) for m in data["methods"] for c in m["cases"]
                if c["flagged"] or (c.get("n_slices_flagged") or 0) > 0]
     if flagged:
         lines += ["", "Flagged generated volumes (volume-level flag, or slices above the slice threshold):", "",
-                  "| method | case | nearest training case | distance | flagged | best slice NCC | matched training slice | slice offset (5 mm) | consistency |",
-                  "| --- | --- | --- | ---: | --- | ---: | --- | ---: | ---: |"]
-        for meth, c in flagged:
-            lines.append(f"| {meth} | {c['case_id']} | {c['nn_train_case']} | {_fmt(c['nn_distance'], 4)} | "
-                         f"{'yes' if c['flagged'] else 'no'} | {_fmt(c['best_slice_ncc'], 4)} | "
-                         f"{c['matched_train_case']} z={c['matched_train_slice']} | {_fmt(c['slice_offset'], 1)} | "
-                         f"{_fmt(c['offset_consistency'], 2)} |")
+                  *markdown_grid(flagged_table(flagged))]
     mont = [m for m in data["methods"] if m.get("montage")]
     if mont:
-        lines += ["", *[f"![{m['method']}: closest generated / training slices]({m['montage']})" for m in mont]]
+        lines += ["", *[f"![{markdown_text(m['method'])}: closest generated / training slices]({m['montage']})"
+                        for m in mont]]
     lines += ["", "Reading it: rates near 0.05 are what real patients the generator never saw show; C_T well "
               "below 0 or AuthPct well below the held-out value point the same way. Columns: "
               + "; ".join(f"`{k}` {v}" for k, v in COLUMN_HELP.items()) + "."]
@@ -176,6 +203,7 @@ def write_montage(path: Path, method: str, pairs: list[dict]) -> Path:
         r = p["row"]
         for j, (img, title) in enumerate(((p["gen"], f"{method}: {r['case_id']} z={r['gen_slice']}"),
                                           (p["train"], f"train: {r['matched_train_case']} z={r['matched_train_slice']}"))):
+            title = plot_text(title)
             ax = axes[i][j]
             ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_title(title, fontsize=8)

@@ -11,7 +11,9 @@ Files (stable names and columns; other tools and CI read them):
   and display information, so reports and ``compare`` work without importing the metric plug-ins.
 
 Determinism: rows sorted by (method order, case id, metric), floats written with
-:func:`~trace_bench.results.files.fmt_float`, no timestamps.
+:func:`~trace_bench.results.files.fmt_float`, no timestamps. Text cells starting with ``= + - @`` (tab,
+CR) carry a leading ``'`` so spreadsheets do not run them as formulas; :func:`load_results` removes it
+(:func:`~trace_bench.results.escape.csv_value`): every string reads back as it was written.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .escape import csv_value
 
 PER_CASE_COLUMNS = ["method", "case_id", "metric", "value", "protocol"]
 SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_method", "n_resamples_ok", "note"]
@@ -136,9 +140,9 @@ class Results:
     skipped: dict[str, str] = field(default_factory=dict)
     warnings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=WARNING_COLUMNS))
 
-    def value(self, method: str, metric: str) -> float:
-        s = self.summary[(self.summary.method == method) & (self.summary.metric == metric)]
-        return float(s.value.iloc[0]) if len(s) else float("nan")
+
+#: text columns of the run's CSVs: written through escape.csv_cell, read back through escape.csv_value
+TEXT_COLUMNS = ("method", "case_id", "metric", "stage", "error", "warning", "ci_method", "note", "protocol")
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -151,6 +155,9 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     for c in ("value", "ci_low", "ci_high"):
         if c in df:
             df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
+    for c in TEXT_COLUMNS:  # undo the spreadsheet-formula neutralisation of write_csv (exact round trip)
+        if c in df and len(df):
+            df[c] = df[c].map(csv_value)
     return df
 
 

@@ -133,6 +133,74 @@ def load_criteria(spec: str | Path = "paper", *, detection: bool = True) -> list
     return [c for c in out if detection or not c.detection]
 
 
+def _common(d: Any, source: str, i: int) -> tuple[str, str, str]:
+    """The id, label and group of criterion number ``i`` (from 0), checked (keys, id pattern, one-line texts)."""
+    where = f"{source}: criterion {i + 1}"
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected an object with id, label and scale or choices")
+    unknown = set(d) - {"id", "label", "group", "scale", "anchors", "choices", "detection"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                          "(allowed: id, label, group, scale, anchors, choices, detection)")
+    cid = d.get("id")
+    if not isinstance(cid, str) or not _ID.fullmatch(cid):
+        raise ConfigError(f"{where}: id {cid!r}: expected 1-40 lower-case letters, digits or '_', "
+                          "starting with a letter")
+    where = f"{source}: criterion {cid!r}"
+    label = d.get("label")
+    if not isinstance(label, str) or not label.strip() or "\n" in label:
+        raise ConfigError(f"{where}: label must be a non-empty one-line string")
+    group = d.get("group", "")
+    if not isinstance(group, str) or "\n" in group:
+        raise ConfigError(f"{where}: group must be a one-line string")
+    if ("scale" in d) == ("choices" in d):
+        raise ConfigError(f"{where}: give exactly one of 'scale' [low, high] or 'choices' [...]")
+    return cid, label.strip(), group.strip()
+
+
+def _choice_criterion(d: dict, cid: str, label: str, group: str, where: str) -> Criterion:
+    ch = d["choices"]
+    if (not isinstance(ch, list) or len(ch) < 2 or len(set(ch)) != len(ch)
+            or not all(isinstance(c, str) and c.strip() and "," not in c for c in ch)):
+        raise ConfigError(f"{where}: choices must be a list of at least two distinct non-empty strings without commas")
+    if "anchors" in d:
+        raise ConfigError(f"{where}: anchors apply to scales only")
+    det = d.get("detection", False)
+    if not isinstance(det, bool):
+        raise ConfigError(f"{where}: detection must be true or false")
+    if det and sorted(ch) != sorted(DETECTION_CHOICES):
+        raise ConfigError(f"{where}: a detection question must have the choices 'real' and 'generated'")
+    return Criterion(cid, label, group, "choice", choices=tuple(ch), detection=det)
+
+
+def _scale_criterion(d: dict, cid: str, label: str, group: str, where: str) -> Criterion:
+    if d.get("detection"):
+        raise ConfigError(f"{where}: detection applies to a choices question ['real', 'generated'] only")
+    sc = d["scale"]
+    if (not isinstance(sc, list) or len(sc) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in sc)
+            or sc[0] >= sc[1] or sc[1] - sc[0] + 1 > _MAX_SCALE_POINTS):
+        raise ConfigError(f"{where}: scale must be [low, high], integers with low < high and at most "
+                          f"{_MAX_SCALE_POINTS} points")
+    return Criterion(cid, label, group, "scale", sc[0], sc[1], _anchors(d.get("anchors", {}), sc, where))
+
+
+def _anchors(raw: Any, sc: list[int], where: str) -> dict[int, str]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: anchors must be an object {{\"1\": \"text\", ...}}")
+    anchors: dict[int, str] = {}
+    for k, v in raw.items():
+        try:
+            point = int(k)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: anchor key {k!r} is not an integer") from None
+        if not sc[0] <= point <= sc[1]:
+            raise ConfigError(f"{where}: anchor {point} is outside the scale {sc[0]}..{sc[1]}")
+        if not isinstance(v, str) or not v.strip() or "\n" in v:
+            raise ConfigError(f"{where}: anchor {point} must be a non-empty one-line string")
+        anchors[point] = v.strip()
+    return anchors
+
+
 def criteria_from_json(data: Any, *, source: str = "criteria") -> list[Criterion]:
     """Validate and build criteria from parsed JSON (``{"criteria": [...]}`` or ``[...]``)."""
     items = data.get("criteria") if isinstance(data, dict) else data
@@ -141,64 +209,13 @@ def criteria_from_json(data: Any, *, source: str = "criteria") -> list[Criterion
     out: list[Criterion] = []
     seen: set[str] = set()
     for i, d in enumerate(items):
-        where = f"{source}: criterion {i + 1}"
-        if not isinstance(d, dict):
-            raise ConfigError(f"{where}: expected an object with id, label and scale or choices")
-        unknown = set(d) - {"id", "label", "group", "scale", "anchors", "choices", "detection"}
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                              "(allowed: id, label, group, scale, anchors, choices, detection)")
-        cid = d.get("id")
-        if not isinstance(cid, str) or not _ID.fullmatch(cid):
-            raise ConfigError(f"{where}: id {cid!r}: expected 1-40 lower-case letters, digits or '_', starting with a letter")
+        cid, label, group = _common(d, source, i)
         where = f"{source}: criterion {cid!r}"
         if cid in seen:
             raise ConfigError(f"{where}: id used twice")
         seen.add(cid)
-        label = d.get("label")
-        if not isinstance(label, str) or not label.strip() or "\n" in label:
-            raise ConfigError(f"{where}: label must be a non-empty one-line string")
-        group = d.get("group", "")
-        if not isinstance(group, str) or "\n" in group:
-            raise ConfigError(f"{where}: group must be a one-line string")
-        if ("scale" in d) == ("choices" in d):
-            raise ConfigError(f"{where}: give exactly one of 'scale' [low, high] or 'choices' [...]")
-        if "choices" in d:
-            ch = d["choices"]
-            if (not isinstance(ch, list) or len(ch) < 2 or not all(isinstance(c, str) and c.strip() and "," not in c for c in ch)
-                    or len(set(ch)) != len(ch)):
-                raise ConfigError(f"{where}: choices must be a list of at least two distinct non-empty strings without commas")
-            if "anchors" in d:
-                raise ConfigError(f"{where}: anchors apply to scales only")
-            det = d.get("detection", False)
-            if not isinstance(det, bool):
-                raise ConfigError(f"{where}: detection must be true or false")
-            if det and sorted(ch) != sorted(DETECTION_CHOICES):
-                raise ConfigError(f"{where}: a detection question must have the choices 'real' and 'generated'")
-            out.append(Criterion(cid, label.strip(), group.strip(), "choice", choices=tuple(ch), detection=det))
-            continue
-        if d.get("detection"):
-            raise ConfigError(f"{where}: detection applies to a choices question ['real', 'generated'] only")
-        sc = d["scale"]
-        if (not isinstance(sc, list) or len(sc) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in sc)
-                or sc[0] >= sc[1] or sc[1] - sc[0] + 1 > _MAX_SCALE_POINTS):
-            raise ConfigError(f"{where}: scale must be [low, high], integers with low < high and at most "
-                              f"{_MAX_SCALE_POINTS} points")
-        anchors_raw = d.get("anchors", {})
-        if not isinstance(anchors_raw, dict):
-            raise ConfigError(f"{where}: anchors must be an object {{\"1\": \"text\", ...}}")
-        anchors: dict[int, str] = {}
-        for k, v in anchors_raw.items():
-            try:
-                point = int(k)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{where}: anchor key {k!r} is not an integer") from None
-            if not sc[0] <= point <= sc[1]:
-                raise ConfigError(f"{where}: anchor {point} is outside the scale {sc[0]}..{sc[1]}")
-            if not isinstance(v, str) or not v.strip() or "\n" in v:
-                raise ConfigError(f"{where}: anchor {point} must be a non-empty one-line string")
-            anchors[point] = v.strip()
-        out.append(Criterion(cid, label.strip(), group.strip(), "scale", sc[0], sc[1], anchors))
+        out.append(_choice_criterion(d, cid, label, group, where) if "choices" in d
+                   else _scale_criterion(d, cid, label, group, where))
     if sum(c.detection for c in out) > 1:
         raise ConfigError(f"{source}: at most one detection question")
     return out

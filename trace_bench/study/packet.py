@@ -77,6 +77,21 @@ class StudyPlan:
     seed: int
     settings: dict[str, Any]
 
+    def method_of(self, item_id: str) -> str:
+        """The method an item shows (:data:`REAL` for a reference volume)."""
+        s = self.items[item_id]
+        return REAL if s.is_real else s.method
+
+    @property
+    def methods(self) -> list[str]:
+        """The generated methods sorted by name, then the real control (when real items are mixed in)."""
+        seen = sorted({s.method for s in self.items.values() if not s.is_real})
+        return seen + ([REAL] if any(s.is_real for s in self.items.values()) else [])
+
+    def counts(self) -> str:
+        """Items per method, as text (``A: 3, B: 3, Real (control): 2``)."""
+        return ", ".join(f"{m}: {sum(1 for i in self.items if self.method_of(i) == m)}" for m in self.methods)
+
 
 @dataclass(frozen=True)
 class EncodedItem:

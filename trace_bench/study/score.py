@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import csv
 import io
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
+from ..results.escape import csv_value
 from .agreement import icc_2_1, weighted_kappa, wilson_interval
-from .packet import REAL, StudyPlan, load_key
+from .packet import StudyPlan, load_key
+from .tables import detection_markdown, study_texts
 from .viewer_html import ANSWER_COLUMNS
 
 #: at most this many items are named per rater in an "incomplete" error
@@ -73,7 +73,7 @@ def read_answers(paths: Sequence[str | Path], plan: StudyPlan, key_sha256: str) 
             where = f"{p}: line {line}"
             if len(r) < len(ANSWER_COLUMNS):
                 raise ConfigError(f"{where}: {len(r)} fields, expected {len(ANSWER_COLUMNS)}")
-            rater, iid, cid, value, ts, sha = (v.strip() for v in r[:len(ANSWER_COLUMNS)])
+            rater, iid, cid, value, ts, sha = (csv_value(v.strip()) for v in r[:len(ANSWER_COLUMNS)])
             if sha != key_sha256:
                 raise ConfigError(f"{where}: answers belong to study key {sha[:12] or '(none)'}..., not to this study's "
                                   f"key {key_sha256[:12]}... (wrong packet, wrong study folder or a modified key)")
@@ -166,31 +166,17 @@ class DetectionRow:
     ci_high: float
 
 
-def methods_of(plan: StudyPlan) -> list[str]:
-    """The generated methods sorted by name, then the real control (when real items are mixed in)."""
-    seen: list[str] = []
-    for s in plan.items.values():
-        if not s.is_real and s.method not in seen:
-            seen.append(s.method)
-    return sorted(seen) + ([REAL] if any(s.is_real for s in plan.items.values()) else [])
-
-
-def _method(plan: StudyPlan, iid: str) -> str:
-    s = plan.items[iid]
-    return REAL if s.is_real else s.method
-
-
 def table3(answers: dict[tuple[str, str, str], Answer], plan: StudyPlan) -> list[CellStat]:
     """Mean and sample SD (ddof = 1) per scale criterion x rater x method (real volumes as ``REAL``)."""
     out = []
-    methods = methods_of(plan)
+    methods = plan.methods
     for c in plan.criteria:
         if c.kind != "scale":
             continue
         for rater in plan.orders:
             for m in methods:
                 v = np.array([int(answers[(rater, iid, c.id)].value) for iid in plan.items
-                              if _method(plan, iid) == m and (rater, iid, c.id) in answers], dtype=np.float64)
+                              if plan.method_of(iid) == m and (rater, iid, c.id) in answers], dtype=np.float64)
                 mean = float(v.mean()) if len(v) else float("nan")
                 sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
                 out.append(CellStat(c.id, c.group, c.label, rater, m, len(v), mean, sd))
@@ -249,156 +235,6 @@ def detection(answers: dict[tuple[str, str, str], Answer], plan: StudyPlan, *,
     return rows
 
 
-# ---- rendering ---------------------------------------------------------------------------------
-
-
-def _num(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
-
-
-def _msd(s: CellStat, digits: int, tex: bool = False) -> str:
-    if s.n == 0:
-        return "--" if tex else "–"
-    pm = r" \pm " if tex else " ± "
-    sd = "n/a" if math.isnan(s.sd) else f"{s.sd:.{digits}f}"
-    text = f"{s.mean:.{digits}f}{pm}{sd}"
-    return f"${text}$" if tex else text
-
-
-def _tex(text: str) -> str:
-    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(rep.get(ch, ch) for ch in text)
-
-
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def _table3_rows(stats: list[CellStat], plan: StudyPlan) -> list[tuple[str, str, str, list[CellStat]]]:
-    """(group, label, method, cells per rater) in criteria order."""
-    by = {(s.criterion, s.method, s.rater): s for s in stats}
-    rows = []
-    for c in plan.criteria:
-        if c.kind != "scale":
-            continue
-        for m in methods_of(plan):
-            rows.append((c.group, c.label, m, [by[(c.id, m, r)] for r in plan.orders]))
-    return rows
-
-
-def _counts(plan: StudyPlan) -> str:
-    n = {m: sum(1 for iid in plan.items if _method(plan, iid) == m) for m in methods_of(plan)}
-    return ", ".join(f"{m}: {v}" for m, v in n.items())
-
-
-def table3_markdown(stats: list[CellStat], plan: StudyPlan, digits: int = 1) -> str:
-    raters = list(plan.orders)
-    lines = ["| Criterion | Method | " + " | ".join(_md(r) for r in raters) + " |",
-             "|---|---|" + "---|" * len(raters)]
-    group, last = None, None
-    for g, label, m, cells in _table3_rows(stats, plan):
-        if g and g != group:
-            lines.append(f"| **{_md(g)}** | |" + " |" * len(raters))
-            group = g
-        shown = label if label != last else ""
-        last = label
-        lines.append(f"| {_md(shown)} | {_md(m)} | " + " | ".join(_msd(s, digits) for s in cells) + " |")
-    return ("Table 3. Reader scores, mean ± SD (sample SD) per rater; items per method: " + _counts(plan) + ".\n\n"
-            + "\n".join(lines) + "\n")
-
-
-def table3_latex(stats: list[CellStat], plan: StudyPlan, digits: int = 1) -> str:
-    raters = list(plan.orders)
-    ncol = 2 + len(raters)
-    out = ["% Table 3: reader scores, mean \\pm sample SD; requires \\usepackage{booktabs}",
-           "\\begin{tabular}{ll" + "c" * len(raters) + "}", "\\toprule",
-           "Criterion & Method & " + " & ".join(_tex(r) for r in raters) + " \\\\", "\\midrule"]
-    group, last, first = None, None, True
-    for g, label, m, cells in _table3_rows(stats, plan):
-        if g and g != group:
-            if not first:
-                out.append("\\midrule")
-            out.append(f"\\multicolumn{{{ncol}}}{{l}}{{\\textit{{{_tex(g)}}}}} \\\\")
-            group = g
-        first = False
-        shown = _tex(label) if label != last else ""
-        last = label
-        out.append(f"{shown} & {_tex(m)} & " + " & ".join(_msd(s, digits, tex=True) for s in cells) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(out) + "\n"
-
-
-def _csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([_num(v) if isinstance(v, float) else v for v in r])
-    return buf.getvalue()
-
-
-def table3_csv(stats: list[CellStat]) -> str:
-    return _csv(("criterion", "group", "label", "rater", "method", "n", "mean", "sd"),
-                ((s.criterion, s.group, s.label, s.rater, s.method, s.n, s.mean, s.sd) for s in stats))
-
-
-AGREEMENT_COLUMNS = ("criterion", "label", "n_items", "n_raters", "icc_2_1", "icc_ci_low", "icc_ci_high", "f", "df1",
-                     "df2", "p", "kappa_quadratic", "kappa_ci_low", "kappa_ci_high", "kappa_resamples",
-                     "kappa_undefined_resamples")
-
-
-def agreement_csv(rows: list[AgreementRow]) -> str:
-    return _csv(AGREEMENT_COLUMNS, ((r.criterion, r.label, r.n_items, r.n_raters, r.icc, r.icc_low, r.icc_high, r.f,
-                                     r.df1, r.df2, r.p, r.kappa, r.kappa_low, r.kappa_high, r.kappa_resamples,
-                                     r.kappa_undefined) for r in rows))
-
-
-def _ci(v: float, lo: float, hi: float, tex: bool = False) -> str:
-    if math.isnan(v):
-        return "--" if tex else "–"
-    iv = "" if math.isnan(lo) else f" [{lo:.2f}, {hi:.2f}]"
-    return f"{v:.2f}{iv}"
-
-
-def agreement_markdown(rows: list[AgreementRow], confidence: float) -> str:
-    pct = f"{confidence * 100:g}%"
-    lines = [f"| Criterion | n items | ICC(2,1) [{pct} CI] | F (df) | p | quadratic κ [{pct} bootstrap CI] |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {_md(r.label)} | {r.n_items} | {_ci(r.icc, r.icc_low, r.icc_high)} | "
-                     f"{'–' if math.isnan(r.f) else f'{r.f:.2f} ({r.df1}, {r.df2})'} | "
-                     f"{'–' if math.isnan(r.p) else f'{r.p:.3g}'} | {_ci(r.kappa, r.kappa_low, r.kappa_high)} |")
-    return "\n".join(lines) + "\n"
-
-
-def agreement_latex(rows: list[AgreementRow], confidence: float) -> str:
-    pct = f"{confidence * 100:g}\\%"
-    out = ["% inter-rater agreement; requires \\usepackage{booktabs}", "\\begin{tabular}{lccc}", "\\toprule",
-           f"Criterion & $n$ & ICC(2,1) [{pct} CI] & quadratic $\\kappa$ [{pct} CI] \\\\", "\\midrule"]
-    for r in rows:
-        out.append(f"{_tex(r.label)} & {r.n_items} & {_ci(r.icc, r.icc_low, r.icc_high, True)} & "
-                   f"{_ci(r.kappa, r.kappa_low, r.kappa_high, True)} \\\\")
-    out += ["\\bottomrule", "\\end{tabular}"]
-    return "\n".join(out) + "\n"
-
-
-DETECTION_COLUMNS = ("rater", "truth", "n", "correct", "accuracy", "ci_low", "ci_high")
-
-
-def detection_csv(rows: list[DetectionRow]) -> str:
-    return _csv(DETECTION_COLUMNS, ((r.rater, r.truth, r.n, r.correct, r.accuracy, r.ci_low, r.ci_high) for r in rows))
-
-
-def detection_markdown(rows: list[DetectionRow], confidence: float) -> str:
-    pct = f"{confidence * 100:g}%"
-    lines = [f"| Rater | Items | n | Correct | Accuracy [{pct} Wilson CI] |", "|---|---|---|---|---|"]
-    for r in rows:
-        acc = "–" if r.n == 0 else f"{r.accuracy:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-        lines.append(f"| {_md(r.rater)} | {r.truth} | {r.n} | {r.correct} | {acc} |")
-    return "\n".join(lines) + "\n"
-
-
 @dataclass(frozen=True)
 class StudyScores:
     """What :func:`score_study` computed and where it wrote it."""
@@ -430,18 +266,9 @@ def score_study(study_dir: str | Path, answer_files: Sequence[str | Path], *, ou
     agr = agreement(answers, plan, resamples=resamples, seed=plan.seed if seed is None else seed, confidence=confidence)
     det = detection(answers, plan, confidence=confidence)
     d = Path(out) if out is not None else Path(study_dir) / "scores"
-    texts = {
-        "table3.md": table3_markdown(stats, plan, digits),
-        "table3.tex": table3_latex(stats, plan, digits),
-        "table3.csv": table3_csv(stats),
-        "agreement.md": agreement_markdown(agr, confidence),
-        "agreement.tex": agreement_latex(agr, confidence),
-        "agreement.csv": agreement_csv(agr),
-    }
-    if det:
-        texts["detection.csv"] = detection_csv(det)
+    texts = study_texts(stats, agr, det, plan, confidence=confidence, digits=digits)
     head = (f"Key SHA-256: `{sha}`; raters: {', '.join(plan.orders)}; "
-            f"items: {len(plan.items)} ({_counts(plan)}).")
+            f"items: {len(plan.items)} ({plan.counts()}).")
     report = ["# Reader study results", "", head, ""]
     if missing:
         report += ["**Incomplete answers** (scored with what is there): " + describe_missing(missing, plan), ""]
@@ -467,12 +294,8 @@ __all__ = [
     "agreement",
     "describe_missing",
     "detection",
-    "methods_of",
     "missing_answers",
     "read_answers",
     "score_study",
     "table3",
-    "table3_csv",
-    "table3_latex",
-    "table3_markdown",
 ]

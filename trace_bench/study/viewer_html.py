@@ -23,11 +23,10 @@ export can be loaded back (another browser, cleared storage).
 
 from __future__ import annotations
 
-import html
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..results.escape import html_attr, html_text, json_script
 from .criteria import Criterion
 
 PACKET_FORMAT = "trace-bench-study-packet/1"
@@ -167,7 +166,11 @@ document.getElementById("next-open").addEventListener("click", function () {
   for (let k = 1; k <= items.length; k++) { const j = (current + k) % items.length; if (!complete(items[j].item_id)) { show(j); return; } }
   statusEl.textContent = "Every item is complete: export the CSV.";
 });
-function field(s) { s = String(s); return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
+// spreadsheet-safe cells, exactly as trace_bench.results.escape.csv_cell / csv_value
+const FORMULA = /^[=+\-@\t\r]/, NEGNUM = /^-([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/;
+function quoted(s) { return FORMULA.test(s) ? !NEGNUM.test(s) : (s.length > 1 && s[0] === "'" && (s[1] === "'" || FORMULA.test(s.slice(1)))); }
+function uncell(s) { return (s.length > 1 && s[0] === "'" && quoted(s.slice(1))) ? s.slice(1) : s; }
+function field(s) { s = String(s); if (quoted(s)) s = "'" + s; return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
 document.getElementById("export").addEventListener("click", function () {
   const rows = [META.answer_columns];
   let missing = 0;
@@ -199,7 +202,7 @@ function parseCsv(text) {
 document.getElementById("import").addEventListener("change", function (e) {
   const file = e.target.files[0]; if (!file) return;
   file.text().then(function (text) {
-    const rows = parseCsv(text.replace(/^\ufeff/, "")), head = rows.shift() || [];
+    const rows = parseCsv(text.replace(/^\ufeff/, "")).map(function (r) { return r.map(uncell); }), head = rows.shift() || [];
     const col = {}; head.forEach(function (h, i) { col[h] = i; });
     let n = 0, skipped = 0;
     rows.forEach(function (r) {
@@ -224,24 +227,23 @@ document.body.dataset.ready = "1";
 """
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
 def _json_script(obj: Any) -> str:
-    """JSON safe inside ``<script>``: ``<`` escaped as ``\\u003c`` (still valid JSON)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).replace("<", "\\u003c")
+    """The packet's item list inside ``<script>`` (sorted keys, compact; ``< > &`` escaped)."""
+    return json_script(obj, sort_keys=True, separators=(",", ":"))
 
 
 def _criterion_html(item_id: str, c: Criterion) -> str:
-    name = _e(f"{item_id}|{c.id}")
+    name = html_attr(f"{item_id}|{c.id}")
     values = list(c.choices) if c.kind == "choice" else [str(v) for v in range(c.low, c.high + 1)]
-    radios = "".join(f'<label><input type="radio" name="{name}" value="{_e(v)}"> {_e(v)}</label>' for v in values)
-    group = f'<span class="group">{_e(c.group)}</span>' if c.group else ""
+    radios = "".join(f'<label><input type="radio" name="{name}" value="{html_attr(v)}"> {html_text(v)}</label>'
+                     for v in values)
+    group = f'<span class="group">{html_text(c.group)}</span>' if c.group else ""
     anchors = ""
     if c.kind == "scale" and c.anchors:
-        anchors = '<div class="anchors">' + " &middot; ".join(f"<b>{k}</b> = {_e(t)}" for k, t in sorted(c.anchors.items())) + "</div>"
-    return (f'<fieldset class="criterion" data-criterion="{_e(c.id)}"><legend>{group}{_e(c.label)}</legend>'
+        anchors = ('<div class="anchors">'
+                   + " &middot; ".join(f"<b>{k}</b> = {html_text(t)}" for k, t in sorted(c.anchors.items())) + "</div>")
+    return (f'<fieldset class="criterion" data-criterion="{html_attr(c.id)}">'
+            f'<legend>{group}{html_text(c.label)}</legend>'
             f'<div class="scale">{radios}</div>{anchors}</fieldset>')
 
 
@@ -258,17 +260,17 @@ def render_packet(*, rater: str, key_sha256: str, criteria: Sequence[Criterion],
         "items": [{"item_id": it.item_id, "position": i + 1, "shape": list(it.shape), "spacing": list(it.spacing)}
                   for i, it in enumerate(items)],
     }
-    win_buttons = "".join(f'<button class="win" data-window="{_e(w)}">{_e(_WINDOW_LABELS.get(w, w))} (W{wd:g} L{lv:g})</button>'
+    win_buttons = "".join(f'<button class="win" data-window="{html_attr(w)}">{html_text(_WINDOW_LABELS.get(w, w))} (W{wd:g} L{lv:g})</button>'
                           for w, wd, lv in windows)
-    nav = "".join(f'<button title="{_e(it.item_id)}">{i + 1}</button>' for i, it in enumerate(items))
+    nav = "".join(f'<button title="{html_attr(it.item_id)}">{i + 1}</button>' for i, it in enumerate(items))
     sections = []
     for i, it in enumerate(items):
         nz = it.shape[0]
         crit = "".join(_criterion_html(it.item_id, c) for c in criteria)
         sections.append(
-            f'<section class="study-item" id="item-{_e(it.item_id)}" data-item="{_e(it.item_id)}" data-position="{i + 1}"'
+            f'<section class="study-item" id="item-{html_attr(it.item_id)}" data-item="{html_attr(it.item_id)}" data-position="{i + 1}"'
             f'{" hidden" if i else ""}>'
-            f'<h2>Item {i + 1} of {n} <small>({_e(it.item_id)})</small></h2><p class="msg"></p>'
+            f'<h2>Item {i + 1} of {n} <small>({html_text(it.item_id)})</small></h2><p class="msg"></p>'
             f'<div class="views"><figure><canvas class="axial"></canvas>'
             f'<input class="zslider" type="range" min="0" max="{nz - 1}" value="{nz // 2}" step="1">'
             f'<figcaption>Axial, <span class="zpos"></span>; slider or mouse wheel</figcaption></figure>'
@@ -277,13 +279,13 @@ def render_packet(*, rater: str, key_sha256: str, criteria: Sequence[Criterion],
             f'<form class="criteria" onsubmit="return false">{crit}</form>'
             f'<p><button type="button" class="prev">&larr; Previous</button> '
             f'<button type="button" class="next">Next &rarr;</button></p></section>')
-    pixels = "".join(f'<script type="application/octet-stream" id="px-{_e(it.item_id)}-{_e(w)}">{it.data[w]}</script>\n'
+    pixels = "".join(f'<script type="application/octet-stream" id="px-{html_attr(it.item_id)}-{html_attr(w)}">{it.data[w]}</script>\n'
                      for it in items for w, _, _ in windows)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"study-key-sha256\" content=\"{_e(key_sha256)}\">"
-        f"<title>Reader study: rater {_e(rater)}</title><style>{_CSS}</style></head><body>\n"
-        f"<header><h1>Reader study &mdash; rater {_e(rater)}</h1><div class=\"bar\">{win_buttons}"
+        f"<meta name=\"study-key-sha256\" content=\"{html_attr(key_sha256)}\">"
+        f"<title>Reader study: rater {html_text(rater)}</title><style>{_CSS}</style></head><body>\n"
+        f"<header><h1>Reader study &mdash; rater {html_text(rater)}</h1><div class=\"bar\">{win_buttons}"
         "<button id=\"next-open\">Next incomplete item</button><button id=\"export\">Export answers (CSV)</button>"
         "<label>Load a previous export <input type=\"file\" id=\"import\" accept=\".csv,text/csv\"></label>"
         "<span id=\"progress\"></span> <span id=\"status\"></span></div>"
@@ -291,7 +293,7 @@ def render_packet(*, rater: str, key_sha256: str, criteria: Sequence[Criterion],
         "item on every question. Scroll the axial view with the slider or the mouse wheel; switch the window "
         "with the presets above. Answers are saved in this browser as you go; when finished, click "
         "<b>Export answers (CSV)</b> and send the file back. Study key: "
-        f"<code>{_e(key_sha256[:16])}</code></p></header>\n"
+        f"<code>{html_text(key_sha256[:16])}</code></p></header>\n"
         f"<nav id=\"item-nav\">{nav}</nav>\n<main>\n" + "\n".join(sections) + "\n</main>\n"
         f"<script type=\"application/json\" id=\"study-items\">{_json_script(meta)}</script>\n"
         + pixels + f"<script>{_JS}</script>\n</body></html>\n"

@@ -1,0 +1,294 @@
+"""Render every report file of a run's output folder from its saved CSV / JSON results, in named
+stages: gather what the report says (:class:`ReportContent`), pick the plot cases, draw the figures,
+then write each format (tables as CSV, ``results.json``, ``report.md``, LaTeX, ``report.html``).
+Nothing is recomputed; every user string is escaped by :mod:`trace_bench.results.escape`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trace_bench.results import (
+    Results,
+    atomic_write_json,
+    atomic_write_text,
+    load_results,
+)
+from trace_bench.results.escape import (
+    code,
+    latex_text,
+    literal,
+    markdown_text,
+    prose_latex,
+    prose_markdown,
+)
+from trace_bench.results.table_model import (
+    Cell,
+    Column,
+    Row,
+    Table,
+    markdown_grid,
+    notes_latex,
+    to_latex,
+    to_markdown,
+)
+
+from .html_report import render_html
+from .leaderboard import SCHEMA, results_json
+from .tables import build_tables, published_tables, to_csv
+from .viewer import case_viewer
+
+__all__ = ["FILES", "PlotCaseError", "ReportContent", "render_report", "report_tex"]
+
+
+class PlotCaseError(ValueError):
+    """A requested plot case has neither a stored plot artifact nor arrays read from its inputs."""
+
+
+#: what each file of OUT is (the HTML "Files" list and README)
+FILES = [("summary.csv", "value, interval, n, interval method and note of every (method, metric)"),
+         ("per_case.csv", "every per-case value with its protocol id"),
+         ("table1.csv", "Table 1 in stored units"), ("table1b.csv", "Table 1 per class"),
+         ("table2.csv", "Table 2 in stored units"),
+         ("results.json", "every summary row with its meaning and the run's metadata (schema trace-bench/results/v1)"),
+         ("results.schema.json", "the JSON schema of results.json"),
+         ("report.tex", "LaTeX document; `tables/*.tex` are the tabulars to `\\input` into a paper"),
+         ("tables/table1.tex", "Table 1 tabular (booktabs)"), ("tables/table1b.tex", "Table 1 per class tabular"),
+         ("tables/table2.tex", "Table 2 tabular"), ("report.md", "this report as Markdown"),
+         ("errors.csv", "failed, refused or unpaired cases"), ("warnings.csv", "cases scored with a warning"),
+         ("provenance.json", "versions, commit, device, config, protocols, weights, inputs, timings"),
+         ("config.toml", "the effective configuration (rerun with `trace-bench run --config`)"),
+         ("metrics.json", "per-column display information and the metrics not computed")]
+
+#: the first rows of errors.csv / warnings.csv listed in report.md
+MD_ROWS = 20
+
+
+# ----------------------------------------------------------------------------- stage 1: what the report says
+@dataclass
+class ReportContent:
+    """Everything the report files say, gathered once from the run's saved results."""
+
+    res: Results
+    meta: dict[str, Any]
+    tables: list[Table]
+    published: list[Table]
+    head: str
+    inputs: list[str]
+    alerts: list[str]
+    notes: list[str]
+    timing: list[tuple[str, float]]
+    memorization: dict | None
+
+    @classmethod
+    def gather(cls, res: Results, *, published: bool = True) -> ReportContent:
+        o = res.out
+        meta = json.loads((o / "metrics.json").read_text(encoding="utf-8")) if (o / "metrics.json").is_file() else {}
+        prov = res.provenance
+        tk = prov.get("toolkit", {})
+        dev = prov.get("device", {})
+        head = (f"trace-bench {tk.get('version', '?')} (commit {tk.get('git_commit') or 'unknown'}), "
+                f"device {dev.get('gpu') or dev.get('requested', '?')}")
+        alerts = [f"Method {literal(repr(m))} has no scored case: every case failed or was unpaired (see errors.csv)."
+                  for m in meta.get("unscored_methods", [])]
+        return cls(res, meta, build_tables(res), published_tables() if published else [], head, input_lines(res),
+                   alerts, list(prov.get("notes", [])), timing_rows(prov), memorization(o))
+
+    def with_published(self, t: Table) -> list[Table]:
+        """``t`` followed by the paper's own numbers for the same table."""
+        return [t] + [p for p in self.published if p.key == t.key]
+
+
+def input_lines(res: Results) -> list[str]:
+    """One prose line per method: its folder and adapter (the reference set for GT)."""
+    folders = res.provenance.get("input_folders", {})
+    lines = []
+    for m in res.methods:
+        f = folders.get(m)
+        if isinstance(f, dict):
+            lines.append(f"{code(m)}: {literal(f.get('folder'))} (adapter {code(f.get('adapter'))})")
+        elif f:
+            lines.append(f"{code(m)}: reference set {literal(f)}")
+    return lines
+
+
+def memorization(o: Path) -> dict | None:
+    """``OUT/audit/memorization.json`` when the run (or `trace-bench audit`) wrote one."""
+    p = o / "audit" / "memorization.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def timing_rows(prov: dict) -> list[tuple[str, float]]:
+    """Where the time went: the run's stages and the compute time of every metric (summed over the
+    volumes computed in this run; cached results count 0), from provenance.json."""
+    t = prov.get("timings_s", {}) or {}
+    rows = [(k, float(v)) for k, v in t.items() if isinstance(v, (int, float)) and k not in ("report_s", "total_s")]
+    rows += [(f"metric {k}", float(v)) for k, v in (t.get("metric_compute_s") or {}).items()]
+    return rows
+
+
+# ----------------------------------------------------------------------------- stage 2: plot cases and figures
+def plot_case_arts(res: Results, meta: dict, plot_cases: list[str] | None,
+                   stacks: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict]:
+    """The arrays to draw per plot case (default: the run's plot case); a requested case with
+    neither a stored artifact nor arrays read from its inputs raises :class:`PlotCaseError`."""
+    from .plots import case_arts
+
+    cases = list(dict.fromkeys(plot_cases if plot_cases else ([meta["plot_case"]] if meta.get("plot_case") else [])))
+    arts = {c: case_arts(res, c, stacks.get(c)) for c in cases}
+    for c, a in arts.items():
+        if not a:
+            raise PlotCaseError(f"plot case {c!r}: no plot artifact under {res.out / 'cases'} and no arrays read from "
+                                "the inputs (input volumes unreadable or case unknown)")
+    return arts
+
+
+def draw_figures(res: Results, arts: dict[str, dict]) -> dict[str, Path]:
+    """The metric bars and every plot case's figures, as PNG files under ``OUT/plots``."""
+    from .plots import case_figures, make_plots
+
+    figs = make_plots(res, [], None)
+    for c, a in arts.items():
+        figs.update(case_figures(a, c, res.out / "plots"))
+    return figs
+
+
+# ----------------------------------------------------------------------------- stage 3: Markdown
+def _md_messages(df, column: str) -> list[str]:
+    """The first rows of errors.csv / warnings.csv (messages are data: they quote case ids and files)."""
+    return [f"- {markdown_text(r.method)} / {markdown_text(r.case_id)} / {markdown_text(r.stage)}: "
+            f"{markdown_text(getattr(r, column))}" for r in df.head(MD_ROWS).itertuples(index=False)]
+
+
+def _md_problems(res: Results) -> list[str]:
+    """Metrics not computed, the first errors and warnings."""
+    md = []
+    if res.skipped:
+        md += ["## Metrics not computed", ""]
+        md += [f"- {code(k)}: {prose_markdown(v)}" for k, v in sorted(res.skipped.items())] + [""]
+    n_err, n_warn = len(res.errors), len(res.warnings)
+    md += ["## Errors", "", f"{n_err} row(s) in `errors.csv`." + (" First rows:" if n_err else ""), ""]
+    md += _md_messages(res.errors, "error")
+    if n_warn:
+        md += ["", "## Warnings", "", f"{n_warn} row(s) in `warnings.csv` (scored anyway). First rows:", ""]
+        md += _md_messages(res.warnings, "warning")
+    return md
+
+
+def timing_table(timing: list[tuple[str, float]]) -> Table:
+    return Table("timing", "Timing", [Column("seconds")],
+                 [Row(k, {"seconds": Cell(f"{v:.1f}", value=v)}) for k, v in timing], stub="stage / metric")
+
+
+def report_markdown(c: ReportContent, figs: dict[str, Path]) -> str:
+    """``report.md``: inputs, warnings, notes, the tables, problems, the memorization audit, timing,
+    figures and the list of files."""
+    o = c.res.out
+    md = ["# trace-bench report", "", markdown_text(c.head), "", "## Inputs", ""]
+    md += [f"- {prose_markdown(x)}" for x in c.inputs] + [""]
+    md += [f"> **Warning:** {prose_markdown(n)}" for n in c.alerts] + ([""] if c.alerts else [])
+    md += [f"> {prose_markdown(n)}" for n in c.notes] + ([""] if c.notes else [])
+    md += [to_markdown(x) for t in c.tables for x in c.with_published(t)]
+    md += _md_problems(c.res)
+    memo_md = o / "audit" / "memorization.md"
+    if memo_md.is_file():  # written (escaped) by the memorization audit (--train-reference / trace-bench audit)
+        body = memo_md.read_text(encoding="utf-8").strip().splitlines()
+        md += ["", "## Memorization audit", ""] + [ln for ln in body if not ln.startswith("# ")]
+    if c.timing:
+        md += ["", "## Timing", ""] + markdown_grid(timing_table(c.timing))
+    if figs:
+        md += ["", "## Figures", ""]
+        md += [f"![{markdown_text(k)}]({p.relative_to(o).as_posix()})" for k, p in figs.items()]
+    md += ["", "Files: `per_case.csv`, `summary.csv`, `errors.csv`, `warnings.csv`, `provenance.json`, `config.toml`, "
+           "`results.json`, `tables/*.tex`, `stats/`.", ""]
+    return "\n".join(md)
+
+
+# ----------------------------------------------------------------------------- stage 4: LaTeX
+def _label(key: str) -> str:
+    return "tab:trace-" + re.sub(r"[^A-Za-z0-9]+", "-", key)
+
+
+def tex_name(t: Table) -> str:
+    """File name (without ``.tex``) of a table's tabular under ``tables/``."""
+    return f"{t.key}_published" if t.published else t.key
+
+
+def report_tex(tables: list[Table], pub: list[Table], head: str, *, folder: str = "tables") -> str:
+    """A complete LaTeX document that ``\\input``s ``{folder}/<key>.tex`` for every table, each in a
+    ``table`` float with caption, label and the table's notes."""
+    tex = [r"\documentclass{article}", r"\usepackage[margin=1.5cm,landscape]{geometry}", r"\usepackage{booktabs}",
+           r"\usepackage{graphicx}", r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}",
+           r"\begin{document}", r"\section*{trace-bench report}", latex_text(head), ""]
+    for t in tables + pub:
+        name = tex_name(t)
+        tex += [r"\begin{table}[htbp]", r"\centering", f"\\caption{{{prose_latex(t.caption or t.title)}}}",
+                f"\\label{{{_label(name)}}}", r"\resizebox{\linewidth}{!}{\input{" + f"{folder}/{name}" + "}}",
+                notes_latex(t), r"\end{table}", ""]
+    tex.append(r"\end{document}")
+    return "\n".join(tex) + "\n"
+
+
+def write_latex(o: Path, c: ReportContent) -> dict[str, Path]:
+    files = {f"tables/{tex_name(t)}.tex": atomic_write_text(o / "tables" / f"{tex_name(t)}.tex", to_latex(t))
+             for t in c.tables + c.published}
+    files["report.tex"] = atomic_write_text(o / "report.tex", report_tex(c.tables, c.published, c.head))
+    return files
+
+
+# ----------------------------------------------------------------------------- stage 5: HTML
+def viewers_of(arts: dict[str, dict]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The slice viewer's data per plot case, and notes on what it could not show."""
+    viewers, notes = [], []
+    for c, a in arts.items():
+        v = case_viewer(c, a)
+        if v is None:
+            continue
+        viewers.append(v)
+        if v["mode"] == "planes":
+            notes.append(f"Case {literal(c)}: the input volumes were not available when this report was rendered "
+                         "(moved, or rendered without reading them), so only the stored mid-planes are shown; "
+                         "`trace-bench report OUT` with the inputs in place adds a scrollable stack.")
+    if not arts:
+        notes.append("No plot case in this run (run with plots on, or `trace-bench report OUT --plot-case ID`).")
+    return viewers, notes
+
+
+def report_html(c: ReportContent, arts: dict[str, dict], figs: dict[str, Path]) -> str:
+    viewers, viewer_notes = viewers_of(arts)
+    return render_html(c.res, c.tables, c.published, head=c.head, inputs=c.inputs, alerts=c.alerts, notes=c.notes,
+                       timing=c.timing, figs=figs, viewers=viewers, viewer_notes=viewer_notes, links=FILES,
+                       memorization=c.memorization)
+
+
+# ----------------------------------------------------------------------------- all stages
+def render_report(out: str | Path, *, plots: bool = True, published: bool = True,
+                  plot_cases: list[str] | None = None,
+                  viewer_stacks: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Path]:
+    """Render every report file of ``out`` from its CSV/JSON results; returns {name: path}.
+
+    ``plot_cases``: cases to draw (montage, overlay, per-slice curves) and show in the slice viewer;
+    default the run's plot case. ``viewer_stacks``: ``{case: {method: arrays}}`` read from the input
+    volumes by :func:`trace_bench.report_inputs.viewer_stacks` (``None``: the stored artifacts only).
+    A requested case with neither raises :class:`PlotCaseError` naming it."""
+    res = load_results(out)
+    o = res.out
+    content = ReportContent.gather(res, published=published)
+    arts = plot_case_arts(res, content.meta, plot_cases, viewer_stacks or {})
+    figs = draw_figures(res, arts) if plots else {}
+    files: dict[str, Path] = {f"{t.key}.csv": atomic_write_text(o / f"{t.key}.csv", to_csv(t, res))
+                              for t in content.tables}
+    files["results.json"] = atomic_write_json(o / "results.json", results_json(res, content.meta))
+    files["results.schema.json"] = atomic_write_json(o / "results.schema.json", SCHEMA)
+    files["report.md"] = atomic_write_text(o / "report.md", report_markdown(content, figs))
+    files.update(write_latex(o, content))
+    files["report.html"] = atomic_write_text(o / "report.html", report_html(content, arts, figs))
+    files.update({f"plots/{p.name}": p for p in figs.values()})
+    return files
