@@ -180,6 +180,15 @@ def test_run_refuses_a_bad_profile_before_any_work(tmp_path: Path):
     assert not (out / "summary.csv").exists()
 
 
+def test_one_black_box_profiling_command():
+    """`profile-command` profiles any generator (the README's command); `profile` only TRACE checkpoints."""
+    r = CliRunner().invoke(app, ["profile", "--help"])
+    assert r.exit_code == 0 and "--checkpoint" in r.output and "--command" not in r.output
+    assert "profile-command" in r.output
+    r = CliRunner().invoke(app, ["profile-command", "--help"])
+    assert r.exit_code == 0 and "--command" in r.output and "--output-dir" in r.output
+
+
 def test_shell_flag_runs_through_sh(tmp_path: Path):
     m = run_measured(f"echo hi > {tmp_path / 'f.txt'} && sleep 0.2", shell=True, interval=0.05)
     assert m.returncode == 0 and (tmp_path / "f.txt").read_text().strip() == "hi"
