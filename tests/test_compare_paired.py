@@ -339,3 +339,20 @@ def test_map_pairs_renamed_methods_in_both_paired_analyses(two_runs, registered,
     assert set(mapped.method) - {"GT"} == {"m-v2"}
     mapped["method"] = mapped["method"].replace("m-v2", "m")
     pd.testing.assert_frame_equal(mapped, plain)
+
+
+def test_real_runs_with_another_frame_size_are_refused(two_runs, tmp_path):
+    """Issue 27: two real runs scored at frame size 64 and 32 (and another HU window) printed "no
+    regression"; now compare refuses and names the parts of the frame protocol that differ."""
+    base, _, _ = two_runs
+    data = make_cases(tmp_path / "data")
+    other = tmp_path / "other"
+    run(RunConfig(out=str(other), reference=str(data / "reference"), methods={"m": str(data / "interp")},
+                  metrics=["temporal_flickering"], frame_size=32, hu_window=(-1024.0, 600.0), bootstrap=10,
+                  plots=False, published=False, progress=False))
+    r = invoke(str(base), str(other))
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "64px vs 32px" in r.output and "hu[-1000,1000] vs hu[-1024,600]" in r.output
+    assert "(temporal_flickering)" in r.output
+    r = invoke(str(base), str(other), "--allow-protocol-change", "--no-jackknife")
+    assert r.exit_code in (0, 1) and "PROTOCOL CHANGED" in r.output
