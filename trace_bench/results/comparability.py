@@ -27,22 +27,28 @@ class ProtocolChanged(ConfigError):
 
 
 # ----------------------------------------------------------------------------- protocols and weights
+def _stage_change(sa: str, sb: str) -> str:
+    ta, tb = sa.split(":"), sb.split(":")
+    if len(ta) != len(tb) or ta[0] != tb[0] or len(ta) == 1:
+        return f"{sa} vs {sb}"
+    return f"{ta[0]} " + ", ".join(f"{x} vs {y}" for x, y in zip(ta[1:], tb[1:]) if x != y)
+
+
 def describe_id_change(old: str, new: str) -> str:
-    """The parts of two protocol ids that differ: ``"<stage head> <old part> vs <new part>"`` for
-    each differing part of stages with the same layout, else the whole differing stages (or ids)."""
+    """The parts of two protocol ids that differ: ``"<stage head> <old part> vs <new part>"`` for each
+    differing part of a stage with the same layout, the whole stages otherwise, ``(none)`` for a stage
+    only one id has (stages aligned with :class:`difflib.SequenceMatcher`)."""
+    from difflib import SequenceMatcher
+
     a, b = old.split("|"), new.split("|")
-    if len(a) != len(b):
-        return f"{old} vs {new}"
     out = []
-    for sa, sb in zip(a, b):
-        if sa == sb:
+    for op, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
             continue
-        ta, tb = sa.split(":"), sb.split(":")
-        if len(ta) != len(tb) or ta[0] != tb[0] or len(ta) == 1:
-            out.append(f"{sa} vs {sb}")
-            continue
-        parts = [f"{x} vs {y}" for x, y in zip(ta[1:], tb[1:]) if x != y]
-        out.append(f"{ta[0]} {', '.join(parts)}")
+        if op == "replace" and i2 - i1 == j2 - j1:
+            out += [_stage_change(x, y) for x, y in zip(a[i1:i2], b[j1:j2])]
+        else:
+            out.append(f"{'|'.join(a[i1:i2]) or '(none)'} vs {'|'.join(b[j1:j2]) or '(none)'}")
     return "; ".join(out)
 
 
