@@ -22,7 +22,8 @@ from trace_bench.config import RunConfig  # noqa: E402
 from trace_bench.results import (NOT_SIGNIFICANT, PAIRED_COLUMNS, PAIRED_SEED, PER_CASE_COLUMNS,  # noqa: E402
                                  SUMMARY_COLUMNS, compare_results, paired_case_stats, paired_stat, write_csv)
 from trace_bench.results.layout import load_state  # noqa: E402
-from trace_bench.results.paired import N_RESAMPLES  # noqa: E402
+from trace_bench.results.paired import (N_RESAMPLES, min_nonzero_pairs, signflip_p,  # noqa: E402
+                                        wilcoxon_p)
 from trace_bench.run import run  # noqa: E402
 from trace_bench.run.paired_distribution import jackknife_interval, paired_distribution_stats  # noqa: E402
 
@@ -53,14 +54,51 @@ def test_equals_scipy_on_the_differences():
     d = np.array([cand[c] - base[c] for c in sorted(base)])
     assert list(row.index) == ["method", "metric", *PAIRED_COLUMNS]
     assert row.n_pairs == len(DIFFS) and row.paired_delta == pytest.approx(d.mean())
+    assert row.n_nonzero == np.count_nonzero(d) == 9
     p = scipy.stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue
     assert row.p_wilcoxon == pytest.approx(p, rel=1e-12)
-    ci = scipy.stats.bootstrap((d,), np.mean, n_resamples=N_RESAMPLES, method="percentile", confidence_level=0.95,
-                               rng=np.random.default_rng(PAIRED_SEED)).confidence_interval
-    assert (row.paired_ci_low, row.paired_ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    # the gate: scipy's exact sign-flip test of the mean (2^10 sign patterns)
+    flip = scipy.stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf,
+                                        alternative="two-sided")
+    assert row.p_signflip == pytest.approx(flip.pvalue, rel=1e-12)
+    # the interval: bootstrap-t, t* = (mean(d*) - mean(d)) / se(d*) over scipy's resamples of d, its
+    # percentile quantiles (scipy), then mean(d) - q * se(d)
+    n, se = d.size, d.std(ddof=1) / np.sqrt(d.size)
+
+    def t_star(x, axis=-1):
+        return (x.mean(axis=axis) - d.mean()) / (x.std(ddof=1, axis=axis) / np.sqrt(n))
+
+    q = scipy.stats.bootstrap((d,), t_star, n_resamples=N_RESAMPLES, method="percentile", confidence_level=0.95,
+                              rng=np.random.default_rng(PAIRED_SEED)).confidence_interval
+    assert (row.paired_ci_low, row.paired_ci_high) == pytest.approx((d.mean() - q.high * se, d.mean() - q.low * se),
+                                                                    rel=1e-12)
     # --confidence reaches the interval: a 99% interval is wider
     wide = paired_case_stats(per_case(base), per_case(cand), confidence=0.99).iloc[0]
     assert wide.paired_ci_low < row.paired_ci_low and wide.paired_ci_high > row.paired_ci_high
+
+
+def test_bootstrap_t_approaches_the_t_interval_at_large_n():
+    """Normal differences, n = 400: the bootstrap-t interval and Student's t interval agree to a few
+    per cent of their width (both are exact-ish here; the bootstrap only adds resampling noise)."""
+    d = np.random.default_rng(7).normal(0.1, 1.0, 400)
+    s = paired_stat(d)
+    t = scipy.stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
+    width = t.high - t.low
+    assert abs(s.ci_low - t.low) < 0.05 * width and abs(s.ci_high - t.high) < 0.05 * width
+    assert s.p_signflip == pytest.approx(scipy.stats.permutation_test(
+        (d,), np.mean, permutation_type="samples", n_resamples=9999, rng=np.random.default_rng(PAIRED_SEED)).pvalue)
+
+
+def test_min_nonzero_pairs_is_where_the_exact_tests_can_reach_alpha():
+    for alpha in (0.5, 0.1, 0.0625, 0.05, 0.01, 0.001):
+        need = min_nonzero_pairs(alpha)
+        for m in (need - 1, need):
+            # the most extreme data for m non-zero differences: all of one sign (plus zeros, which change nothing)
+            d = np.concatenate([np.arange(1.0, m + 1), np.zeros(3)])
+            p_flip, p_wil = signflip_p(d), wilcoxon_p(d[d != 0])  # (scipy approximates Wilcoxon with zeros)
+            assert p_flip == pytest.approx(2.0 ** (1 - m)) and p_wil == pytest.approx(2.0 ** (1 - m))
+            assert (p_flip < alpha) == (m == need), (alpha, m)
+    assert min_nonzero_pairs(0.05) == 6
 
 
 def test_pairing_ignores_cases_missing_or_not_finite_in_one_run():
@@ -88,11 +126,17 @@ def test_constant_shift():
 
 def test_degenerate_cases():
     zero = paired_stat(np.zeros(5))
-    assert zero.p_wilcoxon == 1.0 and zero.delta == 0.0 and (zero.ci_low, zero.ci_high) == (0.0, 0.0)
+    assert zero.p_wilcoxon == zero.p_signflip == 1.0 and zero.delta == 0.0 and (zero.ci_low, zero.ci_high) == (0.0, 0.0)
+    assert zero.n_nonzero == 0
     one = paired_stat(np.array([0.2]))
     assert one.n_pairs == 1 and one.delta == 0.2 and np.isnan(one.p_wilcoxon) and np.isnan(one.ci_low) and one.note
+    assert np.isnan(one.p_signflip)
     none = paired_stat(np.array([]))
     assert none.n_pairs == 0 and np.isnan(none.delta) and none.note
+    # below 5 pairs: tests, but no interval (bootstrap-t is undefined or unusably wide there)
+    four = paired_stat(np.array([0.1, 0.3, -0.05, 0.2]))
+    assert np.isnan(four.ci_low) and np.isnan(four.ci_high) and "too small" in four.note
+    assert np.isfinite(four.p_signflip) and np.isfinite(four.p_wilcoxon)
 
 
 def test_runs_without_per_case_values_get_nan_columns(tmp_path):
@@ -228,3 +272,87 @@ def test_jackknife_skips_with_a_note(two_runs, registered, tmp_path):
     (small / "manifest.json").write_text(json.dumps(man))
     row = paired_distribution_stats(base, small).iloc[0]
     assert row.n_pairs == 2 and np.isnan(row.paired_ci_low) and "needs 3" in row.paired_note
+
+
+def test_small_n_regression_is_not_waved_through(tmp_path):
+    """Issue 28 item 6: HD95-like values, 5 of 8 cases worse, none better. No exact test can give
+    p < 0.05 with 5 non-zero differences (p >= 2^-4 = 0.0625), so the gate cannot judge them: the
+    tolerance alone decides (REGRESSED, exit 1) and the output says why and from which n the test works."""
+    base = {f"c{i}": 0.70 for i in range(8)}
+    worse = make_out(tmp_path / "b", {c: v - (0.05 + 0.01 * i if i < 5 else 0.0)
+                                      for i, (c, v) in enumerate(base.items())})
+    a = make_out(tmp_path / "a", base)
+    cmp = compare_results(a, worse, significance=0.05)
+    row = cmp.rows.iloc[0]
+    assert row.status == "REGRESSED" and not cmp.ok
+    assert row.n_nonzero == 5 and row.p_signflip == pytest.approx(0.0625) and row.p_wilcoxon == pytest.approx(0.0625)
+    assert row.paired_ci_high < 0  # the interval alone would call it significant
+    assert "needs 6" in row.paired_note and "tolerance gate alone" in row.paired_note
+    r = invoke(str(a), str(worse), "--significance", "0.05")
+    assert r.exit_code == 1 and "REGRESSED" in r.output and ">= 6 non-zero paired differences" in r.output
+    # one more worse case: the exact test reaches p = 2^-5 < 0.05 and the regression is significant
+    six = make_out(tmp_path / "c", {c: v - (0.05 + 0.01 * i if i < 6 else 0.0) for i, (c, v) in enumerate(base.items())})
+    row6 = compare_results(a, six, significance=0.05).rows.iloc[0]
+    assert row6.status == "REGRESSED" and row6.p_signflip == pytest.approx(1 / 32) and "alone" not in row6.paired_note
+    # without --significance the note is not added (the gate is off)
+    assert "alone" not in compare_results(a, worse).rows.iloc[0].paired_note
+
+
+def test_signflip_gate_holds_its_level_under_the_null():
+    """Size of the gate: differences symmetric about 0 (normal and t3), n = 8 and 20, 300 seeded
+    replications each: the rejection rate at alpha = 0.05 stays at or below alpha (+ 2.6 binomial SE)."""
+    rng = np.random.default_rng(2024)
+    for draw in (lambda n: rng.normal(size=n), lambda n: rng.standard_t(3, size=n)):
+        for n in (8, 20):
+            rejections = sum(paired_stat(draw(n), n_resamples=99).p_signflip < 0.05 for _ in range(300))
+            assert rejections / 300 <= 0.05 + 2.6 * np.sqrt(0.05 * 0.95 / 300), (n, rejections)
+
+
+def _rename_run(src: Path, dst: Path, old: str, new: str) -> Path:
+    """A copy of a run folder with method ``old`` renamed to ``new`` everywhere compare reads it."""
+    shutil.copytree(src, dst)
+    (dst / "cases" / old).rename(dst / "cases" / new)
+    man = json.loads((dst / "manifest.json").read_text())
+    man["entries"] = [dict(e, method=new if e["method"] == old else e["method"]) for e in man["entries"]]
+    man["methods"] = [new if m == old else m for m in man["methods"]]
+    (dst / "manifest.json").write_text(json.dumps(man))
+    meta = json.loads((dst / "metrics.json").read_text())
+    meta["methods"] = [new if m == old else m for m in meta["methods"]]
+    (dst / "metrics.json").write_text(json.dumps(meta))
+    for name in ("summary.csv", "per_case.csv"):
+        df = pd.read_csv(dst / name, keep_default_na=False)
+        df["method"] = df["method"].replace(old, new)
+        df.to_csv(dst / name, index=False)
+    return dst
+
+
+def test_map_pairs_renamed_methods_in_both_paired_analyses(two_runs, registered, tmp_path):
+    base, cand, _ = two_runs
+    moved = _rename_run(cand, tmp_path / "moved", "m", "m-v2")
+    assert invoke(str(base), str(cand), "--csv", str(tmp_path / "x.csv")).exit_code in (0, 1)
+    plain = pd.read_csv(tmp_path / "x.csv")
+    r = invoke(str(base), str(moved), "--csv", str(tmp_path / "y.csv"))
+    assert r.exit_code == 2 and "share no method" in r.output
+    r = invoke(str(base), str(moved), "--map", "m=m-v2", "--csv", str(tmp_path / "y.csv"))
+    assert r.exit_code in (0, 1), r.output
+    mapped = pd.read_csv(tmp_path / "y.csv")
+    assert set(mapped.method) - {"GT"} == {"m-v2"}
+    mapped["method"] = mapped["method"].replace("m-v2", "m")
+    pd.testing.assert_frame_equal(mapped, plain)
+
+
+def test_real_runs_with_another_frame_size_are_refused(two_runs, tmp_path):
+    """Issue 27: two real runs scored at frame size 64 and 32 (and another HU window) printed "no
+    regression"; now compare refuses and names the parts of the frame protocol that differ."""
+    base, _, _ = two_runs
+    data = make_cases(tmp_path / "data")
+    other = tmp_path / "other"
+    run(RunConfig(out=str(other), reference=str(data / "reference"), methods={"m": str(data / "interp")},
+                  metrics=["temporal_flickering"], frame_size=32, hu_window=(-1024.0, 600.0), bootstrap=10,
+                  plots=False, published=False, progress=False))
+    r = invoke(str(base), str(other))
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "64px vs 32px" in r.output and "hu[-1000,1000] vs hu[-1024,600]" in r.output
+    assert "(temporal_flickering)" in r.output
+    r = invoke(str(base), str(other), "--allow-protocol-change", "--no-jackknife")
+    assert r.exit_code in (0, 1) and "PROTOCOL CHANGED" in r.output

@@ -5,6 +5,7 @@
   over time and holds a 200 MB bytearray: slice count exact, fps near the truth from the script's own
   timestamps, RSS peak above the allocation, the JSON accepted by ``run --profile``;
 * the NVML sampler's arithmetic with pynvml mocked at the binding boundary;
+* profile JSONs given to ``run --profile``: impossible values and wrong types refused in one line;
 * ``regress`` end to end on the demo checkpoint (2 tiny cases, 2 DDIM steps): passes against a
   baseline from the same checkpoint and seed, exits 1 on a checkpoint with noised weights, refuses a
   baseline whose protocol ids differ.
@@ -25,6 +26,7 @@ from trace_bench.cli import app
 from trace_bench.errors import ConfigError
 from trace_bench.profiling import (NvmlSampler, WarmupRule, fps_from_outputs, parse_warmup, profile_command,
                                    run_measured)
+from trace_bench.profiling.profile_json import read_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLOC = 200 * 1024 * 1024
@@ -95,8 +97,6 @@ def test_profile_command_fake_generator_end_to_end(tmp_path: Path, fake_script: 
     on_disk = json.loads(prof.read_text())
     assert on_disk["fps"] == res["fps"] and "timeline" in on_disk
 
-    from trace_bench.run.plan import read_profile
-
     assert read_profile(prof, "Fake")["fps"] == res["fps"]  # usable with `run --profile Fake=FILE`
 
 
@@ -112,14 +112,81 @@ def test_profile_command_cli_train_command_and_failures(tmp_path: Path, fake_scr
     assert data["train_stopped"] is True and data["train_peak_bytes"] > ALLOC and data["train_seconds"] < 20
     assert data["fps"] is None and data["gpu_available"] is False
 
-    from trace_bench.run.plan import read_profile
-
     assert read_profile(prof, "M")["train_peak_bytes"] == data["train_peak_bytes"]
     bad = CliRunner().invoke(app, ["profile-command", "--command", f"{sys.executable} -c 'import sys; sys.exit(3)'",
                                    "--output-dir", str(tmp_path / "x"), "--no-gpu"])
     assert bad.exit_code == 2 and "exited with status 3" in bad.output
     nothing = CliRunner().invoke(app, ["profile-command", "--no-gpu"])
     assert nothing.exit_code == 2 and "nothing to profile" in nothing.output
+
+
+@pytest.mark.parametrize("text,words", [
+    ('{"fps": -1}', "'fps' must be a finite number"),
+    ('{"fps": 0}', "'fps' must be a finite number"),
+    ('{"fps": NaN}', "got nan"),
+    ('{"fps": 1e400}', "got inf"),
+    ('{"fps": Infinity}', "got inf"),
+    ('{"fps": "12"}', "got '12'"),
+    ('{"fps": true}', "got True"),
+    ('{"inference_peak_bytes": -5}', "'inference_peak_bytes' must be a whole number of bytes"),
+    ('{"inference_peak_bytes": 1e400}', "'inference_peak_bytes'"),
+    ('{"inference_peak_bytes": 10000000000000000000000000000000000000000000000000000}', "in [0, 2^60]"),
+    ('{"train_peak_bytes": 1.5}', "'train_peak_bytes'"),
+    ('{"train_peak_bytes": [1]}', "'train_peak_bytes'"),
+    ('{"fps": 3.0, "device": 7}', "'device' must be a string"),
+    ('[1, 2]', "expected a JSON object"),
+    ('{"speed": 3}', "got keys ['speed']"),
+    ('{"fps": 3', "not valid JSON"),
+])
+def test_bad_profile_values_are_refused_in_one_line(tmp_path: Path, text: str, words: str):
+    p = tmp_path / "p.json"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        read_profile(p, "MedSyn")
+    msg = str(err.value)
+    assert msg.startswith(f"--profile MedSyn={p}: ") and words in msg and "\n" not in msg, msg
+
+
+def test_good_profiles_and_unusable_paths(tmp_path: Path):
+    p = tmp_path / "p.json"
+    p.write_text('{"fps": 2.5, "inference_peak_bytes": 3.0e9, "train_peak_bytes": null, "device": "cpu", "x": [1]}')
+    assert read_profile(p, "M") == {"fps": 2.5, "inference_peak_bytes": 3.0e9, "train_peak_bytes": None,
+                                    "device": "cpu", "x": [1]}
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_profile(tmp_path / "missing.json", "M")
+    with pytest.raises(ConfigError, match="folder"):
+        read_profile(tmp_path, "M")
+    import os
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        read_profile(fifo, "M")  # refused without opening it (no hang)
+
+
+def test_run_refuses_a_bad_profile_before_any_work(tmp_path: Path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_runner_fakes import make_small_dataset
+
+    data = tmp_path / "data"
+    make_small_dataset(data)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"fps": -1, "inference_peak_bytes": 1e400}')
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["run", "--reference", str(data / "reference"), "--method", f"M={data / 'noisy'}",
+                                 "--metrics", "temporal_flickering", "--profile", f"M={bad}", "--out", str(out),
+                                 "--no-plots"])
+    assert r.exit_code == 2 and "--profile M=" in r.output and "'fps'" in r.output
+    assert not (out / "summary.csv").exists()
+
+
+def test_one_black_box_profiling_command():
+    """`profile-command` profiles any generator (the README's command); `profile` only TRACE checkpoints."""
+    r = CliRunner().invoke(app, ["profile", "--help"])
+    assert r.exit_code == 0 and "--checkpoint" in r.output and "--command" not in r.output
+    assert "profile-command" in r.output
+    r = CliRunner().invoke(app, ["profile-command", "--help"])
+    assert r.exit_code == 0 and "--command" in r.output and "--output-dir" in r.output
 
 
 def test_shell_flag_runs_through_sh(tmp_path: Path):

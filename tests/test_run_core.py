@@ -90,7 +90,9 @@ def test_out_of_tree_plugin_appears_in_every_output(data, tmp_path, plugin):
     vb = pb[pb.metric == "sharpness_test"].value.to_numpy()
     assert (va != vb).all()
     # compare knows its direction; `trace-bench metrics` lists it with its option
-    r = runner.invoke(app, ["compare", str(a), str(b)])
+    r = runner.invoke(app, ["compare", str(a), str(b)])  # the option changed its protocol id: refused
+    assert r.exit_code == 2 and "(none) vs opt:axis=y (sharpness_test)" in r.output
+    r = runner.invoke(app, ["compare", str(a), str(b), "--allow-protocol-change"])
     assert "sharpness_test" in r.output and "higher" in r.output
     r = runner.invoke(app, ["metrics", "--plugins", plugin])
     assert r.exit_code == 0 and "sharpness_test" in r.output and "sharpness_test.axis" in r.output

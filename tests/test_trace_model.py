@@ -459,3 +459,20 @@ def test_ddim_eq2_recovers_x0_with_an_oracle(steps):
 
     out = ddim(oracle, sched, torch.randn(2, 2, S, S, generator=g), torch.zeros(2, 2, S, S), torch.zeros(2, 2), None, None, steps)
     assert torch.allclose(out, x0, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- layering
+def test_trace_model_does_not_import_the_run_core():
+    """trace_model sits beside the run core, not above it: its shard / rank helpers come from the
+    neutral :mod:`trace_bench.sharding` (static check of every import statement, lazy ones included)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "trace_model"
+    banned = ("trace_bench.run", "trace_bench.config", "trace_bench.cli", "trace_bench.launch")
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{path.name}: {n}" for n in names if any(n == b or n.startswith(b + ".") for b in banned)]
+    assert not found, found

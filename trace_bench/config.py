@@ -45,6 +45,7 @@ from typing import Any, Iterable
 
 from .device import parse_device
 from .errors import ConfigError
+from .sharding import parse_shard  # noqa: F401 - re-exported (it lives with the other shard helpers)
 
 DEFAULT_OUT = "trace-bench-out"
 #: allowed ``frame_size`` (in-plane frame size in pixels): below 16 the backbones cannot run, above
@@ -359,20 +360,6 @@ def check_method_name(name: Any) -> str:
         why = f" (contains {bad[0]!r})" if bad else (f" ({len(name)} characters)" if len(name) > METHOD_NAME_MAX else "")
         raise ConfigError(f"methods: method name {name!r}{why}: it becomes a folder name under OUT/cases/; expected {rules}")
     return name
-
-
-def parse_shard(spec: str) -> tuple[int, int]:
-    """``"I/N"`` -> (I, N) with 1 <= I <= N (shards are numbered from 1, like SLURM ``--array=1-N``)."""
-    text = str(spec).strip()
-    head, sep, tail = text.partition("/")
-    try:
-        i, n = int(head), int(tail)
-    except ValueError:
-        i = n = 0
-    if not sep or n < 1 or not 1 <= i <= n:
-        raise ConfigError(f"shard {spec!r}: expected I/N with 1 <= I <= N, e.g. 1/4 ... 4/4 "
-                          "(shards are numbered from 1; with SLURM use --array=1-N and ${SLURM_ARRAY_TASK_ID}/N)")
-    return i, n
 
 
 def _toml_key(k: str) -> str:

@@ -2,15 +2,15 @@
 input volumes (the run itself keeps only the orthogonal mid-planes of its plot case).
 
 :func:`viewer_stacks` finds the input folders of ``OUT`` (``provenance.json``, else the manifest's
-config), reads the reference and every method's volume of the requested cases through their
-adapters, and returns per case and method the arrays :func:`reports.render_report` accepts as
-``viewer_stacks=``: the keys of a run's ``_plot.npz`` (``view_axial`` / ``view_coronal`` /
-``view_sagittal`` in HU, ``spacing``, ``flicker_mae``, ``labels_*`` and ``dice_z`` where a label map
-exists) plus a downsampled axial stack for scrolling: ``stack`` (float16 HU, at most
-``max_slices`` slices of at most ``max_px`` pixels), ``stack_z`` (z of each stacked slice in mm) and
-``stack_labels`` (uint8). Label maps come from the run's reference masks (segmenter ``provided``,
-reference only) or the weight-free threshold segmenter (``threshold``, every volume); other
-segmenters (VISTA3D) are not rerun here.
+config; relative paths resolved by :func:`resolve_input`, so from any working directory), reads the
+reference and every method's volume of the requested cases through their adapters, and returns per
+case and method the arrays :func:`reports.render_report` accepts as ``viewer_stacks=``: the keys of
+a run's ``_plot.npz`` (``view_axial`` / ``view_coronal`` / ``view_sagittal`` in HU, ``spacing``,
+``flicker_mae``, ``labels_*`` and ``dice_z`` where a label map exists) plus a downsampled axial
+stack for scrolling: ``stack`` (float16 HU, at most ``max_slices`` slices of at most ``max_px``
+pixels), ``stack_z`` (z of each stacked slice in mm) and ``stack_labels`` (uint8). Label maps come
+from the run's reference masks (segmenter ``provided``, reference only) or the weight-free threshold
+segmenter (``threshold``, every volume); other segmenters (VISTA3D) are not rerun here.
 
 This module sits above the results layer (it reads volumes through ``baselines``); ``reports``
 itself only receives arrays.
@@ -40,34 +40,58 @@ def _json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def run_config(out: str | Path) -> dict[str, Any]:
+    """The run's config as recorded (``provenance.json``, else the manifest's)."""
+    o = Path(out)
+    return _json(o / "provenance.json").get("config") or _json(o / "manifest.json").get("config") or {}
+
+
+def resolve_input(path: str | None, out: str | Path) -> Path | None:
+    """An input folder of the run in ``out`` as a path usable from the current working directory, or
+    None when it no longer exists. A relative path is tried against, in order: ``out`` when the run
+    wrote its paths relative to it (``--relative-paths``), the folder the run was started from
+    (``provenance.json`` ``start_dir``), and, for runs that predate that record, the current
+    working directory and ``out``."""
+    if not path:
+        return None
+    q = Path(path).expanduser()
+    if q.is_absolute():
+        return q if q.is_dir() else None
+    o = Path(out)
+    prov = _json(o / "provenance.json")
+    bases: list[Path] = []
+    if (prov.get("config") or {}).get("relative_paths"):
+        bases.append(o)
+    if prov.get("start_dir"):
+        bases.append(Path(prov["start_dir"]))
+    else:
+        bases += [Path.cwd(), o]
+    for base in bases:
+        if (base / q).is_dir():
+            return base / q
+    return None
+
+
 def input_folders(out: str | Path) -> dict[str, tuple[Path, str]]:
     """``{method: (folder, adapter)}`` of a run, ``GT`` = the reference; folders that no longer exist are left out."""
     o = Path(out)
     prov = _json(o / "provenance.json")
-    cfg = prov.get("config") or _json(o / "manifest.json").get("config") or {}
+    cfg = run_config(o)
     found: dict[str, tuple[Path, str]] = {}
     folders = prov.get("input_folders") or {}
-
-    def resolve(p: str | None) -> Path | None:
-        if not p:
-            return None
-        q = Path(p)
-        q = q if q.is_absolute() else (o / q)
-        return q if q.is_dir() else None
-
-    ref = resolve(folders.get(GT) if isinstance(folders.get(GT), str) else cfg.get("reference"))
+    ref = resolve_input(folders.get(GT) if isinstance(folders.get(GT), str) else cfg.get("reference"), o)
     if ref is not None:
         found[GT] = (ref, str(cfg.get("reference_format") or "nifti"))
     for m, f in folders.items():
         if isinstance(f, dict):
-            d = resolve(f.get("folder"))
+            d = resolve_input(f.get("folder"), o)
             if d is not None:
                 found[m] = (d, str(f.get("adapter") or "nifti"))
     for m, spec in (cfg.get("methods") or {}).items():
         if m in found or not isinstance(spec, str):
             continue
-        d, _, fmt = spec.partition(":") if not Path(spec).is_dir() else (spec, "", "")
-        r = resolve(d)
+        d, _, fmt = spec.partition(":") if resolve_input(spec, o) is None else (spec, "", "")
+        r = resolve_input(d, o)
         if r is not None:
             found[m] = (r, fmt or "nifti")
     return found
@@ -150,8 +174,7 @@ def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, 
 
     o = Path(out)
     folders = input_folders(o)
-    prov = _json(o / "provenance.json")
-    cfg = prov.get("config") or _json(o / "manifest.json").get("config") or {}
+    cfg = run_config(o)
     methods = _json(o / "metrics.json").get("methods") or list(folders)
     listings: dict[str, dict[str, Any]] = {}
     for m, (d, adapter) in folders.items():
@@ -162,8 +185,8 @@ def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, 
     masks: dict[str, Path] = {}
     mdir = cfg.get("reference_masks") if cfg.get("segmenter") == "provided" else None
     if mdir:
-        mp = Path(mdir) if Path(mdir).is_absolute() else o / mdir
-        if mp.is_dir():
+        mp = resolve_input(mdir, o)
+        if mp is not None:
             try:
                 masks = {k: v.path for k, v in discover(mp, "nifti", label="masks")[0].items()}
             except Exception:  # noqa: BLE001

@@ -2,7 +2,7 @@
 
 One process per GPU (NCCL) or per CPU slot (gloo, used by the tests). The rank / world size come from the
 environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``; read by
-:func:`trace_bench.run.distributed.torchrun_env`, the same rule ``trace-bench run`` uses).
+:func:`trace_bench.sharding.torchrun_env`, the same rule ``trace-bench run`` uses).
 
 How a step is split (see ``trace_model.train``): the global batch of ``train.batch_size`` pair indices of a
 step is drawn from a generator keyed by (seed, step), identically on every rank; rank r takes positions
@@ -42,7 +42,7 @@ def init_distributed(device: str | None) -> tuple[DistContext | None, torch.devi
 
     ``device``: ``cpu`` forces gloo on CPU; ``cuda`` or None with CUDA available gives NCCL on
     ``cuda:LOCAL_RANK``."""
-    from trace_bench.run.distributed import torchrun_env
+    from trace_bench.sharding import torchrun_env
 
     env = torchrun_env()
     want_cuda = device not in (None, "cpu") or (device is None and torch.cuda.is_available())

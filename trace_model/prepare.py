@@ -15,7 +15,7 @@ or ``vista3d``) into a folder::
 Resumable: a case whose file exists with the recorded sha256, input hash and config hash (in any manifest of
 the folder) is skipped; the manifest is rewritten after every finished case, so a killed run resumes.
 Parallel: ``workers`` processes (spawned; one torch / OpenCV thread each). Shardable: ``shard="I/N"`` keeps the
-cases :func:`trace_bench.run.assign.select_cases` deals to shard I (sha256 of the case id, round robin), so
+cases :func:`trace_bench.sharding.select_cases` deals to shard I (sha256 of the case id, round robin), so
 several machines can prepare into one shared folder. Outputs are byte-identical for any ``workers``.
 
 Flows are estimated on the canonical frames (the resolution the model sees), as the in-process dataset
@@ -151,7 +151,7 @@ def _worker_init() -> None:
 def manifest_name(shard: str | None) -> str:
     if shard is None:
         return "manifest.json"
-    from trace_bench.config import parse_shard
+    from trace_bench.sharding import parse_shard
 
     i, n = parse_shard(shard)
     return f"manifest-{i}-of-{n}.json"
@@ -223,7 +223,7 @@ def prepare(cfg: TraceConfig, out: str | Path, *, volumes: str | Path | None = N
     (the official CT-RATE layout) instead of the folder's own entries.
     """
     from trace_bench.inputs import input_hash
-    from trace_bench.run.assign import select_cases
+    from trace_bench.sharding import select_cases
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     d = cfg.data

@@ -1,5 +1,6 @@
 """``trace-bench profile-command``: FPS and peak memory of ANY generator, run as a black box
-(:mod:`trace_bench.profiling`). Writes the keys of ``trace-bench profile`` so the file goes to
+(:mod:`trace_bench.profiling`); the one command for that job (``trace-bench profile`` profiles a TRACE
+checkpoint). Writes the keys of ``trace-bench profile`` so the file goes to
 ``trace-bench run --profile NAME=FILE`` unchanged."""
 
 from __future__ import annotations
@@ -15,20 +16,6 @@ from . import app
 WARMUP_OPTION_HELP = ("Warm-up rule of the fps figure: first-output (default: exclude the time up to the first "
                       "complete output volume, and its slices), first:K (the first K volumes, e.g. one batch), "
                       "or none (include start-up and model loading).")
-
-
-def run_profile_command(command: Optional[str], output_dir: Optional[Path], *, fmt: str = "nifti", device: int = 0,
-                        interval: float = 0.2, warmup: str = "first-output", shell: bool = False,
-                        train_command: Optional[str] = None, train_seconds: Optional[float] = None,
-                        out: Optional[Path] = None, gpu: bool = True) -> dict:
-    """Profile, print the JSON (stdout) and return it; shared by ``profile-command`` and ``profile --command``."""
-    from ..profiling import profile_command
-
-    res = profile_command(command, output_dir, fmt=fmt, device=device, interval=interval, warmup=warmup, shell=shell,
-                          train_command=train_command, train_seconds=train_seconds, out=out, use_gpu=gpu)
-    shown = {k: v for k, v in res.items() if k not in ("timeline", "outputs")}
-    print(json.dumps(shown, indent=2))
-    return res
 
 
 @app.command("profile-command")
@@ -49,5 +36,8 @@ def profile_command_cmd(
     """Run any generator as a black box: slices per second from the volumes it writes, peak GPU memory
     (NVML) and host RSS of its process tree; optionally the training command's peak memory. Without a
     GPU the JSON says gpu_available false and the VRAM figures are null."""
-    run_profile_command(command, output_dir, fmt=fmt, device=device, interval=interval, warmup=warmup, shell=shell,
-                        train_command=train_command, train_seconds=train_seconds, out=out, gpu=gpu)
+    from ..profiling import profile_command
+
+    res = profile_command(command, output_dir, fmt=fmt, device=device, interval=interval, warmup=warmup, shell=shell,
+                          train_command=train_command, train_seconds=train_seconds, out=out, use_gpu=gpu)
+    print(json.dumps({k: v for k, v in res.items() if k not in ("timeline", "outputs")}, indent=2))

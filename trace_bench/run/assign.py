@@ -1,8 +1,9 @@
 """Which cases a shard or a torchrun rank scores, and the fingerprint of a run's input listing.
 
-Assignment (:func:`select_cases`): all paired case ids are sorted by ``sha256(case_id)`` (a stable
-hash: same on every machine, unlike Python's ``hash``) and dealt round robin, so shards differ by at
-most one case and a case always lands in the same shard for the same case list. Every volume of a
+Assignment (:func:`select_cases`, defined in :mod:`trace_bench.sharding`): all paired case ids are
+sorted by ``sha256(case_id)`` (a stable hash: same on every machine, unlike Python's ``hash``) and
+dealt round robin, so shards differ by at most one case and a case always lands in the same shard
+for the same case list. Every volume of a
 case (reference, generated, masks) is in the same shard. ``--shard I/N`` picks shard I; a torchrun
 rank r of W splits its shard once more the same way.
 """
@@ -13,35 +14,7 @@ import hashlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..config import parse_shard
-from ..errors import ConfigError
-
-
-def case_hash(case_id: str) -> str:
-    """sha256 of the UTF-8 case id (hex): the stable key that orders cases before dealing them to shards."""
-    return hashlib.sha256(case_id.encode("utf-8")).hexdigest()
-
-
-def assign_cases(case_ids: Iterable[str], count: int) -> dict[str, int]:
-    """case id -> shard number (1..count): sorted by :func:`case_hash`, dealt round robin."""
-    ids = sorted(set(case_ids), key=lambda c: (case_hash(c), c))
-    return {c: i % count + 1 for i, c in enumerate(ids)}
-
-
-def select_cases(case_ids: Sequence[str], shard: str | None, part: tuple[int, int] | None = None) -> list[str]:
-    """The case ids of shard ``"I/N"`` (all when None), split once more into ``part = (r, W)`` (1-based)."""
-    ids = sorted(set(case_ids))
-    if shard is not None:
-        i, n = parse_shard(shard)
-        a = assign_cases(ids, n)
-        ids = [c for c in ids if a[c] == i]
-    if part is not None:
-        r, w = part
-        if not 1 <= r <= w:
-            raise ConfigError(f"part {r}/{w}: expected 1 <= r <= W")
-        a = assign_cases(ids, w)
-        ids = [c for c in ids if a[c] == r]
-    return ids
+from ..sharding import assign_cases, case_hash, select_cases  # noqa: F401 - re-exported
 
 
 def digest(items: Iterable[str]) -> str:

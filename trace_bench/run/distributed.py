@@ -37,6 +37,7 @@ from typing import Any, Iterator
 from ..config import RunConfig
 from ..errors import TraceBenchError
 from ..results.layout import Entry, read_record, write_record
+from ..sharding import torchrun_env  # noqa: F401 - re-exported
 from .lock import OutputLock
 from .merge import combine_manifests
 from .pipeline import RunResult, finish
@@ -49,17 +50,6 @@ CHUNK = 64
 
 class DistributedError(TraceBenchError):
     """A rank failed; the message names the rank and its error."""
-
-
-def torchrun_env() -> tuple[int, int, int] | None:
-    """(rank, world size, local rank) when started by torchrun with more than one process, else None."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return None
-    if world <= 1 or "RANK" not in os.environ:
-        return None
-    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
 
 
 def _records(plan: Plan) -> Iterator[dict[str, Any]]:

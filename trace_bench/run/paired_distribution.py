@@ -13,7 +13,9 @@ subsampled) and
 
 (Quenouille 1956; Tukey 1958; Efron & Stein 1981; Efron & Tibshirani 1993, ch. 11). n < 3, a case
 file listed in a manifest but absent (or stale, or unreadable), a protocol that differs, or a metric
-that fails gives NaN values and a one-line ``paired_note``. ``p_wilcoxon`` is always NaN here.
+that fails gives NaN values and a one-line ``paired_note``. ``p_wilcoxon`` and ``p_signflip`` are always
+NaN here (no per-case values to pair). Renamed methods are paired through ``method_map`` (baseline
+name -> candidate name, ``compare --map``); rows carry the candidate's name.
 
 The metric is recomputed from the stored states, so its class must be registered (the built-in
 metrics, the runs' ``plugins``, or a test's registration); this is why the module lives in the
@@ -106,15 +108,17 @@ def jackknife_interval(full: float, loo: np.ndarray, confidence: float) -> tuple
 
 
 def _noted(method: str, columns: list[str], note: str, n: int = 0) -> list[tuple]:
-    return [(method, col, n, NAN, NAN, NAN, NAN, note) for col in columns]
+    return [(method, col, n, NAN, NAN, NAN, NAN, NAN, 0, note) for col in columns]
 
 
-def _method_rows(name: str, method: str, base: _RunStates, cand: _RunStates, confidence: float) -> list[tuple]:
-    """The rows of one (metric, method): one per output column of the metric."""
+def _method_rows(name: str, method: str, base: _RunStates, cand: _RunStates, confidence: float,
+                 base_method: str | None = None) -> list[tuple]:
+    """The rows of one (metric, method): one per output column of the metric (``base_method``: the
+    method's name in the baseline when it was renamed)."""
     columns = sorted(set(base.manifest["metrics"][name].get("columns") or {})
                      & set(cand.manifest["metrics"][name].get("columns") or {})) or [name]
     try:
-        b_gen, b_miss = base.states(method, name)
+        b_gen, b_miss = base.states(base_method or method, name)
         c_gen, c_miss = cand.states(method, name)
         b_ref, b_ref_miss = base.states(GT, name)
         c_ref, c_ref_miss = cand.states(GT, name)
@@ -149,12 +153,15 @@ def _method_rows(name: str, method: str, base: _RunStates, cand: _RunStates, con
     for col in sorted(set(full_c) & set(full_b)):
         full = full_c[col] - full_b[col]
         _, lo, hi = jackknife_interval(full, np.array([d.get(col, NAN) for d in loo]), confidence)
-        rows.append((method, col, n, full, lo, hi, NAN, note if math.isfinite(lo) else (note or "jackknife: non-finite value")))
+        rows.append((method, col, n, full, lo, hi, NAN, NAN, 0,
+                     note if math.isfinite(lo) else (note or "jackknife: non-finite value")))
     return rows
 
 
-def paired_distribution_stats(baseline: str | Path, candidate: str | Path, confidence: float = 0.95) -> pd.DataFrame:
-    """One row per (method, column) of every distribution metric present in both runs:
+def paired_distribution_stats(baseline: str | Path, candidate: str | Path, confidence: float = 0.95,
+                              method_map: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per (method, column) of every distribution metric present in both runs (methods paired
+    by name, or by ``method_map`` baseline -> candidate):
     ``method, metric`` + :data:`~trace_bench.results.paired.PAIRED_COLUMNS` (see the module docstring).
     Runs without ``manifest.json`` give a note on their ``(all)`` rows instead."""
     if not 0.0 < confidence < 1.0:
@@ -166,15 +173,17 @@ def paired_distribution_stats(baseline: str | Path, candidate: str | Path, confi
             pc = load_results(out).per_case
             return set(zip(pc[pc.case_id == ALL_CASES].method, pc[pc.case_id == ALL_CASES].metric))
         keys = sorted(all_rows(bo) & all_rows(co))
-        return pd.DataFrame([(m, col, 0, NAN, NAN, NAN, NAN, f"jackknife skipped: no {no_manifest[0]}")
+        return pd.DataFrame([(m, col, 0, NAN, NAN, NAN, NAN, NAN, 0, f"jackknife skipped: no {no_manifest[0]}")
                              for m, col in keys], columns=["method", "metric", *PAIRED_COLUMNS])
     base, cand = _RunStates(bo), _RunStates(co)
+    to_new = dict(method_map or {})
+    to_old = {new: old for old, new in to_new.items()}
     rows: list[tuple] = []
     for name in sorted(set(base.manifest["metrics"]) & set(cand.manifest["metrics"])):
         bm, cm = base.manifest["metrics"][name], cand.manifest["metrics"][name]
         if bm.get("kind") != "distribution" or cm.get("kind") != "distribution":
             continue
-        methods = sorted(base.methods(name) & cand.methods(name))
+        methods = sorted({to_new.get(m, m) for m in base.methods(name)} & cand.methods(name))
         if bm.get("needs_reference") or cm.get("needs_reference"):
             methods = [m for m in methods if m != GT]
         for method in methods:
@@ -182,5 +191,5 @@ def paired_distribution_stats(baseline: str | Path, candidate: str | Path, confi
                 cols = sorted(set(bm.get("columns") or {}) & set(cm.get("columns") or {})) or [name]
                 rows += _noted(method, cols, f"jackknife skipped: protocol differs ({bm.get('protocol')} vs {cm.get('protocol')})")
                 continue
-            rows += _method_rows(name, method, base, cand, confidence)
+            rows += _method_rows(name, method, base, cand, confidence, to_old.get(method, method))
     return pd.DataFrame(rows, columns=["method", "metric", *PAIRED_COLUMNS])

@@ -25,6 +25,7 @@ from ..cases import Case, Pairing, Problem, pair_cases
 from ..config import RunConfig, split_method
 from ..errors import ConfigError, TraceBenchError, WeightsError
 from ..metrics.base import METRICS, Metric, RunContext
+from ..profiling.profile_json import read_profile
 from ..protocol import FrameProtocol
 from ..results.layout import PLOT_ARTIFACT, Entry
 from ..results.tables import GT, MetricInfo
@@ -101,21 +102,6 @@ def _check_folder(path: str | None, what: str) -> Path | None:
     if not p.is_dir():
         raise ConfigError(f"{what}: {p} is not a folder")
     return p
-
-
-def read_profile(path: str | Path, method: str) -> dict[str, Any]:
-    """A ``trace-bench profile`` JSON (keys ``fps``, ``inference_peak_bytes``, ``train_peak_bytes``, ``device``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"--profile {method}={p}: file does not exist (write it with `trace-bench profile`)")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--profile {method}={p}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not any(k in data for k in ("fps", "inference_peak_bytes", "train_peak_bytes")):
-        raise ConfigError(f"--profile {method}={p}: expected a JSON object with 'fps', 'inference_peak_bytes' "
-                          f"or 'train_peak_bytes', got keys {sorted(data) if isinstance(data, dict) else type(data).__name__}")
-    return data
 
 
 def instantiate_metrics(config: RunConfig) -> list[Metric]:

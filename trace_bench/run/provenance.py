@@ -77,6 +77,14 @@ def shown_path(path: str | Path | None, out: Path, relative: bool) -> str | None
         return p.name
 
 
+def start_folder() -> str | None:
+    """The working directory the run was started from (relative input paths are relative to it)."""
+    try:
+        return os.getcwd()
+    except OSError:  # removed while we ran
+        return None
+
+
 def build_provenance(plan: Plan, timings: dict[str, float], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     rel = bool(getattr(plan.config, "relative_paths", False))
     secs: dict[str, float] = {}
@@ -104,6 +112,7 @@ def build_provenance(plan: Plan, timings: dict[str, float], extra: dict[str, Any
         "weights": weights,
         "skipped_metrics": plan.skipped,
         "inputs": {m: dict(sorted(h.items())) for m, h in plan.input_hashes.items()},
+        "start_dir": None if rel else start_folder(),
         "input_folders": {GT: shown_path(plan.reference, plan.out, rel) if plan.reference else None,
                           **{m: {"folder": shown_path(d, plan.out, rel), "adapter": a}
                              for m, (d, a) in plan.methods.items()}},
