@@ -186,8 +186,8 @@ class AutoAdapter(Adapter):
     name = "auto"
     description = "Detect the writer from names, shapes, headers and layout; refuse ambiguous input with the candidates"
 
-    def __init__(self, spacing=None, convention=None):
-        super().__init__(spacing=spacing, convention=convention)
+    def __init__(self, spacing=None, convention=None, layout=None):
+        super().__init__(spacing=spacing, convention=convention, layout=layout)
         self._resolved: dict[Path, tuple[Adapter, str]] = {}
         self._folder: dict[Path, tuple[Adapter, str]] = {}
 
@@ -224,6 +224,9 @@ class AutoAdapter(Adapter):
     def prompt(self, path: Path) -> str | None:
         return self.resolve(path)[0].prompt(path)
 
+    def input_key(self, path: Path) -> dict[str, Any]:
+        return self.resolve(path)[0].input_key(path)
+
     def masks(self, path: Path) -> dict[str, Path]:
         ad, why = self.resolve(path)
         out = ad.masks(path)
@@ -231,10 +234,11 @@ class AutoAdapter(Adapter):
             self._resolved[Path(m)] = (ad, why)
         return out
 
-    def read(self, path: Path, *, spacing=None, convention=None) -> Volume:
+    def read(self, path: Path, *, spacing=None, convention=None, layout=None, reference=None) -> Volume:
         ad, why = self.resolve(path)
         vol = ad.read(path, spacing=spacing if spacing is not None else self.spacing,
-                      convention=convention or self.convention)
+                      convention=convention or self.convention, layout=layout if layout is not None else self.layout,
+                      reference=reference)
         vol.meta["adapter_reason"] = f"auto: {why}"
         return vol
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from trace_bench import weights as W
 from trace_bench.errors import WeightsError
+from trace_bench.weights_import import import_weights
 
 NAMES = ("inception-fid", "inception-fid-pth", "i3d-torchscript", "i3d-tats", "dino-vitb16", "clip-vit-b32",
          "amt-s", "musiq-spaq", "viclip-l14", "vista3d", "raft-small", "raft-large")
@@ -63,24 +64,24 @@ def test_missing_message_names_file_url_and_fix(cache, monkeypatch):
 
 def test_import_verifies_then_copies_atomically(cache, tiny_entry, tmp_path):
     spec, blob = tiny_entry
-    r = W.import_weights("test-tiny", blob)
+    r = import_weights("test-tiny", blob)
     assert r.path == cache / "tiny.bin" and r.path.read_bytes() == blob.read_bytes()
     assert not [p for p in cache.iterdir() if p.name.endswith(".part")]
     assert W.resolve_weights("test-tiny").source == "cache"
     wrong = tmp_path / "wrong.bin"
     wrong.write_bytes(os.urandom(4096))
     with pytest.raises(WeightsError, match=r"sha256 mismatch .*wrong\.bin.*trace-bench weights fetch test-tiny"):
-        W.import_weights("test-tiny", wrong)
+        import_weights("test-tiny", wrong)
     short = tmp_path / "short.bin"
     short.write_bytes(b"abc")
     with pytest.raises(WeightsError, match="3 bytes, expected 4096"):
-        W.import_weights("test-tiny", short)
+        import_weights("test-tiny", short)
     assert r.path.read_bytes() == blob.read_bytes()  # a refused import leaves the cache untouched
 
 
 def test_corrupted_cache_file_is_refused(cache, tiny_entry):
     spec, blob = tiny_entry
-    W.import_weights("test-tiny", blob)
+    import_weights("test-tiny", blob)
     data = bytearray((cache / "tiny.bin").read_bytes())
     data[10] ^= 0xFF
     (cache / "tiny.bin").write_bytes(bytes(data))
