@@ -190,7 +190,7 @@ def test_medsyn_identity_affine_warns_and_keeps_medsyn_layout(tmp_path: Path, sm
     trusting = get_adapter("nifti").read(ident)
     np.testing.assert_array_equal(trusting.array, good.array[:, ::-1, ::-1])
     assert "identity affine (np.eye(4)): the header carries no real geometry" in trusting.meta["warnings"][0]
-    assert "--read NAME.layout=RAS" in trusting.meta["warnings"][0]
+    assert "--read NAME.layout=SPL" in trusting.meta["warnings"][0] and "layout=header" in trusting.meta["warnings"][0]
     assert geometry_source(trusting) == "none" and geometry_source(vol) == "none"
 
 

@@ -12,7 +12,7 @@ Fast: NIfTI files are read header-only (the header's geometry notes are exact, n
 except the :data:`SAMPLE_FILES` files whose values are sampled (a few whole slices through nibabel's
 array proxy); other formats are decoded for those files only. Nothing is guessed: an option the folder
 needs but whose value cannot be told from the files (a layout when shapes do not match the reference)
-is printed as ``CODE`` with the reason.
+is printed as ``CODE`` with the reason (a placeholder ``run`` refuses, so nothing runs on a guess).
 
 Suggestion rules (per folder, from the sampled files; the first file that disagrees with another is named):
 
@@ -174,6 +174,12 @@ def examine_file(path: Path, case_id: str, adapter: Any, *, sample: bool) -> Fil
     return rep
 
 
+def _layout(affine: np.ndarray) -> str:
+    from .read_options import affine_layout
+
+    return affine_layout(affine)
+
+
 def _generic_adapter(folder: Path) -> str:
     """The generic adapter for the most common format among the folder's volume entries (``nifti`` if none)."""
     from baselines.auto import folder_entries
@@ -195,8 +201,9 @@ def _spread(n: int, k: int) -> set[int]:
     return set() if n == 0 else {int(round(i)) for i in np.linspace(0, n - 1, min(k, n))}
 
 
-def _reference_shapes(reference: Path | None, adapter: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """case id -> (stored index shape, canonical (z, y, x) shape) of the reference files (headers only)."""
+def _reference_shapes(reference: Path | None, adapter: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
+    """case id -> (stored index shape, canonical (z, y, x) shape, header layout code) of the reference files
+    (headers only)."""
     from .cases import discover
 
     if reference is None:
@@ -213,7 +220,7 @@ def _reference_shapes(reference: Path | None, adapter: str) -> dict[str, tuple[t
             else:
                 data, affine, _ = read_raw(cf.path)
                 stored = tuple(int(s) for s in data.shape)
-            out[cid] = (stored, canonical_grid(stored, affine)[0])
+            out[cid] = (stored, canonical_grid(stored, affine)[0], _layout(affine))
         except Exception:  # noqa: BLE001 - an unreadable reference file only loses its shape
             continue
     return out
@@ -245,7 +252,7 @@ def examine_folder(folder: str | Path, name: str | None = None, *, fmt: str = "a
     files = [examine_file(found[cid].path, cid, adapter, sample=i in chosen) for i, cid in enumerate(ids)]
     rep = FolderReport(str(folder), name, adapter.name, why, files,
                        [f"{p.path or p.case_id}: {p.reason}" for p in problems])
-    ref_shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    ref_shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = {}
     if reference is not None:
         rep.reference = str(reference)
         ref_found, _ = discover(reference, reference_format, "reference")
@@ -257,7 +264,7 @@ def examine_folder(folder: str | Path, name: str | None = None, *, fmt: str = "a
     return rep
 
 
-def suggest_options(rep: FolderReport, ref_shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+def suggest_options(rep: FolderReport, ref_shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]) -> None:
     """Fill ``rep.options`` and ``rep.notes`` from the examined files (rules: module docstring)."""
     from .read_options import CANONICAL_LAYOUT
 
@@ -277,6 +284,18 @@ def suggest_options(rep: FolderReport, ref_shapes: dict[str, tuple[tuple[int, ..
         elif conv is not None and conv != "hu":
             rep.options["convention"] = conv
             rep.notes.append(f"convention={conv}: {sampled[0].convention_note}")
+    from .geometry import mirrored_axes
+
+    for f in seen:
+        if f.geometry == "header" and f.orientation and f.case_id in ref_shapes:
+            axes = mirrored_axes(f.orientation, ref_shapes[f.case_id][2])
+            if axes:
+                rep.options.setdefault("layout", "CODE")
+                rep.notes.append(f"{Path(f.path).name}: header orientation {f.orientation} mirrors the reference's "
+                                 f"{ref_shapes[f.case_id][2]} along {', '.join(axes)}; run refuses it until you say "
+                                 "which is right: layout=header (the header is right) or "
+                                 "layout=reference (the voxels are stored like the reference's); check one visually")
+                break
     untrusted = [f for f in seen if f.geometry in ("trivial", "none")]
     if not untrusted:
         return

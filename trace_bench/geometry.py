@@ -278,10 +278,11 @@ def note_hint(kind: str, volume: Volume, name: str | None = None) -> str:
 
     if kind in ("no_geometry", "ambiguous_orientation"):
         implied = str(volume.meta.get("implied_layout") or "")
-        keep = f"{option_hint('layout', implied, name)} reads it as written, " if len(implied) == 3 else ""
-        return (f"say how to read it: {keep}layout={CANONICAL_LAYOUT} if the array is stored (z, y, x) inferior-first, "
-                "layout=reference if it is on the paired reference case's grid (and spacing=z,y,x or "
-                "spacing=reference for the voxel size)")
+        as_read = f" (layout {implied})" if len(implied) == 3 else ""
+        return (f"say how to read it: {option_hint('layout', CANONICAL_LAYOUT, name)} if the array is stored (z, y, x) "
+                "inferior-first, layout=reference if it is on the paired reference case's grid, another code for "
+                f"another order, layout=header to accept it as read{as_read}; spacing=z,y,x or spacing=reference "
+                "for the voxel size")
     if kind == "zero_spacing":
         return f"add {option_hint('spacing', 'z,y,x', name)} (mm) or spacing=reference"
     return ""
@@ -340,8 +341,8 @@ def header_problems(generated: Volume, reference: Volume,
         axes = ", ".join(mirrored_axes(g, r))
         out.append((f"generated header orientation {g} mirrors the reference's {r} along {axes} (a writer that "
                     "copied the reference's array but not its header mirrors the volume)",
-                    f"if the generated header is right confirm it with {option_hint('layout', g, names[0])}; if its "
-                    "voxels are stored like the reference's, layout=reference"))
+                    f"if the generated header is right confirm it with {option_hint('layout', 'header', names[0])}; if "
+                    "its voxels are stored like the reference's, layout=reference"))
     return out
 
 

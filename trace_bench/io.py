@@ -507,11 +507,18 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     if affine is None:
         affine = np.eye(4)
     affine = np.asarray(affine, dtype=np.float64)
-    slope, inter = img.header.get_slope_inter()
     meta: dict[str, Any] = {"source_dtype": str(raw_dtype), "source_shape": list(data.shape),
-                            "rescale_in_header": slope is not None and not (slope == 1 and (inter or 0) == 0)}
+                            "rescale_in_header": nifti_rescaled(img)}
     nifti_geometry_notes(raw_header, affine, meta)
     return data, affine, meta
+
+
+def nifti_rescaled(img: Any) -> bool:
+    """Whether a loaded NIfTI's voxels are rescaled by its header (``scl_slope`` / ``scl_inter`` other than
+    1 / 0; nibabel moves them from the header to the array proxy on load)."""
+    slope = float(getattr(img.dataobj, "slope", 1.0))
+    inter = float(getattr(img.dataobj, "inter", 0.0))
+    return not (slope == 1.0 and inter == 0.0)
 
 
 def read_nifti_header(path: str | Path) -> tuple[Any, np.ndarray, dict[str, Any]]:
@@ -531,9 +538,8 @@ def read_nifti_header(path: str | Path) -> tuple[Any, np.ndarray, dict[str, Any]
     except Exception as e:  # noqa: BLE001 - nibabel raises a zoo of types for broken headers
         raise CorruptFileError(p, f"cannot decode NIfTI header ({type(e).__name__}: {e})") from None
     affine = np.asarray(img.affine if img.affine is not None else np.eye(4), dtype=np.float64)
-    slope, inter = img.header.get_slope_inter()
     meta: dict[str, Any] = {"path": str(p), "format": "nifti", "source_dtype": str(img.get_data_dtype()),
-                            "rescale_in_header": slope is not None and not (slope == 1 and (inter or 0) == 0)}
+                            "rescale_in_header": nifti_rescaled(img)}
     nifti_geometry_notes(raw_header, affine, meta)
     meta["geometry"] = "trivial" if any(k in REFUSING_NOTES for k, _ in meta.get("geometry_notes", [])) else "header"
     return img, affine, meta
@@ -829,6 +835,7 @@ def apply_read_geometry(data_xyz: np.ndarray, aff: "np.ndarray | None", meta: di
                         reference: "Volume | None") -> tuple[np.ndarray, np.ndarray]:
     """Give ``data_xyz`` the geometry the user stated (rules of :func:`read_raw`); returns ``(data, affine)``.
 
+    * ``layout=header``: the header as written, confirmed by the user (its notes no longer refuse it).
     * ``layout=reference``: the array is on the reference case's grid. Its shape (in this reader's index
       order) must equal either the reference file's own index shape (``meta["index_shape"]``: the reference
       file's affine is used) or the canonical ``(z, y, x)`` shape (array read as ``(z, y, x)``, LPS, with
@@ -850,6 +857,16 @@ def apply_read_geometry(data_xyz: np.ndarray, aff: "np.ndarray | None", meta: di
     notes = meta.get("geometry_notes", [])
     trivial = any(k in REFUSING_NOTES for k, _ in notes)
     header_spacing_known = not no_geometry and not any(k in ("no_geometry", "zero_spacing") for k, _ in notes)
+    if lay == "header":
+        if no_geometry:
+            raise ConfigError(f"{path}: layout=header: {meta.get('format')} files have no header; give a layout code "
+                              f"(e.g. {option_hint('layout', CANONICAL_LAYOUT)}) or layout=reference")
+        if sp is not None:
+            raise ConfigError(f"{path}: layout=header keeps the header's voxel sizes; drop spacing= (or give a layout "
+                              "code with it)")
+        meta["geometry_notes"] = [[k, t] for k, t in notes if k == "inconsistent"]
+        meta.update(geometry="user", read_layout="header (confirmed by the user)", spacing_known=True)
+        return data_xyz, np.asarray(aff, dtype=np.float64)
     if lay == "reference":
         ref = _need_reference(reference, "layout", path)
         if isinstance(sp, tuple):

@@ -223,7 +223,14 @@ def not_a_file(spec: WeightSpec, cand: Path) -> str | None:
         return f"is a folder; expected the file {spec.filename}"
     if not cand.exists() and not cand.is_symlink():
         return None
-    return input_problem(cand) or (None if cand.is_file() else "is not a regular file")
+    why = input_problem(cand)
+    if why is None:
+        return None if cand.is_file() else "is not a regular file"
+    if why.startswith("not "):
+        return f"is {why}"
+    if why.startswith(("dangling", "symlink")):
+        return f"is a {why}"
+    return f"cannot be read ({why})"
 
 
 def resolve_weights(name: str, path: str | Path | None = None, *, require_published: bool = False,
