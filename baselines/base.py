@@ -336,7 +336,7 @@ class Adapter:
         elif cls.default_spacing is not None:
             geom = f"no geometry in file: spacing {_fmt3(cls.default_spacing)} mm (z,y,x)"
         else:
-            geom = "from the file (or --spacing)"
+            geom = "from the file; files without real geometry need layout= (and spacing=) reading options"
         return {"name": cls.name, "description": cls.description, "geometry": geom,
                 "geometry_note": cls.geometry_note, "convention": cls.default_convention or "hu if unmistakable, else --convention",
                 "convention_note": cls.convention_note}

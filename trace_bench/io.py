@@ -702,10 +702,12 @@ def _read_image_stack(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         return a
 
     slices: list[np.ndarray] = []
+    hidden: list[str] = []
     try:
         if path.is_dir():
-            files = sorted((f for f in path.iterdir() if f.suffix.lower() in IMAGE_SLICE_SUFFIXES
-                            and not f.name.startswith(".")), key=_natural_key)
+            images = [f for f in path.iterdir() if f.suffix.lower() in IMAGE_SLICE_SUFFIXES]
+            hidden = sorted(f.name for f in images if f.name.startswith("."))
+            files = sorted((f for f in images if not f.name.startswith(".")), key=_natural_key)
             if not files:
                 raise UnknownFormatError(path, "no .png/.tif slices in this folder")
             for f in files:
@@ -728,8 +730,11 @@ def _read_image_stack(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     if len(slices) < 2:
         raise InvalidVolumeError(path, f"a stack of {len(slices)} slice(s) is not a volume")
     arr = np.stack(slices)
-    return arr, {"source_dtype": str(arr.dtype), "source_shape": list(arr.shape), "slices": len(slices),
-                 "rescale_in_header": False}
+    meta: dict[str, Any] = {"source_dtype": str(arr.dtype), "source_shape": list(arr.shape), "slices": len(slices),
+                            "rescale_in_header": False}
+    if hidden:
+        meta["warnings"] = [f"{path}: {len(hidden)} hidden image file(s) not read as slices (e.g. {hidden[0]})"]
+    return arr, meta
 
 
 def _read_numpy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
