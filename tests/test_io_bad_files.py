@@ -283,3 +283,14 @@ def test_segment_on_a_missing_gpu_is_one_line(tmp_path, ct):
     r = _cli("segment", str(ct), str(tmp_path / "s.nii.gz"), "--device", "cuda")
     line = _one_error(r)
     assert r.returncode == 2 and "no CUDA GPU is visible" in line and "internal error" not in line
+
+
+def test_npz_with_a_flipped_bit_is_corrupt_not_an_internal_error(tmp_path, small_volume):
+    p = tmp_path / "v.npz"
+    np.savez_compressed(p, image=small_volume.array)
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0x20
+    p.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFileError) as e:
+        read_volume(p, spacing=(1, 1, 1))
+    assert str(e.value).startswith(f"{p}: ") and "\n" not in str(e.value)

@@ -738,10 +738,13 @@ def _read_image_stack(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def _read_numpy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """A ``.npy`` array, or one array of a ``.npz`` (zip members are CRC-checked as they are read)."""
+    import zipfile
+
     _check_numpy_size(path)
     try:
         obj = np.load(str(path), allow_pickle=False)
-    except (ValueError, OSError, EOFError, zlib.error) as e:
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         raise CorruptFileError(path, f"cannot decode NumPy file ({e})") from None
     if isinstance(obj, np.lib.npyio.NpzFile):
         with obj:
@@ -753,7 +756,7 @@ def _read_numpy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
                 key = keys[0]
             try:
                 arr = obj[key]
-            except (ValueError, OSError, EOFError, zlib.error) as e:
+            except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
                 raise CorruptFileError(path, f"cannot decode array {key!r} ({e})") from None
     else:
         arr = obj
