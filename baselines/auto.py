@@ -88,8 +88,8 @@ def _generic(p: Path) -> tuple[Adapter, str]:
         shape = _npy_shape(p)
         raise AmbiguousFormatError(p, f"a NumPy array of shape {shape} matches no peer adapter ({peers}) and carries no "
                                       "geometry: read it with format npy and spacing=z,y,x (or reference), plus "
-                                      "convention=... unless it holds HU (or name a peer's format; `trace-bench doctor` "
-                                      "suggests them)")
+                                      "convention=... unless it holds HU (or name a peer's format; "
+                                      "`trace-bench doctor` suggests them)")
     if fmt == "nifti":
         h = nifti_header(p)
         if h is None:

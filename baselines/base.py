@@ -291,8 +291,8 @@ class Adapter:
             return self.default_spacing, f"adapter default: {self.name} spacing {_fmt3(self.default_spacing)} mm (z,y,x)"
         from trace_bench.read_options import option_hint
 
-        raise SpacingError(path, f"the '{self.name}' files carry no voxel spacing; add {option_hint('spacing', 'z,y,x')} "
-                                 "(mm) or spacing=reference")
+        raise SpacingError(path, f"the '{self.name}' files carry no voxel spacing; add "
+                                 f"{option_hint('spacing', 'z,y,x')} (mm) or spacing=reference")
 
     def resolve_convention(self, path: Path, convention: "str | Convention | None" = None, *,
                            default: str | None = None, note: str | None = None) -> tuple[Convention, str]:

@@ -17,8 +17,8 @@ class NiftiAdapter(Adapter):
 @register_adapter
 class NumpyAdapter(Adapter):
     name = "npy"
-    description = ("NumPy .npy/.npz arrays taken as (z, y, x) inferior-first (layout SPL) unless layout= says otherwise; "
-                   "needs spacing= (or spacing=reference) and usually convention=")
+    description = ("NumPy .npy/.npz arrays taken as (z, y, x) inferior-first (layout SPL) unless layout= says "
+                   "otherwise; needs spacing= (or spacing=reference) and usually convention=")
 
     def is_candidate(self, path: Path) -> bool:
         return path.is_file() and path.name.lower().endswith((".npy", ".npz"))

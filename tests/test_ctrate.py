@@ -242,7 +242,8 @@ def test_cli_convert_inspect_prompts(ctrate, tmp_path):
 def test_input_key_holds_the_metadata_row_the_read_uses(ctrate):
     ad = get_adapter("ctrate")
     key = ad.input_key(ctrate["v1"])
-    assert key["ctrate_metadata"]["RescaleIntercept"] == "-1024" and key["ctrate_metadata_csv"] == str(ctrate["metadata"])
+    assert key["ctrate_metadata"]["RescaleIntercept"] == "-1024"
+    assert key["ctrate_metadata_csv"] == str(ctrate["metadata"])
     assert ad.input_key(ctrate["v3"]) == {}  # no row: the read says why
     text = ctrate["metadata"].read_text(encoding="utf-8").replace(",-1024,1,", ",-1000,1,", 1)
     ctrate["metadata"].write_text(text, encoding="utf-8")

@@ -79,8 +79,9 @@ def test_doctor_without_reference_says_what_cannot_be_told(corpus):
 
 
 def test_doctor_cli_prints_tables_and_the_command(corpus):
-    out = subprocess.run([sys.executable, "-m", "trace_bench", "doctor", f"gen={corpus['unit']}", str(corpus["eye_zyx"]),
-                          "--reference", str(corpus["reference"])], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "trace_bench", "doctor", f"gen={corpus['unit']}",
+                          str(corpus["eye_zyx"]), "--reference", str(corpus["reference"])],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "values (sampled)" in out.stdout and "[0, 1]" in out.stdout and "identity affine" in out.stdout
     assert "pairing with" in out.stdout and "2 matched" in out.stdout

@@ -116,7 +116,7 @@ def test_detached_data_file_must_be_a_regular_file_beside_its_header(tmp_path, s
     assert r.returncode == 1 and "FIFO" in _one_error(r)
     # outside the header's folder: refused, unless the user allowed that folder
     _repoint(h, "../secret.raw")
-    with pytest.raises(VolumeError, match=r"resolves to .*secret.raw, outside the header's folder.*TRACE_BENCH_DATA_DIRS"):
+    with pytest.raises(VolumeError, match=r"resolves to .*secret.raw, outside the header's folder.*DATA_DIRS"):
         read_volume(h)
     r = _cli("convert", str(h), str(tmp_path / "out.nii.gz"), "--format", "nifti", "--convention", "hu")
     assert r.returncode == 2 and "outside the header's folder" in _one_error(r)

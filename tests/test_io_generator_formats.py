@@ -127,7 +127,8 @@ def test_identity_affine_zyx_refused_then_read_with_layout(tmp_path, ref) -> Non
     with pytest.raises(GeometryError) as e:
         check_geometry(vol, ref)
     msg = _one_line(e)
-    assert "identity affine" in msg and "--read NAME.layout=SPL" in msg and "layout=header" in msg and "(layout RAS)" in msg
+    assert "identity affine" in msg and "--read NAME.layout=SPL" in msg
+    assert "layout=header" in msg and "(layout RAS)" in msg
     assert len(check_geometry(vol, ref, "warn")) >= 1  # --geometry warn: scored as read, with a warning
     good = get_adapter("nifti").read(p, layout="SPL", spacing="reference", reference=ref)
     np.testing.assert_array_equal(good.array, ref.array)

@@ -137,8 +137,8 @@ def discover(folder: str | Path, adapter: str = "nifti", label: str = "reference
     entries = [p for p in everything if not p.name.startswith(".")]
     for p in everything:
         if p.name.startswith(".") and p.name.lower().endswith(VOLUME_SUFFIXES):
-            problems.append(Problem(label, _safe_case_id(ad, p), str(p), "hidden file (name starts with '.'): not read; "
-                                                                          "rename it without the '.' to score it (skipped)"))
+            why = "hidden file (name starts with '.'): not read; rename it without the '.' to score it (skipped)"
+            problems.append(Problem(label, _safe_case_id(ad, p), str(p), why))
     bad: set[Path] = set()
     for p in entries:
         try:

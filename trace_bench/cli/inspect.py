@@ -26,7 +26,8 @@ def _fmt_row(s: dict) -> str:
             f"  HU min/max/mean    {s['hu_min']:.1f} / {s['hu_max']:.1f} / {s['hu_mean']:.1f}\n"
             f"  adapter            {s['adapter'] or s['format']}" + (f" ({s['adapter_reason']})" if s.get("adapter_reason") else "") + "\n"
             f"  convention         {s['convention']} ({s['convention_reason']})\n"
-            f"  geometry           {s.get('geometry')}" + (f" (layout {s['read_layout']})" if s.get("read_layout") else "")
+            f"  geometry           {s.get('geometry')}"
+            + (f" (layout {s['read_layout']})" if s.get("read_layout") else "")
             + "".join(f"\n  mask {n:<13} {m}" for n, m in (s.get("masks") or {}).items())
             + "".join(f"\n  warning            {w}" for w in s.get("warnings") or ()))
 
