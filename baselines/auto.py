@@ -81,12 +81,15 @@ def _generic(p: Path) -> tuple[Adapter, str]:
     if fmt == "dicom":
         return get_adapter("dicom"), "dicom: a folder of DICOM files (geometry and HU rescale from the headers)"
     if fmt == "png":
-        raise AmbiguousFormatError(p, "PNG/TIFF slices carry no geometry and no intensity convention: "
-                                      "pass --format png-stack --spacing z,y,x --convention ...")
+        raise AmbiguousFormatError(p, "PNG/TIFF slices carry no geometry and no intensity convention: read them with "
+                                      "format png-stack, spacing=z,y,x (or reference) and convention=... "
+                                      "(`trace-bench doctor` suggests them)")
     if fmt == "npy":
         shape = _npy_shape(p)
         raise AmbiguousFormatError(p, f"a NumPy array of shape {shape} matches no peer adapter ({peers}) and carries no "
-                                      "geometry: pass --format npy --spacing z,y,x --convention ... (or --format NAME)")
+                                      "geometry: read it with format npy and spacing=z,y,x (or reference), plus "
+                                      "convention=... unless it holds HU (or name a peer's format; "
+                                      "`trace-bench doctor` suggests them)")
     if fmt == "nifti":
         h = nifti_header(p)
         if h is None:
@@ -96,9 +99,12 @@ def _generic(p: Path) -> tuple[Adapter, str]:
             hint = ""
             if p.name.lower().split(".")[0].endswith(("_lobe", "_airway", "_vessel", "_label")):
                 hint = " (it looks like a mask written beside a volume: `trace-bench convert VOLUME OUT --masks` puts it on the volume's grid)"
+            from trace_bench.errors import option_hint
+
             raise AmbiguousFormatError(p, f"NIfTI of shape {h.shape} with {kind} affine carries no real geometry and "
-                                          f"matches no peer adapter ({peers}): pass --format NAME, or --format nifti "
-                                          f"with --spacing z,y,x{hint}")
+                                          f"matches no peer adapter ({peers}): name the peer's format (--format NAME), "
+                                          f"or read it as nifti saying its layout: {option_hint('layout', 'CODE')}, "
+                                          f"e.g. SPL for a (z, y, x) array (`trace-bench doctor` suggests one){hint}")
         codes = "".join(nib.aff2axcodes(h.affine))
         zooms = ", ".join(f"{z:g}" for z in h.zooms[:3])
         return get_adapter("nifti"), f"nifti: real affine ({codes}, voxel {zooms} mm x,y,z), no peer adapter matches"
@@ -186,8 +192,8 @@ class AutoAdapter(Adapter):
     name = "auto"
     description = "Detect the writer from names, shapes, headers and layout; refuse ambiguous input with the candidates"
 
-    def __init__(self, spacing=None, convention=None):
-        super().__init__(spacing=spacing, convention=convention)
+    def __init__(self, spacing=None, convention=None, layout=None):
+        super().__init__(spacing=spacing, convention=convention, layout=layout)
         self._resolved: dict[Path, tuple[Adapter, str]] = {}
         self._folder: dict[Path, tuple[Adapter, str]] = {}
 
@@ -224,6 +230,9 @@ class AutoAdapter(Adapter):
     def prompt(self, path: Path) -> str | None:
         return self.resolve(path)[0].prompt(path)
 
+    def input_key(self, path: Path) -> dict[str, Any]:
+        return self.resolve(path)[0].input_key(path)
+
     def masks(self, path: Path) -> dict[str, Path]:
         ad, why = self.resolve(path)
         out = ad.masks(path)
@@ -231,10 +240,11 @@ class AutoAdapter(Adapter):
             self._resolved[Path(m)] = (ad, why)
         return out
 
-    def read(self, path: Path, *, spacing=None, convention=None) -> Volume:
+    def read(self, path: Path, *, spacing=None, convention=None, layout=None, reference=None) -> Volume:
         ad, why = self.resolve(path)
         vol = ad.read(path, spacing=spacing if spacing is not None else self.spacing,
-                      convention=convention or self.convention)
+                      convention=convention or self.convention, layout=layout if layout is not None else self.layout,
+                      reference=reference)
         vol.meta["adapter_reason"] = f"auto: {why}"
         return vol
 

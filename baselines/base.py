@@ -8,11 +8,21 @@ label maps the writer stores beside each volume. What it used is recorded in ``v
 * ``convention`` / ``convention_reason``: the intensity convention applied (see
   :mod:`trace_bench.intensity`) and why (adapter default or user);
 * ``spacing_source``: ``file header``, ``user`` or ``adapter default: ...`` (with the rule used);
-* ``geometry_in_file``: False when the file carries no real geometry (a peer layout read with the
-  adapter's documented default, or a NIfTI whose affine is the identity or SimpleITK's default:
-  what writers without geometry produce); :mod:`trace_bench.geometry` then maps grids by extent;
+* ``geometry``: ``header`` (real geometry in the file), ``trivial`` (a header without real geometry, or
+  an ambiguous one: ``geometry_notes`` says why, :func:`trace_bench.io.read_raw`), ``adapter`` (a peer's
+  documented layout), ``metadata`` (CT-RATE's CSV), ``user`` / ``reference`` (the reading options said
+  it), ``none`` (NumPy / image stacks: the format's rule);
+* ``geometry_in_file``: False when the file carries no real geometry; :mod:`trace_bench.geometry` then
+  maps grids by extent (and refuses a ``trivial`` header for reference-based metrics by default);
 * ``warnings``: one-line strings the caller records (``warnings.csv``): a header that contradicts
-  the adapter's known geometry, or geometry taken from a header that has none. Adapters never print.
+  the adapter's known geometry, or what :func:`trace_bench.geometry.volume_warnings` says about a header
+  without real geometry. Adapters never print.
+
+Reading options (:class:`trace_bench.read_options.ReadOptions`, ``run``'s ``--read NAME.KEY=VALUE``):
+``adapter.read(path, spacing=, convention=, layout=, reference=)``; ``layout`` and ``spacing`` may be
+``"reference"``, which takes the paired reference case's grid from ``reference`` (its canonical
+:class:`~trace_bench.volume.Volume`, read first). :func:`read_with_options` is that call from a
+``ReadOptions``. Peer adapters define their files' layout themselves and refuse ``layout=CODE``.
 """
 
 from __future__ import annotations
@@ -104,15 +114,6 @@ def add_warning(meta: dict[str, Any], text: str) -> None:
     meta.setdefault("warnings", []).append(" ".join(str(text).split()))
 
 
-def header_geometry_note(h: NiftiHeader) -> str | None:
-    """Why a NIfTI header carries no real geometry (identity / SimpleITK-default affine), or None."""
-    if h.identity_affine:
-        return "identity affine (np.eye(4))"
-    if h.itk_default:
-        return "SimpleITK-default affine (1 mm, identity direction, origin 0)"
-    return None
-
-
 def nifti_header(path: Path) -> NiftiHeader | None:
     """Header of a NIfTI file (shape, dtype, affine) or None if it is not a readable NIfTI."""
     p = Path(path)
@@ -133,7 +134,7 @@ class Adapter:
 
     Public interface (used by :mod:`trace_bench.cases`, the runner and the CLI):
     ``list_files(folder)``, ``is_candidate(path)``, ``case_id(path)``, ``prompt(path)``,
-    ``masks(path) -> {name: path}``, ``read(path, spacing=, convention=) -> Volume``,
+    ``masks(path) -> {name: path}``, ``read(path, spacing=, convention=, layout=, reference=) -> Volume``,
     ``read_mask(path, name=, threshold=) -> Volume`` (always use this, not a generic reader, for the
     paths ``masks()`` returns: peers store masks with their own quirks), ``detect(path) -> Detection``.
     """
@@ -152,9 +153,11 @@ class Adapter:
     #: threshold applied to the peer's soft masks in :meth:`read_mask` (None = integer label maps)
     mask_threshold: ClassVar[float | None] = None
 
-    def __init__(self, spacing: "Spacing | str | None" = None, convention: str | None = None):
-        self.spacing = parse_spacing(spacing) if spacing is not None else None
+    def __init__(self, spacing: "Spacing | str | None" = None, convention: str | None = None,
+                 layout: str | None = None):
+        self.spacing = _spacing_option(spacing)
         self.convention = convention
+        self.layout = layout
 
     # --------------------------------------------------------------- discovery
     def is_candidate(self, path: Path) -> bool:
@@ -203,29 +206,38 @@ class Adapter:
     def detect(self, path: Path) -> Detection:
         return Detection(0.0, "generic adapters are never auto-detected over a peer adapter")
 
+    def input_key(self, path: Path) -> dict[str, Any]:
+        """What this adapter reads for ``path`` besides the file itself (JSON-able, for the case's cache key;
+        the file and its detached data files are :func:`trace_bench.inputs.input_hash`). Empty by default;
+        CT-RATE returns the metadata row it applies."""
+        return {}
+
     # --------------------------------------------------------------- reading
-    def read(self, path: Path, *, spacing: "Spacing | str | None" = None,
-             convention: str | None = None) -> Volume:
+    def read(self, path: Path, *, spacing: "Spacing | str | None" = None, convention: str | None = None,
+             layout: str | None = None, reference: Volume | None = None) -> Volume:
+        """Read ``path`` as a canonical volume. ``spacing`` ((z, y, x) mm or ``"reference"``), ``convention``,
+        ``layout`` (code or ``"reference"``): the reading options (module docstring); ``reference``: the
+        paired reference case's volume, used by ``"reference"`` values."""
         sp = self._user_spacing(spacing)
+        lay = layout if layout is not None else self.layout
         conv = convention or self.convention or self.default_convention
-        vol = read_volume(path, convention=conv, spacing=sp or self._fallback_spacing(path))
+        fallback = None if (sp is not None or lay is not None) else self._fallback_spacing(path)
+        vol = read_volume(path, convention=conv, spacing=sp if sp is not None else fallback, layout=lay,
+                          reference=reference)
         vol.meta.setdefault("adapter", self.name)
-        if sp is None and self.default_spacing is not None and vol.meta.get("spacing_source") != "file header":
+        if sp is None and lay is None and fallback is not None and vol.meta.get("spacing_source") != "file header":
             vol.meta["spacing_source"] = f"adapter default {self.default_spacing}"
-        self.note_header_geometry(path, vol, user_spacing=sp is not None)
+        self.note_header_geometry(path, vol)
         return vol
 
-    def note_header_geometry(self, path: Path, vol: Volume, *, user_spacing: bool) -> None:
-        """Set ``geometry_in_file``; warn when the geometry was taken from a NIfTI header that has none."""
-        src = str(vol.meta.get("spacing_source") or "")
-        h = nifti_header(Path(path))  # None for other formats
-        note = header_geometry_note(h) if h is not None else None
-        vol.meta["geometry_in_file"] = src in ("file header", "DICOM header", "user (overrides file)") and note is None
-        if note and not user_spacing:
-            zooms = " x ".join(f"{z:g}" for z in h.zooms[:3])  # type: ignore[union-attr]
-            add_warning(vol.meta, f"{Path(path).name}: {note} carries no real geometry, yet '{self.name}' took "
-                                  f"spacing {zooms} mm (x,y,z) and orientation {vol.meta.get('source_orientation')} "
-                                  "from it as written; pass --spacing z,y,x, or --format NAME for a peer's raw output")
+    def note_header_geometry(self, path: Path, vol: Volume, **_: Any) -> None:
+        """Set ``geometry_in_file`` and add :func:`trace_bench.geometry.volume_warnings` to the volume's warnings."""
+        from trace_bench.geometry import volume_warnings
+
+        vol.meta["geometry_in_file"] = vol.meta.get("geometry") in ("header", "user", "reference") and bool(
+            vol.meta.get("spacing_known", True))
+        for w in volume_warnings(vol):
+            add_warning(vol.meta, w)
 
     def read_mask(self, path: Path, *, name: str | None = None, threshold: float | None = None,
                   spacing: "Spacing | str | None" = None) -> Volume:
@@ -242,17 +254,34 @@ class Adapter:
         return self.default_spacing
 
     # --------------------------------------------------------------- helpers for peer adapters
-    def _user_spacing(self, spacing: "Spacing | str | None") -> Spacing | None:
+    def _user_spacing(self, spacing: "Spacing | str | None") -> "Spacing | str | None":
+        """The spacing the user gave: ``(z, y, x)`` mm, ``"reference"``, or None."""
         if spacing is not None:
-            return parse_spacing(spacing) if not isinstance(spacing, tuple) else tuple(float(s) for s in spacing)  # type: ignore[return-value]
+            return _spacing_option(spacing)
         return self.spacing
+
+    def _peer_spacing(self, path: Path, spacing: "Spacing | str | None", layout: str | None,
+                      reference: Volume | None) -> "Spacing | None":
+        """For peer adapters (their own layout): refuse ``layout=``; resolve ``spacing="reference"``."""
+        lay = layout if layout is not None else self.layout
+        if lay is not None:
+            raise ConfigError(f"{path}: layout={lay}: the '{self.name}' adapter defines the layout of its files "
+                              "itself; layout= applies to the generic formats (nifti, npy, png-stack, dicom)")
+        sp = self._user_spacing(spacing)
+        if sp == "reference":
+            if reference is None:
+                raise ConfigError(f"{path}: spacing=reference needs the paired reference case, and there is none")
+            return tuple(float(v) for v in reference.spacing)  # type: ignore[return-value]
+        return sp  # type: ignore[return-value]
 
     def resolve_spacing(self, path: Path, shape_zyx: tuple[int, int, int],
                         spacing: "Spacing | str | None" = None) -> tuple[Spacing, str]:
         """Spacing (z, y, x) mm for a file without geometry: user's, else the adapter's documented default."""
         sp = self._user_spacing(spacing)
+        if sp == "reference":
+            raise ConfigError(f"{path}: spacing=reference is resolved by read(..., reference=VOLUME) first")
         if sp is not None:
-            return sp, "user"
+            return sp, "user"  # type: ignore[return-value]
         if self.default_fov_mm is not None:
             fov = self.default_fov_mm
             sp = tuple(float(f) / int(n) for f, n in zip(fov, shape_zyx))
@@ -260,7 +289,10 @@ class Adapter:
                         + (f"; {self.geometry_note}" if self.geometry_note else ""))  # type: ignore[return-value]
         if self.default_spacing is not None:
             return self.default_spacing, f"adapter default: {self.name} spacing {_fmt3(self.default_spacing)} mm (z,y,x)"
-        raise SpacingError(path, f"the '{self.name}' files carry no voxel spacing; pass --spacing z,y,x (mm)")
+        from trace_bench.read_options import option_hint
+
+        raise SpacingError(path, f"the '{self.name}' files carry no voxel spacing; add "
+                                 f"{option_hint('spacing', 'z,y,x')} (mm) or spacing=reference")
 
     def resolve_convention(self, path: Path, convention: "str | Convention | None" = None, *,
                            default: str | None = None, note: str | None = None) -> tuple[Convention, str]:
@@ -271,7 +303,10 @@ class Adapter:
         default = default or self.default_convention
         note = self.convention_note if note is None else note
         if default is None:
-            raise ConfigError(f"adapter {self.name!r} has no default intensity convention; pass --convention")
+            from trace_bench.read_options import option_hint
+
+            raise ConfigError(f"{path}: adapter {self.name!r} has no default intensity convention; add "
+                              f"{option_hint('convention', 'CONVENTION')}")
         return parse_convention(default, path), f"adapter default for {self.name}" + (f": {note}" if note else "")
 
     def canonical(self, path: Path, array_zyx: np.ndarray, *, spacing: "Spacing | str | None",
@@ -284,9 +319,13 @@ class Adapter:
         sp, sp_src = self.resolve_spacing(path, arr.shape, spacing)  # type: ignore[arg-type]
         conv, why = self.resolve_convention(path, convention, default=default_convention, note=convention_note)
         hu = conv.to_hu(arr)
+        meta = {k: v for k, v in meta.items() if k not in _RAW_GEOMETRY_KEYS}
         meta = {"source_orientation": "none in the file (orientation from the adapter's layout)", **meta,
                 "path": str(path), "adapter": self.name, "convention": conv.spec, "convention_reason": why,
-                "spacing_source": sp_src, "geometry_in_file": False}
+                "spacing_source": sp_src, "geometry_in_file": False,
+                "geometry": "user" if sp_src == "user" else "adapter"}
+        if sp_src == "user":
+            meta["spacing_known"] = True
         return from_canonical(hu, sp, meta)
 
     @classmethod
@@ -297,10 +336,33 @@ class Adapter:
         elif cls.default_spacing is not None:
             geom = f"no geometry in file: spacing {_fmt3(cls.default_spacing)} mm (z,y,x)"
         else:
-            geom = "from the file (or --spacing)"
+            geom = "from the file; files without real geometry need layout= (and spacing=) reading options"
         return {"name": cls.name, "description": cls.description, "geometry": geom,
                 "geometry_note": cls.geometry_note, "convention": cls.default_convention or "hu if unmistakable, else --convention",
                 "convention_note": cls.convention_note}
+
+
+#: what :func:`trace_bench.io.read_raw` says about the raw file's own header, dropped by peers that apply
+#: their documented layout instead (the canonical volume's geometry is the adapter's, not the header's)
+_RAW_GEOMETRY_KEYS = ("geometry", "geometry_notes", "implied_layout", "index_shape", "index_affine", "nifti_codes",
+                      "read_layout", "spacing_known")
+
+
+def _spacing_option(spacing: "Spacing | str | None") -> "Spacing | str | None":
+    if spacing is None:
+        return None
+    if isinstance(spacing, str) and spacing.strip().lower() == "reference":
+        return "reference"
+    if isinstance(spacing, tuple) and len(spacing) == 3:
+        return tuple(float(s) for s in spacing)  # type: ignore[return-value]
+    return parse_spacing(spacing)
+
+
+def read_with_options(path: str | Path, options: "Any", reference: Volume | None = None) -> Volume:
+    """Read ``path`` with a :class:`trace_bench.read_options.ReadOptions` (its ``format`` names the adapter):
+    ``get_adapter(options.format).read(path, spacing=, convention=, layout=, reference=)``."""
+    return get_adapter(options.format).read(Path(path), spacing=options.spacing, convention=options.convention,
+                                            layout=options.layout, reference=reference)
 
 
 def _fmt3(t: "tuple[float, ...]") -> str:

@@ -127,10 +127,10 @@ class CTRateAdapter(Adapter):
     default_convention = "hu"
     convention_note = "HU = RescaleSlope * stored + RescaleIntercept from the CT-RATE metadata row (CT-CLIP preprocessing)"
 
-    def __init__(self, spacing: Any = None, convention: str | None = None, *,
+    def __init__(self, spacing: Any = None, convention: str | None = None, layout: str | None = None, *,
                  metadata: "str | Path | Sequence[str | Path] | None" = None,
                  reports: "str | Path | Sequence[str | Path] | None" = None, template: str | None = None):
-        super().__init__(spacing=spacing, convention=convention)
+        super().__init__(spacing=spacing, convention=convention, layout=layout)
         self.metadata = _as_list(metadata)
         self.reports = _as_list(reports)
         self.template = template
@@ -156,10 +156,22 @@ class CTRateAdapter(Adapter):
                                  "metadata/{train,validation}_metadata.csv in the volume's folder or a parent")
         return lookup(p, tables, kind="metadata", required=REQUIRED_METADATA)
 
+    def input_key(self, path: Path) -> dict[str, Any]:
+        """The metadata row the read uses (rescale, spacing, orientation): part of the case's cache key, so
+        editing ``RescaleIntercept`` in the CSV recomputes the case. Empty when no row is found (the read
+        then fails and says why)."""
+        try:
+            row, csv_path = self.metadata_row(Path(path))
+        except (VolumeError, ConfigError):
+            return {}
+        return {"ctrate_metadata": {k: row[k] for k in sorted(row)}, "ctrate_metadata_csv": str(csv_path)}
+
     # --------------------------------------------------------------- reading
-    def read(self, path: Path, *, spacing: Any = None, convention: str | None = None) -> Volume:
+    def read(self, path: Path, *, spacing: Any = None, convention: str | None = None, layout: str | None = None,
+             reference: Volume | None = None) -> Volume:
         """Stored values x RescaleSlope + RescaleIntercept (metadata row), geometry from the metadata."""
         p = Path(path)
+        spacing = self._peer_spacing(p, spacing, layout, reference)
         conv = convention or self.convention
         if conv is not None and str(conv) not in ("hu", "auto"):
             raise ConfigError(f"{p}: --convention {conv} does not apply to '{self.name}': HU come from the metadata's "
@@ -182,7 +194,9 @@ class CTRateAdapter(Adapter):
         aff, orient_note = metadata_affine(row, where, sp_xyz)
         hu = np.asarray(data, dtype=np.float64) * slope + intercept
         meta.pop("spacing_source", None)
-        meta.update(adapter=self.name, path=str(p), convention="hu",
+        for k in ("geometry_notes", "implied_layout", "index_shape", "index_affine", "nifti_codes"):
+            meta.pop(k, None)  # the file header's geometry is not used: the metadata's is
+        meta.update(adapter=self.name, path=str(p), convention="hu", geometry="metadata",
                     convention_reason=f"CT-RATE metadata: HU = {slope:g} * stored + {intercept:g}",
                     rescale_slope=slope, rescale_intercept=intercept, metadata_csv=str(csv_path),
                     spacing_source=(f"CT-RATE metadata XYSpacing {row.get('XYSpacing')} ZSpacing {row.get('ZSpacing')}"

@@ -109,9 +109,10 @@ class GenerateCTLowResAdapter(Adapter):
             return m.group("name")
         return generic_case_id(p)
 
-    def read(self, path: Path, *, spacing=None, convention=None) -> Volume:
+    def read(self, path: Path, *, spacing=None, convention=None, layout=None, reference=None) -> Volume:
         """File ``(W, H, D)`` -> canonical ``(z, y, x) = (D, W, H)`` (``transpose(2, 0, 1)``), HU = 1000 x."""
         path = Path(path)
+        spacing = self._peer_spacing(path, spacing, layout, reference)
         data, meta = _read_identity_nifti(self, path)
         data = validate_array(data, path)
         arr = np.transpose(data, (2, 0, 1))
@@ -171,9 +172,10 @@ class GenerateCTSuperResAdapter(Adapter):
         """``sample-['name'].nii.gz`` -> ``name`` (the part of the low-res name before its first ``_``)."""
         return generic_case_id(Path(path))
 
-    def read(self, path: Path, *, spacing=None, convention=None) -> Volume:
+    def read(self, path: Path, *, spacing=None, convention=None, layout=None, reference=None) -> Volume:
         """File ``(H, W, D[, 1])`` -> canonical ``(z, y, x) = (D, W, H)`` (``transpose(2, 1, 0)``)."""
         path = Path(path)
+        spacing = self._peer_spacing(path, spacing, layout, reference)
         data, meta = _read_identity_nifti(self, path)
         data = validate_array(data, path)  # drops the trailing channel axis of (H, W, D, 1)
         arr = np.transpose(data, (2, 1, 0))

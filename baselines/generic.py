@@ -10,13 +10,15 @@ from .base import Adapter, register_adapter
 @register_adapter
 class NiftiAdapter(Adapter):
     name = "nifti"
-    description = "Any NIfTI/NRRD/MHA file with real geometry; values in HU unless --convention says otherwise"
+    description = ("Any NIfTI/NRRD/MHA file with real geometry; values in HU unless convention= says otherwise; "
+                   "a header without real geometry needs layout= (see `trace-bench doctor`)")
 
 
 @register_adapter
 class NumpyAdapter(Adapter):
     name = "npy"
-    description = "NumPy .npy/.npz arrays taken as (z, y, x) LPS; needs --spacing and usually --convention"
+    description = ("NumPy .npy/.npz arrays taken as (z, y, x) inferior-first (layout SPL) unless layout= says "
+                   "otherwise; needs spacing= (or spacing=reference) and usually convention=")
 
     def is_candidate(self, path: Path) -> bool:
         return path.is_file() and path.name.lower().endswith((".npy", ".npz"))
@@ -34,7 +36,8 @@ class DicomAdapter(Adapter):
 @register_adapter
 class PngStackAdapter(Adapter):
     name = "png-stack"
-    description = "One folder of PNG/TIFF slices per case (natural sort = inferior->superior); needs --spacing and --convention"
+    description = ("One folder of PNG/TIFF slices per case (natural sort = inferior->superior); needs spacing= (or "
+                   "spacing=reference) and convention=")
 
     def is_candidate(self, path: Path) -> bool:
         return (path.is_dir() and not path.name.startswith(".")) or path.name.lower().endswith((".tif", ".tiff"))

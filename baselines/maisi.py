@@ -54,8 +54,8 @@ class MaisiAdapter(Adapter):
                 return {"label": cand}
         return {}
 
-    def read(self, path: Path, *, spacing=None, convention=None) -> Volume:
-        vol = super().read(path, spacing=spacing, convention=convention)
+    def read(self, path: Path, *, spacing=None, convention=None, layout=None, reference=None) -> Volume:
+        vol = super().read(path, spacing=spacing, convention=convention, layout=layout, reference=reference)
         conv, why = self.resolve_convention(Path(path), convention)
         vol.meta["convention_reason"] = why
         return vol

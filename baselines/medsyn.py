@@ -115,8 +115,9 @@ class MedSynAdapter(Adapter):
         return {m: p.parent / f"{stem}_{m}{suf}" for m in MASK_CHANNELS if (p.parent / f"{stem}_{m}{suf}").is_file()}
 
     # --------------------------------------------------------------- reading
-    def read(self, path: Path, *, spacing=None, convention=None) -> Volume:
+    def read(self, path: Path, *, spacing=None, convention=None, layout=None, reference=None) -> Volume:
         path = Path(path)
+        spacing = self._peer_spacing(path, spacing, layout, reference)
         if path.name.lower().endswith(".npy"):
             arr = self._lowres_channel(path, 0)
             return self.canonical(path, arr, spacing=spacing, convention=convention,

@@ -93,11 +93,11 @@ def test_auto_generic_fallback_and_refusals(tmp_path: Path, demo_ct_path: Path) 
     assert ad.name == "nifti" and "real affine" in why
     p = tmp_path / "plain.nii.gz"  # identity affine, no peer pattern: refused, not guessed
     nib.save(nib.Nifti1Image(np.zeros((8, 9, 10), np.int16), np.eye(4)), str(p))
-    with pytest.raises(AmbiguousFormatError, match="--spacing"):
+    with pytest.raises(AmbiguousFormatError, match="--read NAME.layout=CODE"):
         detect_adapter(p)
     q = tmp_path / "vol.npy"
     np.save(q, np.zeros((4, 5, 6), np.float32))
-    with pytest.raises(AmbiguousFormatError, match="--format npy"):
+    with pytest.raises(AmbiguousFormatError, match="format npy and spacing=z,y,x"):
         detect_adapter(q)
 
 

@@ -237,3 +237,18 @@ def test_cli_convert_inspect_prompts(ctrate, tmp_path):
     r = runner.invoke(app, ["prompts", "ctrate", "--reports", str(ctrate["reports"]), "--metadata",
                             str(ctrate["metadata"]), "--out", str(pcsv), "--strict"])
     assert r.exit_code == 1
+
+
+def test_input_key_holds_the_metadata_row_the_read_uses(ctrate):
+    ad = get_adapter("ctrate")
+    key = ad.input_key(ctrate["v1"])
+    assert key["ctrate_metadata"]["RescaleIntercept"] == "-1024"
+    assert key["ctrate_metadata_csv"] == str(ctrate["metadata"])
+    assert ad.input_key(ctrate["v3"]) == {}  # no row: the read says why
+    text = ctrate["metadata"].read_text(encoding="utf-8").replace(",-1024,1,", ",-1000,1,", 1)
+    ctrate["metadata"].write_text(text, encoding="utf-8")
+    changed = get_adapter("ctrate").input_key(ctrate["v1"])
+    assert changed != key and changed["ctrate_metadata"]["RescaleIntercept"] == "-1000"
+    assert get_adapter("auto").input_key(ctrate["v1"]) == changed
+    vol = ad.read(ctrate["v1"])
+    assert vol.meta["geometry"] == "metadata" and "geometry_notes" not in vol.meta

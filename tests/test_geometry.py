@@ -189,7 +189,8 @@ def test_medsyn_identity_affine_warns_and_keeps_medsyn_layout(tmp_path: Path, sm
     # trusting the identity header (what --format medsyn did before) mirrors x and y
     trusting = get_adapter("nifti").read(ident)
     np.testing.assert_array_equal(trusting.array, good.array[:, ::-1, ::-1])
-    assert "identity affine (np.eye(4)) carries no real geometry" in trusting.meta["warnings"][0]
+    assert "identity affine (np.eye(4)): the header carries no real geometry" in trusting.meta["warnings"][0]
+    assert "--read NAME.layout=SPL" in trusting.meta["warnings"][0] and "layout=header" in trusting.meta["warnings"][0]
     assert geometry_source(trusting) == "none" and geometry_source(vol) == "none"
 
 
@@ -214,17 +215,22 @@ def test_medsyn_real_affine_warns_geometry_from_header(tmp_path: Path, small_vol
     assert len(ws) == 1 and "real affine (LPS, voxel 0.8 x 0.8 x 2 mm x,y,z)" in ws[0]
 
 
-def test_generic_nifti_identity_warns_unless_spacing_given(tmp_path: Path, small_volume: Volume) -> None:
+def test_generic_nifti_identity_warns_unless_layout_given(tmp_path: Path, small_volume: Volume) -> None:
     p = tmp_path / "plain.nii.gz"
-    nib.save(nib.Nifti1Image(small_volume.array.T.copy(), np.eye(4)), str(p))
+    nib.save(nib.Nifti1Image(small_volume.array.T.copy(), np.eye(4)), str(p))  # (x, y, z) array of an LPS volume
     v = get_adapter("nifti").read(p)
-    assert v.meta["geometry_in_file"] is False and len(v.meta["warnings"]) == 1
-    v2 = get_adapter("nifti").read(p, spacing="2,1,1")
-    assert not v2.meta.get("warnings") and geometry_source(v2) == "user"
+    assert v.meta["geometry_in_file"] is False and v.meta["geometry"] == "trivial" and len(v.meta["warnings"]) == 1
+    assert v.meta["implied_layout"] == "RAS"
+    v2 = get_adapter("nifti").read(p, spacing="2,1,1")  # a spacing does not say the orientation: still trivial
+    assert v2.meta["geometry"] == "trivial" and len(v2.meta["warnings"]) == 1 and v2.spacing == (2.0, 1.0, 1.0)
+    v3 = get_adapter("nifti").read(p, layout="LPS", spacing=small_volume.spacing)  # what the writer meant
+    assert not v3.meta.get("warnings") and geometry_source(v3) == "user" and v3.meta["geometry"] == "user"
+    np.testing.assert_array_equal(v3.array, small_volume.array)
+    assert v3.spacing == pytest.approx(small_volume.spacing) and v3.orientation == "LPS"
     real = tmp_path / "real.nii.gz"
     nib.save(nib.Nifti1Image(small_volume.array.T.copy(), small_volume.affine), str(real))
-    v3 = get_adapter("nifti").read(real)
-    assert v3.meta["geometry_in_file"] is True and not v3.meta.get("warnings") and geometry_source(v3) == "file"
+    v4 = get_adapter("nifti").read(real)
+    assert v4.meta["geometry_in_file"] is True and not v4.meta.get("warnings") and geometry_source(v4) == "file"
 
 
 def test_generatect_refuses_simpleitk_default_affine(tmp_path: Path, small_volume: Volume) -> None:

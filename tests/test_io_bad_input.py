@@ -50,7 +50,7 @@ def bad_files(tmp_path, demo_ct_path):
 
 
 @pytest.mark.parametrize("kind,exc,reason", [
-    ("truncated", CorruptFileError, "cannot decode"),
+    ("truncated", CorruptFileError, "truncated"),
     ("garbage", CorruptFileError, "cannot decode"),
     ("empty", CorruptFileError, "empty file"),
     ("nan", InvalidVolumeError, "NaN or Inf"),

@@ -121,14 +121,22 @@ def test_env_var_file_is_refused(evil, cache, monkeypatch):
     _assert_refused(e, path, marker)
 
 
-def test_cli_import_then_resolve_and_load_is_refused(evil, cache):
+def test_cli_import_refuses_pickle_and_a_cached_copy_is_refused_on_load(evil, cache):
+    import shutil
+
     from trace_bench.cli import app
     from trace_bench.metrics.vbench.consistency import load_dino_vit
 
     path, marker = evil
     runner = CliRunner()
     out = runner.invoke(app, ["weights", "import", "dino-vitb16", str(path)])
-    assert out.exit_code == 0, out.output  # no pinned hash: the copy is accepted, but never trusted
+    assert out.exit_code == 2, out.output  # no pinned hash: the content is checked (tensors only) and refused
+    err = [ln for ln in out.output.splitlines() if ln.strip()]
+    assert len(err) == 1 and str(path) in err[0] and "refused" in err[0] and "convert" in err[0], out.output
+    assert not (cache / "dino_vitbase16_pretrain.pth").exists() and not marker.exists()
+    # a copy put into the cache by hand is still never trusted: verify says unverified, loading refuses it
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, cache / "dino_vitbase16_pretrain.pth")
     out = runner.invoke(app, ["weights", "verify", "dino-vitb16"])
     assert out.exit_code == 0, out.output
     assert "unverified" in out.output and " ok" not in out.output, out.output

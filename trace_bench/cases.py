@@ -2,8 +2,21 @@
 
 Case id rules are those of :func:`baselines.base.generic_case_id` (file name without volume
 extension; GenerateCT's ``sample-['name']`` wrapper removed), refined by each peer adapter.
-Nothing is dropped silently: unpaired files, duplicate ids and unreadable entries are returned as
-:class:`Problem` rows with a reason, and the runner writes them to ``errors.csv``.
+Nothing is dropped silently: unpaired files, duplicate ids, unreadable entries, hidden volume files
+(name starting with ``.``) and invalid case ids are returned as :class:`Problem` rows with a reason,
+and the runner writes them to ``errors.csv``.
+
+Case ids are data, never paths (:func:`case_id_problem`): an id must be non-empty, not ``.`` or ``..``,
+and hold no path separator (``/``, ``\\``), control character (Unicode category Cc: NUL, newline, tab,
+escape...), line or paragraph separator (U+2028, U+2029) or bidirectional override (U+202A-U+202E,
+U+2066-U+2069). Files whose id breaks the rule are skipped with a problem row naming the file; the other
+cases still run. :func:`case_file_stem` is the one place an id becomes a file name.
+
+Hidden files: an entry whose name starts with ``.`` and ends with a volume suffix (``.lung3.nii.gz``,
+macOS ``._lung1.nii.gz`` resource forks) is listed as skipped (``hidden file``), not read: such names are
+mostly copies and artefacts of tools (AppleDouble files are not volumes at all), and reading them would
+turn them into cases the user never meant; renaming the file scores it. Other hidden entries (``.DS_Store``,
+``.git``) are ignored.
 """
 
 from __future__ import annotations
@@ -15,7 +28,51 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .inputs import InputError, check_input, input_problem
+from .inputs import InputError, check_input, detached_files, input_problem
+
+#: bidirectional formatting characters that reorder displayed text (a case id could spoof another in reports)
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: an id longer than this many UTF-8 bytes is shortened for file names (:func:`case_file_stem`); file systems
+#: allow 255 bytes per name, and record names add suffixes such as ``.segmentation.error.json``
+MAX_STEM_BYTES = 100
+#: bytes of the id kept before the hash in a shortened stem
+STEM_PREFIX_BYTES = 48
+
+
+def case_id_problem(case_id: str) -> str | None:
+    """Why ``case_id`` cannot be a case id (module docstring), or None."""
+    import unicodedata
+
+    if not isinstance(case_id, str) or not case_id.strip():
+        return "empty case id"
+    if case_id in (".", ".."):
+        return f"case id {case_id!r} is a path component"
+    if "/" in case_id or "\\" in case_id:
+        return f"case id {case_id!r} holds a path separator"
+    for ch in case_id:
+        cat = unicodedata.category(ch)
+        if cat == "Cc" or ch in ("\u2028", "\u2029"):
+            return f"case id {case_id!r} holds a control character (U+{ord(ch):04X})"
+        if ch in _BIDI:
+            return f"case id {case_id!r} holds a bidirectional override (U+{ord(ch):04X})"
+    return None
+
+
+def case_file_stem(case_id: str) -> str:
+    """The file-name stem of a case id's records and plots: the id itself when it is at most
+    :data:`MAX_STEM_BYTES` UTF-8 bytes and does not start with ``.``; otherwise its first
+    :data:`STEM_PREFIX_BYTES` bytes (whole characters) + ``~`` + the first 16 hex digits of the id's
+    sha256 (distinct ids keep distinct stems). Ids are validated first (:func:`case_id_problem`)."""
+    import hashlib
+
+    why = case_id_problem(case_id)
+    if why is not None:
+        raise ConfigError(f"{why}; case ids must be data, not paths")
+    raw = case_id.encode("utf-8")
+    if len(raw) <= MAX_STEM_BYTES and not case_id.startswith("."):
+        return case_id
+    prefix = raw[:STEM_PREFIX_BYTES].decode("utf-8", "ignore").lstrip(".")
+    return f"{prefix}~{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 @dataclass(frozen=True)
@@ -72,9 +129,16 @@ def discover(folder: str | Path, adapter: str = "nifti", label: str = "reference
     ad = get_adapter(adapter)
     problems: list[Problem] = []
     try:
-        entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+        everything = sorted(folder.iterdir())
     except OSError as e:
         raise ConfigError(f"{label}: cannot list folder {folder} ({e.strerror or e})") from None
+    from .io import VOLUME_SUFFIXES
+
+    entries = [p for p in everything if not p.name.startswith(".")]
+    for p in everything:
+        if p.name.startswith(".") and p.name.lower().endswith(VOLUME_SUFFIXES):
+            why = "hidden file (name starts with '.'): not read; rename it without the '.' to score it (skipped)"
+            problems.append(Problem(label, _safe_case_id(ad, p), str(p), why))
     bad: set[Path] = set()
     for p in entries:
         try:
@@ -97,6 +161,11 @@ def discover(folder: str | Path, adapter: str = "nifti", label: str = "reference
             problems.append(Problem(label, _safe_case_id(ad, p), str(p), f"{reason} (skipped)"))
             continue
         cid = ad.case_id(p)
+        bad_id = case_id_problem(cid)
+        if bad_id is not None:
+            problems.append(Problem(label, ascii(cid), str(p), f"{bad_id}: case ids are data, not paths; rename the "
+                                                               "file (skipped)"))
+            continue
         if cid in found:
             dup_problems.append(Problem(label, cid, str(p), f"duplicate case id {cid!r}: also {found[cid].path.name}; both skipped"))
             continue
@@ -106,6 +175,11 @@ def discover(folder: str | Path, adapter: str = "nifti", label: str = "reference
         found.pop(cid, None)
     # label maps a peer writes beside its volumes (MAISI _label, MedSyn _lobe/...) are not problems
     companions = {Path(m).resolve() for cf in found.values() for m in ad.masks(cf.path).values()}
+    for cf in found.values():  # NRRD / MetaImage data files belong to their header
+        try:
+            companions |= {f.resolve() for f in detached_files(cf.path)}
+        except InputError:
+            pass
     others = [p for p in entries if p not in bad and not ad.is_candidate(p)
               and p.resolve() not in companions and not p.name.endswith((".txt", ".json", ".csv", ".md"))]
     for p in others:

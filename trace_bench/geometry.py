@@ -13,13 +13,25 @@ and the comparison is per axis (z, y, x):
 * **degenerate**: fewer than :data:`MIN_VOXELS` (2) voxels along any axis, or fewer than
   :data:`MIN_INPLANE` (8) along y or x, in either volume.
 * **known geometry** (:func:`geometry_source`): ``file`` when the spacing came from a real header,
-  ``user`` when the user gave it (``--spacing``), ``none`` when the file carries no geometry: an
-  adapter's documented default (``meta["spacing_source"]`` starts with ``adapter default``) or a
-  header without real geometry (``meta["geometry_in_file"] is False``: identity or SimpleITK-default
-  affine, see :mod:`baselines.base`; or ``meta["source_affine_is_identity"]``, set by
-  :mod:`trace_bench.io`). A volume without that metadata (built in code) counts as known.
-  With unknown geometry the FOV and direction cosines are not compared (they are invented), and the
-  generated volume can only be mapped onto the reference grid by extent.
+  ``user`` when the user gave it (reading options ``spacing=`` / ``layout=``, or ``reference``), ``none``
+  when the file carries no geometry: an adapter's documented default (``meta["spacing_source"]`` starts
+  with ``adapter default``, ``meta["geometry"] == "adapter"``) or a header without real geometry
+  (``meta["geometry"] == "trivial"``, see below; ``meta["geometry_in_file"] is False``). A volume without
+  that metadata (built in code) counts as known. With unknown geometry the FOV and direction cosines are
+  not compared (they are invented), and the generated volume can only be mapped onto the reference grid
+  by extent.
+
+Header truth (issues 26, 27: no silent geometry guess). The readers (:func:`trace_bench.io.read_raw`)
+record what a header says about geometry in ``meta["geometry_notes"]`` (kind, text). The kinds
+``no_geometry`` (identity affine, unit voxels at the origin, NIfTI qform/sform codes both 0,
+``affine=None``), ``ambiguous_orientation`` (qform and sform disagree, a negative voxel size) and
+``zero_spacing`` make ``meta["geometry"] == "trivial"``; ``inconsistent`` and ``spacing_unknown`` are
+warnings only. :func:`volume_warnings` turns them into one line each, naming the file and the reading
+option that settles them (the same words in ``trace-bench inspect``, ``doctor`` and ``run``'s
+``warnings.csv``). For reference-based metrics (:func:`check_geometry`), a trivial header on either side,
+and a generated header whose orientation mirrors an axis of the reference's header (``LAS`` vs ``RAS``),
+are refused under ``strict`` and ``refuse`` (the default) and warned under ``warn``, unless the user
+said how to read the file (``layout=``: ``meta["geometry"]`` is then ``user`` or ``reference``).
 
 Policies (``--geometry POLICY``, :data:`GEOMETRY_POLICIES`, default :data:`DEFAULT_POLICY`)::
 
@@ -30,6 +42,8 @@ Policies (``--geometry POLICY``, :data:`GEOMETRY_POLICIES`, default :data:`DEFAU
     FOV differs by more than 5 % (known)       REFUSE   REFUSE                      resample + warning
     orientation disagrees                      REFUSE   REFUSE                      resample + warning
     degenerate volume (either side)            REFUSE   REFUSE                      warning
+    header without geometry (trivial, either)  REFUSE   REFUSE (say layout=)        warning
+    header orientation mirrors the reference's REFUSE   REFUSE (say layout=)        warning
 
 "Resample" means the scorer maps the generated volume onto the reference grid (the reference grid is
 the one scored); this module only decides and says so. :func:`check_geometry` returns the warnings
@@ -100,6 +114,11 @@ class Grid:
 
 def geometry_source(volume: Volume) -> str:
     """``file``, ``user`` or ``none``: where the volume's spacing and orientation come from (module docstring)."""
+    g = volume.meta.get("geometry")
+    if g in ("user", "reference"):
+        return "user" if volume.meta.get("spacing_known", True) else "none"
+    if g in ("trivial", "adapter"):
+        return "none"
     src = str(volume.meta.get("spacing_source") or "")
     if src.startswith("user"):
         return "user"
@@ -243,20 +262,121 @@ def decide(diff: GridDiff, policy: str | None = None) -> tuple[list[str], list[s
     return [], [f"grid ({', '.join(warn)}): {diff.description}: {action} [--geometry {p}]"]
 
 
-def check_geometry(generated: Volume, reference: Volume, policy: str | None = DEFAULT_POLICY) -> list[str]:
+#: note kinds that make a header's geometry untrusted (``meta["geometry"] == "trivial"``)
+REFUSING_NOTES = ("no_geometry", "ambiguous_orientation", "zero_spacing")
+_PAIRS = ("RL", "AP", "SI")
+
+
+def _file(volume: Volume) -> str:
+    path = volume.meta.get("path")
+    return str(path) if path else "volume"
+
+
+def note_hint(kind: str, volume: Volume, name: str | None = None) -> str:
+    """The reading option that settles a geometry note of ``kind`` (empty for notes that need none)."""
+    from .read_options import CANONICAL_LAYOUT, option_hint
+
+    if kind in ("no_geometry", "ambiguous_orientation"):
+        implied = str(volume.meta.get("implied_layout") or "")
+        as_read = f" (layout {implied})" if len(implied) == 3 else ""
+        return (f"say how to read it: {option_hint('layout', CANONICAL_LAYOUT, name)} if the array is stored (z, y, x) "
+                "inferior-first, layout=reference if it is on the paired reference case's grid, another code for "
+                f"another order, layout=header to accept it as read{as_read}; spacing=z,y,x or spacing=reference "
+                "for the voxel size")
+    if kind == "zero_spacing":
+        return f"add {option_hint('spacing', 'z,y,x', name)} (mm) or spacing=reference"
+    return ""
+
+
+def header_notes(volume: Volume) -> list[tuple[str, str]]:
+    """``(kind, text)`` of every note the reader made about the header's geometry (module docstring)."""
+    out = []
+    for item in volume.meta.get("geometry_notes") or ():
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            out.append((str(item[0]), str(item[1])))
+    return out
+
+
+def volume_warnings(volume: Volume, name: str | None = None) -> list[str]:
+    """One line per geometry note of ``volume``: ``file: what the header says; the option that settles it``.
+    The one wording of ``run`` (``warnings.csv``), ``inspect`` and ``doctor``. ``name``: the folder's name in
+    ``run`` (``--read NAME.layout=...``); ``None`` spells the option generically."""
+    out = []
+    for kind, text in header_notes(volume):
+        hint = note_hint(kind, volume, name)
+        out.append(f"{_file(volume)}: {text}" + (f"; {hint}" if hint else ""))
+    return out
+
+
+def _codes(volume: Volume) -> str | None:
+    code = str(volume.meta.get("source_orientation") or "")
+    return code if len(code) == 3 and all(any(c in pair for pair in _PAIRS) for c in code) else None
+
+
+def mirrored_axes(generated: str, reference: str) -> list[str]:
+    """Patient axes along which two layout codes point opposite ways (``LAS`` vs ``RAS`` -> ``["R/L"]``)."""
+    out = []
+    for pair in _PAIRS:
+        a = next((c for c in generated if c in pair), None)
+        b = next((c for c in reference if c in pair), None)
+        if a is not None and b is not None and a != b:
+            out.append(f"{pair[0]}/{pair[1]}")
+    return out
+
+
+def header_problems(generated: Volume, reference: Volume,
+                    names: tuple[str | None, str | None] = (None, None)) -> list[tuple[str, str]]:
+    """``(reason, hint)`` for what makes the pair's headers untrustworthy for a reference-based metric:
+    a trivial header on either side, or a generated header that mirrors an axis of the reference's."""
+    out: list[tuple[str, str]] = []
+    for role, vol, name in (("generated", generated, names[0]), ("reference", reference, names[1])):
+        for kind, text in header_notes(vol):
+            if kind in REFUSING_NOTES:
+                out.append((f"{role} {_file(vol)}: {text}", note_hint(kind, vol, name)))
+    g, r = _codes(generated), _codes(reference)
+    if (generated.meta.get("geometry") == "header" and reference.meta.get("geometry") == "header"
+            and g and r and mirrored_axes(g, r)):
+        from .read_options import option_hint
+
+        axes = ", ".join(mirrored_axes(g, r))
+        out.append((f"generated header orientation {g} mirrors the reference's {r} along {axes} (a writer that "
+                    "copied the reference's array but not its header mirrors the volume)",
+                    f"if the generated header is right confirm it with {option_hint('layout', 'header', names[0])}; if "
+                    "its voxels are stored like the reference's, layout=reference"))
+    return out
+
+
+def check_geometry(generated: Volume, reference: Volume, policy: str | None = DEFAULT_POLICY, *,
+                   names: tuple[str | None, str | None] = (None, None)) -> list[str]:
     """Apply ``policy`` to the two grids: the warnings to record (one line each), or raise
-    :class:`~trace_bench.errors.GeometryError` naming both files, what differs and the flag to change it."""
+    :class:`~trace_bench.errors.GeometryError` naming both files, what differs and the option to change it.
+
+    Header truth first (module docstring, :func:`header_problems`): refused under ``strict`` / ``refuse``,
+    warned under ``warn``. ``names``: the generated and reference folders' names in ``run`` (for the
+    ``--read NAME.layout=...`` hints; ``None`` spells them generically)."""
     p = parse_policy(policy)
+    header = header_problems(generated, reference, names)
+    header_warnings: list[str] = []
+    if header and p != "warn":
+        gen = generated.meta.get("path") or "generated volume"
+        ref = reference.meta.get("path") or "reference volume"
+        parts = "; ".join(f"{why}; {hint}" if hint else why for why, hint in header)
+        raise GeometryError(gen, f"refused against reference {ref} (--geometry {p}): {parts}; or pass --geometry warn "
+                                 "to score it as read, with a warning", reference=ref, diff=None)
+    if header:
+        header_warnings = [f"header ({why}): scored as read [--geometry warn]" for why, _ in header]
     diff = compare_grids(generated, reference)
     refusals, warnings = decide(diff, p)
     if not refusals:
-        return warnings
+        return header_warnings + warnings
     if p == "strict" and not decide(diff, "refuse")[0]:
         hint = "pass --geometry refuse (the default) to resample it onto the reference grid with a warning"
     else:
         hint = "pass --geometry warn to score it anyway (resampled by extent, with a warning)"
         if diff.geometry_known and not diff.fov_matches and not diff.degenerate:
-            hint = "check the spacing (--spacing z,y,x), or " + hint
+            from .read_options import option_hint
+
+            hint = f"check the spacing ({option_hint('spacing', 'z,y,x', names[0])}), or " + hint
     gen = diff.generated.path or "generated volume"
     ref = diff.reference.path or "reference volume"
     reason = (f"grid refused against reference {ref} ({', '.join(refusals)}; --geometry {p}): "

@@ -14,11 +14,13 @@ the provenance (they change the numbers).
   orientation code of the voxel axes in the reader's index order (NIfTI/NRRD/MetaImage index
   ``(i, j, k)``; NumPy / image stacks: array axes ``(0, 1, 2)``), each letter the patient direction the
   index grows toward (R/L, A/P, S/I; e.g. ``LPS``, ``RAS``, ``SPL`` = a ``(z, y, x)`` array stored
-  inferior-first with y to posterior and x to the left), or ``"reference"``: the paired reference
-  case's grid (same shape required).
+  inferior-first with y to posterior and x to the left), ``"reference"``: the paired reference
+  case's grid (same shape required), or ``"header"``: the file's header as written (the user confirms a
+  header that has no real geometry, or an orientation that differs from the reference's).
 
-This module only declares and validates the options; the readers (:mod:`baselines`,
-:mod:`trace_bench.io`) apply them.
+This module declares and validates the options, and holds the pure geometry of a layout code
+(:func:`layout_affine`, :func:`affine_layout`) and the one wording of "add this option" hints
+(:func:`option_hint`); the readers (:mod:`baselines`, :mod:`trace_bench.io`) apply the options.
 """
 
 from __future__ import annotations
@@ -27,26 +29,37 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, option_hint
+
+__all__ = ["CANONICAL_LAYOUT", "HEADER", "KEYS", "REFERENCE", "ReadOptions", "affine_layout", "layout_affine",
+           "layout_spacing_axes", "option_hint", "parse_layout", "parse_spacing_option"]
 
 #: the keys a folder's reading options may set
 KEYS = ("format", "convention", "spacing", "layout")
 #: letter pairs of a layout code (each axis one pair, each pair once)
 _AXIS_PAIRS = ({"R", "L"}, {"A", "P"}, {"S", "I"})
 REFERENCE = "reference"
+#: ``layout=header``: the file's own header, confirmed by the user
+HEADER = "header"
+#: RAS+ world direction of each layout letter (nibabel's convention: +x Right, +y Anterior, +z Superior)
+_LETTER_DIRECTION = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+#: the layout of trace-bench's own canonical array (z, y, x): inferior-first, rows to posterior, columns to the left
+CANONICAL_LAYOUT = "SPL"
 
 
 def parse_layout(value: Any, where: str = "layout") -> str:
-    """A three-letter orientation code (one of R/L, one of A/P, one of S/I, any order) or ``reference``."""
+    """A three-letter orientation code (one of R/L, one of A/P, one of S/I, any order), ``reference`` or
+    ``header``."""
     if not isinstance(value, str):
-        raise ConfigError(f"{where}: expected an orientation code such as LPS, RAS or SPL, or 'reference', got {value!r}")
+        raise ConfigError(f"{where}: expected an orientation code such as LPS, RAS or SPL, 'reference' or 'header', "
+                          f"got {value!r}")
     v = value.strip()
-    if v.lower() == REFERENCE:
-        return REFERENCE
+    if v.lower() in (REFERENCE, HEADER):
+        return v.lower()
     code = v.upper()
     if len(code) != 3 or any(sum(c in pair for c in code) != 1 for pair in _AXIS_PAIRS):
         raise ConfigError(f"{where}: expected an orientation code of three letters, one each of R/L, A/P and S/I "
-                          f"(e.g. LPS, RAS, SPL), or 'reference', got {value!r}")
+                          f"(e.g. LPS, RAS, SPL), 'reference' or 'header', got {value!r}")
     return code
 
 
@@ -72,6 +85,43 @@ def parse_spacing_option(value: Any, where: str = "spacing") -> tuple[float, flo
         raise ConfigError(f"{where}: expected three positive voxel sizes in mm (z,y,x), e.g. 5,1,1, or one number, "
                           f"or 'reference', got {value!r}")
     return (nums[0], nums[1], nums[2])
+
+
+def layout_affine(layout: str, spacing: "tuple[float, float, float] | list[float]",
+                  origin: "tuple[float, float, float] | None" = None) -> "Any":
+    """The 4x4 RAS affine of an array whose index axes follow ``layout`` (a code, not ``reference``),
+    with ``spacing`` mm per index axis (in the array's index order) and ``origin`` (RAS mm, default 0).
+
+    Column ``n`` = (unit RAS direction of letter ``layout[n]``) x ``spacing[n]``; e.g. ``RAS`` with unit
+    spacing is the identity, ``LPS`` is ``diag(-1, -1, 1)`` (what SimpleITK writes without geometry).
+    """
+    import numpy as np
+
+    code = parse_layout(layout)
+    if code in (REFERENCE, HEADER):
+        raise ConfigError(f"layout {code!r} has no affine of its own")
+    aff = np.eye(4)
+    aff[:3, :3] = 0.0
+    for n, letter in enumerate(code):
+        axis, sign = _LETTER_DIRECTION[letter]
+        aff[axis, n] = sign * float(spacing[n])
+    if origin is not None:
+        aff[:3, 3] = [float(v) for v in origin]
+    return aff
+
+
+def affine_layout(affine: "Any") -> str:
+    """The layout code an affine gives its index axes (the nearest axis letters: nibabel ``aff2axcodes``)."""
+    import nibabel as nib
+
+    return "".join(str(c) for c in nib.aff2axcodes(affine))
+
+
+def layout_spacing_axes(layout: str) -> tuple[int, int, int]:
+    """For each index axis of ``layout``, the canonical axis (0 = z, 1 = y, 2 = x) it runs along; e.g.
+    ``LPS`` -> (2, 1, 0), ``SPL`` -> (0, 1, 2). Used to give an index axis the reference's spacing."""
+    zyx = {0: 2, 1: 1, 2: 0}  # RAS axis (x, y, z) -> canonical (z, y, x) position
+    return tuple(zyx[_LETTER_DIRECTION[c][0]] for c in parse_layout(layout))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

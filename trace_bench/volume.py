@@ -11,7 +11,8 @@ Convention (applied to every input, whatever its format):
 * ``affine``: 4x4 NIfTI-style matrix mapping the index ``(x, y, z)`` (i.e. ``array`` indices
   reversed) to RAS+ world millimetres, so ``nibabel.Nifti1Image(array.T, affine)`` is correct.
 * ``meta``: where it came from (path, format, original dtype/shape/orientation, the intensity
-  convention and the spacing source used).
+  convention and the spacing source used, ``geometry`` / ``geometry_notes``: what the header said about
+  geometry, see :func:`trace_bench.io.read_raw`, and one-line ``warnings``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class Volume:
             "convention": self.meta.get("convention"),
             "convention_reason": self.meta.get("convention_reason"),
             "spacing_source": self.meta.get("spacing_source"),
+            "geometry": self.meta.get("geometry"),
+            "read_layout": self.meta.get("read_layout"),
+            "warnings": list(self.meta.get("warnings") or []),
         }
 
 

