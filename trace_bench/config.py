@@ -184,14 +184,19 @@ class RunConfig:
             self.classes = str(self.classes)
 
         _check_str("out", self.out)
-        self.reference = _check_folder_value("reference", self.reference)
         _check_str("reference_format", self.reference_format)
+        if isinstance(self.reference, Mapping):  # one format: the table's, else reference_format (kept equal)
+            self.reference = {**self.reference, "format": self.reference.get("format") or self.reference_format}
+        self.reference = _check_folder_value("reference", self.reference)
+        if isinstance(self.reference, dict):
+            self.reference_format = self.reference["format"]
         if not isinstance(self.methods, dict):
             raise ConfigError(f"methods: expected a table of NAME = \"DIR[:FORMAT]\" (or NAME tables), "
                               f"got {_got(self.methods)}")
+        for k in self.methods:
+            check_method_name(nfc(k))
         check_confusables(self.methods)
-        self.methods = {check_method_name(nfc(k)): _check_folder_value(f"methods.{k}", v, required=True)
-                        for k, v in self.methods.items()}
+        self.methods = {nfc(k): _check_folder_value(f"methods.{k}", v, required=True) for k, v in self.methods.items()}
         _check_str_list("metrics", self.metrics)
         if not self.metrics:
             raise ConfigError("metrics: expected at least one metric name, 'all' or 'weight-free'")

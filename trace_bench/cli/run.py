@@ -58,6 +58,8 @@ def build_config(config: Optional[Path], *, reads: Optional[list[str]] = None, a
         except ValueError:
             raise ConfigError(f"--hu-window {flags['hu_window']!r}: expected LO,HI in HU, e.g. -1000,1000") from None
         flags["hu_window"] = [lo, hi]
+    if flags.get("reference_format") and isinstance(base.reference, dict) and flags.get("reference") is None:
+        flags["reference"] = {**base.reference, "format": flags["reference_format"]}  # the flag wins over the file
     cfg = base.replace(**flags)
     return apply_reads(cfg, reads) if reads else cfg
 

@@ -183,6 +183,12 @@ def check_inputs(config: RunConfig) -> PlanInputs:
     if folders.methods and folders.reference is None:
         raise ConfigError("--reference is missing: every --method is scored against a reference folder of real "
                           "volumes paired by case id; give --reference DIR")
+    if folders.train_reference is not None:
+        optioned = [f.name for f in folders.all() if len(f.read.key()) > 1]
+        if optioned:  # trace_bench.audit reads (folder, adapter) pairs with the adapters' defaults
+            raise ConfigError(f"--train-reference: the memorization audit reads folders with their adapter's defaults "
+                              f"and cannot apply the reading options of {', '.join(optioned)}; run the audit "
+                              "separately (`trace-bench audit`) on folders that need none")
     for f in folders.all():
         label = "--reference" if f.name == "reference" else (
             "--train-reference" if f.name == "train_reference" else f"--method {f.name}")
