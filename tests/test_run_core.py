@@ -96,8 +96,11 @@ def test_out_of_tree_plugin_appears_in_every_output(data, tmp_path, plugin):
     assert "sharpness_test" in r.output and "higher" in r.output
     r = runner.invoke(app, ["metrics", "--plugins", plugin])
     assert r.exit_code == 0 and "sharpness_test" in r.output and "sharpness_test.axis" in r.output
-    # a rerun from the written config.toml repeats the run (same option, everything cached)
+    # a rerun from the written config.toml repeats the run (same option, everything cached); the config's
+    # plug-ins are code: loaded only when allowed (or named on the command line)
     r = _run(["--config", str(b / "config.toml")])
+    assert r.exit_code == 2 and "--allow-plugins" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    r = _run(["--config", str(b / "config.toml"), "--allow-plugins"])
     assert r.exit_code == 0, r.output
     assert pd.read_csv(b / "per_case.csv").equals(pb)
 
@@ -106,7 +109,7 @@ def test_option_from_toml_and_validation(data, tmp_path, plugin):
     toml = tmp_path / "bench.toml"
     toml.write_text(f'reference = "{data / "reference"}"\nmetrics = ["sharpness_test"]\nplugins = ["{plugin}"]\n'
                     f'out = "{tmp_path / "o"}"\n\n[options.sharpness_test]\naxis = "x"\n', encoding="utf-8")
-    r = _run(["--config", str(toml)])
+    r = _run(["--config", str(toml), "--allow-plugins"])
     assert r.exit_code == 0, r.output
     assert pd.read_csv(tmp_path / "o" / "per_case.csv").protocol.str.contains("opt:axis=x").all()
     bad = [(["--option", "sharpness_test.axis=w"], "expected one of z, y, x"),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trace_bench.config import RunConfig, config_from_dict, load_config, parse_pairs, split_method
+from trace_bench.config import RunConfig, config_from_dict, load_config, parse_pairs
+from trace_bench.folders import parse_folder, split_spec
 from trace_bench.errors import ConfigError
 
 # CLI option names that differ from the field names (plural fields, repeated singular flags)
@@ -69,9 +70,11 @@ def test_precedence_and_method_spec(tmp_path):
     c = build_config(p, out=None, seed=7, methods=["B=b:npy"], metrics=None, hu_window="-500,500")
     assert c.out == "from-file" and c.seed == 7 and c.metrics == ["weight-free"]
     assert c.methods == {"A": "a", "B": "b:npy"} and c.hu_window == [-500.0, 500.0]
-    assert split_method("b:npy") == ("b", "npy") and split_method("some/dir") == ("some/dir", "nifti")
+    assert split_spec("b:npy") == ("b", "npy") and split_spec("some/dir") == ("some/dir", None)
+    f = parse_folder("B", "b:npy")
+    assert (f.path, f.format, f.spec()) == (Path("b"), "npy", "b:npy")
     with pytest.raises(ConfigError, match="adapter"):
-        split_method("dir:nosuchadapter")
+        split_spec("dir:nosuchadapter")
     assert config_from_dict({"metrics": "a,b"}).metrics == ["a", "b"]
 
 

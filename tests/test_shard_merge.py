@@ -38,11 +38,14 @@ def plugin():
     unregister()
 
 
+PLUGINS = ["test_shard_fakes:register"]
+
+
 def cfg(data: Path, out: Path, **kw) -> RunConfig:
     base = dict(out=str(out), reference=str(data / "reference"), reference_masks=str(data / "masks"),
                 methods={"interp": str(data / "interp"), "noisy": str(data / "noisy")}, metrics=METRICS,
                 segmenter="threshold", frame_size=64, bootstrap=200, bootstrap_distribution=20, plots=True,
-                published=False, progress=False, plugins=["test_shard_fakes:register"])
+                published=False, progress=False, plugins=PLUGINS)
     base.update(kw)
     return RunConfig(**base)
 
@@ -103,7 +106,10 @@ def test_shards_merged_equal_unsharded(data, single, tmp_path, n):
     shards = run_shards(data, tmp_path, n)
     cases = [json.loads((s / "manifest.json").read_text(encoding="utf-8"))["shard"]["cases"] for s in shards]
     assert all(cases) and sorted(sum(cases, [])) == sorted(f"lung{v}-{k}" for v in (1, 2) for k in range(3))
-    res = merge_shards(list(reversed(shards)), tmp_path / "merged", report=True)  # shard order does not matter
+    with pytest.raises(MergeError, match="plug-in.*--plugins"):  # plug-ins named in the shards run only when named
+        merge_shards(shards, tmp_path / "merged", report=True)
+    res = merge_shards(list(reversed(shards)), tmp_path / "merged", report=True,  # shard order does not matter
+                       plugins=PLUGINS)
     assert_same_tables(res.out, single)
     assert (res.out / "report.html").is_file() and (res.out / "plots").is_dir()
     prov = json.loads((res.out / "provenance.json").read_text(encoding="utf-8"))
@@ -122,10 +128,11 @@ def test_merge_cli_and_rerun_of_a_killed_shard(data, single, tmp_path):
     victim = sorted((shards[1] / "cases").rglob("temporal_flickering.json"))[0]
     victim.unlink()
     with pytest.raises(MergeError, match=r"s2.*incomplete: 1 of .*temporal_flickering.*config\.toml"):
-        merge_shards(shards, tmp_path / "m")
+        merge_shards(shards, tmp_path / "m", plugins=PLUGINS)
     r = run(cfg(data, shards[1], shard="2/2"), report=False)
     assert r.stats["computed"] == 1
-    res = CliRunner().invoke(app, ["merge", *map(str, shards), "--out", str(tmp_path / "m"), "--no-report"])
+    res = CliRunner().invoke(app, ["merge", *map(str, shards), "--out", str(tmp_path / "m"), "--no-report",
+                                   "--plugins", PLUGINS[0]])
     assert res.exit_code == 0, res.output
     assert "summary.csv" in res.output
     assert_same_tables(tmp_path / "m", single)
@@ -135,13 +142,13 @@ def test_merge_refuses_mismatched_shards(data, tmp_path):
     s1, s2, s3 = run_shards(data, tmp_path / "a", 3)
     # a shard missing, a shard given twice
     with pytest.raises(MergeError, match="shard.* 2/3 missing"):
-        merge_shards([s1, s3], tmp_path / "m")
+        merge_shards([s1, s3], tmp_path / "m", plugins=PLUGINS)
     with pytest.raises(MergeError, match="given twice"):
-        merge_shards([s1, s1, s2, s3], tmp_path / "m")
+        merge_shards([s1, s1, s2, s3], tmp_path / "m", plugins=PLUGINS)
     # a different setting (protocol): named with both values
     o2 = run(cfg(data, tmp_path / "b2", shard="2/3", frame_size=32), report=False).out
     with pytest.raises(MergeError, match=r"b2.*config\.frame_size: 64 != 32"):
-        merge_shards([s1, o2, s3], tmp_path / "m")
+        merge_shards([s1, o2, s3], tmp_path / "m", plugins=PLUGINS)
     # different metric protocol / weights sha256 recorded in a manifest
     w = tmp_path / "w3"
     shutil.copytree(s3, w)
@@ -149,16 +156,16 @@ def test_merge_refuses_mismatched_shards(data, tmp_path):
     man["weights"] = {"inception-fid": "0" * 64}
     (w / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(MergeError, match=r"w3.*weights\.inception-fid: missing != \"0000"):
-        merge_shards([s1, s2, w], tmp_path / "m")
+        merge_shards([s1, s2, w], tmp_path / "m", plugins=PLUGINS)
     # a different split
     o = run(cfg(data, tmp_path / "c", shard="1/2"), report=False).out
     with pytest.raises(MergeError, match="different splits"):
-        merge_shards([o, s2, s3], tmp_path / "m")
+        merge_shards([o, s2, s3], tmp_path / "m", plugins=PLUGINS)
     # not a shard at all; merging into a shard folder
     with pytest.raises(MergeError, match="no manifest.json"):
-        merge_shards([tmp_path, s2, s3], tmp_path / "m")
+        merge_shards([tmp_path, s2, s3], tmp_path / "m", plugins=PLUGINS)
     with pytest.raises(MergeError, match="one of the shard folders"):
-        merge_shards([s1, s2, s3], s1)
+        merge_shards([s1, s2, s3], s1, plugins=PLUGINS)
 
 
 def test_merge_refuses_shards_of_changed_inputs(data, tmp_path):
@@ -169,7 +176,7 @@ def test_merge_refuses_shards_of_changed_inputs(data, tmp_path):
     shutil.copy(d / "noisy" / "lung1-0.nii.gz", d / "noisy" / "lung2-2.nii.gz")
     s2 = run(cfg(d, tmp_path / "s2", shard="2/2", metrics=["temporal_flickering"]), report=False).out
     with pytest.raises(MergeError, match=r"s2.*listing.*input folders changed"):
-        merge_shards([s1, s2], tmp_path / "m")
+        merge_shards([s1, s2], tmp_path / "m", plugins=PLUGINS)
 
 
 def test_demo_cannot_be_sharded(tmp_path):

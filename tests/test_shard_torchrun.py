@@ -112,7 +112,8 @@ def test_torchrun_shard_merges_with_a_plain_shard(data, one, tmp_path):
     register()
     try:
         run(config(data, tmp_path / "s2", shard="2/2"), report=False)
-        merge_shards([tmp_path / "s1", tmp_path / "s2"], tmp_path / "m", report=False)
+        merge_shards([tmp_path / "s1", tmp_path / "s2"], tmp_path / "m", report=False,
+                     plugins=["test_shard_fakes:register"])
     finally:
         unregister()
     for n in ("per_case.csv", "summary.csv", "errors.csv"):

@@ -252,9 +252,14 @@ def test_method_with_no_scored_case_is_loud(data, tmp_path):
         (m / f"{cid}.nii.gz").write_bytes(b"broken")
     r = runner.invoke(app, ["run", *FAST, "--reference", str(data / "reference"), "--method", f"broken={m}",
                             "--metrics", "temporal_flickering", "--out", str(tmp_path / "o")])
-    assert r.exit_code == 0
-    assert "method 'broken' has no scored case" in r.output
+    assert r.exit_code == 1  # no method scored any case: the run failed
+    assert "method 'broken' has no scored case" in r.output and "no method scored any case" in r.output
     assert "has no scored case" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+    # one method scored: the run succeeded, the other is still loud
+    r = runner.invoke(app, ["run", *FAST, "--reference", str(data / "reference"), "--method", f"broken={m}",
+                            "--method", f"noisy={data / 'noisy'}", "--metrics", "temporal_flickering",
+                            "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 0 and "method 'broken' has no scored case" in r.output, r.output
 
 
 def test_default_metrics_run_what_is_installed(data, tmp_path, monkeypatch):

@@ -18,6 +18,12 @@ Example ``bench.toml``::
     TRACE = "gen/trace"
     GenerateCT = "gen/generatect:generatect"
 
+    [methods.MyGen]                # or a table with reading options (trace_bench.read_options;
+    path = "gen/mygen"             # CLI: --read MyGen.convention=unit); the same for [reference]
+    format = "npy"                 # and [train_reference]
+    convention = "unit"
+    spacing = "reference"
+
     [profiles]                     # NAME = "profile.json" written by `trace-bench profile`
     TRACE = "profiles/trace.json"
 
@@ -30,7 +36,15 @@ value is one line, ``FILE: setting: expected ..., got ...``. Ranges: ``workers``
 (0, 1), ``frame_size`` 16..2048 pixels, ``hu_window`` two finite numbers lo < hi, ``batch_size``
 1..65536, ``device`` "auto" | "cpu" | "cuda" | "cuda:N". Method names become folder names: 1..100
 characters, letters, digits, space and ``_ - . + ( )``, starting with a letter, digit, ``_`` or
-``(``, not ending with a space or ``.``, and not ``GT`` (the reference).
+``(``, not ending with a space or ``.``, and not ``GT`` (the reference); they are NFC-normalised and
+two names that look alike (``TRACE`` and ``ТRACE`` with a Cyrillic ``Т``) are refused.
+
+Every setting is declared once by its scope (:data:`SETTINGS`): ``values`` (changes per-case values:
+part of the per-case cache keys, by the route it declares), ``run`` (changes the run's tables, not
+the per-case records: part of the run fingerprint only) or ``local`` (changes no number: where and how
+fast the run goes). The cache keys (:mod:`trace_bench.run.plan`), the run fingerprint
+(:mod:`trace_bench.results.stamp`) and what shards may differ in (:mod:`trace_bench.run.merge`) are
+derived from it.
 """
 
 from __future__ import annotations
@@ -39,13 +53,16 @@ import dataclasses
 import math
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from .device import parse_device
 from .errors import ConfigError
 from .sharding import parse_shard  # noqa: F401 - re-exported (it lives with the other shard helpers)
+from .folders import InputFolder, normalise_table, parse_folder
+from .read_options import KEYS as READ_KEYS
 
 DEFAULT_OUT = "trace-bench-out"
 #: allowed ``frame_size`` (in-plane frame size in pixels): below 16 the backbones cannot run, above
@@ -63,12 +80,13 @@ class RunConfig:
 
     #: output directory (results, caches, reports)
     out: str = DEFAULT_OUT
-    #: folder of reference (real) volumes; None with no methods = the shipped demo data
-    reference: str | None = None
-    #: adapter reading the reference folder
+    #: folder of reference (real) volumes, "DIR" or a table with reading options (trace_bench.folders);
+    #: None with no methods = the shipped demo data
+    reference: str | dict[str, Any] | None = None
+    #: adapter reading the reference folder (when ``reference`` is a string or a table without format)
     reference_format: str = "nifti"
-    #: generated folders: method name -> "DIR[:FORMAT]"
-    methods: dict[str, str] = field(default_factory=dict)
+    #: generated folders: method name -> "DIR[:FORMAT]" or a table with reading options
+    methods: dict[str, str | dict[str, Any]] = field(default_factory=dict)
     #: metric plug-in names, or "all" / "weight-free"
     metrics: list[str] = field(default_factory=lambda: ["available"])
     #: segmenter used by the segmentation metrics (registry ``trace_bench.segmenters.SEGMENTERS``)
@@ -142,9 +160,12 @@ class RunConfig:
     #: slices from the central 40% for FID/KID/PRDC, 2 clips for FVD); shows in every protocol id,
     #: never the default for published numbers
     fast: bool = False
-    #: "DIR[:FORMAT]": the training set of the audited generator; adds the memorization audit
-    #: (OUT/audit/, a report section) against it, calibrated on the reference (held-out) set
-    train_reference: str | None = None
+    #: "DIR[:FORMAT]" or a table: the training set of the audited generator; adds the memorization
+    #: audit (OUT/audit/, a report section) against it, calibrated on the reference (held-out) set
+    train_reference: str | dict[str, Any] | None = None
+    #: use a non-empty --out folder that trace-bench did not write (its files are left alone; a file
+    #: where the run writes one of its own is still refused)
+    force: bool = False
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -164,11 +185,19 @@ class RunConfig:
             self.classes = str(self.classes)
 
         _check_str("out", self.out)
-        _check_str("reference", self.reference, optional=True)
         _check_str("reference_format", self.reference_format)
-        _check_str_map("methods", self.methods, what="DIR[:FORMAT]")
-        for name in self.methods:
-            check_method_name(name)
+        if isinstance(self.reference, Mapping):  # one format: the table's, else reference_format (kept equal)
+            self.reference = {**self.reference, "format": self.reference.get("format") or self.reference_format}
+        self.reference = _check_folder_value("reference", self.reference)
+        if isinstance(self.reference, dict):
+            self.reference_format = self.reference["format"]
+        if not isinstance(self.methods, dict):
+            raise ConfigError(f"methods: expected a table of NAME = \"DIR[:FORMAT]\" (or NAME tables), "
+                              f"got {_got(self.methods)}")
+        for k in self.methods:
+            check_method_name(nfc(k))
+        check_confusables(self.methods)
+        self.methods = {nfc(k): _check_folder_value(f"methods.{k}", v, required=True) for k, v in self.methods.items()}
         _check_str_list("metrics", self.metrics)
         if not self.metrics:
             raise ConfigError("metrics: expected at least one metric name, 'all' or 'weight-free'")
@@ -177,12 +206,14 @@ class RunConfig:
             raise ConfigError(f"classes: expected '2', '3' or 'full', got {self.classes!r}")
         _check_str("reference_masks", self.reference_masks, optional=True)
         _check_str_map("method_masks", self.method_masks, what="DIR")
+        self.method_masks = {nfc(k): v for k, v in self.method_masks.items()}
         _check_str("prompts", self.prompts, optional=True)
         parse_device(self.device)
         _check_int("workers", self.workers, lo=1, hi=1024)
         _check_bool("skip_unavailable", self.skip_unavailable)
         _check_str_map("weights", self.weights, what="PATH")
         _check_str_map("profiles", self.profiles, what="FILE.json")
+        self.profiles = {nfc(k): v for k, v in self.profiles.items()}
         _check_int("seed", self.seed, lo=0, hi=2**63 - 1)
         _check_int("bootstrap", self.bootstrap, lo=0, hi=10**7)
         _check_int("bootstrap_distribution", self.bootstrap_distribution, lo=0, hi=10**6)
@@ -211,8 +242,9 @@ class RunConfig:
         if self.geometry not in GEOMETRY_POLICIES:
             raise ConfigError(f"geometry: expected one of {', '.join(GEOMETRY_POLICIES)}, got {self.geometry!r}")
         _check_bool("relative_paths", self.relative_paths)
-        _check_str("train_reference", self.train_reference, optional=True)
+        self.train_reference = _check_folder_value("train_reference", self.train_reference)
         _check_bool("fast", self.fast)
+        _check_bool("force", self.force)
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -232,6 +264,15 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def folders(self) -> "RunFolders":
+        """The input folders parsed once (reference, methods, training reference): see :mod:`trace_bench.folders`."""
+        ref = None if self.reference is None else parse_folder(
+            "reference", self.reference, default_format=self.reference_format, where="reference", paired=False)
+        methods = {name: parse_folder(name, spec, where=f"method {name}") for name, spec in self.methods.items()}
+        train = None if self.train_reference is None else parse_folder(
+            "train_reference", self.train_reference, where="train_reference", paired=False)
+        return RunFolders(ref, methods, train)
+
     def to_toml(self) -> str:
         """TOML text that :func:`load_config` reads back into an equal config (None fields omitted;
         ``options`` as one ``[options.METRIC]`` table per metric)."""
@@ -240,18 +281,103 @@ class RunConfig:
             v = getattr(self, f.name)
             if v is None:
                 continue
-            if f.name == "options":
-                tables.append("[options]\n")
-                for metric, opts in v.items():
-                    body = "".join(f"{_toml_key(k)} = {_toml_value(x)}\n" for k, x in opts.items())
-                    tables.append(f"[options.{_toml_key(metric)}]\n{body}")
-            elif isinstance(v, dict):
-                body = "\n".join(f"{_toml_key(k)} = {_toml_value(v[k])}" for k in v)
-                tables.append(f"[{f.name}]\n{body}\n" if body else f"[{f.name}]\n")
+            if isinstance(v, dict):
+                tables.append(_toml_table(f.name, v))
             else:
                 scalars.append(f"{f.name} = {_toml_value(v)}")
         head = "# Effective configuration of this run (trace-bench run --config this-file repeats it)\n"
         return head + "\n".join(scalars) + "\n\n" + "\n".join(tables)
+
+
+@dataclass(frozen=True)
+class RunFolders:
+    """A run's input folders, parsed once (:meth:`RunConfig.folders`)."""
+
+    reference: InputFolder | None
+    methods: dict[str, InputFolder]
+    train_reference: InputFolder | None
+
+    def all(self) -> list[InputFolder]:
+        return ([self.reference] if self.reference else []) + list(self.methods.values()) + (
+            [self.train_reference] if self.train_reference else [])
+
+
+# ================================================================================ scope of every setting
+VALUES, RUN, LOCAL = "values", "run", "local"
+#: how a ``values`` setting reaches the per-case cache keys (trace_bench.run.plan builds each)
+ROUTES = {
+    "inputs": "input hashes of the files read, the folder's reading options and adapter, the prompt text",
+    "protocol": "the metric's protocol id (which names every preprocessing choice it depends on)",
+    "weights": "the sha256 of the weights files the metric uses (the paths themselves are local)",
+    "entry": "the setting's value itself, in the keys of the entries it applies to",
+}
+#: which entries an ``entry``-route setting applies to
+APPLIES = {
+    "paired": "entries that compare a generated volume with its reference case (reference-based metrics, plots)",
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a setting changes: ``values`` (per-case values: cache keys, by ``route``), ``run`` (the run's
+    tables and report: fingerprint only) or ``local`` (no number)."""
+
+    scope: str
+    route: str = ""
+    applies: str = ""
+
+
+#: the one declaration of what every RunConfig field changes (checked against the fields at import)
+SETTINGS: dict[str, Scope] = {
+    "out": Scope(LOCAL),
+    "reference": Scope(VALUES, "inputs"),
+    "reference_format": Scope(VALUES, "inputs"),
+    "methods": Scope(VALUES, "inputs"),
+    "metrics": Scope(RUN),  # which entries exist
+    "segmenter": Scope(VALUES, "protocol"),
+    "classes": Scope(VALUES, "protocol"),
+    "reference_masks": Scope(VALUES, "inputs"),
+    "method_masks": Scope(VALUES, "inputs"),
+    "prompts": Scope(VALUES, "inputs"),
+    "device": Scope(LOCAL),
+    "workers": Scope(LOCAL),
+    "skip_unavailable": Scope(RUN),
+    "weights": Scope(VALUES, "weights"),
+    "profiles": Scope(RUN),
+    "seed": Scope(VALUES, "protocol"),  # clip offsets / KID subsets (in their ids) and the bootstrap
+    "bootstrap": Scope(RUN),
+    "bootstrap_distribution": Scope(LOCAL),  # ignored
+    "jackknife_groups": Scope(RUN),
+    "confidence": Scope(RUN),
+    "frame_size": Scope(VALUES, "protocol"),
+    "hu_window": Scope(VALUES, "protocol"),
+    "batch_size": Scope(RUN),
+    "plot_case": Scope(RUN),
+    "plots": Scope(RUN),
+    "published": Scope(RUN),
+    "progress": Scope(LOCAL),
+    "prefetch": Scope(LOCAL),
+    "shard": Scope(LOCAL),
+    "plugins": Scope(RUN),  # which metric classes exist (the class path is in every key)
+    "options": Scope(VALUES, "protocol"),
+    "strict": Scope(LOCAL),
+    "geometry": Scope(VALUES, "entry", "paired"),
+    "relative_paths": Scope(LOCAL),
+    "fast": Scope(VALUES, "protocol"),
+    "train_reference": Scope(RUN),  # the memorization audit
+    "force": Scope(LOCAL),
+}
+
+
+def _check_declaration() -> None:
+    names = [f.name for f in fields(RunConfig)]
+    if list(SETTINGS) != names:
+        missing = sorted(set(names) - set(SETTINGS)) or sorted(set(SETTINGS) - set(names))
+        raise AssertionError(f"config.SETTINGS must declare every RunConfig field in order; differs at {missing}")
+    for name, s in SETTINGS.items():
+        ok = (s.scope in (RUN, LOCAL) and not s.route) or (s.scope == VALUES and s.route in ROUTES)
+        if not ok or (s.route == "entry") != bool(s.applies) or (s.applies and s.applies not in APPLIES):
+            raise AssertionError(f"config.SETTINGS[{name!r}]: bad scope declaration {s}")
 
 
 # ================================================================================ field checks
@@ -345,6 +471,56 @@ def _check_options(value: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _check_folder_value(name: str, value: Any, *, required: bool = False) -> str | dict[str, Any] | None:
+    """A folder setting: None (unless required), a non-empty "DIR[:FORMAT]" string or a folder table
+    (normalised: path + reading options, see :func:`trace_bench.folders.normalise_table`)."""
+    if value is None and not required:
+        return None
+    if isinstance(value, Mapping):
+        return normalise_table(value, name)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{name}: expected a string \"DIR[:FORMAT]\" or a table with path = \"DIR\" and reading "
+                          f"options ({', '.join(READ_KEYS)}), got {_got(value)}")
+    return value
+
+
+def nfc(name: Any) -> Any:
+    """Unicode NFC form of a name (two spellings of ``é`` are one method)."""
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
+
+
+#: Latin look-alikes of Cyrillic and Greek letters (the single-letter entries of Unicode TR39
+#: confusables.txt for these scripts); enough to tell ``TRACE`` from ``ТRACE`` without a dependency
+_LOOKALIKE = str.maketrans({
+    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C", "Т": "T",
+    "Х": "X", "У": "Y", "Ѕ": "S", "І": "I", "Ј": "J", "Ԁ": "d", "Ԛ": "Q", "Ԝ": "W", "а": "a", "е": "e",
+    "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "һ": "h", "ԁ": "d",
+    "ԛ": "q", "ԝ": "w", "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M",
+    "Ν": "N", "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "ο": "o", "ν": "v", "α": "a", "ι": "i",
+    "κ": "k", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "0": "O", "1": "l", "I": "l",
+})
+
+
+def skeleton(name: str) -> str:
+    """What a name looks like: NFKC, look-alike letters mapped to Latin, case folded (``TRACE`` and
+    ``ТRACE`` have one skeleton)."""
+    return unicodedata.normalize("NFKC", name).translate(_LOOKALIKE).casefold().translate(_LOOKALIKE)
+
+
+def check_confusables(names: Iterable[str]) -> None:
+    """Refuse two method names that look alike (they would give two rows nobody can tell apart)."""
+    seen: dict[str, str] = {skeleton("GT"): "GT"}
+    for name in names:
+        if not isinstance(name, str):
+            continue  # refused by check_method_name
+        sk = skeleton(name)
+        other = seen.get(sk)
+        if other is not None and other != name:
+            cps = ", ".join(f"{c!r}=U+{ord(c):04X}" for c in name if ord(c) > 127) or "case only"
+            raise ConfigError(f"methods: method names {other!r} and {name!r} look alike ({cps}); rename one")
+        seen[sk] = name
+
+
 def check_method_name(name: Any) -> str:
     """A method name becomes a folder under ``OUT/cases/``: refuse anything that is not a plain,
     portable folder name (see the module docstring for the rules)."""
@@ -360,6 +536,13 @@ def check_method_name(name: Any) -> str:
         why = f" (contains {bad[0]!r})" if bad else (f" ({len(name)} characters)" if len(name) > METHOD_NAME_MAX else "")
         raise ConfigError(f"methods: method name {name!r}{why}: it becomes a folder name under OUT/cases/; expected {rules}")
     return name
+
+
+def _toml_table(name: str, table: dict[str, Any]) -> str:
+    """``[name]`` with its scalar entries, then one ``[name.KEY]`` sub-table per table value."""
+    scalars = "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in table.items() if not isinstance(v, dict))
+    subs = "".join(_toml_table(f"{name}.{_toml_key(k)}", v) for k, v in table.items() if isinstance(v, dict))
+    return f"[{name}]\n{scalars}" + subs
 
 
 def _toml_key(k: str) -> str:
@@ -491,15 +674,42 @@ def parse_pairs(items: Iterable[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def split_method(spec: str) -> tuple[str, str]:
-    """``"DIR[:FORMAT]"`` -> (DIR, FORMAT); FORMAT must be a registered adapter, default ``nifti``."""
-    from baselines.base import ADAPTERS
-    import baselines  # noqa: F401  (fills the registry)
+# ================================================================================ reading options
+def parse_read(text: str) -> tuple[str, str, Any]:
+    """``"TRACE.convention=unit"`` -> ``("TRACE", "convention", "unit")`` (NAME: a method, ``reference``
+    or ``train_reference``; KEY: a reading option of :mod:`trace_bench.read_options`)."""
+    head, sep, raw = str(text).partition("=")
+    name, dot, key = head.strip().rpartition(".")
+    if not sep or not dot or not name or key not in READ_KEYS or not raw.strip():
+        raise ConfigError(f"--read {text!r}: expected NAME.KEY=VALUE with NAME a method, reference or "
+                          f"train_reference and KEY one of {', '.join(READ_KEYS)}, e.g. TRACE.convention=unit")
+    return nfc(name), key, raw.strip()
 
-    if ":" in spec:
-        head, tail = spec.rsplit(":", 1)
-        if tail in ADAPTERS:
-            return head, tail
-        if "/" not in tail and "\\" not in tail and head and not Path(spec).exists():
-            ADAPTERS.get(tail)  # raises with the list of adapters and a suggestion
-    return spec, "nifti"
+
+def apply_reads(config: "RunConfig", items: Iterable[str]) -> "RunConfig":
+    """``--read NAME.KEY=VALUE`` flags applied to the folder they name (a string spec becomes a table)."""
+    folders = {"reference": config.reference, "train_reference": config.train_reference, **dict(config.methods)}
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        name, key, value = parse_read(item)
+        if (name, key) in seen:
+            raise ConfigError(f"--read: {name}.{key} given twice")
+        seen.add((name, key))
+        spec = folders.get(name)
+        if spec is None:
+            known = ", ".join(config.methods) or "none"
+            raise ConfigError(f"--read {item!r}: no folder named {name!r} (methods: {known}; or reference, "
+                              "train_reference, once given)")
+        if not isinstance(spec, dict):
+            fmt = config.reference_format if name == "reference" else "nifti"
+            parsed = parse_folder(name, spec, default_format=fmt, paired=name not in ("reference", "train_reference"))
+            spec = {"path": str(parsed.path), "format": parsed.format}
+        folders[name] = {**spec, key: value}
+    methods = {k: folders[k] for k in config.methods}
+    out = dataclasses.replace(config, reference=folders["reference"], train_reference=folders["train_reference"],
+                              methods=methods)
+    out.folders()  # parse once now: a bad value is refused here, naming the flag's folder
+    return out
+
+
+_check_declaration()

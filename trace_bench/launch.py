@@ -22,6 +22,9 @@ def launch(config: RunConfig, *, console=None, report: bool = True) -> RunResult
                           "demo inputs, so demo shards cannot be merged")
     distributed = torchrun_env()
     if config.uses_demo:
+        from .results.stamp import check_out_folder
+
+        check_out_folder(config.out, force=config.force)  # before the demo writes its inputs into OUT
         config, notes, extra_skipped = _demo_config(config, console, distributed)
     if distributed is not None:
         return run_distributed(config, console=console, report=report, notes=notes, extra_skipped=extra_skipped)

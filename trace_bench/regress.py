@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import RunConfig, load_config, split_method
+from .config import RunConfig, load_config
+from .folders import parse_folder
 from .errors import ConfigError
 from .results import PROFILE_METRICS, Comparison, compare_results
 
@@ -146,7 +147,7 @@ def regress(checkpoint: str | Path, baseline: str | Path, *, out: str | Path | N
     gen = out_dir / "generated" / name
     cand_out = out_dir / "run"
     _fresh_folder(gen)
-    _, fmt = split_method(cfg.methods[name])
+    fmt = parse_folder(name, cfg.methods[name]).format
     profiles = {m: p for m, p in cfg.profiles.items() if m != name}
     cand = cfg.replace(out=str(cand_out), methods={**cfg.methods, name: f"{gen}:nifti"}, profiles=profiles)
     notes = []

@@ -33,9 +33,14 @@ def audit_cmd(
     memorization.json, memorization.md and montage PNGs; prints the summary. A flag is evidence to look at,
     not proof (see the README, "Memorization audit")."""
     from ..audit import run_audit
-    from ..config import parse_pairs, split_method
+    from ..config import parse_pairs
+    from ..folders import parse_folder
 
-    methods = {name: split_method(spec) for name, spec in parse_pairs(method, "method").items()}
+    def folder(name: str, spec: str) -> tuple[str, str]:
+        f = parse_folder(name, spec)
+        return str(f.path), f.format
+
+    methods = {name: folder(name, spec) for name, spec in parse_pairs(method, "method").items()}
     last = [0.0]
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -45,7 +50,7 @@ def audit_cmd(
         last[0] = now
         print(f"audit: {stage} {done}/{total}", file=sys.stderr, flush=True)
 
-    res = run_audit(out, split_method(train_reference), split_method(reference), methods,
+    res = run_audit(out, folder("train_reference", train_reference), folder("reference", reference), methods,
                     cache_dir=cache_dir, use_cache=not no_cache, feature=feature, seed=seed, top_k=top_k,
                     batch_size=batch_size, progress=progress)
     h = res.data["heldout"]

@@ -33,9 +33,10 @@ def prepare_cmd(
         raise ConfigError("give --masks DIR or --segmenter NAME, not both")
     vol_dir, fmt = None, "nifti"
     if volumes is not None:
-        from trace_bench.config import split_method
+        from trace_bench.folders import parse_folder
 
-        vol_dir, fmt = split_method(volumes)
+        folder = parse_folder("volumes", volumes, paired=False)
+        vol_dir, fmt = str(folder.path), folder.format
     res = prepare(load_config(config), out, volumes=vol_dir, volume_format=fmt, masks=masks, segmenter=segmenter,
                   prompts=prompts, workers=workers, shard=shard, device=device, recursive=recursive)
     print(res["manifest"])

@@ -30,7 +30,7 @@ def report_cmd(
 
     from ..errors import ConfigError
     from ..report_inputs import viewer_stacks
-    from ..results.stamp import check_stamp
+    from ..results.stamp import check_stamp, stamp_outputs
 
     check_stamp(out)
     cases = list(dict.fromkeys(plot_case or []))
@@ -45,5 +45,6 @@ def report_cmd(
         files = render_report(out, plots=plots, published=published, plot_cases=cases or None, viewer_stacks=stacks)
     except PlotCaseError as e:
         raise ConfigError(str(e)) from None
+    stamp_outputs(out)  # the files written are the run's: named in its stamp
     for name, path in files.items():
         print(path)

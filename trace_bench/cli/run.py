@@ -21,11 +21,18 @@ _METRICS_HELP = ("Comma-separated: metric names (e.g. temporal_flickering, segme
                  "`trace-bench metrics` lists them.")
 
 
-def build_config(config: Optional[Path], **flags):
-    """Defaults (RunConfig) < config file < flags that were given (None = not given)."""
-    from ..config import RunConfig, load_config, parse_pairs
+def build_config(config: Optional[Path], *, reads: Optional[list[str]] = None, allow_plugins: bool = False, **flags):
+    """Defaults (RunConfig) < config file < flags that were given (None = not given); ``reads``: the
+    ``--read NAME.KEY=VALUE`` flags, applied last. Plug-ins run code: from a config file they load
+    only with ``allow_plugins`` (``--allow-plugins``); ``--plugins`` on the command line names them."""
+    from ..config import RunConfig, apply_reads, load_config, parse_pairs
+    from ..errors import ConfigError
 
     base = load_config(config) if config is not None else RunConfig()
+    named = [m.strip() for m in (flags.get("plugins") or "").split(",") if m.strip()]
+    if any(m not in named for m in base.plugins) and not allow_plugins:
+        raise ConfigError(f"{config}: plugins = {base.plugins}: plug-ins are Python code; a config file loads them "
+                          "only with --allow-plugins (or name them with --plugins on the command line)")
     for name in ("methods", "method_masks", "weights", "profiles"):
         items = flags.get(name)
         if items:
@@ -51,7 +58,10 @@ def build_config(config: Optional[Path], **flags):
         except ValueError:
             raise ConfigError(f"--hu-window {flags['hu_window']!r}: expected LO,HI in HU, e.g. -1000,1000") from None
         flags["hu_window"] = [lo, hi]
-    return base.replace(**flags)
+    if flags.get("reference_format") and isinstance(base.reference, dict) and flags.get("reference") is None:
+        flags["reference"] = {**base.reference, "format": flags["reference_format"]}  # the flag wins over the file
+    cfg = base.replace(**flags)
+    return apply_reads(cfg, reads) if reads else cfg
 
 
 def print_outcome(result) -> None:
@@ -98,6 +108,7 @@ def run_cmd(
     reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Folder of reference volumes. With no --reference and no --method: the shipped demo data."),
     reference_format: Optional[str] = typer.Option(None, "--reference-format", help="Adapter reading the reference folder (default nifti)."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="NAME=DIR[:FORMAT] of generated volumes; repeat per method."),
+    read: Optional[list[str]] = typer.Option(None, "--read", help="NAME.KEY=VALUE: how to read a folder's files (NAME: a method, reference or train_reference; KEY: format, convention, spacing, layout), e.g. TRACE.convention=unit, TRACE.spacing=reference; repeatable; TOML [methods.NAME] tables."),
     metrics: Optional[str] = typer.Option(None, "--metrics", help=_METRICS_HELP),
     option: Optional[list[str]] = typer.Option(None, "--option", help="METRIC.NAME=VALUE: a metric option, e.g. fid.weights=inception-fid-pth, fid.slices=40, segmentation.resample=world; repeatable (`trace-bench metrics` lists each metric's options)."),
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="Segmenter for Dice/Jaccard/HD95: threshold (default), provided, vista3d."),
@@ -125,6 +136,8 @@ def run_cmd(
     prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", help="Decode the next volume on a background thread while the current one is scored (default: on when the device is a GPU; serial runs)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: score only shard I of N (1-based) of the cases; combine the shard folders with `trace-bench merge`."),
     plugins: Optional[str] = typer.Option(None, "--plugins", help="Comma-separated modules ('module' or 'module:function') that register extra metric plug-ins."),
+    allow_plugins: Optional[bool] = typer.Option(None, "--allow-plugins", help="Load the plug-ins a --config file names (they are Python code; without this flag a config file's plugins are refused)."),
+    force: Optional[bool] = typer.Option(None, "--force", help="Write into a non-empty --out that trace-bench did not write (its files are left alone)."),
     geometry: Optional[str] = typer.Option(None, "--geometry", help="What to do when a generated volume's grid differs from its reference's: see `trace-bench run --help` in the README (refuse, the default: mismatched field of view or orientation is not scored; warn; strict)."),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Exit 1 when any error row is written or a method has no scored case."),
     relative_paths: Optional[bool] = typer.Option(None, "--relative-paths/--absolute-paths", help="Keep absolute input paths out of reports and provenance."),
@@ -136,9 +149,10 @@ def run_cmd(
     Under torchrun (`torchrun --nproc-per-node G -m trace_bench run ...`) the cases are split by rank
     and rank 0 writes the outputs."""
     from ..launch import launch
-    from ..run.pipeline import strict_failures
+    from ..run.pipeline import nothing_scored, strict_failures
 
-    cfg = build_config(config, out=out, reference=reference, reference_format=reference_format, methods=method,
+    cfg = build_config(config, reads=read, allow_plugins=bool(allow_plugins), force=force, out=out, reference=reference,
+                       reference_format=reference_format, methods=method,
                        metrics=metrics, options=option, geometry=geometry, strict=strict, relative_paths=relative_paths,
                        train_reference=train_reference, fast=fast,
                        segmenter=segmenter, classes=classes, reference_masks=reference_masks,
@@ -150,6 +164,9 @@ def run_cmd(
                        plots=plots, published=published, progress=progress, prefetch=prefetch, shard=shard, plugins=plugins)
     result = launch(cfg)
     print_outcome(result)
+    if result is not None and nothing_scored(result):
+        print(f"trace-bench: no method scored any case; see {result.out / 'errors.csv'}", file=sys.stderr)
+        raise typer.Exit(1)
     if result is not None and cfg.strict:
         failures = strict_failures(result)
         if failures:

@@ -34,7 +34,8 @@ def make_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing study (its key!) in --out."),
 ) -> None:
     """Write a blinded, randomised packet per rater (self-contained HTML) and the key (key.json)."""
-    from ..config import load_config, parse_pairs, split_method
+    from ..config import load_config, parse_pairs
+    from ..folders import parse_folder
     from ..errors import ConfigError
     from ..study.criteria import load_criteria
     from ..study.packet import make_study, parse_raters, plan_study
@@ -42,13 +43,16 @@ def make_cmd(
     ref, ref_fmt, specs = None, "nifti", {}
     if config is not None:
         cfg = load_config(config)
-        ref, ref_fmt, specs = cfg.reference, cfg.reference_format, dict(cfg.methods)
+        run_ref = cfg.folders().reference
+        specs = dict(cfg.methods)
+        if run_ref is not None:
+            ref, ref_fmt = str(run_ref.path), run_ref.format
     if reference is not None:
         ref = reference
     if reference_format is not None:
         ref_fmt = reference_format
     specs.update(parse_pairs(method, "method"))
-    folders = {name: split_method(spec) for name, spec in specs.items()}
+    folders = {name: (str(f.path), f.format) for name, f in ((n, parse_folder(n, s)) for n, s in specs.items())}
     if methods:
         wanted = [m.strip() for m in methods.split(",") if m.strip()]
         unknown = [m for m in wanted if m not in folders]

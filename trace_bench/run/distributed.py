@@ -40,8 +40,8 @@ from ..results.layout import Entry, read_record, write_record
 from ..sharding import torchrun_env  # noqa: F401 - re-exported
 from .lock import OutputLock
 from .merge import combine_manifests
-from .pipeline import RunResult, finish
-from .plan import Plan, manifest_dict, plan_run
+from .pipeline import RunResult, finish, integrity_rows
+from .plan import Plan, check_out, manifest_dict, plan_run
 from .provenance import build_provenance
 
 #: entries per gather round (bounds the memory rank 0 holds at once)
@@ -101,14 +101,18 @@ def _run(config: RunConfig, dist, *, console=None, report: bool = True, notes: t
     device = f"cuda:{local}" if resolved == "cuda" else resolved
     cfg = config.replace(device=device, progress=bool(config.progress and rank == 0))
 
+    if rank == 0:
+        check_out(config)  # before the lock creates OUT/.trace-bench (every rank checks again in planning)
     lock = OutputLock(config.out) if rank == 0 else None
     with lock if lock is not None else contextlib.nullcontext():
         plan = None
         problem = None
         stats: dict[str, Any] = {}
+        integrity: list[dict[str, str]] = []
         try:
             plan = plan_run(cfg, part=(rank + 1, world), notes=notes, extra_skipped=extra_skipped)
             plan.out.mkdir(parents=True, exist_ok=True)
+            integrity = integrity_rows(plan, console if rank == 0 else None)
             if cfg.progress:
                 console.print(f"[bold]torchrun[/bold]: {world} ranks, rank 0 scores {len(plan.shard['cases'])} of "
                               f"{plan.shard['n_cases']} cases")
@@ -124,7 +128,7 @@ def _run(config: RunConfig, dist, *, console=None, report: bool = True, notes: t
 
         # manifests and per-rank stats to rank 0
         mans: list[Any] = [None] * world if rank == 0 else None  # type: ignore[assignment]
-        dist.gather_object((manifest_dict(plan), stats), mans, dst=0)
+        dist.gather_object((dict(manifest_dict(plan), integrity=integrity), stats), mans, dst=0)
 
         # per-entry results to rank 0, CHUNK entries per round
         counts: list[Any] = [None] * world

@@ -10,10 +10,18 @@ The serial path decodes the next task's volumes on a background thread while the
 is scored (:class:`Reader`; ``--prefetch`` / ``--no-prefetch``, by default on when the run's device is a
 GPU: :func:`prefetch_enabled`).
 
+Volumes are read with their folder's reading options (:class:`~trace_bench.read_options.ReadOptions`):
+``get_adapter(format).read(path, convention=, spacing=, layout=)``, each keyword passed only when the
+user set it; ``spacing = reference`` passes the paired reference volume's spacing, ``layout =
+reference`` passes ``layout="reference", reference=<the reference Volume>`` (the reader puts the array
+on that grid).
+
 Warnings recorded with a result (``warnings.csv``): what the adapter noticed while reading
-(``volume.meta["warnings"]``) and the geometry check of a generated volume against its reference
-(:mod:`trace_bench.geometry`), which may also refuse the volume for reference-based metrics
-(stage ``geometry`` in ``errors.csv``).
+(``volume.meta["warnings"]``, in every record of the volume) and the geometry check of a generated
+volume against its reference (:mod:`trace_bench.geometry`; only in the records of the entries that
+compare the two), which may also refuse the volume for reference-based metrics (stage ``geometry``
+in ``errors.csv``). Per-volume records also keep the volume's spacing, which the aggregate stage
+compares with the reference case's for the slice-based metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 from ..cases import Case
 from ..errors import ConfigError, TraceBenchError
 from ..metrics.base import CaseData
+from ..read_options import REFERENCE, ReadOptions
 from ..results.layout import Entry, entry_done, write_error, write_state, write_values
 from ..results.tables import GT
 from .artifacts import plot_artifact
@@ -39,15 +48,35 @@ def error_text(err: BaseException) -> str:
     return str(err) if isinstance(err, TraceBenchError) else f"{type(err).__name__}: {err}"
 
 
+def read_kwargs(read: ReadOptions, reference: Any = None) -> dict[str, Any]:
+    """The keywords of ``Adapter.read`` for a folder's reading options: only those the user set;
+    ``reference`` values become the paired reference volume's spacing / the volume itself."""
+    kw: dict[str, Any] = {}
+    if read.convention is not None:
+        kw["convention"] = read.convention
+    if read.spacing is not None:
+        kw["spacing"] = tuple(reference.spacing) if read.spacing == REFERENCE else read.spacing
+    if read.layout is not None:
+        kw["layout"] = read.layout
+        if read.layout == REFERENCE:
+            kw["reference"] = reference
+    return kw
+
+
+def _as_read(read: ReadOptions | str) -> ReadOptions:
+    return ReadOptions(format=read) if isinstance(read, str) else read
+
+
 class Reader:
     """Reads volumes and label maps, keeping the last two decoded volumes in memory (tasks are ordered
     by case, so a case's reference is decoded once for all methods).
 
     With ``prefetch=True`` (the serial runner), :meth:`prefetch` decodes the next task's volumes on one
     background thread while the current task's metrics run: file reading and gzip/NIfTI/DICOM decoding
-    overlap with the metric compute. The volume read ahead is exactly the one read later (same adapter,
-    same path); a read error raised ahead is raised again where the volume is asked for, so the error
-    rows are those of a run without prefetch. Cost: one more decoded volume in memory.
+    overlap with the metric compute. The volume read ahead is exactly the one read later (same path,
+    same reading options); a read error raised ahead is raised again where the volume is asked for, so
+    the error rows are those of a run without prefetch. Cost: one more decoded volume in memory. A
+    volume read onto its reference's grid (``spacing`` / ``layout = reference``) is not read ahead.
     """
 
     def __init__(self, prefetch: bool = False) -> None:
@@ -56,37 +85,47 @@ class Reader:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="trace-bench-prefetch") if prefetch else None
 
     @staticmethod
-    def _read(path: Path, adapter: str):
+    def _read(path: Path, read: ReadOptions, reference: Any = None):
         from baselines import get_adapter
 
-        return get_adapter(adapter).read(path)
+        return get_adapter(read.format).read(path, **read_kwargs(read, reference))
 
-    def prefetch(self, items: list[tuple[Path, str]]) -> None:
-        """Start decoding ``(path, adapter)`` items in the background (no-op without prefetch). Volumes read
-        ahead earlier but not among ``items`` (their task failed before reading them) are dropped, so at
-        most the current and the next task's volumes are held."""
+    @staticmethod
+    def _key(path: Path, read: ReadOptions, reference: Any = None) -> str:
+        ref = "" if reference is None else f"@{(getattr(reference, 'meta', None) or {}).get('path', id(reference))}"
+        opts = read.describe() if len(read.key()) > 1 else read.format  # plain reads: ``format:path``
+        return f"{opts}:{path}{ref}"
+
+    def prefetch(self, items: list[tuple[Path, ReadOptions | str]]) -> None:
+        """Start decoding ``(path, reading options or format)`` items in the background (no-op without
+        prefetch). Volumes read ahead earlier but not among ``items`` (their task failed before reading
+        them) are dropped, so at most the current and the next task's volumes are held."""
         if self._pool is None:
             return
-        wanted = {f"{adapter}:{path}": (path, adapter) for path, adapter in items}
+        wanted = {self._key(path, r): (path, r) for path, r in ((p, _as_read(r)) for p, r in items)
+                  if not r.uses_reference}
         for k in [k for k in self._pending if k not in wanted]:
             self._pending.pop(k).cancel()
-        for k, (path, adapter) in wanted.items():
+        for k, (path, read) in wanted.items():
             if k not in self._cache and k not in self._pending:
-                self._pending[k] = self._pool.submit(self._read, path, adapter)
+                self._pending[k] = self._pool.submit(self._read, path, read)
 
-    def volume(self, path: Path, adapter: str):
-        k = f"{adapter}:{path}"
+    def volume(self, path: Path, read: ReadOptions | str, reference: Any = None):
+        """The decoded volume (``reference``: the paired reference volume, for ``reference`` reading options)."""
+        read = _as_read(read)
+        k = self._key(path, read, reference if read.uses_reference else None)
         if k in self._cache:
             return self._cache[k]
         fut = self._pending.pop(k, None)
-        v = fut.result() if fut is not None else self._read(path, adapter)
+        v = fut.result() if fut is not None else self._read(path, read, reference)
         self._cache[k] = v
         while len(self._cache) > 2:
             self._cache.pop(next(iter(self._cache)))
         return v
 
     def pending(self) -> list[str]:
-        """Keys (``adapter:path``) of the volumes being read ahead and not yet asked for."""
+        """Keys (``format:path``; with reading options ``format=..., convention=...:path``) of the volumes
+        being read ahead and not yet asked for."""
         return list(self._pending)
 
     def close(self) -> None:
@@ -103,15 +142,21 @@ class Reader:
         return None if path is None else read_label_map(path)
 
 
-def task_files(plan: Plan, method: str, case: Case, entries: list[Entry]) -> list[tuple[Path, str]]:
-    """The ``(path, adapter)`` volumes :func:`process_task` will read for this task (for prefetching)."""
+def task_files(plan: Plan, method: str, case: Case, entries: list[Entry]) -> list[tuple[Path, ReadOptions]]:
+    """The ``(path, reading options)`` volumes :func:`process_task` will read for this task (for prefetching)."""
     cf = case.reference if method == GT else case.generated.get(method)
-    files = [] if cf is None else [(cf.path, cf.adapter)]
-    metrics = {m.name: m for m in plan.metrics}
-    if method != GT and case.reference is not None and any(
-            e.kind == "artifact" or metrics[e.metric].needs_reference for e in entries):
-        files.append((case.reference.path, case.reference.adapter))
+    files = [] if cf is None else [(cf.path, plan.folder(method).read)]
+    if method != GT and case.reference is not None and needs_reference_volume(plan, method, entries):
+        files.append((case.reference.path, plan.folder(GT).read))
     return files
+
+
+def needs_reference_volume(plan: Plan, method: str, entries: list[Entry]) -> bool:
+    """Whether a generated volume's task reads its reference: a reference-based metric, the plot
+    artifact, or reading options that take the reference's grid."""
+    metrics = {m.name: m for m in plan.metrics}
+    return plan.folder(method).read.uses_reference or any(
+        e.kind == "artifact" or metrics[e.metric].needs_reference for e in entries)
 
 
 def _adapter_warnings(vol: Any, what: str) -> list[str]:
@@ -127,39 +172,51 @@ def geometry_warnings(vol: Any, ref: Any, policy: str) -> list[str]:
     return [f"geometry: {w}" for w in check_geometry(vol, ref, policy)]
 
 
+class TaskInputs:
+    """The volumes of one task: the volume, its label map, and (when needed) its reference and the
+    geometry check's outcome. A failure to read is kept, not raised: it becomes error records."""
+
+    def __init__(self, plan: Plan, method: str, case: Case, entries: list[Entry], reader: Reader) -> None:
+        self.vol = self.mask = self.ref = self.ref_mask = None
+        self.read_err: BaseException | None = None
+        self.ref_err: BaseException | None = None
+        self.geo_err: BaseException | None = None
+        self.geo_warnings: list[str] = []
+        read = plan.folder(method).read
+        if method != GT and case.reference is not None and needs_reference_volume(plan, method, entries):
+            try:
+                self.ref = reader.volume(case.reference.path, plan.folder(GT).read)
+                self.ref_mask = reader.labels(case.reference_mask)
+            except Exception as err:  # noqa: BLE001
+                self.ref_err = err
+        cf = case.reference if method == GT else case.generated[method]
+        try:
+            if read.uses_reference and self.ref is None:
+                raise self.ref_err or ConfigError("reference volume unavailable")
+            self.vol = reader.volume(cf.path, read, self.ref)  # type: ignore[union-attr]
+            self.mask = reader.labels(case.reference_mask if method == GT else case.method_masks.get(method))
+        except Exception as err:  # noqa: BLE001 - one bad file never stops the run
+            self.read_err = err
+            return
+        if self.ref is not None:
+            try:
+                self.geo_warnings = geometry_warnings(self.vol, self.ref, plan.config.geometry)
+            except TraceBenchError as err:
+                self.geo_err = err
+
+
 def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], reader: Reader | None = None) -> int:
     """Run the given entries of one volume; write one file per entry. Returns the number written."""
     out, ctx = plan.out, plan.ctx
-    reader = reader or Reader()
     metrics = {m.name: m for m in plan.metrics}
-    cf = case.reference if method == GT else case.generated[method]
-    try:
-        vol = reader.volume(cf.path, cf.adapter)  # type: ignore[union-attr]
-        mask_path = case.reference_mask if method == GT else case.method_masks.get(method)
-        mask = reader.labels(mask_path)
-    except Exception as err:  # noqa: BLE001 - one bad file never stops the run
+    got = TaskInputs(plan, method, case, entries, reader or Reader())
+    if got.read_err is not None:
         for e in entries:
-            write_error(out, e, "read", error_text(err))
+            write_error(out, e, "read", error_text(got.read_err))
         return len(entries)
-    warnings = _adapter_warnings(vol, "read")
-    ref = ref_mask = None
-    ref_err: BaseException | None = None
-    geo_err: BaseException | None = None
-    need_ref = method != GT and case.reference is not None and any(
-        e.kind == "artifact" or metrics[e.metric].needs_reference for e in entries)
-    if need_ref:
-        try:
-            ref = reader.volume(case.reference.path, case.reference.adapter)  # type: ignore[union-attr]
-            ref_mask = reader.labels(case.reference_mask)
-        except Exception as err:  # noqa: BLE001
-            ref_err = err
-        if ref is not None:
-            try:
-                warnings += geometry_warnings(vol, ref, plan.config.geometry)
-            except TraceBenchError as err:
-                geo_err = err
-    data = CaseData(method=method, case_id=case.case_id, volume=vol, reference=ref, prompt=case.prompt,
-                    protocol=ctx.protocol, mask=mask, reference_mask=ref_mask if method != GT else None,
+    warnings = _adapter_warnings(got.vol, "read")
+    data = CaseData(method=method, case_id=case.case_id, volume=got.vol, reference=got.ref, prompt=case.prompt,
+                    protocol=ctx.protocol, mask=got.mask, reference_mask=got.ref_mask if method != GT else None,
                     device=ctx.device)
     n = 0
     for e in entries:
@@ -167,24 +224,26 @@ def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], read
             continue
         metric = metrics[e.metric]
         n += 1
-        if metric.needs_reference and method != GT:
-            if ref is None:
-                write_error(out, e, "read reference", error_text(ref_err or ConfigError("reference volume unavailable")))
-                continue
-            if geo_err is not None:
-                write_error(out, e, "geometry", error_text(geo_err))
-                continue
+        paired = metric.needs_reference and method != GT
+        if paired and got.ref is None:
+            why = got.ref_err or ConfigError("reference volume unavailable")
+            write_error(out, e, "read reference", error_text(why))
+            continue
+        if paired and got.geo_err is not None:
+            write_error(out, e, "geometry", error_text(got.geo_err))
+            continue
         if metric.needs_prompt and not case.prompt:
             write_error(out, e, f"metric:{metric.name}", f"no prompt for case {case.case_id!r}")
             continue
+        record_warnings = warnings + (got.geo_warnings if paired else [])
         t0 = time.perf_counter()
         try:
             if metric.kind == "case":
                 values = metric.case_values(data, ctx)
                 write_values(out, e, values, protocol=metric.protocol_id(ctx), seconds=time.perf_counter() - t0,
-                             warnings=warnings)
+                             warnings=record_warnings, spacing=tuple(float(x) for x in got.vol.spacing))
             else:
-                write_state(out, e, metric.case_state(data, ctx), warnings=warnings,
+                write_state(out, e, metric.case_state(data, ctx), warnings=record_warnings,
                             seconds=time.perf_counter() - t0)
         except Exception as err:  # noqa: BLE001
             write_error(out, e, f"metric:{metric.name}", error_text(err))

@@ -15,8 +15,8 @@ most one case and a case always lands in the same shard for the same case list. 
 case (reference, generated, masks) is in the same shard.
 
 Consistency (:func:`combine_manifests`): shards must agree on the trace-bench version, the run
-settings (all but ``out``, ``shard``, ``workers``, ``progress``, the device index and weights
-*paths*), the metric protocols, the weights sha256, the pairing problems, the input listing (name and
+settings (all but the local ones of :data:`trace_bench.config.SETTINGS`, the device index and the
+weights *paths*), the metric protocols, the weights sha256, the pairing problems, the input listing (name and
 size of every paired file) and the full case list; their cases must be disjoint and cover it; an
 input scored by two shards must have the same sha256. Completeness: every manifest entry of every
 shard has a result (or a recorded error) with its key. Otherwise :class:`MergeError` names the shard
@@ -34,15 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import RunConfig, parse_shard
+from ..config import LOCAL, SETTINGS, RunConfig, parse_shard
 from ..errors import ConfigError
 from ..results.layout import Entry, entry_done, entry_path, error_done, error_path
 from .lock import OutputLock
 from .pipeline import finish
 from .provenance import git_commit, package_versions
 
-#: settings that may differ between the shards of one benchmark (they do not change any number)
-LOCAL_SETTINGS = ("out", "shard", "workers", "progress", "device", "weights")
+#: settings that may differ between the shards of one benchmark: the local ones (no number changes) and
+#: the weights paths (their sha256 must agree: manifest ``weights``)
+LOCAL_SETTINGS = tuple(k for k, s in SETTINGS.items() if s.scope == LOCAL or s.route == "weights")
 #: manifest fields that must be equal in every shard
 SHARED_FIELDS = ("version", "cache_version", "methods", "reference", "metrics", "columns", "skipped", "weights",
                  "problems", "profiles", "plot_case", "listing")
@@ -149,6 +150,7 @@ def combine_manifests(items: Sequence[tuple[str, dict[str, Any]]], *, level: str
                      key=lambda e: (e["case_id"], order.get(e["method"], len(order)), e["metric"]))
     merged = dict(m0)
     merged["entries"] = entries
+    merged["integrity"] = [r for _, m in items for r in m.get("integrity", [])]
     merged["inputs"] = {k: dict(sorted(v.items())) for k, v in sorted(inputs.items())}
     if level == "part" and m0["shard"].get("spec"):
         merged["shard"] = dict(m0["shard"], part=None, cases=sorted(owner))  # a shard folder for merge
@@ -202,14 +204,20 @@ def _place(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def merge_shards(shards: Sequence[str | Path], out: str | Path, *, report: bool = True, console=None) -> MergeResult:
-    """Check, combine and aggregate shard folders into ``out`` (see the module docstring)."""
+def merge_shards(shards: Sequence[str | Path], out: str | Path, *, report: bool = True, console=None,
+                 plugins: Sequence[str] = (), allow_plugins: bool = False, force: bool = False) -> MergeResult:
+    """Check, combine and aggregate shard folders into ``out`` (see the module docstring).
+
+    The shards' metric plug-ins are imported only when the caller names them (``plugins``, the
+    command line's ``--plugins``) or allows those the manifests name (``allow_plugins``)."""
     out = Path(out)
     with OutputLock(out):
-        return _merge(shards, out, report=report, console=console)
+        return _merge(shards, out, report=report, console=console, plugins=list(plugins), allow_plugins=allow_plugins,
+                      force=force)
 
 
-def _merge(shards: Sequence[str | Path], out: Path, *, report: bool, console) -> MergeResult:
+def _merge(shards: Sequence[str | Path], out: Path, *, report: bool, console, plugins: list[str],
+           allow_plugins: bool, force: bool) -> MergeResult:
     t0 = time.perf_counter()
     folders = [Path(s) for s in shards]
     if not folders:
@@ -220,6 +228,9 @@ def _merge(shards: Sequence[str | Path], out: Path, *, report: bool, console) ->
         if f.resolve() == out.resolve():
             raise MergeError(f"--out {out} is one of the shard folders; merge into a new folder")
     mans = [load_shard(f) for f in folders]
+    from ..results.stamp import check_out_folder
+
+    check_out_folder(out, inputs=folders, force=force)
     labels = []
     for f, m in zip(folders, mans):
         spec = (m.get("shard") or {}).get("spec")
@@ -233,6 +244,10 @@ def _merge(shards: Sequence[str | Path], out: Path, *, report: bool, console) ->
     merged = combine_manifests(list(zip(labels, mans)), level="shard")
     cfg = RunConfig(**merged["config"]).replace(out=str(out))
     cfg.shard = None
+    unnamed = [p for p in cfg.plugins if p not in plugins]
+    if unnamed and not allow_plugins:
+        raise MergeError(f"the shards were scored with the plug-in(s) {', '.join(unnamed)}: plug-ins are Python code; "
+                         "name them with --plugins, or pass --allow-plugins to load those the shards name")
     merged["config"] = cfg.to_dict()
 
     out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ import pandas as pd
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..metrics.base import METRICS, Metric, RunContext
-from ..results.layout import Entry, entry_path, error_path, load_state, stored_key
+from ..results.layout import Entry, entry_done, entry_path, error_done, load_state
 from ..results.paired import PAIRED_COLUMNS
 from ..results.stats import jackknife_variance
 from ..results.tables import ALL_CASES, GT, load_results
@@ -58,7 +58,7 @@ class _RunStates:
             self.config = RunConfig(**self.manifest["config"])
         except (KeyError, TypeError) as err:
             raise ConfigError(f"{path}: not a trace-bench manifest ({type(err).__name__}: {err})") from None
-        load_metric_registry(self.config.plugins)
+        load_metric_registry()  # never the plug-ins a run folder names: code runs only from what the user named
         self.ctx: RunContext = make_context(self.config, "cpu")
 
     def metric(self, name: str) -> Metric:
@@ -73,13 +73,13 @@ class _RunStates:
             if d["kind"] != "distribution" or d["metric"] != name or d["method"] != method:
                 continue
             e = Entry(**d)
-            rp, ep = entry_path(self.out, e), error_path(self.out, e)
-            if rp.is_file() and stored_key(rp) == e.key:
+            rp = entry_path(self.out, e)
+            if entry_done(self.out, e):
                 try:
                     found[e.case_id] = load_state(rp)
                 except Exception as err:  # noqa: BLE001 - a truncated npz: named in the note
                     raise ValueError(f"{rp}: cannot read ({type(err).__name__}: {err})") from None
-            elif not (ep.is_file() and stored_key(ep) == e.key):
+            elif not error_done(self.out, e):
                 missing.append(rp)
         return found, missing
 

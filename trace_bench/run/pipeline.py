@@ -12,7 +12,6 @@ report`` can tell complete, current tables from stale or truncated ones.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +20,14 @@ from typing import Any, Callable
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..results.files import atomic_write_json, atomic_write_text
-from ..results.layout import entry_done
-from ..results.stamp import TABLE_FILES, clear_stale_outputs, fingerprint, write_stamp
+from ..results.layout import corrupt_records, entry_done
+from ..results.stamp import clear_stale_outputs, fingerprint, start_stamp, write_stamp
 from .aggregate import aggregate
 from .execute import run_cases
 from .console import stderr_console
 from .lock import OutputLock
-from .plan import Plan, manifest_dict, plan_run
+from .plan import Plan, check_out, manifest_dict, plan_run
 from .provenance import build_provenance
-
-REPORT_FILES = ("report.md", "report.tex", "report.html", "results.json", "results.schema.json")
-
 
 @dataclass
 class RunResult:
@@ -52,6 +48,7 @@ def prepare_out(out: Path, config: RunConfig, manifest: dict[str, Any], console=
                       f"{', '.join(removed)} (per-case results are kept and reused where still valid)")
     atomic_write_text(out / "config.toml", config.to_toml())
     atomic_write_json(out / "manifest.json", manifest)
+    start_stamp(out, fingerprint(manifest))
 
 
 def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: Callable[[dict[str, float]], dict[str, Any]],
@@ -69,13 +66,13 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
     if config.shard is not None:  # tables come from `trace-bench merge`
         timings["total_s"] = time.perf_counter() - t0
         atomic_write_json(out / "provenance.json", provenance(timings))
-        write_stamp(out, fp, ["manifest.json"])
+        write_stamp(out, fp)
         return {}
     if config.progress:
         console.print("[bold]aggregate[/bold]: merging states, bootstrap CIs")
-    agg = aggregate(out)
+    agg = aggregate(out, config.plugins)
     timings["aggregate_s"] = agg["aggregate_s"]
-    write_stamp(out, fp, TABLE_FILES)
+    write_stamp(out, fp)
     atomic_write_json(out / "provenance.json", provenance(timings))  # the report reads it
     if config.train_reference:
         t1 = time.perf_counter()
@@ -95,7 +92,7 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
         timings["report_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     atomic_write_json(out / "provenance.json", provenance(timings))
-    write_stamp(out, fp, TABLE_FILES + REPORT_FILES + ("provenance.json",))
+    write_stamp(out, fp)
     return agg
 
 
@@ -103,14 +100,19 @@ def memorization_audit(out: Path, config: RunConfig, console=None) -> None:
     """The memorization audit of ``config.methods`` against ``config.train_reference``, calibrated on
     the reference set (:func:`trace_bench.audit.run_audit`), into ``OUT/audit/``."""
     from ..audit import run_audit
-    from ..config import split_method
 
-    if config.reference is None:
+    folders = config.folders()
+    if folders.reference is None or folders.train_reference is None:
         raise ConfigError("--train-reference needs --reference: the held-out real set calibrates the audit")
     if config.progress and console is not None:
         console.print("[bold]audit[/bold]: nearest training volumes and slices of every generated volume")
-    run_audit(out, split_method(config.train_reference), (config.reference, config.reference_format),
-              {m: split_method(spec) for m, spec in config.methods.items()}, seed=int(config.seed))
+    run_audit(out, _pair(folders.train_reference), _pair(folders.reference),
+              {m: _pair(f) for m, f in folders.methods.items()}, seed=int(config.seed))
+
+
+def _pair(folder) -> tuple[str, str]:
+    """The audit's (folder, adapter) form of an input folder (it reads the files with the adapter's defaults)."""
+    return str(folder.path), folder.format
 
 
 def report_viewer_stacks(out: Path, config: RunConfig, manifest: dict[str, Any], console=None) -> dict:
@@ -134,6 +136,7 @@ def run_plan(plan: Plan, *, console=None, report: bool = True, t0: float | None 
     t0 = time.perf_counter() if t0 is None else t0
     console = _console(console)
     manifest = manifest_dict(plan)
+    manifest["integrity"] = integrity_rows(plan, console)
     plan.out.mkdir(parents=True, exist_ok=True)
     prepare_out(plan.out, plan.config, manifest, console)
     for name, why in sorted(plan.skipped.items()):
@@ -149,6 +152,22 @@ def run_plan(plan: Plan, *, console=None, report: bool = True, t0: float | None 
     return RunResult(plan.out, plan, stats)
 
 
+def integrity_rows(plan: Plan, console=None) -> list[dict[str, str]]:
+    """Records of this plan that carry their entry's key but fail their checksum (edited by hand,
+    truncated): they are recomputed; the run says so in one line and ``warnings.csv`` keeps a row each."""
+    bad = corrupt_records(plan.out, list(plan.entries))
+    if not bad:
+        return []
+    rows = [{"method": e.method, "case_id": e.case_id,
+             "warning": f"{p.relative_to(plan.out).as_posix()}: cached record failed its checksum (edited or "
+                        "corrupted); recomputed"} for e, p in bad]
+    if console is not None:
+        console.print(f"[yellow]note[/yellow]: {len(bad)} cached record(s) failed their checksum (edited or corrupted) "
+                      f"and are recomputed: {', '.join(r['warning'].split(':')[0] for r in rows[:3])}"
+                      + (f" and {len(rows) - 3} more" if len(rows) > 3 else ""))
+    return rows
+
+
 def run(config: RunConfig, *, console=None, report: bool = True, notes: tuple[str, ...] = (),
         extra_skipped: dict[str, str] | None = None) -> RunResult:
     """Lock the output folder, plan, compute (resuming), aggregate, write provenance, render the reports.
@@ -156,9 +175,20 @@ def run(config: RunConfig, *, console=None, report: bool = True, notes: tuple[st
     With ``config.shard = "I/N"`` only that shard's cases are scored and no tables are written
     (``trace-bench merge`` combines the shards)."""
     t0 = time.perf_counter()
+    check_out(config)  # before the lock creates OUT/.trace-bench
     with OutputLock(config.out):
         plan = plan_run(config, notes=notes, extra_skipped=extra_skipped)
         return run_plan(plan, console=console, report=report, t0=t0)
+
+
+def nothing_scored(result: RunResult) -> bool:
+    """No method scored any case (every generated volume failed or was unpaired): the run failed."""
+    if result.plan is not None and result.plan.config.shard is not None:
+        return False
+    meta = result.stats
+    methods = [m for m in (result.plan.methods if result.plan is not None else [])]
+    unscored = set(meta.get("unscored_methods", []))
+    return bool(methods) and all(m in unscored for m in methods)
 
 
 def strict_failures(result: RunResult) -> list[str]:
@@ -174,7 +204,3 @@ def strict_failures(result: RunResult) -> list[str]:
     for m in result.stats.get("unscored_methods", []):
         out.append(f"method {m!r} has no scored case")
     return out
-
-
-def print_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)

@@ -85,6 +85,13 @@ def start_folder() -> str | None:
         return None
 
 
+def _shown_spec(value: Any, out: Path) -> Any:
+    """A path setting shown relative to ``out``: a path string, or a folder table's ``path``."""
+    if isinstance(value, dict):
+        return dict(value, path=shown_path(value.get("path"), out, True))
+    return shown_path(value, out, True)
+
+
 def build_provenance(plan: Plan, timings: dict[str, float], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     rel = bool(getattr(plan.config, "relative_paths", False))
     secs: dict[str, float] = {}
@@ -95,10 +102,10 @@ def build_provenance(plan: Plan, timings: dict[str, float], extra: dict[str, Any
     weights = {k: dict(v, path=shown_path(v.get("path"), plan.out, rel)) for k, v in plan.weights.items()}
     config = plan.config.to_dict()
     if rel:
-        for key in ("reference", "reference_masks", "prompts", "out"):
-            config[key] = shown_path(config.get(key), plan.out, True)
+        for key in ("reference", "reference_masks", "prompts", "out", "train_reference"):
+            config[key] = _shown_spec(config.get(key), plan.out)
         for key in ("methods", "method_masks", "weights", "profiles"):
-            config[key] = {k: shown_path(v, plan.out, True) for k, v in (config.get(key) or {}).items()}
+            config[key] = {k: _shown_spec(v, plan.out) for k, v in (config.get(key) or {}).items()}
     prov = {
         "toolkit": {"name": "trace-bench", "version": __version__, "git_commit": git_commit()},
         "command": [] if rel else sys.argv,
@@ -113,9 +120,10 @@ def build_provenance(plan: Plan, timings: dict[str, float], extra: dict[str, Any
         "skipped_metrics": plan.skipped,
         "inputs": {m: dict(sorted(h.items())) for m, h in plan.input_hashes.items()},
         "start_dir": None if rel else start_folder(),
-        "input_folders": {GT: shown_path(plan.reference, plan.out, rel) if plan.reference else None,
-                          **{m: {"folder": shown_path(d, plan.out, rel), "adapter": a}
-                             for m, (d, a) in plan.methods.items()}},
+        "input_folders": {GT: shown_path(plan.reference.path, plan.out, rel) if plan.reference else None,
+                          **{m: {"folder": shown_path(f.path, plan.out, rel), "adapter": f.format}
+                             for m, f in plan.methods.items()}},
+        "reading": {m: plan.folder(m).read.key() for m in plan.method_order},
         "profiles": plan.profiles,
         "notes": list(plan.notes),
         "timings_s": {"plan_s": round(plan.plan_s, 3), **{k: round(v, 3) for k, v in timings.items()},
