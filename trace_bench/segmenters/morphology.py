@@ -46,7 +46,8 @@ def _structure2d(structure: np.ndarray) -> np.ndarray:
     if s.ndim == 3 and s.shape[0] == 1:
         s = s[0]
     if s.ndim != 2 or s.shape[0] % 2 == 0 or s.shape[1] % 2 == 0:
-        raise ValueError(f"Expected an odd-sized 2-D structuring element (or (1, ny, nx)), got shape {np.shape(structure)}")
+        raise ValueError(f"Expected an odd-sized 2-D structuring element (or (1, ny, nx)), "
+                         f"got shape {np.shape(structure)}")
     return s
 
 
