@@ -187,3 +187,61 @@ def test_streaming_metric_matches_functions():
     for i, (p, r) in enumerate(cases[1:], 1):
         rest.update(data(p, r, i), ctx)
     assert half.merge_state(rest).compute_result(ctx)["hd95"] == pytest.approx(out["hd95"])
+
+
+# ------------------------------------------------------------------------ one counting pass
+def _frozen_dice_jaccard(pred, ref, labels):
+    """Dice and Jaccard as computed before the one-pass counting (main at 0a3977d): a joint
+    ``np.bincount`` of ``p * top + r`` in int64 per metric call. Kept here as the reference."""
+    p, r = np.asarray(pred).astype(np.int64), np.asarray(ref).astype(np.int64)
+    top = int(max(p.max(initial=0), r.max(initial=0), max(labels, default=0))) + 1
+    joint = np.bincount((p * top + r).ravel(), minlength=top * top).reshape(top, top)
+    d, j = {}, {}
+    for l in labels:
+        i, a, b = int(joint[l, l]), int(joint[l].sum()), int(joint[:, l].sum())
+        d[l] = float("nan") if a + b == 0 else 2.0 * i / (a + b)
+        j[l] = float("nan") if a + b - i == 0 else i / (a + b - i)
+    return d, j
+
+
+@pytest.mark.parametrize("dtype,n_labels", [(np.uint8, 2), (np.uint8, 255), (np.int16, 300), (np.int64, 5),
+                                            (np.uint16, 3), (bool, 1)])
+def test_one_pass_overlap_equals_separate_counts(dtype, n_labels, monkeypatch):
+    from trace_bench.metrics import overlap as O
+    from trace_bench.metrics.segmentation import segmentation_scores
+
+    monkeypatch.setattr(O, "CHUNK", 1000)  # many chunks, one ending mid-volume
+    rng = np.random.default_rng(n_labels)
+    shape = (7, 23, 29)
+    pred = rng.integers(0, n_labels + 1, shape).astype(dtype)
+    ref = np.where(rng.random(shape) < 0.8, pred, rng.integers(0, n_labels + 1, shape)).astype(dtype)
+    labs = sorted(({int(v) for v in np.unique(pred)} | {int(v) for v in np.unique(ref)}) - {0})
+    d, j = _frozen_dice_jaccard(pred, ref, labs)
+    both = O.overlap_scores(pred, ref)
+    assert list(both["dice"]) == labs
+    for l in labs:  # identical floats, not approximately equal
+        assert both["dice"][l] == d[l] == M.dice(pred, ref)[l]
+        assert both["jaccard"][l] == j[l] == M.jaccard(pred, ref)[l]
+    conf = O.confusion(pred, ref)
+    for l, c in conf.items():
+        assert c.tp + c.fp + c.fn + c.tn == pred.size
+        assert c.tp == np.count_nonzero((pred == l) & (ref == l)) and c.fp == np.count_nonzero((pred == l) & (ref != l))
+        assert c.fn == np.count_nonzero((pred != l) & (ref == l)) and c.tn == np.count_nonzero((pred != l) & (ref != l))
+    s = segmentation_scores(pred, ref, (1.0, 1.0, 1.0), labels=labs[:2])
+    assert s["dice"] == {l: d[l] for l in labs[:2]} and s["jaccard"] == {l: j[l] for l in labs[:2]}
+
+
+def test_one_pass_overlap_on_chest_ct_and_absent_labels():
+    from trace_bench.io import read_volume
+    from trace_bench.metrics.overlap import confusion, overlap_scores
+    from trace_bench.segmenters import threshold_segment
+
+    v = read_volume(DEMO / "lung2.nii.gz")
+    ref = threshold_segment(v.array, v.spacing)
+    pred = np.roll(ref, (1, 4, -2), axis=(0, 1, 2))
+    d, j = _frozen_dice_jaccard(pred, ref, [1, 2, 3, 7])
+    got = overlap_scores(pred, ref, labels=[1, 2, 3, 7])
+    for l in (1, 2):
+        assert got["dice"][l] == d[l] and got["jaccard"][l] == j[l] and 0.5 < d[l] < 1.0
+    assert all(math.isnan(got[m][l]) for m in ("dice", "jaccard") for l in (3, 7))
+    assert confusion(pred, ref, [7])[7].tn == ref.size

@@ -65,7 +65,7 @@ def check_label_maps(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.
             a = ai.astype(np.int64)
         elif not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"Expected an integer label map for {name}, got dtype {a.dtype}")
-        if a.size and a.min() < 0:
+        if a.size and a.dtype.kind == "i" and a.min() < 0:
             raise ValueError(f"Expected non-negative labels in {name}, got min {a.min()}")
         out.append(a)
     return out[0], out[1]
