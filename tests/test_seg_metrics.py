@@ -245,3 +245,44 @@ def test_one_pass_overlap_on_chest_ct_and_absent_labels():
         assert got["dice"][l] == d[l] and got["jaccard"][l] == j[l] and 0.5 < d[l] < 1.0
     assert all(math.isnan(got[m][l]) for m in ("dice", "jaccard") for l in (3, 7))
     assert confusion(pred, ref, [7])[7].tn == ref.size
+
+
+# ------------------------------------------------------------ HD95 shortcut: percentile among zeros
+def test_quantile_is_zero_only_when_monai_quantile_is_zero():
+    from trace_bench.metrics.hausdorff import quantile_is_zero, quantile_monai
+
+    rng = np.random.default_rng(3)
+    ns = list(range(1, 60)) + [99, 100, 101, 1000, 20_001, 123_457]
+    for n in ns:
+        zeros = sorted({0, 1, n, *rng.integers(0, n + 1, 6).tolist(), int(0.95 * n), int(0.95 * n) + 3})
+        for nz in zeros:
+            if nz > n:
+                continue
+            d = np.concatenate([np.zeros(nz), rng.uniform(0.5, 30.0, n - nz)])
+            for pct in (95.0, 50.0, 100.0, 0.0):
+                if quantile_is_zero(nz, n, pct):
+                    assert quantile_monai(d, pct) == 0.0, (n, nz, pct)
+    assert not quantile_is_zero(0, 0, 95.0) and quantile_is_zero(5, 5, 100.0) and not quantile_is_zero(4, 5, 100.0)
+    assert quantile_is_zero(990, 1000, 95.0) and not quantile_is_zero(900, 1000, 95.0)
+
+
+@pytest.mark.parametrize("changed", [0, 3, 30, 120, 250, 400, 2000])
+def test_hd95_shortcut_equals_the_full_computation(changed, monkeypatch):
+    """Maps that agree but for ``changed`` random voxels: from every surface shared (HD95 0 both ways)
+    to enough differences that the percentile leaves the zeros; with the shortcut and without it."""
+    from trace_bench.metrics import hausdorff as H
+
+    rng = np.random.default_rng(changed)
+    ref = _blobs((14, 40, 44), 7, n_labels=2, sigma=2.5)
+    pred = ref.copy()
+    idx = rng.choice(pred.size, changed, replace=False)
+    pred.ravel()[idx] = rng.integers(0, 3, changed)
+    sp = (3.0, 0.8, 0.7)
+    fast = M.hd95(pred, ref, sp)
+    monkeypatch.setattr(H, "quantile_is_zero", lambda *a: False)
+    full = M.hd95(pred, ref, sp)
+    assert fast == full  # the same floats
+    if changed == 0:
+        assert fast == {1: 0.0, 2: 0.0}
+    if changed == 2000:
+        assert all(v > 0 for v in fast.values())
