@@ -109,6 +109,7 @@ def in_process(ref_dir: Path, gen_dir: Path, cache_root: Path) -> dict[str, list
     from trace_bench.metrics.hausdorff import hd95
     from trace_bench.metrics.segmentation import Segmentation
     from trace_bench.metrics.temporal import TemporalFlickering
+    from trace_bench.segmenters.threshold import threshold_segment
 
     reader = get_adapter("nifti")
     ctx = RunContext(device="cpu", cache_dir=str(cache_root))
@@ -150,12 +151,11 @@ def in_process(ref_dir: Path, gen_dir: Path, cache_root: Path) -> dict[str, list
                 [vals[f"jaccard[{c}]"] for c in ("lungs", "other")] != [j[1], j[2]] or vals2 != vals:
             raise SystemExit(f"{ref_p.name}: Dice / Jaccard differ from the two-pass values")
         t_sb, _ = _cpu(lambda: frozen_threshold_segment(ref.array, ref.spacing))
-        from trace_bench.segmenters.threshold import threshold_segment
-
         t_sn, _ = _cpu(lambda: threshold_segment(ref.array, ref.spacing))
         for k, v in zip(cols, (t_dec, t_before, t_cold, t_warm, t_sb, t_sn)):
             cols[k].append(v)
-        print(f"{ref_p.name.split('.')[0]:<6} {ref.shape!s:<16} {t_dec:8.2f} {t_before:8.2f} {t_cold:7.2f} {t_warm:7.2f} "
+        case = ref_p.name.split(".")[0]
+        print(f"{case:<6} {ref.shape!s:<16} {t_dec:8.2f} {t_before:8.2f} {t_cold:7.2f} {t_warm:7.2f} "
               f"{t_before / t_dec:9.1f}x {t_cold / t_dec:7.1f}x {t_warm / t_dec:7.1f}x {t_sb:9.2f} {t_sn:9.2f}")
     med = {k: statistics.median(v) for k, v in cols.items()}
     print(f"{'median':<23} {med['decode']:8.2f} {med['before']:8.2f} {med['cold']:7.2f} {med['warm']:7.2f} "
