@@ -187,3 +187,102 @@ def test_streaming_metric_matches_functions():
     for i, (p, r) in enumerate(cases[1:], 1):
         rest.update(data(p, r, i), ctx)
     assert half.merge_state(rest).compute_result(ctx)["hd95"] == pytest.approx(out["hd95"])
+
+
+# ------------------------------------------------------------------------ one counting pass
+def _frozen_dice_jaccard(pred, ref, labels):
+    """Dice and Jaccard as computed before the one-pass counting (main at 0a3977d): a joint
+    ``np.bincount`` of ``p * top + r`` in int64 per metric call. Kept here as the reference."""
+    p, r = np.asarray(pred).astype(np.int64), np.asarray(ref).astype(np.int64)
+    top = int(max(p.max(initial=0), r.max(initial=0), max(labels, default=0))) + 1
+    joint = np.bincount((p * top + r).ravel(), minlength=top * top).reshape(top, top)
+    d, j = {}, {}
+    for l in labels:
+        i, a, b = int(joint[l, l]), int(joint[l].sum()), int(joint[:, l].sum())
+        d[l] = float("nan") if a + b == 0 else 2.0 * i / (a + b)
+        j[l] = float("nan") if a + b - i == 0 else i / (a + b - i)
+    return d, j
+
+
+@pytest.mark.parametrize("dtype,n_labels", [(np.uint8, 2), (np.uint8, 255), (np.int16, 300), (np.int64, 5),
+                                            (np.uint16, 3), (bool, 1)])
+def test_one_pass_overlap_equals_separate_counts(dtype, n_labels, monkeypatch):
+    from trace_bench.metrics import overlap as O
+    from trace_bench.metrics.segmentation import segmentation_scores
+
+    monkeypatch.setattr(O, "CHUNK", 1000)  # many chunks, one ending mid-volume
+    rng = np.random.default_rng(n_labels)
+    shape = (7, 23, 29)
+    pred = rng.integers(0, n_labels + 1, shape).astype(dtype)
+    ref = np.where(rng.random(shape) < 0.8, pred, rng.integers(0, n_labels + 1, shape)).astype(dtype)
+    labs = sorted(({int(v) for v in np.unique(pred)} | {int(v) for v in np.unique(ref)}) - {0})
+    d, j = _frozen_dice_jaccard(pred, ref, labs)
+    both = O.overlap_scores(pred, ref)
+    assert list(both["dice"]) == labs
+    for l in labs:  # identical floats, not approximately equal
+        assert both["dice"][l] == d[l] == M.dice(pred, ref)[l]
+        assert both["jaccard"][l] == j[l] == M.jaccard(pred, ref)[l]
+    conf = O.confusion(pred, ref)
+    for l, c in conf.items():
+        assert c.tp + c.fp + c.fn + c.tn == pred.size
+        assert c.tp == np.count_nonzero((pred == l) & (ref == l)) and c.fp == np.count_nonzero((pred == l) & (ref != l))
+        assert c.fn == np.count_nonzero((pred != l) & (ref == l)) and c.tn == np.count_nonzero((pred != l) & (ref != l))
+    s = segmentation_scores(pred, ref, (1.0, 1.0, 1.0), labels=labs[:2])
+    assert s["dice"] == {l: d[l] for l in labs[:2]} and s["jaccard"] == {l: j[l] for l in labs[:2]}
+
+
+def test_one_pass_overlap_on_chest_ct_and_absent_labels():
+    from trace_bench.io import read_volume
+    from trace_bench.metrics.overlap import confusion, overlap_scores
+    from trace_bench.segmenters import threshold_segment
+
+    v = read_volume(DEMO / "lung2.nii.gz")
+    ref = threshold_segment(v.array, v.spacing)
+    pred = np.roll(ref, (1, 4, -2), axis=(0, 1, 2))
+    d, j = _frozen_dice_jaccard(pred, ref, [1, 2, 3, 7])
+    got = overlap_scores(pred, ref, labels=[1, 2, 3, 7])
+    for l in (1, 2):
+        assert got["dice"][l] == d[l] and got["jaccard"][l] == j[l] and 0.5 < d[l] < 1.0
+    assert all(math.isnan(got[m][l]) for m in ("dice", "jaccard") for l in (3, 7))
+    assert confusion(pred, ref, [7])[7].tn == ref.size
+
+
+# ------------------------------------------------------------ HD95 shortcut: percentile among zeros
+def test_quantile_is_zero_only_when_monai_quantile_is_zero():
+    from trace_bench.metrics.hausdorff import quantile_is_zero, quantile_monai
+
+    rng = np.random.default_rng(3)
+    ns = list(range(1, 60)) + [99, 100, 101, 1000, 20_001, 123_457]
+    for n in ns:
+        zeros = sorted({0, 1, n, *rng.integers(0, n + 1, 6).tolist(), int(0.95 * n), int(0.95 * n) + 3})
+        for nz in zeros:
+            if nz > n:
+                continue
+            d = np.concatenate([np.zeros(nz), rng.uniform(0.5, 30.0, n - nz)])
+            for pct in (95.0, 50.0, 100.0, 0.0):
+                if quantile_is_zero(nz, n, pct):
+                    assert quantile_monai(d, pct) == 0.0, (n, nz, pct)
+    assert not quantile_is_zero(0, 0, 95.0) and quantile_is_zero(5, 5, 100.0) and not quantile_is_zero(4, 5, 100.0)
+    assert quantile_is_zero(990, 1000, 95.0) and not quantile_is_zero(900, 1000, 95.0)
+
+
+@pytest.mark.parametrize("changed", [0, 3, 30, 120, 250, 400, 2000])
+def test_hd95_shortcut_equals_the_full_computation(changed, monkeypatch):
+    """Maps that agree but for ``changed`` random voxels: from every surface shared (HD95 0 both ways)
+    to enough differences that the percentile leaves the zeros; with the shortcut and without it."""
+    from trace_bench.metrics import hausdorff as H
+
+    rng = np.random.default_rng(changed)
+    ref = _blobs((14, 40, 44), 7, n_labels=2, sigma=2.5)
+    pred = ref.copy()
+    idx = rng.choice(pred.size, changed, replace=False)
+    pred.ravel()[idx] = rng.integers(0, 3, changed)
+    sp = (3.0, 0.8, 0.7)
+    fast = M.hd95(pred, ref, sp)
+    monkeypatch.setattr(H, "quantile_is_zero", lambda *a: False)
+    full = M.hd95(pred, ref, sp)
+    assert fast == full  # the same floats
+    if changed == 0:
+        assert fast == {1: 0.0, 2: 0.0}
+    if changed == 2000:
+        assert all(v > 0 for v in fast.values())

@@ -24,8 +24,11 @@ Grid rule (:data:`RESAMPLE_RULES`, option ``segmentation.resample``):
 * ``world``: nearest neighbour in patient coordinates through both affines (for generators that
   write real geometry, e.g. MAISI); voxels outside the generated volume are background.
 
-Each volume is segmented on its own grid, then the label map is resampled. The reference label
-map is computed once per (reference file, mtime, segmenter, classes) and reused for every method.
+Each volume is segmented on its own grid, then the label map is resampled. Label maps go through
+the on-disk cache (:class:`~trace_bench.cache.LabelMapCache`: volume content, segmenter id,
+classes), so each volume is segmented once per machine, whichever process, method, run or report
+asks; the reference label map is also kept in memory per (reference file, mtime, segmenter,
+classes) for every method of the run.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from ..errors import ConfigError
 from ..volume import orthogonal_slices
 from .base import CaseData, Metric, Option, Output, RunContext, register_metric
 from .hausdorff import EMPTY_POLICY, hd95
-from .overlap import dice, jaccard
+from .overlap import dice, jaccard, overlap_scores  # noqa: F401  (dice, jaccard: re-exported)
 
 RESAMPLE_RULES = ("extent", "world")
 _FIXED_LABELS = {"3": (1, 2), "2": (1,)}
@@ -90,10 +93,10 @@ def summarize(per_class: dict[str, dict[int, float]]) -> tuple[dict[str, float],
 
 def segmentation_scores(pred: np.ndarray, ref: np.ndarray, spacing, labels=None,
                         device: str | None = None) -> dict[str, dict[int, float]]:
-    """``{"dice": {label: v}, "jaccard": {...}, "hd95": {...}}`` for two label maps on one grid;
+    """``{"dice": {label: v}, "jaccard": {...}, "hd95": {...}}`` for two label maps on one grid (Dice and
+    Jaccard from one counting pass, :func:`.overlap.overlap_scores`);
     ``device``: where HD95 runs (None = the CPU path; a CUDA device = its torch path, same values)."""
-    return {"dice": dice(pred, ref, labels), "jaccard": jaccard(pred, ref, labels),
-            "hd95": hd95(pred, ref, spacing, labels, device=device)}
+    return {**overlap_scores(pred, ref, labels), "hd95": hd95(pred, ref, spacing, labels, device=device)}
 
 
 def _family(metric: str, label: str, unit: str, rank: float, hib: bool) -> dict[str, Output]:
@@ -131,7 +134,9 @@ class Segmentation(Metric):
         self._segmenters: dict[tuple, Any] = {}
         self._ref_cache: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
-        self.reference_segmentations = 0  # how many reference label maps were computed (not cached)
+        self._label_cache = None
+        #: reference label maps not found in this process's memory (computed, or read from the disk cache)
+        self.reference_segmentations = 0
 
     # -------------------------------------------------------------- plumbing
     def output_columns(self, ctx: RunContext) -> dict[str, Output]:
@@ -188,7 +193,19 @@ class Segmentation(Metric):
             mask = data.mask if which == "generated" else data.reference_mask
             return seg.from_mask(mask, ctx.classes, what=f"{which} volume of case {data.case_id!r}")
         vol = data.volume if which == "generated" else data.reference
-        return seg.segment(vol, ctx.classes)
+        return seg.segment_cached(vol, ctx.classes, self.label_cache(ctx))
+
+    def label_cache(self, ctx: RunContext):
+        """The on-disk label-map cache (:class:`~trace_bench.cache.LabelMapCache`) for ``ctx``: under
+        ``ctx.cache_dir/labels`` or ``$TRACE_BENCH_CACHE/labels``; off with ``TRACE_BENCH_LABEL_CACHE=0``."""
+        from ..cache import LabelMapCache, label_cache_enabled, label_cache_root
+
+        root, on = label_cache_root(ctx.cache_dir), label_cache_enabled()
+        with self._lock:
+            c = self._label_cache
+            if c is None or c.root != root or c.enabled != on:
+                c = self._label_cache = LabelMapCache(root, enabled=on)
+        return c
 
     def reference_labels(self, data: CaseData, ctx: RunContext):
         """The reference label map, computed once per reference file + segmenter + classes."""

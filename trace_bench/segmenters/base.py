@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..cache import LabelMapCache
 from ..registry import Registry
 from ..volume import Volume
 from .labels import check_classes
@@ -78,6 +79,29 @@ class Segmenter(ABC):
     @abstractmethod
     def segment(self, volume: Volume, classes: str = "3") -> LabelMap:
         """Label map of ``volume`` on its own grid at granularity ``classes``."""
+
+    def segment_cached(self, volume: Volume, classes: str = "3", cache: LabelMapCache | None = None) -> LabelMap:
+        """:meth:`segment` through the on-disk label-map cache (:class:`~trace_bench.cache.LabelMapCache`,
+        keyed by the volume's content, this segmenter's :attr:`id` and ``classes``): computed once per
+        machine, then read back with its label names and meta (``meta["source"]`` = this volume's path)."""
+        if cache is None or not cache.enabled:
+            return self.segment(volume, classes)
+        c = self._check(volume, classes)
+        made: list[LabelMap] = []
+
+        def compute() -> tuple[np.ndarray, dict[str, Any]]:
+            lm = self.segment(volume, c)
+            made.append(lm)
+            meta = {k: v for k, v in lm.meta.items() if k != "source"}
+            return lm.labels, {"segmenter": lm.segmenter, "classes": lm.classes,
+                               "names": {str(k): v for k, v in lm.names.items()}, "meta": meta}
+
+        labels, info = cache.get_or_compute(volume, self.id, c, compute)
+        if made:
+            return made[0]
+        return LabelMap(labels, volume.spacing, volume.affine, c, str(info["segmenter"]),
+                        names={int(k): str(v) for k, v in info.get("names", {}).items()},
+                        meta={**info.get("meta", {}), "source": volume.meta.get("path")})
 
     def _check(self, volume: Volume, classes: str) -> str:
         if not isinstance(volume, Volume):
