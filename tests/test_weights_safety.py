@@ -73,11 +73,11 @@ def test_shared_loader_refuses_pickle(evil):
 
 
 def test_vbench_loaders_refuse_pickle(evil, one_torch_thread):
-    """The four VBench networks (all through metrics.vbench's load_checkpoint)."""
-    from trace_bench.metrics.vbench.consistency import load_dino_vit
-    from trace_bench.models.amt import load_amt_s
-    from trace_bench.models.musiq import load_musiq
-    from trace_bench.models.viclip import load_viclip
+    """The four VBench networks (all through weights_load.load_state_dict)."""
+    from trace_bench.networks.dino import load_dino_vit
+    from trace_bench.networks.amt import load_amt_s
+    from trace_bench.networks.musiq import load_musiq
+    from trace_bench.networks.viclip import load_viclip
 
     path, marker = evil
     for load in (load_dino_vit, load_amt_s, load_musiq, load_viclip):
@@ -87,9 +87,9 @@ def test_vbench_loaders_refuse_pickle(evil, one_torch_thread):
 
 
 def test_extractor_segmenter_and_flow_loaders_refuse_pickle(evil, cache):
-    from trace_bench.extractors.clip import load_clip_model
-    from trace_bench.extractors.i3d import load_i3d
-    from trace_bench.extractors.inception import load_inception
+    from trace_bench.networks.clip import load_clip_model
+    from trace_bench.networks.i3d import load_i3d
+    from trace_bench.networks.inception import load_inception
     from trace_bench.segmenters.vista3d import load_vista3d_network
     from trace_model.flow import FlowEstimator
 
@@ -110,7 +110,7 @@ def test_extractor_segmenter_and_flow_loaders_refuse_pickle(evil, cache):
 
 
 def test_env_var_file_is_refused(evil, cache, monkeypatch):
-    from trace_bench.models.musiq import load_musiq
+    from trace_bench.networks.musiq import load_musiq
 
     path, marker = evil
     monkeypatch.setenv(W.WEIGHTS.get("musiq-spaq").env_var, str(path))
@@ -123,7 +123,7 @@ def test_env_var_file_is_refused(evil, cache, monkeypatch):
 
 def test_cli_import_then_resolve_and_load_is_refused(evil, cache):
     from trace_bench.cli import app
-    from trace_bench.metrics.vbench.consistency import load_dino_vit
+    from trace_bench.networks.dino import load_dino_vit
 
     path, marker = evil
     runner = CliRunner()
