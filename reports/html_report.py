@@ -222,10 +222,11 @@ def protocol_legend(res: Results) -> list[str]:
          '<dl class="legend">']
     if frame:
         h.append(f"<dt>{esc(frame)}</dt><dd>(frame protocol of this run) "
-                 + "; ".join(esc(d) for _, d in describe_protocol(str(frame))) + "</dd>")
+                 + "; ".join(esc(d) for _, d in describe_protocol(str(frame), res.metrics)) + "</dd>")
     for p, names in protos.items():
         h.append(f"<dt>{esc(p)}</dt><dd>used by {esc(', '.join(names))}<ul>"
-                 + "".join(f"<li><code>{esc(part)}</code>: {esc(d)}</li>" for part, d in describe_protocol(p))
+                 + "".join(f"<li><code>{esc(part)}</code>: {esc(d)}</li>"
+                           for part, d in describe_protocol(p, res.metrics))
                  + "</ul></dd>")
     h.append("</dl>")
     return h
