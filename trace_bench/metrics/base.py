@@ -381,11 +381,3 @@ def register_metric(cls: type[Metric], *, overwrite: bool = False) -> type[Metri
         raise ConfigError(f"register_metric: {cls.name} declares no outputs")
     METRICS.register(cls.name, cls, overwrite=overwrite)
     return cls
-
-
-def column_owner(column: str, metric_classes: Iterable[type[Metric]]) -> str | None:
-    """The metric that writes a result column (``dice`` -> ``segmentation``), or None."""
-    for cls in metric_classes:
-        if column in cls.outputs:
-            return cls.name
-    return None

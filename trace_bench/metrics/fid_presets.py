@@ -145,7 +145,6 @@ VLM3D = Preset2p5D(
     "forithmus/VLM3D-Dockers ctgen_evaluation/evaluation.py (FID 2.5D step): --target_shape 512x512x512 "
     "--enable_padding True --enable_center_cropping True --enable_resampling_spacing 1.0x1.0x1.0 --num_images 100, "
     "no --enable_center_slices_ratio; .mha converted to .nii.gz by SimpleITK ReadImage / WriteImage")
-PRESETS = {p.name: p for p in (MAISI, VLM3D)}
 
 
 # ============================================================================= preprocessing
@@ -245,24 +244,6 @@ def preset_fid(generated: dict[str, Any], reference: dict[str, Any], preset: Pre
         res[preset.columns[p]] = frechet.frechet_distance_from_states(gs, rs, ddof=1)
     res[preset.mean_column] = (res[preset.columns["xy"]] + res[preset.columns["yz"]] + res[preset.columns["zx"]]) / 3.0
     return res
-
-
-def preset_fid_volumes(generated: list[Volume], reference: list[Volume], preset: str = "maisi", device: str = "cpu",
-                       path: str | None = None, batch_size: int = 32) -> dict[str, float]:
-    """Functional twin on volumes: loads ``radimagenet-resnet50`` (resolved as in a run; refused when
-    missing), extracts every volume's plane features and returns the preset's columns."""
-    from ..networks.radimagenet import load_radimagenet
-    from ..weights import resolve_weights
-
-    pr = PRESETS[preset]
-    r = resolve_weights(WEIGHTS_NAME, path)
-    ext = load_radimagenet(r.path, device, batch_size=batch_size, sha256=r.sha256)
-
-    def stack(vols: list[Volume]) -> dict[str, np.ndarray]:
-        fs = [volume_plane_features(ext, v, pr) for v in vols]
-        return {p: np.concatenate([f[p] for f in fs]) for p in PLANES}
-
-    return preset_fid(stack(generated), stack(reference), pr)
 
 
 class PresetFID2p5D(Metric):
@@ -375,6 +356,6 @@ class FIDVlm3d(PresetFID2p5D):
                    "ratio), RadImageNet ResNet-50, FID per plane and mean")
 
 
-__all__ = ["MAISI", "PLANES", "PRESETS", "VLM3D", "FIDMaisi", "FIDVlm3d", "Preset2p5D", "PresetFID2p5D",
+__all__ = ["MAISI", "PLANES", "VLM3D", "FIDMaisi", "FIDVlm3d", "Preset2p5D", "PresetFID2p5D",
            "central_range", "nifti_affine", "plane_slices", "preprocess", "preset_fid",
-           "preset_fid_volumes", "volume_plane_features"]
+           "volume_plane_features"]

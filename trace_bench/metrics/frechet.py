@@ -87,10 +87,6 @@ def merge_states(states: Iterable[Mapping[str, np.ndarray]]) -> State:
     return total
 
 
-def _n(state: Mapping[str, np.ndarray]) -> float:
-    return float(np.asarray(state["features"]).shape[0]) if "features" in state else float(np.asarray(state["n"]))
-
-
 def mean_cov(state: Mapping[str, np.ndarray], ddof: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
     """``mu = sum / n``, ``S = (outer - n mu mu^T) / (n - ddof)``; returns (mu, sigma, n)."""
     sm, outer, n = moments(state)

@@ -401,7 +401,3 @@ CTNET_VOLUMES = FeatureSpace(
     (cache_option("CT-Net volume"),),
     lambda o: ("vlm3d-ctnet",), ctnet_parts, ctnet_volume_features,
     in_default_set=False)  # ~30 s per volume on one CPU core
-
-
-SPACES = {s.name: s for s in (INCEPTION_SLICES, I3D_CLIPS, CLIP_SLICES, ASTRA_VOLUMES, MEDICALNET_VOLUMES,
-                               CTNET_VOLUMES)}

@@ -95,7 +95,6 @@ CHEST_WINDOW = (-1000.0, 200.0)
 MERLIN_WINDOW = (-1000.0, 1000.0)
 MERLIN_SPACING = (1.5, 1.5, 3.0)  # mm, RAS (x, y, z)
 Mode = Literal["chest", "merlin"]
-MODES = ("chest", "merlin")
 
 
 # ============================================================================= the network
@@ -336,7 +335,7 @@ def load_backbone(path: str, device: str, name: str, ctx: Any) -> AstraEncoder:
     return load_astra(path, device, batch_size=1, sha256=file_sha256(path), name=name)
 
 
-__all__ = ["AstraEncoder", "Bottleneck3d", "I3ResNet152", "INPUT_SHAPE", "FEATURE_DIM", "MODES", "PROTOCOL_ID",
+__all__ = ["AstraEncoder", "Bottleneck3d", "I3ResNet152", "INPUT_SHAPE", "FEATURE_DIM", "PROTOCOL_ID",
            "astra_state_dict",
            "ensure_astra_weights", "foreground_box", "join_astra_shards", "load_astra", "load_backbone",
            "pad_crop_center", "preprocess", "preprocess_chest", "preprocess_id", "preprocess_merlin",
