@@ -9,8 +9,9 @@ the merge and the values. Adding a statistic to a space, or a space to the toolk
 
 ``key_class``: the class path the per-case cache key has always recorded for the metric (``run/plan.py``
 keys entries by ``module.qualname`` of the metric's class); the generated class carries it as its
-``__module__`` / ``__qualname__`` so that no cache key moved when the hand-written classes became rows.
-Instances pickle by metric name (:func:`make_metric`), not by that path.
+``__module__`` / ``__qualname__`` so that no cache key moved when the hand-written classes became rows (a
+new row names ``trace_bench.metrics.catalog.<ClassName>``). Instances pickle by metric name
+(:func:`make_metric`), not by that path.
 
 Metrics that are more than a statistic on a space stay classes of their own and reuse the spaces:
 ``fid_2p5d`` (:mod:`.fid`), ``fid_maisi`` / ``fid_vlm3d`` (:mod:`.fid_presets`), ``fvd_ctnet`` (paired
