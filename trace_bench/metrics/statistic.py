@@ -9,7 +9,10 @@ the functional twins); the public metrics are rows of :mod:`.catalog`.
 * :class:`FD`: Frechet distance of Gaussians fitted to the two sets. Per-case state: the case's
   feature rows in float64; merged into float64 moment sums (``{"sum", "outer", "n"}``, O(d^2) whatever
   the number of cases) or, while a set has at most d rows, kept as rows for the exact low-rank formula
-  (:func:`.frechet.merge_states`). Covariance with ``n - ddof``.
+  (:func:`.frechet.merge_states`). Covariance with ``n - ddof``. Sample size: with n <= d vectors (the
+  volume spaces give one per volume, d = 2048 or 96) the covariance has rank n - 1, so FD is dominated by
+  its bias and comparable only between runs with the same n (``sample_info`` reports n and d and the
+  report prints the note); KID is unbiased at any n >= 2 per set; PRDC needs more than k per set.
 * :class:`KID` and :class:`PRDC`: need the rows themselves. Per-case state ``{"features": float32
   (n, d)}`` (as the networks emit them, half the size of float64 records), merged by concatenation in the
   order given; both put the rows in a canonical order first, so values do not depend on that order.
