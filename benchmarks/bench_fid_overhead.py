@@ -54,7 +54,7 @@ def main() -> None:
     spec.setup(ctx)
     ext = spec.net.get(opts.get("weights", "inception-fid"), ctx)
     data = CaseData("bench", "lung2", vol, device=a.device)
-    from trace_bench.metrics.fid import select_slices
+    from trace_bench.metrics.spaces import select_slices
 
     frames = data.frames[select_slices(len(data.frames), a.frames)]
     xs = [preprocess(frames[i:i + ext.batch_size], a.device) for i in range(0, len(frames), ext.batch_size)]

@@ -229,8 +229,8 @@ def cache_option(network: str) -> Option:
                   in_protocol_id=False)
 
 
-def weights_option(default: str, meanings: dict[str, str], help: str) -> Option:
-    return Option("weights", default, help, choices=tuple(meanings), in_protocol_id=False)
+def weights_option(default: str, meanings: dict[str, str], text: str) -> Option:
+    return Option("weights", default, text, choices=tuple(meanings), in_protocol_id=False)
 
 
 # ----------------------------------------------------------------------------- Inception slices
