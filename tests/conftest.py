@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def pinned_weights(name: str, path: Path):
+    """Within the block, registry entry ``name`` pins ``path`` as its published file (its sha256 and size):
+    how a test's small TorchScript network is run as the pinned published file would be. Restored after."""
+    from dataclasses import replace
+
+    from trace_bench.weights import WEIGHTS, sha256_file
+
+    old = WEIGHTS.get(name)
+    WEIGHTS.register(name, replace(old, sha256=sha256_file(path), size=Path(path).stat().st_size, sha256_prefix=None),
+                     overwrite=True)
+    try:
+        yield
+    finally:
+        WEIGHTS.register(name, old, overwrite=True)

@@ -1,5 +1,6 @@
-"""The import structure described in ARCHITECTURE.md: no circles among the project's modules,
-``reports`` reads runs through ``trace_bench.results`` only, no module imports another's private names."""
+"""The import structure described in ARCHITECTURE.md: no circles among the project's modules, no import
+running up the floors (:data:`FLOORS`), ``reports`` reads runs through ``trace_bench.results`` only, no module
+imports another's private names."""
 
 from __future__ import annotations
 
@@ -63,6 +64,51 @@ def _graph() -> dict[str, set[str]]:
             # a package's __init__ re-exporting names is not a dependency of its submodules on the package
             g[name] |= {t for t in targets if t and t != name and not name.startswith(t + ".")}
     return g
+
+
+#: the floors, lowest first: a module imports its own floor and the floors below, never one above (a module
+#: not named here is on the bottom floor). Within a floor, the cycle test above keeps the order one way.
+FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("core", ("trace_bench", "trace_bench.errors", "trace_bench.registry", "trace_bench.atomic", "trace_bench.volume",
+              "trace_bench.intensity", "trace_bench.device", "trace_bench.weights", "trace_bench.weights_load",
+              "trace_bench.protocol", "trace_bench.geometry", "trace_bench.cache", "trace_bench.io",
+              "trace_bench.inputs", "trace_bench.read_options", "trace_bench.cases", "trace_bench.config",
+              "trace_bench.results", "baselines")),
+    ("networks", ("trace_bench.networks", "trace_bench.segmenters")),
+    ("metrics", ("trace_bench.metrics",)),
+    ("readers of runs", ("reports", "trace_bench.audit", "trace_bench.study", "trace_bench.profiling",
+                         "trace_bench.report_inputs")),
+    ("run core", ("trace_bench.run",)),
+    ("applications", ("trace_bench.launch", "trace_bench.demo", "trace_bench.regress", "trace_model")),
+    ("cli", ("trace_bench.cli", "trace_bench.__main__")),
+)
+
+
+def floor(module: str) -> int:
+    """The floor of a module: the one naming its longest prefix (0, the bottom, when none does)."""
+    best, level = "", 0
+    for i, (_, prefixes) in enumerate(FLOORS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > len(best):
+                best, level = p, i
+    return level
+
+
+def test_no_import_runs_up_the_floors():
+    g = _graph()
+    bad = [f"{a} ({FLOORS[floor(a)][0]}) imports {b} ({FLOORS[floor(b)][0]})"
+           for a in sorted(g) for b in sorted(g[a]) if floor(b) > floor(a)]
+    assert not bad, "imports running up the floors (ARCHITECTURE.md):\n" + "\n".join(bad)
+
+
+def test_the_floor_rule_catches_an_upward_import():
+    """Control: the edges the rule forbids are the ones the issue names (networks -> metrics, metrics -> run,
+    run -> cli), and the module map places the packages as ARCHITECTURE.md draws them."""
+    assert floor("trace_bench.networks.clip") < floor("trace_bench.metrics.spaces") < floor("trace_bench.run.plan")
+    assert floor("trace_bench.run.plan") < floor("trace_bench.cli.run")
+    assert floor("trace_bench.weights_load") == floor("trace_bench.results.tables") == 0
+    assert {m for m in MODULES if m.startswith("trace_bench.networks.")} >= {"trace_bench.networks.inception",
+                                                                              "trace_bench.networks.amt"}
 
 
 def test_no_import_cycles():

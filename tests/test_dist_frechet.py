@@ -136,3 +136,25 @@ def test_parity_with_torchmetrics_fid_class_streaming_sums():
     ours_fake = frechet.merge_states([frechet.features_state(feats(c)) for c in torch.split(fake, 9)])
     got = frechet.frechet_distance_from_states(ours_fake, ours_real, ddof=1)
     assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_and_fvd_functional_twins_match_pytorch_fid():
+    """``fid_from_features`` (covariance n - 1, pytorch-fid's np.cov) and ``fvd_from_features`` (covariance n,
+    StyleGAN-V's FeatureStats.get_mean_cov: raw second moment / n - mu mu^T) against pytorch-fid's
+    calculate_frechet_distance on those statistics; full-rank and fewer-samples-than-dimensions sets."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from trace_bench.metrics import fid_from_features, fvd_from_features
+
+    for n, m in ((120, 90), (12, 15)):
+        x, y = _feats(20 + n, n=n), _feats(21 + n, n=m, shift=0.4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pytorch-fid's scipy disp= note; near-singular sqrtm
+            fid = calculate_frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+            fvd = calculate_frechet_distance(x.mean(0), x.T @ x / n - np.outer(x.mean(0), x.mean(0)),
+                                             y.mean(0), y.T @ y / m - np.outer(y.mean(0), y.mean(0)))
+        assert fid_from_features(x, y) == pytest.approx(fid, rel=1e-6)
+        assert fvd_from_features(x, y) == pytest.approx(fvd, rel=1e-6)
+        assert fvd_from_features(x, y) != pytest.approx(fid, rel=1e-3)  # the two covariances differ
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fid_from_features(np.full((3, 2), np.nan), np.zeros((3, 2)))

@@ -43,11 +43,21 @@ class TinyStyleGANVI3D(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def i3d_script(tmp_path_factory):
+def i3d_file(tmp_path_factory):
     torch.manual_seed(0)
     p = tmp_path_factory.mktemp("w") / "i3d_torchscript.pt"
     torch.jit.script(TinyStyleGANVI3D().eval()).save(str(p))
     return p
+
+
+@pytest.fixture()
+def i3d_script(i3d_file):
+    """The small random TorchScript I3D, pinned as the registry's published file during the test (a
+    TorchScript file runs only when its sha256 is the pinned one; the real entry pins none yet)."""
+    from conftest import pinned_weights
+
+    with pinned_weights("i3d-torchscript", i3d_file):
+        yield i3d_file
 
 
 def test_fvd_end_to_end_with_torchscript_file(i3d_script, tmp_path):
@@ -72,7 +82,7 @@ def test_fvd_end_to_end_with_torchscript_file(i3d_script, tmp_path):
 
 
 def test_clip_sampling_is_seeded_and_order_free():
-    from trace_bench.metrics.fvd import clip_starts
+    from trace_bench.metrics.spaces import clip_starts
 
     a = clip_starts(61, 16, seed=0, key="abcdef12")
     assert list(a) == list(clip_starts(61, 16, seed=0, key="abcdef12"))
@@ -83,7 +93,7 @@ def test_clip_sampling_is_seeded_and_order_free():
 
 
 def test_i3d_architecture_loads_tats_state_dict(tmp_path):
-    from trace_bench.extractors.i3d import InceptionI3d, load_i3d, tats_preprocess
+    from trace_bench.networks.i3d import InceptionI3d, load_i3d, tats_preprocess
 
     torch.manual_seed(0)
     net = InceptionI3d(400, width=16).eval()  # 1/16 of the channels, random weights
@@ -108,7 +118,7 @@ def test_i3d_architecture_loads_tats_state_dict(tmp_path):
 
 
 def test_fvd_missing_and_corrupt_weights(tmp_path, monkeypatch):
-    from trace_bench.extractors.i3d import load_i3d
+    from trace_bench.networks.i3d import load_i3d
 
     monkeypatch.setenv("TRACE_BENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("TRACE_BENCH_WEIGHTS_I3D_TORCHSCRIPT", raising=False)
@@ -119,7 +129,8 @@ def test_fvd_missing_and_corrupt_weights(tmp_path, monkeypatch):
     corrupt = tmp_path / "weights" / "i3d_torchscript.pt"
     corrupt.parent.mkdir(parents=True)
     corrupt.write_bytes(b"\x00not a torchscript archive")
-    with pytest.raises(WeightsError, match=r"i3d_torchscript\.pt.*trace-bench weights"):
+    # a TorchScript file is code: with no pinned sha256 for the entry, it is refused before it is read
+    with pytest.raises(WeightsError, match=r"i3d_torchscript\.pt: refused.*pins no sha256.*fvd\.weights=i3d-tats"):
         load_i3d()
 
 
@@ -147,7 +158,7 @@ def clip_file(tmp_path_factory):
 def test_clip_model_api_matches_open_clip(clip_file):
     import open_clip
 
-    from trace_bench.extractors.clip import CLIP_MEAN, CLIP_STD, load_clip_model
+    from trace_bench.networks.clip import CLIP_MEAN, CLIP_STD, load_clip_model
 
     m, p = clip_file
     with pytest.warns(UserWarning, match="user-supplied"):
@@ -172,7 +183,7 @@ def test_clip_loads_hf_layout(clip_file, tmp_path):
     """HF transformers CLIPModel keys (written here from the OpenAI layout) load to the same model."""
     from safetensors.torch import save_file
 
-    from trace_bench.extractors.clip import load_clip_model
+    from trace_bench.networks.clip import load_clip_model
 
     m, _ = clip_file
     sd = m.state_dict()
@@ -209,7 +220,7 @@ def test_clip_loads_hf_layout(clip_file, tmp_path):
 
 
 def test_clip_score_case_metric(clip_file):
-    from trace_bench.extractors.clip import load_clip_model
+    from trace_bench.networks.clip import load_clip_model
     from trace_bench.metrics.clip_score import clip_score_from_features
 
     m, p = clip_file
@@ -233,7 +244,7 @@ def test_clip_score_case_metric(clip_file):
 
 
 def test_clip_missing_and_wrong_file(tmp_path, monkeypatch):
-    from trace_bench.extractors.clip import load_clip_model
+    from trace_bench.networks.clip import load_clip_model
 
     monkeypatch.setenv("TRACE_BENCH_CACHE", str(tmp_path))
     monkeypatch.delenv("TRACE_BENCH_WEIGHTS_CLIP_VIT_B32", raising=False)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_dist_fvd_clip import SMALL, clip_file, ct_crop_volume, i3d_script  # noqa: F401  (clip_file, i3d_script: fixtures)
+from tests.test_dist_fvd_clip import SMALL, clip_file, ct_crop_volume, i3d_file, i3d_script  # noqa: F401  (fixtures)
 from trace_bench.errors import ConfigError
 from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.kid import kid_from_features, mmd2_unbiased, poly_kernel
@@ -244,7 +244,7 @@ def test_kid_prdc_i3d_share_fvd_features(i3d_script, tmp_path):
 
 def test_kid_prdc_clip_image_features(clip_file, tmp_path):
     clip_file = clip_file[1]  # (model, tensors-only file) of test_dist_fvd_clip
-    from trace_bench.extractors.clip import load_clip_model
+    from trace_bench.networks.clip import load_clip_model
 
     ctx = RunContext(weights={"clip-vit-b32": str(clip_file)}, cache_dir=str(tmp_path), batch_size=3)
     with pytest.warns(UserWarning, match="user-supplied"):

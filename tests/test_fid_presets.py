@@ -1,4 +1,4 @@
-"""MAISI / VLM3D 2.5D FID presets (trace_bench/metrics/fid_presets.py, trace_bench/extractors/radimagenet.py).
+"""MAISI / VLM3D 2.5D FID presets (trace_bench/metrics/fid_presets.py, trace_bench/networks/radimagenet.py).
 
 Parity with the references, on the shipped real chest CT:
 
@@ -36,7 +36,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from trace_bench.errors import WeightsError
-from trace_bench.extractors.radimagenet import RadImageNetResNet50, load_radimagenet, radimagenet_input
+from trace_bench.networks.radimagenet import RadImageNetResNet50, load_radimagenet, radimagenet_input
 from trace_bench.io import read_volume
 from trace_bench.metrics.base import METRICS, CaseData, RunContext
 from trace_bench.metrics.fid_presets import (MAISI, PLANES, VLM3D, FIDMaisi, FIDVlm3d, central_range, nifti_affine,

@@ -1,4 +1,4 @@
-"""VLM3D's FVD_CTNet (trace_bench/extractors/ctnet.py, trace_bench/metrics/fvd_ctnet.py).
+"""VLM3D's FVD_CTNet (trace_bench/networks/ctnet.py, trace_bench/metrics/fvd_ctnet.py).
 
 The reference is forithmus/VLM3D-Dockers ``ctgen_evaluation/`` (commit 25f9c7b), which cannot be
 installed (a Docker context, not a package). The section "transcription" below is a minimal, faithful
@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from trace_bench.errors import WeightsError
-from trace_bench.extractors import ctnet as C
+from trace_bench.networks import ctnet as C
 from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics import fvd_ctnet as M
 from trace_bench.metrics.kid import kid_from_features
@@ -627,8 +627,6 @@ def test_missing_weights_refuse_in_one_line_and_a_run_lists_them_as_not_computed
     with pytest.raises(WeightsError) as e:
         METRICS.get("fvd_ctnet")().setup(RunContext())
     assert "vlm3d-ctnet" in str(e.value) and "\n" not in str(e.value)
-    with pytest.raises(WeightsError, match="vlm3d-ctnet"):
-        M.ctnet_features([])
     data = make_small_dataset(tmp_path / "data")
     names = ["fvd_ctnet", "fd_ctnet", "kid_ctnet", "prdc_ctnet"]
     r = run(RunConfig(out=str(tmp_path / "o"), reference=str(data / "reference"), methods={"interp": str(data / "interp")},
@@ -651,7 +649,7 @@ def test_a_run_scores_fvd_ctnet_paired_and_the_companions(tmp_path, monkeypatch)
     from trace_bench.run import run
 
     monkeypatch.setattr(C, "preprocess", _stand_in_preprocess)
-    monkeypatch.setattr(C, "load_ctnet_backbone", lambda path, device, name, ctx: _StandInExtractor())
+    monkeypatch.setattr(C, "load_backbone", lambda path, device, name, ctx: _StandInExtractor())
     monkeypatch.setenv("TRACE_BENCH_CACHE", str(tmp_path / "cache"))
     w = tmp_path / "random-ctnet.pt"
     torch.save({"params": {"module.features.0.weight": torch.zeros(1)}}, w)

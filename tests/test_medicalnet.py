@@ -24,10 +24,10 @@ from conftest import DEMO
 from torch import nn
 
 from trace_bench.errors import ConfigError, WeightsError
-from trace_bench.extractors import medicalnet as M
+from trace_bench.networks import medicalnet as M
 from trace_bench.metrics import METRICS, CaseData, RunContext, frechet
 from trace_bench.metrics.kid import kid_from_features
-from trace_bench.metrics.medicalnet import FDMedicalNet, KIDMedicalNet, PRDCMedicalNet
+from trace_bench.metrics import FDMedicalNet, KIDMedicalNet, PRDCMedicalNet
 from trace_bench.metrics.prdc import prdc_from_features
 from trace_bench.volume import Volume
 

@@ -3,7 +3,7 @@ bookkeeping, flexible lengths, checkpoints, generation to NIfTI, profiling.
 
 All networks here are tiny and randomly initialised (plumbing only). The text path is tested with a small
 random stand-in module built in this file in place of the frozen CLIP encoder (no CLIP weights offline);
-it follows the ``encode_text_hidden(texts) -> (N, L, W)`` API of ``trace_bench.extractors.clip``.
+it follows the ``encode_text_hidden(texts) -> (N, L, W)`` API of ``trace_bench.networks.clip``.
 """
 
 from __future__ import annotations

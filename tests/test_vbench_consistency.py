@@ -17,8 +17,9 @@ from trace_bench.errors import WeightsError
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, CaseData, RunContext, subject_consistency
 from trace_bench.metrics.vbench.consistency import (
-    SubjectConsistency, build_dino_vit, clip_preprocess, consistency_pairs, dino_preprocess, load_dino_vit,
+    SubjectConsistency, clip_preprocess, consistency_pairs, dino_preprocess,
 )
+from trace_bench.networks.dino import build_dino_vit, load_dino_vit
 from trace_bench.protocol import DEFAULT_PROTOCOL, to_rgb
 
 DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"

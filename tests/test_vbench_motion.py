@@ -18,7 +18,7 @@ from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.vbench.motion_smoothness import (
     interpolate_midpoints, motion_smoothness, motion_smoothness_from_predictions, vbench_scale,
 )
-from trace_bench.models.amt import AMTS, load_amt_s
+from trace_bench.networks.amt import AMTS, load_amt_s
 from trace_bench.protocol import FrameProtocol
 
 DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"

@@ -22,7 +22,7 @@ from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.vbench.overall_consistency import (
     OverallConsistency, middle_frame_indices, overall_consistency, overall_consistency_from_features,
 )
-from trace_bench.models.viclip import ViCLIP, load_viclip
+from trace_bench.networks.viclip import ViCLIP, load_viclip
 from trace_bench.protocol import DEFAULT_PROTOCOL
 
 DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"

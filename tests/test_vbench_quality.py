@@ -18,7 +18,7 @@ from trace_bench.errors import WeightsError
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.vbench.imaging_quality import ImagingQuality, imaging_quality, musiq_preprocess
-from trace_bench.models.musiq import MUSIQ, load_musiq
+from trace_bench.networks.musiq import MUSIQ, load_musiq
 from trace_bench.protocol import FrameProtocol, to_rgb
 
 DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"

@@ -73,11 +73,11 @@ def test_shared_loader_refuses_pickle(evil):
 
 
 def test_vbench_loaders_refuse_pickle(evil, one_torch_thread):
-    """The four VBench networks (all through metrics.vbench's load_checkpoint)."""
-    from trace_bench.metrics.vbench.consistency import load_dino_vit
-    from trace_bench.models.amt import load_amt_s
-    from trace_bench.models.musiq import load_musiq
-    from trace_bench.models.viclip import load_viclip
+    """The four VBench networks (all through weights_load.load_state_dict)."""
+    from trace_bench.networks.dino import load_dino_vit
+    from trace_bench.networks.amt import load_amt_s
+    from trace_bench.networks.musiq import load_musiq
+    from trace_bench.networks.viclip import load_viclip
 
     path, marker = evil
     for load in (load_dino_vit, load_amt_s, load_musiq, load_viclip):
@@ -87,9 +87,9 @@ def test_vbench_loaders_refuse_pickle(evil, one_torch_thread):
 
 
 def test_extractor_segmenter_and_flow_loaders_refuse_pickle(evil, cache):
-    from trace_bench.extractors.clip import load_clip_model
-    from trace_bench.extractors.i3d import load_i3d
-    from trace_bench.extractors.inception import load_inception
+    from trace_bench.networks.clip import load_clip_model
+    from trace_bench.networks.i3d import load_i3d
+    from trace_bench.networks.inception import load_inception
     from trace_bench.segmenters.vista3d import load_vista3d_network
     from trace_model.flow import FlowEstimator
 
@@ -110,7 +110,7 @@ def test_extractor_segmenter_and_flow_loaders_refuse_pickle(evil, cache):
 
 
 def test_env_var_file_is_refused(evil, cache, monkeypatch):
-    from trace_bench.models.musiq import load_musiq
+    from trace_bench.networks.musiq import load_musiq
 
     path, marker = evil
     monkeypatch.setenv(W.WEIGHTS.get("musiq-spaq").env_var, str(path))
@@ -125,7 +125,7 @@ def test_cli_import_refuses_pickle_and_a_cached_copy_is_refused_on_load(evil, ca
     import shutil
 
     from trace_bench.cli import app
-    from trace_bench.metrics.vbench.consistency import load_dino_vit
+    from trace_bench.networks.dino import load_dino_vit
 
     path, marker = evil
     runner = CliRunner()
@@ -217,3 +217,100 @@ def test_verify_ok_only_for_pinned_hash(cache):
     assert out.exit_code == 0 and "inception-fid      ok  " in out.output, out.output
     for _, spec in W.WEIGHTS.items():
         assert spec.provenance, f"{spec.name}: no provenance for its hash (or for its absence)"
+
+
+# ============================================================================= TorchScript: code, so pinned only
+class _TorchScriptPayload(torch.nn.Module):
+    """A TorchScript module whose ``__setstate__``, run by ``torch.jit.load``, reads a file with
+    ``torch.from_file`` and prints its bytes (what a hostile "weights" file given by --weights could do)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.w.sum()
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, bool, torch.Tensor]:
+        return (self.secret, self.training, self.w)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool, torch.Tensor]) -> None:
+        self.secret, self.training, self.w = state
+        leaked = torch.from_file(self.secret, False, 6, dtype=torch.uint8)
+        print("PAYLOAD READ", int(leaked.sum()))
+
+
+@pytest.fixture(scope="module")
+def evil_ts(tmp_path_factory):
+    """(TorchScript file, what its payload prints when it runs: the sum of the secret file's bytes)."""
+    d = tmp_path_factory.mktemp("ts")
+    (d / "secret").write_bytes(b"SECRET")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation note
+        torch.jit.script(_TorchScriptPayload(str(d / "secret"))).save(str(d / "model.pt"))
+    return d / "model.pt", str(sum(b"SECRET"))
+
+
+def test_the_torchscript_payload_is_live(evil_ts, capfd):
+    """Control: a plain ``torch.jit.load`` of the file runs its code (so the refusals below mean something)."""
+    path, leak = evil_ts
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path))
+    assert f"PAYLOAD READ {leak}" in capfd.readouterr().out
+
+
+def test_torchscript_runs_only_when_it_is_the_pinned_file(evil_ts, capfd, cache):
+    """``--weights inception-fid=model.pt`` (and the I3D / CLIP TorchScript paths, and the shared reader) refuse
+    a TorchScript file whose sha256 is not the entry's pinned one, in one line, before any of it runs."""
+    from conftest import pinned_weights
+
+    from trace_bench.metrics import METRICS, RunContext
+    from trace_bench.networks.clip import load_clip_model
+    from trace_bench.networks.i3d import load_i3d
+    from trace_bench.networks.inception import load_inception
+    from trace_bench.weights_load import load_torchscript
+
+    path, leak = evil_ts
+    calls = {
+        "inception": (lambda: load_inception(path, weights="inception-fid"), r"sha256 7ff4a85c3a6378f0.*this one"),
+        "fid --weights": (lambda: METRICS.get("fid")().setup(RunContext(weights={"inception-fid": str(path)})),
+                          "inception-fid-pth"),
+        "i3d": (lambda: load_i3d(path, weights="i3d-torchscript"), "pins no sha256.*i3d-tats"),
+        "clip": (lambda: load_clip_model("clip-vit-b32", path), "pass a state dict instead"),
+        "direct": (lambda: load_torchscript(path, "clip-vit-b32"), "runs one only when it is the published file"),
+        "tensors reader": (lambda: load_state_dict(path, "inception-fid-pth"), "TorchScript file is code"),
+    }
+    for what, (call, reason) in calls.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "user-supplied alternative" for pinned entries
+            with pytest.raises(WeightsError, match=reason) as e:
+                call()
+        msg = str(e.value)
+        assert "\n" not in msg and str(path) in msg and "refused" in msg, (what, msg)
+        assert "PAYLOAD READ" not in capfd.readouterr().out, f"{what}: the TorchScript file ran"
+    # the same file pinned as the published one is loaded (the hash is the only gate, so it must be exact)
+    with pinned_weights("inception-fid", path):
+        assert isinstance(load_torchscript(path, "inception-fid"), torch.jit.ScriptModule)
+    assert f"PAYLOAD READ {leak}" in capfd.readouterr().out
+
+
+def test_a_published_file_name_prefix_is_not_enough_to_run_code(evil_ts, capfd):
+    """Entries pinned by a sha256 prefix only (torch.hub style names) never run TorchScript."""
+    from dataclasses import replace
+
+    from trace_bench.weights import WEIGHTS, sha256_file
+    from trace_bench.weights_load import load_torchscript
+
+    path, _ = evil_ts
+    old = WEIGHTS.get("inception-fid-pth")
+    WEIGHTS.register("inception-fid-pth", replace(old, sha256=None, sha256_prefix=sha256_file(path)[:8]), overwrite=True)
+    try:
+        with pytest.raises(WeightsError, match="pins no sha256"):
+            load_torchscript(path, "inception-fid-pth")
+    finally:
+        WEIGHTS.register("inception-fid-pth", old, overwrite=True)
+    assert "PAYLOAD READ" not in capfd.readouterr().out

@@ -33,6 +33,14 @@ class FrameProtocol:
         lo, hi = self.window
         return f"ct-frames-v{self.version}:{self.size}px:hu[{lo:g},{hi:g}]:bilinear-aa:round-half-up"
 
+    @property
+    def meaning(self) -> str:
+        """:attr:`id` in words (the protocol-id legend written with every run)."""
+        lo, hi = self.window
+        return (f"CT frames, protocol version {self.version}: every axial slice (inferior to superior) resized to "
+                f"{self.size} x {self.size} px (bilinear, anti-aliased when shrinking); HU clipped to [{lo:g}, {hi:g}] "
+                "and mapped linearly to grey levels 0-255, rounded half up")
+
     def frames(self, volume: Volume, device: str | torch.device | None = None) -> np.ndarray:
         """uint8 frames (T, size, size), T = number of axial slices, inferior first. ``device``: where
         the resize + window + rounding run (default CPU); the frames are the same on every device."""
@@ -172,6 +180,19 @@ class SliceSampling:
         if kind == "every":
             return f"every{k}"
         return f"central{f:g}" + (f"x{k}" if k is not None else "")
+
+    @property
+    def meaning(self) -> str:
+        """:attr:`id` in words (the protocol-id legend written with every run)."""
+        kind, f, k = self._parts()
+        if kind == "all":
+            return "every axial slice"
+        if kind == "count":
+            return f"{k} evenly spaced axial slices (indices round(linspace(0, n - 1, {k})))"
+        if kind == "every":
+            return f"one axial slice in {k}, from the first (indices 0, {k}, {2 * k}, ...)"
+        kept = f"{k} evenly spaced slices of " if k is not None else ""
+        return f"{kept}the central {f:g} of the axial slices (floor(n (1 - {f:g}) / 2) dropped at each end)"
 
     @property
     def legacy_count(self) -> int | None | str:

@@ -1,6 +1,6 @@
 """Plain-dict registries with validating ``register`` and helpful ``get``.
 
-Every pluggable family (metrics, feature extractors, segmenters, adapters, weights, intensity
+Every pluggable family (metrics, segmenters, adapters, weights, intensity
 conventions) is a :class:`Registry`. The CLI's choices and error hints are generated from them.
 """
 

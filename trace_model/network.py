@@ -122,11 +122,11 @@ class _Memo:
 def load_text_encoder(cfg: TraceConfig, device: str | torch.device = "cpu",
                       path: str | None = None) -> TextEncoder | None:
     """The frozen CLIP text encoder named by ``conditioning.text`` (None for ``"none"``). Weights come from the
-    trace-bench weights registry through ``trace_bench.extractors.clip.load_clip_model``; missing weights
+    trace-bench weights registry through ``trace_bench.networks.clip.load_clip_model``; missing weights
     raise ``WeightsError`` (never a randomly initialised encoder)."""
     if cfg.conditioning.text == "none":
         return None
-    from trace_bench.extractors.clip import load_clip_model  # written by the extractors engineer
+    from trace_bench.networks.clip import load_clip_model  # the shared CLIP network
 
     return load_clip_model(name=cfg.conditioning.text, path=path, device=str(device))
 

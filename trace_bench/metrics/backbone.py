@@ -1,10 +1,10 @@
 """Backbone handling shared by every metric that runs a network: weights resolution, lazy loading
 once per (weights entry, file, device), and the on-disk feature cache.
 
-A metric holds one :class:`Backbone` per network::
+A metric holds one :class:`Backbone` per network, named by its module in :mod:`trace_bench.networks`::
 
-    self.net = Backbone(load_inception_for_metric)   # loader(path, device, name, ctx) -> model
-    model = self.net.get("inception-fid", ctx)      # resolved through trace_bench.weights, loaded once
+    self.net = Backbone("inception")             # trace_bench.networks.inception.load_backbone, imported lazily
+    model = self.net.get("inception-fid", ctx)  # resolved through trace_bench.weights, loaded once
 
 The weights file is found by :func:`trace_bench.weights.resolve_weights` (explicit path from
 ``ctx.weights`` / ``--weights``, environment variable, cache), verified there, and loaded by the
@@ -14,6 +14,7 @@ are cached by content hash + protocol + extractor + weights sha256 (:mod:`trace_
 
 from __future__ import annotations
 
+import importlib
 import threading
 from typing import Any, Callable
 
@@ -25,11 +26,22 @@ from .base import CaseData, RunContext
 Loader = Callable[[str, str, str, RunContext], Any]
 
 
-class Backbone:
-    """A lazily loaded network for one metric instance."""
+def network_loader(network: str) -> Loader:
+    """``trace_bench.networks.<network>.load_backbone``, looked up when called (so importing the metric
+    layer imports no network, and a test may replace a network's loader on its module)."""
 
-    def __init__(self, loader: Loader) -> None:
-        self._loader = loader
+    def load(path: str, device: str, name: str, ctx: RunContext) -> Any:
+        return importlib.import_module(f"trace_bench.networks.{network}").load_backbone(path, device, name, ctx)
+
+    return load
+
+
+class Backbone:
+    """A lazily loaded network for one metric instance: ``network`` is a module of
+    :mod:`trace_bench.networks` (or any ``loader(path, device, name, ctx)``)."""
+
+    def __init__(self, network: str | Loader) -> None:
+        self._loader = network_loader(network) if isinstance(network, str) else network
         self._model: Any = None
         self._key: tuple | str | None = None
         self.sha256 = ""

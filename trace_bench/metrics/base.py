@@ -11,8 +11,12 @@ instantiated per run with its validated options (no module-level singletons). It
   the ``--metrics`` choices are generated from these; a new metric needs no edits elsewhere);
 * ``options``: :class:`Option` declarations, settable as ``--option NAME.KEY=VALUE`` or in a TOML
   ``[options.NAME]`` table, validated here, written to ``config.toml`` and part of the protocol id;
-* its needs: ``needs_reference``, ``needs_prompt``, ``weights`` (weights registry names; the
-  backbone is resolved, loaded lazily and its features cached by :mod:`.backbone`).
+* its needs: ``needs_reference``, ``needs_prompt``, ``weights`` (weights registry names with the
+  default options; :meth:`Metric.required_weights` is the one question asked of a metric; the
+  backbone is resolved, loaded lazily and its features cached by :mod:`.backbone`);
+* its protocol: :meth:`Metric.protocol_parts`, the parts of its protocol id, each with its meaning in
+  plain words; :meth:`Metric.protocol_id` joins them (and the changed options), and
+  :meth:`Metric.protocol_legend` is what ``metrics.json`` records beside every column.
 
 Per-case work is pure: ``case_values(data, ctx)`` or ``case_state(data, ctx)``. The same object is
 also a torchmetrics-style streaming metric: ``update(data, ctx)`` folds one volume into the
@@ -37,6 +41,8 @@ from ..volume import Volume
 from ..results.tables import ColumnStyle
 
 State = dict[str, np.ndarray]
+#: one ``|``-separated part of a protocol id and its meaning in plain words
+Part = tuple[str, str]
 
 
 # ============================================================================= declarations
@@ -120,6 +126,19 @@ class Option:
         return f"{self.name} (default {self.default!r}{c}): {self.help}"
 
 
+def resolve_declared(options: Iterable[Option], given: dict[str, Any], owner: str) -> dict[str, Any]:
+    """Defaults of ``options`` overlaid with ``given``; unknown names and bad values raise ConfigError
+    naming ``owner`` (the metric)."""
+    known = {o.name: o for o in options}
+    for k in given:
+        if k not in known:
+            close = difflib.get_close_matches(k, list(known), n=2)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            avail = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"option {owner}.{k}: {owner} has no option {k!r} (options: {avail}).{hint}")
+    return {name: o.parse(given[name], owner) if name in given else o.default for name, o in known.items()}
+
+
 # ============================================================================= per-case inputs
 @dataclass
 class CaseData:
@@ -198,14 +217,7 @@ class Metric:
     @classmethod
     def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``given``; unknown names and bad values raise ConfigError."""
-        known = {o.name: o for o in cls.options}
-        for k in given:
-            if k not in known:
-                close = difflib.get_close_matches(k, list(known), n=2)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                avail = ", ".join(sorted(known)) or "none"
-                raise ConfigError(f"option {cls.name}.{k}: {cls.name} has no option {k!r} (options: {avail}).{hint}")
-        return {name: o.parse(given[name], cls.name) if name in given else o.default for name, o in known.items()}
+        return resolve_declared(cls.options, given, cls.name)
 
     @classmethod
     def fast_options(cls) -> dict[str, Any]:
@@ -215,9 +227,18 @@ class Metric:
     @classmethod
     def option_protocol(cls, opts: dict[str, Any]) -> str:
         """The options that differ from their defaults, as a protocol-id suffix ('' when none)."""
-        changed = [f"{o.name}={opts[o.name]}" for o in cls.options
-                   if o.in_protocol_id and opts.get(o.name, o.default) != o.default]
-        return ("|opt:" + ",".join(changed)) if changed else ""
+        part = cls.option_part(opts)
+        return "|" + part[0] if part else ""
+
+    @classmethod
+    def option_part(cls, opts: dict[str, Any]) -> Part | None:
+        """``("opt:NAME=VALUE,...", meaning)`` for the options in the id that differ from their defaults."""
+        changed = [o for o in cls.options if o.in_protocol_id and opts.get(o.name, o.default) != o.default]
+        if not changed:
+            return None
+        return ("opt:" + ",".join(f"{o.name}={opts[o.name]}" for o in changed),
+                "options changed from their defaults: " + "; ".join(f"{o.name} = {opts[o.name]} ({o.help})"
+                                                                     for o in changed))
 
     @property
     def columns(self) -> dict[str, bool | None]:
@@ -235,14 +256,30 @@ class Metric:
         """Needs no weights file (with the default run settings)."""
         return not self.required_weights()
 
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        """The parts of :meth:`base_protocol_id`, each ``(text, meaning)``: the preprocessing, backbone and
+        statistic that produced the values (override this). Default: the frame protocol."""
+        return [(ctx.protocol.id, ctx.protocol.meaning)]
+
     def base_protocol_id(self, ctx: RunContext) -> str:
-        """Identifies the preprocessing + backbone that produced the values (override this)."""
-        return ctx.protocol.id
+        """The parts of :meth:`protocol_parts` joined by ``|``."""
+        return "|".join(text for text, _ in self.protocol_parts(ctx))
 
     def protocol_id(self, ctx: RunContext) -> str:
         """:meth:`base_protocol_id` plus the options changed from their defaults (goes into every row
         and every cache key, so changing an option never reuses an old value)."""
         return self.base_protocol_id(ctx) + self.option_protocol(self.opts)
+
+    def protocol_legend(self, ctx: RunContext) -> list[Part]:
+        """Every part of :meth:`protocol_id`, in order, with its meaning (``metrics.json`` records it,
+        reports render it). A plug-in that overrides :meth:`base_protocol_id` without
+        :meth:`protocol_parts` gets its parts listed as declared without a meaning."""
+        parts = list(self.protocol_parts(ctx))
+        base = self.base_protocol_id(ctx)
+        if "|".join(text for text, _ in parts) != base:
+            parts = [(t, f"(metric {self.name} declares no meaning for this part)") for t in base.split("|") if t]
+        opt = self.option_part(self.opts)
+        return parts + ([opt] if opt else [])
 
     def setup(self, ctx: RunContext) -> None:
         """Load backbones etc. Raise :class:`~trace_bench.errors.WeightsError` when missing."""
@@ -344,11 +381,3 @@ def register_metric(cls: type[Metric], *, overwrite: bool = False) -> type[Metri
         raise ConfigError(f"register_metric: {cls.name} declares no outputs")
     METRICS.register(cls.name, cls, overwrite=overwrite)
     return cls
-
-
-def column_owner(column: str, metric_classes: Iterable[type[Metric]]) -> str | None:
-    """The metric that writes a result column (``dice`` -> ``segmentation``), or None."""
-    for cls in metric_classes:
-        if column in cls.outputs:
-            return cls.name
-    return None

@@ -10,7 +10,8 @@ counts.
 Slices: option ``clip_score.slices`` (default 8) evenly spaced axial slices of ``ctx.protocol`` frames
 (``numpy.linspace(0, T - 1, k)`` rounded), replicated to RGB, OpenAI preprocessing (bicubic resize of
 the shorter side to 224 with antialias in torch rather than PIL, centre crop, CLIP mean/std).
-Model: registry ``clip-vit-b32`` (:func:`trace_bench.extractors.clip.load_clip_model`). Text longer
+Model: registry ``clip-vit-b32`` (:func:`trace_bench.networks.clip.load_clip_model`, the network of the
+CLIP feature space :data:`~.spaces.CLIP_SLICES`). Text longer
 than 77 tokens is truncated (the end token kept).
 """
 
@@ -20,8 +21,8 @@ import torch
 
 from ..errors import ConfigError
 from .backbone import Backbone
-from .base import CaseData, Metric, Option, Output, RunContext, register_metric
-from .fid import select_slices
+from .base import CaseData, Metric, Option, Output, Part, RunContext, register_metric
+from .spaces import CLIP_SLICES, frame_part, select_slices
 
 
 def clip_score_from_features(image_features: torch.Tensor, text_features: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -30,12 +31,6 @@ def clip_score_from_features(image_features: torch.Tensor, text_features: torch.
     txt = text_features / text_features.norm(p=2, dim=-1, keepdim=True)
     per = 100.0 * (img * txt).sum(dim=-1)
     return max(float(per.mean()), 0.0), per
-
-
-def _load_clip_backbone(path: str, device: str, name: str, ctx: RunContext):
-    from ..extractors.clip import load_clip_model
-
-    return load_clip_model(name, path=path, device=device)
 
 
 @register_metric
@@ -52,10 +47,16 @@ class ClipScore(Metric):
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.net = Backbone(_load_clip_backbone)
+        self.net = Backbone(CLIP_SLICES.network)
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{ctx.protocol.id}|clip-vit-b32:openai-preprocess-224|slices={int(self.opts['slices'])}:linspace"
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        k = int(self.opts["slices"])
+        return [frame_part(ctx),
+                ("clip-vit-b32:openai-preprocess-224",
+                 "CLIP ViT-B/32 (OpenAI weights clip-vit-b32): image features of each slice (grey replicated to RGB, "
+                 "bicubic resize of the shorter side to 224 px, centre crop, CLIP mean / std) and text features of the "
+                 "case's prompt (truncated to 77 tokens); per case max(mean over slices of 100 cos, 0)"),
+                (f"slices={k}:linspace", f"{k} evenly spaced axial slices (indices round(linspace(0, n - 1, {k})))")]
 
     def setup(self, ctx: RunContext) -> None:
         self.net.get("clip-vit-b32", ctx)

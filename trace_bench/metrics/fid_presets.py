@@ -16,7 +16,7 @@ d948baa; forithmus/VLM3D-Dockers ``ctgen_evaluation/`` holds a copy that differs
    per z), ``yz`` (sagittal, one per x), ``zx`` (coronal, one per y, image rows x, columns z); with a
    centre ratio r only indices ``int((1 - r) / 2 * n) .. int((1 + r) / 2 * n) - 1`` of each axis;
 3. per plane, all its slices min-max scaled together, replicated to 3 channels (BGR), minus
-   0.406 / 0.456 / 0.485 (:func:`trace_bench.extractors.radimagenet.radimagenet_input`), RadImageNet
+   0.406 / 0.456 / 0.485 (:func:`trace_bench.networks.radimagenet.radimagenet_input`), RadImageNet
    ResNet-50 layer4 map averaged over (H, W): 2048-d per slice (weights ``radimagenet-resnet50``);
 4. per plane, MONAI ``FIDMetric`` (``get_fid_score``: float64, covariance with n - 1,
    ``scipy.linalg.sqrtm`` of the product) between the generated and the reference slices; the
@@ -64,9 +64,10 @@ import torch
 from ..volume import Volume
 from . import frechet
 from .backbone import Backbone
-from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
-from .feature_spaces import cache_option, shared_cached_features
-from .fid import FID_TOL
+from .base import CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
+from .catalog import FID_TOL
+from .fid import plane_state
+from .spaces import cache_option, shared_cached_features
 
 #: the script's planes, in its order (``get_features_2p5d``: XY along D, YZ along H, ZX along W)
 PLANES = ("xy", "yz", "zx")
@@ -101,16 +102,35 @@ class Preset2p5D:
     #: where the arguments come from
     source: str
 
-    @property
-    def preprocess_id(self) -> str:
+    def preprocess_parts(self) -> list[Part]:
+        """The volume preprocessing as protocol-id parts, each with its meaning."""
         sp = "none" if self.spacing is None else "x".join(f"{s:g}" for s in self.spacing) + "mm-bilinear"
         shape = "x".join(map(str, self.target_shape))
-        return (f"monai:ras|spacing:{sp}|pad:{'-1000:' + shape if self.pad else 'no'}|"
-                f"centercrop:{shape if self.crop else 'no'}|clip:-1000,1000")
+        return [("monai:ras", "MONAI Orientation to RAS of the volume as the script reads it from a NIfTI file"),
+                (f"spacing:{sp}", "no resampling" if self.spacing is None else
+                 f"MONAI Spacing to {sp[:-len('mm-bilinear')]} mm (x, y, z), bilinear"),
+                (f"pad:{'-1000:' + shape if self.pad else 'no'}",
+                 f"MONAI SpatialPad to {shape} with -1000 HU" if self.pad else "no padding"),
+                (f"centercrop:{shape if self.crop else 'no'}",
+                 f"MONAI CenterSpatialCrop to {shape}" if self.crop else "no cropping"),
+                ("clip:-1000,1000", "MONAI ScaleIntensityRange -1000..1000 -> -1000..1000 with clip: HU clipped to "
+                                    "[-1000, 1000]")]
+
+    @property
+    def preprocess_id(self) -> str:
+        return "|".join(text for text, _ in self.preprocess_parts())
 
     @property
     def slicing_id(self) -> str:
         return "all" if self.center_ratio is None else f"center{self.center_ratio:g}"
+
+    @property
+    def slicing_meaning(self) -> str:
+        if self.center_ratio is None:
+            return "every slice of each of the three planes XY, YZ, ZX of the cube"
+        r = self.center_ratio
+        return (f"the central {r:g} of each of the three planes XY, YZ, ZX of the cube (indices int((1 - {r:g}) / 2 n) "
+                f"to int((1 + {r:g}) / 2 n) - 1)")
 
 
 MAISI = Preset2p5D(
@@ -125,7 +145,6 @@ VLM3D = Preset2p5D(
     "forithmus/VLM3D-Dockers ctgen_evaluation/evaluation.py (FID 2.5D step): --target_shape 512x512x512 "
     "--enable_padding True --enable_center_cropping True --enable_resampling_spacing 1.0x1.0x1.0 --num_images 100, "
     "no --enable_center_slices_ratio; .mha converted to .nii.gz by SimpleITK ReadImage / WriteImage")
-PRESETS = {p.name: p for p in (MAISI, VLM3D)}
 
 
 # ============================================================================= preprocessing
@@ -208,13 +227,6 @@ def plane_slices(cube: torch.Tensor, plane: str, ratio: float | None) -> torch.T
 
 
 # ============================================================================= features and distances
-def load_radimagenet_for_metric(path: str, device: str, name: str, ctx: RunContext) -> Any:
-    """:class:`~.backbone.Backbone` loader of the RadImageNet ResNet-50."""
-    from ..extractors.radimagenet import load_radimagenet_backbone
-
-    return load_radimagenet_backbone(path, device, name, ctx)
-
-
 def volume_plane_features(extractor: Any, volume: Volume, preset: Preset2p5D,
                           cube: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     """``{plane: float32 (n, 2048)}`` of one volume (``cube``: its :func:`preprocess` output, if at hand)."""
@@ -234,28 +246,6 @@ def preset_fid(generated: dict[str, Any], reference: dict[str, Any], preset: Pre
     return res
 
 
-def preset_fid_volumes(generated: list[Volume], reference: list[Volume], preset: str = "maisi", device: str = "cpu",
-                       path: str | None = None, batch_size: int = 32) -> dict[str, float]:
-    """Functional twin on volumes: loads ``radimagenet-resnet50`` (resolved as in a run; refused when
-    missing), extracts every volume's plane features and returns the preset's columns."""
-    from ..extractors.radimagenet import load_radimagenet
-    from ..weights import resolve_weights
-
-    pr = PRESETS[preset]
-    r = resolve_weights(WEIGHTS_NAME, path)
-    ext = load_radimagenet(r.path, device, batch_size=batch_size, sha256=r.sha256)
-
-    def stack(vols: list[Volume]) -> dict[str, np.ndarray]:
-        fs = [volume_plane_features(ext, v, pr) for v in vols]
-        return {p: np.concatenate([f[p] for f in fs]) for p in PLANES}
-
-    return preset_fid(stack(generated), stack(reference), pr)
-
-
-def _plane_state(state: State, plane: str) -> State:
-    return {k.split(":", 1)[1]: v for k, v in state.items() if k.startswith(plane + ":")}
-
-
 class PresetFID2p5D(Metric):
     """A 2.5D FID preset as a distribution metric; subclasses set ``preset``, ``name``, ``outputs``."""
 
@@ -271,16 +261,25 @@ class PresetFID2p5D(Metric):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.net = Backbone(load_radimagenet_for_metric)
+        self.net = Backbone("radimagenet")
 
     def setup(self, ctx: RunContext) -> None:
         self.net.get(WEIGHTS_NAME, ctx)
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        from ..extractors.radimagenet import EXTRACTOR_ID
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        from ..networks.radimagenet import EXTRACTOR_ID
 
         p = self.preset
-        return f"{p.id}|{p.preprocess_id}|slices:{p.slicing_id}|{EXTRACTOR_ID}|planes:xy,yz,zx:mean|frechet:ddof=1"
+        return [(p.id, f"{p.name}'s 2.5D FID protocol, version 1 ({p.source})"),
+                *p.preprocess_parts(),
+                (f"slices:{p.slicing_id}", p.slicing_meaning),
+                (EXTRACTOR_ID, f"RadImageNet ResNet-50 (weights {WEIGHTS_NAME}, Warvito's port of the Keras model): each "
+                               "plane's slices min-max scaled together to [0, 1], grey to 3 channels minus 0.406 / "
+                               "0.456 / 0.485, layer4 map averaged over (H, W): 2048-d per slice; the frame protocol "
+                               "is not used"),
+                ("planes:xy,yz,zx:mean", "one FID per plane (XY, YZ, ZX), the reported value their mean"),
+                ("frechet:ddof=1", "Frechet distance between Gaussians fitted to the generated and the reference "
+                                   "slices of a plane, covariance with n - 1 (MONAI's FIDMetric)")]
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
         ext = self.net.get(WEIGHTS_NAME, ctx)
@@ -308,24 +307,24 @@ class PresetFID2p5D(Metric):
         states = list(states)
         out: State = {}
         for plane in PLANES:
-            m = frechet.merge_states([_plane_state(s, plane) for s in states])
+            m = frechet.merge_states([plane_state(s, plane) for s in states])
             out.update({f"{plane}:{k}": v for k, v in m.items()})
         return out
 
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
-        return preset_fid({p: _plane_state(generated, p) for p in PLANES},
-                          {p: _plane_state(reference, p) for p in PLANES}, self.preset)
+        return preset_fid({p: plane_state(generated, p) for p in PLANES},
+                          {p: plane_state(reference, p) for p in PLANES}, self.preset)
 
     def sample_info(self, state: State) -> dict[str, int]:
         """Slices per plane (the smallest plane's count) and the feature dimension."""
-        infos = [frechet.sample_info(_plane_state(state, p)) for p in PLANES]
+        infos = [frechet.sample_info(plane_state(state, p)) for p in PLANES]
         infos = [i for i in infos if i]
         return min(infos, key=lambda i: i["samples"]) if infos else {}
 
     def export_stats(self, state: State) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for plane in PLANES:
-            st = frechet.export_stats(_plane_state(state, plane), ddof=1)
+            st = frechet.export_stats(plane_state(state, plane), ddof=1)
             out.update({f"{plane}_{k}": v for k, v in st.items()})
         return out
 
@@ -357,6 +356,6 @@ class FIDVlm3d(PresetFID2p5D):
                    "ratio), RadImageNet ResNet-50, FID per plane and mean")
 
 
-__all__ = ["MAISI", "PLANES", "PRESETS", "VLM3D", "FIDMaisi", "FIDVlm3d", "Preset2p5D", "PresetFID2p5D",
-           "central_range", "load_radimagenet_for_metric", "nifti_affine", "plane_slices", "preprocess", "preset_fid",
-           "preset_fid_volumes", "volume_plane_features"]
+__all__ = ["MAISI", "PLANES", "VLM3D", "FIDMaisi", "FIDVlm3d", "Preset2p5D", "PresetFID2p5D",
+           "central_range", "nifti_affine", "plane_slices", "preprocess", "preset_fid",
+           "volume_plane_features"]

@@ -18,6 +18,9 @@ float64 arithmetic: merging in another order changes the result only by rounding
 
 Covariance: ``S = (outer - n mu mu^T) / (n - ddof)``; ``ddof=1`` (unbiased) is pytorch-fid's
 ``np.cov`` and torchmetrics'; ``ddof=0`` is StyleGAN-V's ``FeatureStats.get_mean_cov`` (used by FVD).
+
+Functional twins of the Frechet metrics on feature matrices: :func:`fid_from_features` (``ddof=1``,
+pytorch-fid / torchmetrics) and :func:`fvd_from_features` (``ddof=0``, StyleGAN-V).
 """
 
 from __future__ import annotations
@@ -82,10 +85,6 @@ def merge_states(states: Iterable[Mapping[str, np.ndarray]]) -> State:
             total["n"] = np.float64(total["n"] + n)
     assert total is not None
     return total
-
-
-def _n(state: Mapping[str, np.ndarray]) -> float:
-    return float(np.asarray(state["features"]).shape[0]) if "features" in state else float(np.asarray(state["n"]))
 
 
 def mean_cov(state: Mapping[str, np.ndarray], ddof: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
@@ -208,3 +207,15 @@ def sample_info(state: Mapping[str, np.ndarray]) -> dict[str, int]:
     if "sum" in state:
         return {"samples": int(float(np.asarray(state["n"]))), "dim": int(np.asarray(state["sum"]).shape[-1])}
     return {}
+
+
+def fid_from_features(gen: np.ndarray, ref: np.ndarray, ddof: int = 1) -> float:
+    """Functional twin of ``fid`` (and ``fd_*``): Frechet distance of two feature matrices (n, d), covariance
+    with ``n - ddof`` (1: pytorch-fid's ``np.cov``, torchmetrics)."""
+    return frechet_distance_from_states(features_state(gen), features_state(ref), ddof)
+
+
+def fvd_from_features(gen: np.ndarray, ref: np.ndarray) -> float:
+    """Functional twin of ``fvd``: Frechet distance of two I3D feature matrices (n, 400), covariance with ``n``
+    (StyleGAN-V's ``FeatureStats.get_mean_cov``)."""
+    return frechet_distance_from_states(features_state(gen), features_state(ref), 0)

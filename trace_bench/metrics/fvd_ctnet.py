@@ -1,8 +1,9 @@
 """The VLM3D text-to-CT challenge's ``FVD_CTNet``, and FD / KID / PRDC on the same CT-Net features.
 
-Network and preprocessing: :mod:`trace_bench.extractors.ctnet` (CT-Net, Draelos et al. 2021, as the
+Network and preprocessing: :mod:`trace_bench.networks.ctnet` (CT-Net, Draelos et al. 2021, as the
 challenge's evaluation Docker runs it: forithmus/VLM3D-Dockers ``ctgen_evaluation/``), weights entry
-``vlm3d-ctnet``. One 96-d feature vector per volume (the whole volume resized to 402 x 420 x 420).
+``vlm3d-ctnet``; the feature space :data:`~.spaces.CTNET_VOLUMES`. One 96-d feature vector per volume
+(the whole volume resized to 402 x 420 x 420).
 
 ``fvd_ctnet`` reproduces the challenge's number (``evaluate_fvd.py`` + ``FVD/fvd_pytorch.py`` +
 ``FVD/fvd_pytorch_model.py``):
@@ -32,7 +33,8 @@ of ``C_g C_r^T``, exact for n <= d) instead of ``scipy.linalg.sqrtm`` of the 96 
 rank-3 matrices; on random ReLU features (chunks of 2 to 5, 200 draws, scales 0.01 to 10) the two agree
 to 7e-8 relative (tests/test_fvd_ctnet.py checks 1e-6 against a transcription of ``compute_fvd``).
 
-The unpaired companions on the same features (one state per volume, the GT row is the split-half floor):
+The unpaired companions on the same features are catalogue rows (:mod:`.catalog`; one state per volume,
+the GT row is the split-half floor):
 
 * ``fd_ctnet``: one Frechet distance between ALL generated and ALL reference feature vectors
   (:mod:`.frechet`, covariance ``n - 1``; exact low-rank formula while n <= 96). Not VLM3D's number; the
@@ -41,7 +43,7 @@ The unpaired companions on the same features (one state per volume, the GT row i
   better choice for tens of volumes;
 * ``prdc_ctnet_{precision,recall,density,coverage}``: :func:`.prdc.prdc_from_features`, k = 5.
 
-Features are cached on disk by volume content hash + :data:`~trace_bench.extractors.ctnet.PREPROCESS_ID`
+Features are cached on disk by volume content hash + :data:`~trace_bench.networks.ctnet.PREPROCESS_ID`
 + weights sha256, and shared by the four metrics (a reference volume's features computed for
 ``fvd_ctnet``'s pairs are the cache entry the other metrics read). Cost: one CT-Net pass per volume, 134
 ResNet-18 images of 420 x 420 (about 0.86 T multiply-adds: 32 s on one CPU core here);
@@ -57,53 +59,13 @@ import numpy as np
 
 from . import frechet
 from .backbone import Backbone
-from .base import CaseData, Metric, Option, Output, RunContext, State, register_metric
-from .feature_spaces import FeatureSetMetric, FeatureSpace, cache_option, features_of, shared_cached_features
-from .kid import KID_OPTIONS, KIDMetric, kid_outputs
-from .prdc import PRDC_OPTIONS, PRDCMetric, prdc_outputs
+from .base import CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
+from .catalog import FD_TOL
+from .spaces import CTNET_VOLUMES
 
 CTNET = "vlm3d-ctnet"
 #: evaluate_fvd.py ``CHUNK``: (generated, reference) pairs per Frechet distance
 VLM3D_CHUNK = 4
-FD_TOL = {"abs": 0.01, "rel": 0.05}
-
-
-def load_ctnet_for_metric(path: str, device: str, name: str, ctx: RunContext) -> Any:
-    """:class:`~.backbone.Backbone` loader of CT-Net."""
-    from ..extractors.ctnet import load_ctnet_backbone
-
-    return load_ctnet_backbone(path, device, name, ctx)
-
-
-def ctnet_features(volumes: list, device: str = "cpu", path: str | None = None) -> np.ndarray:
-    """Functional twin: (len(volumes), 96) CT-Net features of :class:`~trace_bench.volume.Volume` s on
-    ``device`` (weights resolved as in a run: ``path``, ``TRACE_BENCH_WEIGHTS_VLM3D_CTNET``, the cache)."""
-    from ..extractors.ctnet import load_ctnet
-    from ..weights import resolve_weights
-
-    r = resolve_weights(CTNET, path)
-    return load_ctnet(r.path, device, sha256=r.sha256).volume_features(list(volumes))
-
-
-def ctnet_volume_features(net: Backbone, data: CaseData, ctx: RunContext, enabled: bool = True) -> np.ndarray:
-    """(1, 96) features of ``data.volume``; cache key parts (extractor id, weights sha256, preprocessing)."""
-    from ..extractors.ctnet import PREPROCESS_ID, preprocess
-
-    ext = net.get(CTNET, ctx)
-    return shared_cached_features(net, data, ctx, (ext.id, ext.weights_sha256, f"volume:{PREPROCESS_ID}"),
-                                  lambda: ext.features(preprocess(data.volume)[None]).astype(np.float32), enabled)
-
-
-def _protocol(opts: dict[str, Any], ctx: RunContext) -> str:
-    from ..extractors.ctnet import EXTRACTOR_ID, PREPROCESS_ID
-
-    return f"{CTNET}:{EXTRACTOR_ID}|{PREPROCESS_ID}"
-
-
-CTNET_VOLUMES = FeatureSpace(
-    "ctnet", load_ctnet_for_metric, (cache_option("CT-Net volume"),),
-    lambda o: (CTNET,), _protocol,
-    lambda net, d, ctx, o: ctnet_volume_features(net, d, ctx, o["feature_cache"]))
 
 
 # ============================================================================= FVD_CTNet (VLM3D)
@@ -157,28 +119,33 @@ class FVDCTNet(Metric):
     options = (Option("chunk", VLM3D_CHUNK, "(generated, reference) pairs per Frechet distance, averaged over the "
                       "chunks (VLM3D evaluate_fvd.py: 4)", type=int, minimum=2, maximum=1_000_000,
                       in_protocol_id=False),
-               cache_option("CT-Net volume"))
+               *CTNET_VOLUMES.options)
     description = ("VLM3D challenge FVD_CTNet: Frechet distance of CT-Net features (96-d, one per volume) over "
                    "chunks of 4 (generated, reference) pairs in case-id order, averaged; paired by case id")
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.net = Backbone(load_ctnet_for_metric)
+        self.net = Backbone(CTNET_VOLUMES.network)
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{_protocol(self.opts, ctx)}|fvd:paired-by-case:sorted-names:chunks{int(self.opts['chunk'])}:fd-ddof1:mean"
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        n = int(self.opts["chunk"])
+        return [*CTNET_VOLUMES.parts(self.opts, ctx),
+                (f"fvd:paired-by-case:sorted-names:chunks{n}:fd-ddof1:mean",
+                 f"VLM3D's FVD_CTNet: each generated volume paired with the reference of its case id, pairs in the "
+                 f"order of sorted file names <case id>.mha, cut into consecutive chunks of {n} pairs; per chunk the "
+                 f"Frechet distance (covariance n - 1) of its {n} generated vs {n} reference vectors; the mean over "
+                 "chunks")]
 
     def setup(self, ctx: RunContext) -> None:
         self.net.get(CTNET, ctx)
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
-        enabled = bool(self.opts["feature_cache"])
-        f = np.asarray(ctnet_volume_features(self.net, data, ctx, enabled), np.float32)
+        f = np.asarray(CTNET_VOLUMES.features(self.net, data, ctx, self.opts), np.float32)
         state: State = {"features": f, "case": np.array([str(data.case_id)])}
         if data.reference is not None:
             ref = CaseData(method=f"{data.method}:reference", case_id=data.case_id, volume=data.reference,
                            protocol=data.protocol, device=data.device)
-            state["reference_features"] = np.asarray(ctnet_volume_features(self.net, ref, ctx, enabled), np.float32)
+            state["reference_features"] = np.asarray(CTNET_VOLUMES.features(self.net, ref, ctx, self.opts), np.float32)
         for k in ("features", "reference_features"):
             if k in state and (state[k].shape != (1, f.shape[1]) or not np.isfinite(state[k]).all()):
                 raise ValueError(f"case {data.case_id!r}: {k} of shape {state[k].shape}, expected (1, {f.shape[1]}) "
@@ -215,52 +182,4 @@ class FVDCTNet(Metric):
         return {"n": np.int64(f.shape[0]), "dim": np.int64(f.shape[1]), "chunk": np.int64(self.opts["chunk"])}
 
 
-# ============================================================================= unpaired companions
-class CTNetFeatureMetric(FeatureSetMetric):
-    """A set-level metric on :data:`CTNET_VOLUMES` (one 96-d vector per volume, unpaired)."""
-
-    space = CTNET_VOLUMES
-    weights = (CTNET,)
-    in_default_set = False
-
-
-@register_metric
-class FDCTNet(CTNetFeatureMetric):
-    name = "fd_ctnet"
-    outputs = {"fd_ctnet": Output(False, "FD (CT-Net)", digits=3, rank=4.6, tolerance=FD_TOL)}
-    options = CTNET_VOLUMES.options
-    description = ("Frechet distance of all generated vs all reference CT-Net features (96-d, one per volume, "
-                   "unpaired; not VLM3D's chunked FVD_CTNet)")
-
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{self.space.protocol(self.opts, ctx)}|fd:ddof=1"
-
-    def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
-        g = frechet.features_state(features_of(generated, "generated state"))
-        r = frechet.features_state(features_of(reference, "reference state"))
-        return {"fd_ctnet": frechet.frechet_distance_from_states(g, r, ddof=1)}
-
-    def export_stats(self, state: State) -> dict[str, np.ndarray]:
-        return frechet.export_stats(frechet.features_state(features_of(state)), ddof=1)
-
-
-@register_metric
-class KIDCTNet(CTNetFeatureMetric, KIDMetric):
-    name = "kid_ctnet"
-    outputs = kid_outputs("kid_ctnet", "KID (CT-Net)", 4.7)
-    options = CTNET_VOLUMES.options + KID_OPTIONS
-    description = "KID (unbiased MMD^2, cubic kernel) of CT-Net volume features (96-d, VLM3D's network)"
-
-
-@register_metric
-class PRDCCTNet(CTNetFeatureMetric, PRDCMetric):
-    name = "prdc_ctnet"
-    outputs = prdc_outputs("prdc_ctnet", "PRDC (CT-Net)", 4.8)
-    options = CTNET_VOLUMES.options + PRDC_OPTIONS
-    description = ("precision / recall / density / coverage of CT-Net volume features (96-d, VLM3D's network); "
-                   "needs more than nearest_k volumes per set")
-
-
-__all__ = ["CTNET_VOLUMES", "CTNetFeatureMetric", "FDCTNet", "FVDCTNet", "KIDCTNet", "PRDCCTNet", "VLM3D_CHUNK",
-           "ctnet_features", "ctnet_volume_features", "fvd_ctnet_from_features", "load_ctnet_for_metric",
-           "vlm3d_order"]
+__all__ = ["FVDCTNet", "VLM3D_CHUNK", "fvd_ctnet_from_features", "vlm3d_order"]

@@ -1,8 +1,8 @@
-"""KID (Kernel Inception Distance, Binkowski et al. 2018, "Demystifying MMD GANs") on every feature
-space of the toolkit: ``kid`` (Inception slices, the features of ``fid``), ``kid_i3d`` (I3D clips, the
-features of ``fvd``), ``kid_clip`` (CLIP ViT-B/32 image features of axial slices). Table 2, lower is
-better. Unlike FID, KID is an unbiased estimator, usable when the number of samples is below the
-feature dimension.
+"""KID (Kernel Inception Distance, Binkowski et al. 2018, "Demystifying MMD GANs"): the formula and its
+functional twin. The statistic on a feature space is :class:`.statistic.KID`; the metrics (``kid``,
+``kid_i3d``, ``kid_clip``, ``kid_astra``, ...) are rows of :mod:`.catalog`. Table 2, lower is better.
+Unlike FID, KID is an unbiased estimator, usable when the number of samples is below the feature
+dimension.
 
 Definition (torchmetrics ``src/torchmetrics/image/kid.py`` ``poly_kernel`` / ``maximum_mean_discrepancy``;
 GaParmar/clean-fid ``cleanfid/fid.py`` ``kernel_distance``): cubic polynomial kernel
@@ -24,8 +24,7 @@ not on the order cases were merged or sharded. When either set has at most ``sub
 torchmetrics raises), every subset would be "all rows of both sets": the estimate is computed once on
 all rows (unequal m and n allowed) and ``kid_std`` is 0. Kernel sums are computed in float64.
 
-State per case: ``{"features": float32 (n, d)}`` (float32 to keep records compact: the networks emit
-float32); merge: concatenation in case order (:class:`~.feature_spaces.FeatureSetMetric`).
+State per case: ``{"features": float32 (n, d)}`` (:class:`.statistic.FeatureSet`).
 Cost per compute: ``subsets x 3`` Gram matrices of ``subset_size^2 x d`` (defaults, d = 2048: about
 1.2e12 flops in float64).
 """
@@ -34,9 +33,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Option, Output, RunContext, State, register_metric
-from .feature_spaces import (CLIP_SLICES, I3D_CLIPS, INCEPTION_SLICES, FeatureSetMetric, FeatureSpace, canonical_rows,
-                             features_of)
+
+
+def canonical_rows(features: np.ndarray) -> np.ndarray:
+    """The rows of ``features`` (n, d) sorted by their bytes: a fixed order for a multiset of rows."""
+    f = np.ascontiguousarray(features)
+    if f.shape[0] < 2:
+        return f
+    key = f.view(np.dtype((np.void, f.dtype.itemsize * f.shape[1]))).ravel()
+    return f[np.argsort(key, kind="stable")]
 
 
 def poly_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef: float = 1.0) -> np.ndarray:
@@ -81,68 +86,7 @@ def kid_from_features(gen: np.ndarray, ref: np.ndarray, subsets: int = 100, subs
     return float(a.mean()), float(a.std(ddof=0))
 
 
-KID_OPTIONS = (
-    Option("subsets", 100, "number of random subsets the estimate is averaged over (torchmetrics default)",
-           type=int, minimum=1, maximum=100_000, in_protocol_id=False),
-    Option("subset_size", 1000, "rows drawn per set and subset (torchmetrics default); sets with at most "
-           "this many rows use all rows once", type=int, minimum=2, in_protocol_id=False),
-)
+#: regression tolerance of the KID columns (trace-bench compare)
 KID_TOL = {"abs": 0.002, "rel": 0.05}
 
-
-class KIDMetric(FeatureSetMetric):
-    """KID on the features of ``space``; output columns ``{name}`` and ``{name}_std``."""
-
-    options = KID_OPTIONS
-
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return (f"{self.space.protocol(self.opts, ctx)}|kid:poly3-unbiased:subsets={int(self.opts['subsets'])}"
-                f":size={int(self.opts['subset_size'])}:seed{ctx.seed}")
-
-    def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
-        mean, std = kid_from_features(features_of(generated, "generated state"), features_of(reference, "reference state"),
-                                      int(self.opts["subsets"]), int(self.opts["subset_size"]), ctx.seed)
-        return {self.name: mean, f"{self.name}_std": std}
-
-
-def kid_outputs(name: str, label: str, rank: float) -> dict[str, Output]:
-    """The columns of a KID metric: ``name`` (shown) and ``name_std`` (CSV only)."""
-    return {name: Output(False, label, digits=4, rank=rank, tolerance=KID_TOL),
-            f"{name}_std": Output(None, f"{label} std", digits=4, rank=rank + 0.001, hidden=True, tolerance=KID_TOL)}
-
-
-def _options(space: FeatureSpace) -> tuple[Option, ...]:
-    return space.options + KID_OPTIONS
-
-
-@register_metric
-class KID(KIDMetric):
-    name = "kid"
-    space = INCEPTION_SLICES
-    weights = ("inception-fid",)
-    outputs = kid_outputs("kid", "KID", 2.5)
-    options = _options(INCEPTION_SLICES)
-    description = "Kernel Inception Distance (unbiased MMD^2, cubic kernel) of axial-slice Inception features (as fid)"
-
-
-@register_metric
-class KIDI3D(KIDMetric):
-    name = "kid_i3d"
-    space = I3D_CLIPS
-    weights = ("i3d-torchscript",)
-    outputs = kid_outputs("kid_i3d", "KID (I3D)", 2.52)
-    options = _options(I3D_CLIPS)
-    description = "KID (unbiased MMD^2, cubic kernel) of I3D features of 16-slice clips (as fvd)"
-
-
-@register_metric
-class KIDClip(KIDMetric):
-    name = "kid_clip"
-    space = CLIP_SLICES
-    weights = ("clip-vit-b32",)
-    outputs = kid_outputs("kid_clip", "KID (CLIP)", 2.54)
-    options = _options(CLIP_SLICES)
-    description = "KID (unbiased MMD^2, cubic kernel) of CLIP ViT-B/32 image features of axial slices"
-
-
-__all__ = ["kid_outputs", "KID", "KIDI3D", "KIDClip", "KIDMetric", "kid_from_features", "mmd2_unbiased", "poly_kernel"]
+__all__ = ["KID_TOL", "canonical_rows", "kid_from_features", "mmd2_unbiased", "poly_kernel"]

@@ -1,7 +1,7 @@
 """Precision, recall, density and coverage (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics
-for Generative Models", ICML) on every feature space of the toolkit: ``prdc`` (Inception slices, the
-features of ``fid``), ``prdc_i3d`` (I3D clips, the features of ``fvd``), ``prdc_clip`` (CLIP ViT-B/32
-image features of axial slices). Table 2, higher is better for all four columns.
+for Generative Models", ICML): the formula and its functional twin. The statistic on a feature space is
+:class:`.statistic.PRDC`; the metrics (``prdc``, ``prdc_i3d``, ``prdc_clip``, ``prdc_astra``, ...) are
+rows of :mod:`.catalog`. Table 2, higher is better for all four columns.
 
 Definition (clovaai/generative-evaluation-prdc ``prdc/prdc.py`` ``compute_prdc``; the same in
 layer6ai-labs/dgm-eval): with real = reference features Y (n rows), fake = generated features X
@@ -20,18 +20,14 @@ small against ``|a|^2 + |b|^2`` (where that cancels) recomputed as ``|a - b|^2``
 distance to itself exactly 0; computed in row blocks, so memory is O(block x max(m, n)), not O(m n).
 Each set needs more than ``k`` rows.
 
-State per case: ``{"features": float32 (n, d)}`` (float32 to keep records compact); merge:
-concatenation in case order (:class:`~.feature_spaces.FeatureSetMetric`); the rows are put in a
-canonical order before computing, so the values do not depend on the merge order.
+State per case: ``{"features": float32 (n, d)}`` (:class:`.statistic.FeatureSet`); the rows are put
+in a canonical order before computing, so the values do not depend on the merge order.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Option, Output, RunContext, State, register_metric
-from .feature_spaces import (CLIP_SLICES, I3D_CLIPS, INCEPTION_SLICES, FeatureSetMetric, FeatureSpace, canonical_rows,
-                             features_of)
 
 PRDC_COLUMNS = ("precision", "recall", "density", "coverage")
 #: float64 entries per distance block (128 MiB)
@@ -105,64 +101,7 @@ def prdc_from_features(real: np.ndarray, fake: np.ndarray, nearest_k: int = 5) -
             "density": float(fake_count.sum() / (k * len(fake))), "coverage": float(real_covered.mean())}
 
 
-PRDC_OPTIONS = (Option("nearest_k", 5, "k of the k-nearest-neighbour radii (prdc package default 5)", type=int,
-                       minimum=1, maximum=1000, in_protocol_id=False),)
+#: regression tolerance of the PRDC columns (trace-bench compare)
 PRDC_TOL = {"abs": 0.02}
 
-
-class PRDCMetric(FeatureSetMetric):
-    """PRDC on the features of ``space``; output columns ``{name}_precision`` ... ``{name}_coverage``."""
-
-    options = PRDC_OPTIONS
-
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{self.space.protocol(self.opts, ctx)}|prdc:k={int(self.opts['nearest_k'])}:euclidean-exact"
-
-    def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
-        res = prdc_from_features(canonical_rows(features_of(reference, "reference state")),
-                                 canonical_rows(features_of(generated, "generated state")), int(self.opts["nearest_k"]))
-        return {f"{self.name}_{c}": res[c] for c in PRDC_COLUMNS}
-
-
-def prdc_outputs(name: str, label: str, rank: float) -> dict[str, Output]:
-    """The four columns of a PRDC metric, ``name_precision`` ... ``name_coverage``."""
-    units = {"precision": "fraction", "recall": "fraction", "density": "", "coverage": "fraction"}
-    return {f"{name}_{c}": Output(True, f"{label} {c}", unit=units[c], digits=3, rank=rank + 0.01 * i, tolerance=PRDC_TOL)
-            for i, c in enumerate(PRDC_COLUMNS)}
-
-
-def _options(space: FeatureSpace) -> tuple[Option, ...]:
-    return space.options + PRDC_OPTIONS
-
-
-@register_metric
-class PRDC(PRDCMetric):
-    name = "prdc"
-    space = INCEPTION_SLICES
-    weights = ("inception-fid",)
-    outputs = prdc_outputs("prdc", "PRDC", 2.7)
-    options = _options(INCEPTION_SLICES)
-    description = "precision / recall / density / coverage (Naeem et al. 2020) of axial-slice Inception features (as fid)"
-
-
-@register_metric
-class PRDCI3D(PRDCMetric):
-    name = "prdc_i3d"
-    space = I3D_CLIPS
-    weights = ("i3d-torchscript",)
-    outputs = prdc_outputs("prdc_i3d", "PRDC (I3D)", 2.8)
-    options = _options(I3D_CLIPS)
-    description = "precision / recall / density / coverage of I3D features of 16-slice clips (as fvd)"
-
-
-@register_metric
-class PRDCClip(PRDCMetric):
-    name = "prdc_clip"
-    space = CLIP_SLICES
-    weights = ("clip-vit-b32",)
-    outputs = prdc_outputs("prdc_clip", "PRDC (CLIP)", 2.9)
-    options = _options(CLIP_SLICES)
-    description = "precision / recall / density / coverage of CLIP ViT-B/32 image features of axial slices"
-
-
-__all__ = ["prdc_outputs", "PRDC", "PRDCI3D", "PRDCClip", "PRDCMetric", "prdc_from_features", "knn_radii", "euclidean_distances"]
+__all__ = ["PRDC_COLUMNS", "PRDC_TOL", "euclidean_distances", "knn_radii", "prdc_from_features"]

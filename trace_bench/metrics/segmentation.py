@@ -175,8 +175,13 @@ class Segmentation(Metric):
         if hasattr(seg, "load"):
             seg.load()  # refuses now (WeightsError) when the bundle is missing
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"seg-v1:{self.segmenter(ctx).id}:classes={ctx.classes}:grid={self.opts['resample']}"
+    def protocol_parts(self, ctx: RunContext) -> list[tuple[str, str]]:
+        seg, rule = self.segmenter(ctx), self.opts["resample"]
+        grid = ("stretched field of view onto field of view" if rule == "extent"
+                else "resampled through patient coordinates (both affines)")
+        return [(f"seg-v1:{seg.id}:classes={ctx.classes}:grid={rule}",
+                 f"segmentation protocol v1: segmenter {seg.id} ({seg.description}); label classes {ctx.classes} "
+                 f"(--classes); the generated label map put on the reference grid {grid}")]
 
     @staticmethod
     def _volume_key(vol) -> tuple:

@@ -8,7 +8,8 @@ Files (stable names and columns; other tools and CI read them):
 * ``summary.csv``: ``method, metric, value, ci_low, ci_high, n``.
 * ``errors.csv``: ``method, case_id, stage, error``; ``warnings.csv``: ``method, case_id, stage, warning``.
 * ``metrics.json``: for every metric column, the direction of "better", its table, kind, protocol id
-  and display information, so reports and ``compare`` work without importing the metric plug-ins.
+  with the meaning of each of its parts (the legend), and display information, so reports and
+  ``compare`` work without importing the metric plug-ins.
 
 Determinism: rows sorted by (method order, case id, metric), floats written with
 :func:`~trace_bench.results.files.fmt_float`, no timestamps. Text cells starting with ``= + - @`` (tab,
@@ -76,6 +77,9 @@ class MetricInfo(ColumnStyle):
     kind: str = "case"
     protocol: str = ""
     spec: str = ""
+    #: every ``|``-separated part of ``protocol`` with its meaning, as the metric declares it
+    #: (``Metric.protocol_legend``); empty in runs written before legends were recorded
+    legend: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, style: ColumnStyle, **where: Any) -> "MetricInfo":
@@ -88,11 +92,13 @@ class MetricInfo(ColumnStyle):
         return {"higher_is_better": self.higher_is_better, "table": self.table, "kind": self.kind,
                 "protocol": self.protocol, "spec": self.spec, "label": self.label, "unit": self.unit,
                 "digits": self.digits, "rank": self.rank, "hidden": self.hidden, "tolerance": self.tolerance,
-                "closest_to_reference": self.closest_to_reference}
+                "closest_to_reference": self.closest_to_reference, "legend": [list(p) for p in self.legend]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetricInfo":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "legend" in known:
+            known["legend"] = tuple((str(p), str(m)) for p, m in known["legend"] or ())
         return cls(**known)
 
 

@@ -118,9 +118,9 @@ def combine_manifests(items: Sequence[tuple[str, dict[str, Any]]], *, level: str
     lab0, m0 = items[0]
     for lab, m in items[1:]:
         diffs: list[str] = []
+        _diff(_shared_config(m0["config"]), _shared_config(m["config"]), "config", diffs)  # the cause first
         for f in SHARED_FIELDS:
             _diff(m0.get(f), m.get(f), f, diffs)
-        _diff(_shared_config(m0["config"]), _shared_config(m["config"]), "config", diffs)
         s0, s1 = m0["shard"], m["shard"]
         for f in ("n_cases", "all_cases_sha256") + (("spec",) if level == "part" else ()):
             _diff(s0.get(f), s1.get(f), f"case list.{f}" if f != "spec" else "shard", diffs)

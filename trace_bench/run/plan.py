@@ -483,7 +483,8 @@ def column_infos(metrics: Iterable[Metric], ctx: RunContext) -> dict[str, Metric
     out: dict[str, MetricInfo] = {}
     for m in metrics:
         for col, o in m.output_columns(ctx).items():
-            out[col] = MetricInfo.of(o, table=m.table, kind=m.kind, protocol=m.protocol_id(ctx), spec=m.name)
+            out[col] = MetricInfo.of(o, table=m.table, kind=m.kind, protocol=m.protocol_id(ctx), spec=m.name,
+                                     legend=tuple(m.protocol_legend(ctx)))
     return out
 
 

@@ -57,27 +57,10 @@ def output_owners() -> dict[str, str]:
     return owners
 
 
-def metric_choices(plugins: Iterable[str] = ()) -> list[str]:
-    """Everything ``--metrics`` accepts: keywords, metric names and output names."""
-    load_metric_registry(plugins)
-    return list(KEYWORDS) + METRICS.names() + sorted(set(output_owners()) - set(METRICS.names()))
-
-
 def segmenter_choices() -> list[str]:
     from ..segmenters import SEGMENTERS
 
     return SEGMENTERS.names()
-
-
-def _available(name: str, ctx: RunContext) -> bool:
-    from ..weights import resolve_weights
-
-    try:
-        for w in METRICS.get(name)().required_weights(ctx):
-            resolve_weights(w, ctx.weights.get(w))
-    except Exception:  # noqa: BLE001 - unavailable for any reason: listed as skipped by the preflight
-        return False
-    return True
 
 
 def resolve_metric_names(items: Iterable[str], plugins: Iterable[str] = (), ctx: RunContext | None = None) -> list[str]:

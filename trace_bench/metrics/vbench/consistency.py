@@ -25,19 +25,14 @@ classes (``update`` / ``compute_result``) also gives VBench's pair-weighted over
 
 from __future__ import annotations
 
-import math
-from functools import partial
 from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from ...errors import WeightsError
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, RunContext, register_metric
-from ._common import frames_uint8_tchw, load_checkpoint, run_batched, strict_load
+from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
+from ._common import frames_uint8_tchw, run_batched
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,96 +93,7 @@ def clip_preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
     return TF.normalize(x.float().div(255.0), VBENCH_CLIP_MEAN, VBENCH_CLIP_STD)
 
 
-# ----------------------------------------------------------------------------- DINO ViT
-def _vit_class() -> type:
-    from timm.models.vision_transformer import VisionTransformer
-
-    class DinoViT(VisionTransformer):
-        """DINO ViT (facebookresearch/dino ``vision_transformer.py``) built from timm blocks.
-
-        Parameter names equal DINO's (``cls_token``, ``pos_embed``, ``patch_embed.proj``,
-        ``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``), so the published
-        ``dino_vitbase16_pretrain.pth`` loads strictly. ``forward`` returns the CLS token after the
-        final LayerNorm, with DINO's bicubic position-embedding interpolation for other sizes.
-        """
-
-        def dino_pos_embed(self, npatch: int, h: int, w: int) -> torch.Tensor:
-            # DINO VisionTransformer.interpolate_pos_encoding (its "w" is the height axis)
-            n = self.pos_embed.shape[1] - 1
-            if npatch == n and h == w:
-                return self.pos_embed
-            p = self.patch_embed.proj.kernel_size[0]
-            dim = self.pos_embed.shape[-1]
-            h0, w0 = h // p + 0.1, w // p + 0.1
-            g = int(math.sqrt(n))
-            pe = F.interpolate(self.pos_embed[:, 1:].reshape(1, g, g, dim).permute(0, 3, 1, 2),
-                               scale_factor=(h0 / math.sqrt(n), w0 / math.sqrt(n)), mode="bicubic")
-            pe = pe.permute(0, 2, 3, 1).reshape(1, -1, dim)
-            return torch.cat([self.pos_embed[:, :1], pe], dim=1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-            b, _, h, w = x.shape
-            t = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
-            t = torch.cat([self.cls_token.expand(b, -1, -1), t], dim=1)
-            t = t + self.dino_pos_embed(t.shape[1] - 1, h, w)
-            t = self.norm(self.blocks(t))
-            return t[:, 0]
-
-    return DinoViT
-
-
-def build_dino_vit(embed_dim: int = 768, depth: int = 12, num_heads: int = 12, patch_size: int = 16,
-                   img_size: int = 224) -> nn.Module:
-    """DINO ViT; defaults are ViT-B/16 (``dino_vitb16``). Smaller settings serve tests only."""
-    return _vit_class()(img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
-                        num_heads=num_heads, mlp_ratio=4.0, qkv_bias=True, num_classes=0, global_pool="token",
-                        class_token=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
-
-
-def dino_state_dict(obj: dict) -> dict[str, torch.Tensor]:
-    """Backbone weights from a DINO file: the released ``*_pretrain.pth`` (plain state dict) or a full
-    training checkpoint (``teacher``/``student`` with ``module.`` / ``backbone.`` prefixes; heads dropped)."""
-    if "teacher" in obj:
-        obj = obj["teacher"]
-    elif "student" in obj:
-        obj = obj["student"]
-    elif "state_dict" in obj:
-        obj = obj["state_dict"]
-    out = {}
-    for k, v in obj.items():
-        k = k.removeprefix("module.").removeprefix("backbone.")
-        if k.startswith("head."):
-            continue
-        out[k] = v
-    return out
-
-
-def load_dino_vit(path: str, device: str = "cpu", name: str = "dino-vitb16") -> nn.Module:
-    """Build the DINO ViT matching the file (width/depth read from the tensors; 64-d heads) and load it strictly."""
-    sd = dino_state_dict(load_checkpoint(path, name))
-    if "pos_embed" not in sd or "patch_embed.proj.weight" not in sd:
-        raise WeightsError(f"weights {name!r}: {path} is not a DINO ViT state dict (no pos_embed / patch_embed)")
-    dim = sd["pos_embed"].shape[-1]
-    patch = sd["patch_embed.proj.weight"].shape[-1]
-    grid = int(round(math.sqrt(sd["pos_embed"].shape[1] - 1)))
-    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
-    model = build_dino_vit(embed_dim=dim, depth=depth, num_heads=max(1, dim // 64), patch_size=patch,
-                           img_size=grid * patch)
-    strict_load(model, sd, name, path)
-    return model.to(device).eval()
-
-
 # ----------------------------------------------------------------------------- plug-ins
-def _load_dino_backbone(path: str, device: str, name: str, ctx: RunContext) -> nn.Module:
-    return load_dino_vit(path, device, name)
-
-
-def _load_clip_backbone(path: str, device: str, name: str, ctx: RunContext):
-    from ...extractors.clip import load_clip_model  # the shared CLIP image backbone
-
-    return load_clip_model(name=name, path=path, device=device)
-
-
 class _Consistency(Metric):
     """Per case: the video score (mean cosine of each frame with the first and the previous one).
     Streaming: ``update(data)`` (or ``update_features(features)``) per video; ``compute_result()`` =
@@ -195,18 +101,24 @@ class _Consistency(Metric):
     video scores); ``video_scores`` keeps the per-video values."""
 
     weight_name: ClassVar[str]
+    #: the module of trace_bench.networks
+    network: ClassVar[str]
     preprocess_id: ClassVar[str]
-    loader: ClassVar = staticmethod(_load_dino_backbone)
+    #: the two parts after the frame protocol, in words
+    network_meaning: ClassVar[str]
+    preprocess_meaning: ClassVar[str]
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.net = Backbone(type(self).loader)
+        self.net = Backbone(self.network)
 
     def setup(self, ctx: RunContext) -> None:
         self.net.get(self.weight_name, ctx)
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{ctx.protocol.id}|{self.weight_name}|{self.preprocess_id}"
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        return [(ctx.protocol.id, ctx.protocol.meaning), (self.weight_name, self.network_meaning),
+                (self.preprocess_id, self.preprocess_meaning + "; per volume the mean over slices i >= 1 of "
+                 "(max(0, cos(f_i-1, f_i)) + max(0, cos(f_0, f_i))) / 2 (VBench)")]
 
     def features(self, frames: np.ndarray, ctx: RunContext) -> torch.Tensor:
         model = self.net.get(self.weight_name, ctx)
@@ -260,8 +172,11 @@ class SubjectConsistency(_Consistency):
     outputs = {"subject_consistency": Output(True, "Subject Consistency", unit="fraction", rank=0, tolerance={"abs": 0.01}, closest_to_reference=True)}
     weights = ("dino-vitb16",)
     weight_name = "dino-vitb16"
+    network = "dino"
     preprocess_id = "vbench-dino-resize224-bilinear-noaa"
-    loader = staticmethod(_load_dino_backbone)
+    network_meaning = "DINO ViT-B/16 CLS-token features per frame (VBench subject consistency; weights dino-vitb16)"
+    preprocess_meaning = ("VBench's DINO transform: frames as float 0-255 in RGB, shorter side resized to 224 px "
+                          "(bilinear, no anti-aliasing), no crop, / 255, ImageNet mean / std")
     description = "VBench subject consistency: DINO ViT-B/16 CLS features, first/previous-frame cosine"
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
@@ -274,8 +189,11 @@ class BackgroundConsistency(_Consistency):
     outputs = {"background_consistency": Output(True, "Background Consistency", unit="fraction", rank=1, tolerance={"abs": 0.01}, closest_to_reference=True)}
     weights = ("clip-vit-b32",)
     weight_name = "clip-vit-b32"
+    network = "clip"
     preprocess_id = "vbench-clip-resize224-bicubic-noaa-crop224"
-    loader = staticmethod(_load_clip_backbone)
+    network_meaning = "CLIP ViT-B/32 image features per frame (VBench background consistency; weights clip-vit-b32)"
+    preprocess_meaning = ("VBench's CLIP transform: frames as float 0-255 in RGB, shorter side resized to 224 px "
+                          "(bicubic, no anti-aliasing), centre crop 224 x 224, / 255, CLIP mean / std")
     description = "VBench background consistency: CLIP ViT-B/32 image features, first/previous-frame cosine"
 
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:

@@ -4,7 +4,7 @@ Follows Vchitect/VBench ``vbench/imaging_quality.py`` (PyPI vbench 0.1.5), defau
 ``imaging_quality_preprocessing_mode='longer'``: frames are float 0..255 (``load_video``); a frame
 whose longer side exceeds 512 is resized (bilinear, ``antialias=False``) to
 ``(int(s*h), int(s*w))`` with ``s = 512 / max(h, w)``; ``/255``; MUSIQ (pyiqa's architecture,
-:mod:`trace_bench.models.musiq`) scores each frame (MOS 0..100). Video score = mean over frames;
+:mod:`trace_bench.networks.musiq`) scores each frame (MOS 0..100). Video score = mean over frames;
 VBench's overall = mean of video scores / 100. The per-case value written here is the video
 score / 100, so the mean over cases equals VBench's overall number.
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, RunContext, register_metric
+from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw, run_batched
 
 
@@ -49,12 +49,6 @@ def imaging_quality(frames: np.ndarray, model: torch.nn.Module, batch_size: int 
     return imaging_quality_from_scores(scores.numpy())
 
 
-def _load_musiq_backbone(path: str, device: str, name: str, ctx: RunContext):
-    from ...models.musiq import load_musiq
-
-    return load_musiq(path, device)
-
-
 @register_metric
 class ImagingQuality(Metric):
     """Per case: :func:`imaging_quality`. Streaming: ``update(data)`` per video, ``compute_result()``
@@ -67,13 +61,18 @@ class ImagingQuality(Metric):
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.net = Backbone(_load_musiq_backbone)
+        self.net = Backbone("musiq")
 
     def setup(self, ctx: RunContext) -> None:
         self.net.get("musiq-spaq", ctx)
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{ctx.protocol.id}|musiq-spaq|vbench-longer512"
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        return [(ctx.protocol.id, ctx.protocol.meaning),
+                ("musiq-spaq", "MUSIQ image-quality transformer trained on SPAQ (weights musiq-spaq): a mean opinion "
+                               "score 0-100 per frame"),
+                ("vbench-longer512", "VBench's imaging-quality protocol: frames in RGB, resized (bilinear, no "
+                                     "anti-aliasing) so that the longer side is 512 px when it is longer, scaled to "
+                                     "[0, 1]; per volume the mean score / 100")]
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         model = self.net.get("musiq-spaq", ctx)

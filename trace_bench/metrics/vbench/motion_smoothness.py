@@ -1,4 +1,4 @@
-"""VBench ``motion_smoothness`` with AMT-S frame interpolation (:mod:`trace_bench.models.amt`).
+"""VBench ``motion_smoothness`` with AMT-S frame interpolation (:mod:`trace_bench.networks.amt`).
 
 Follows Vchitect/VBench ``vbench/motion_smoothness.py`` (``MotionSmoothness.motion_score``), same
 code in PyPI vbench 0.1.5, on RGB uint8 frames ``f_0..f_{T-1}`` (grey replicated):
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ...protocol import to_rgb
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, RunContext, register_metric
+from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import batches
 
 Interpolator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -102,12 +102,6 @@ def motion_smoothness(frames: np.ndarray, interp: Interpolator, batch_size: int 
     return motion_smoothness_from_predictions(frames, interpolate_midpoints(frames, interp, batch_size, device, scale))
 
 
-def _load_amt_backbone(path: str, device: str, name: str, ctx: RunContext):
-    from ...models.amt import load_amt_s
-
-    return load_amt_s(path, device)
-
-
 @register_metric
 class MotionSmoothness(Metric):
     """Per case: :func:`motion_smoothness`. Streaming: ``update(data)`` per video, ``compute_result()``
@@ -120,13 +114,17 @@ class MotionSmoothness(Metric):
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.net = Backbone(_load_amt_backbone)
+        self.net = Backbone("amt")
 
     def setup(self, ctx: RunContext) -> None:
         self.net.get("amt-s", ctx)
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{ctx.protocol.id}|amt-s|vbench-vfi-even-odd"
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        return [(ctx.protocol.id, ctx.protocol.meaning),
+                ("amt-s", "AMT-S frame-interpolation network (weights amt-s)"),
+                ("vbench-vfi-even-odd", "VBench's motion-smoothness protocol: each odd frame predicted by AMT-S from "
+                                        "its even neighbours; per volume (255 - mean absolute difference of predicted "
+                                        "and real odd frames) / 255")]
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         model = self.net.get("amt-s", ctx)

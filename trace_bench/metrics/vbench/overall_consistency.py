@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, RunContext, register_metric
+from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw
 from .consistency import VBENCH_CLIP_MEAN, VBENCH_CLIP_STD
 
@@ -67,12 +67,6 @@ def overall_consistency(frames: np.ndarray, prompt: str, model, device: str = "c
     return overall_consistency_from_features(v, t)
 
 
-def _load_viclip_backbone(path: str, device: str, name: str, ctx: RunContext):
-    from ...models.viclip import load_viclip
-
-    return load_viclip(path, device)
-
-
 @register_metric
 class OverallConsistency(Metric):
     """Per case: :func:`overall_consistency`. Streaming: ``update(data)`` per video (with its prompt),
@@ -86,14 +80,19 @@ class OverallConsistency(Metric):
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
-        self.net = Backbone(_load_viclip_backbone)
+        self.net = Backbone("viclip")
         self._text: dict[tuple[int, str], torch.Tensor] = {}
 
     def setup(self, ctx: RunContext) -> None:
         self.net.get("viclip-l14", ctx)
 
-    def base_protocol_id(self, ctx: RunContext) -> str:
-        return f"{ctx.protocol.id}|viclip-l14|vbench-8-middle-clip224"
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        return [(ctx.protocol.id, ctx.protocol.meaning),
+                ("viclip-l14", "ViCLIP ViT-L/14 video-text network (weights viclip-l14)"),
+                ("vbench-8-middle-clip224", "VBench's overall-consistency protocol: 8 frames, the middle one of each "
+                                            "of 8 equal segments of the volume, in RGB, shorter side resized to 224 px "
+                                            "(bicubic, no anti-aliasing), centre crop 224 x 224, CLIP mean / std; per "
+                                            "volume the cosine of ViCLIP's video and prompt features")]
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
         if not data.prompt:

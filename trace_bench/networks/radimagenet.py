@@ -196,7 +196,7 @@ def load_radimagenet(path: str | Path, device: str = "cpu", batch_size: int = 32
     return RadImageNetExtractor(model, device, sha256, int(batch_size))
 
 
-def load_radimagenet_backbone(path: str, device: str, name: str, ctx: Any) -> RadImageNetExtractor:
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> RadImageNetExtractor:
     """:class:`~trace_bench.metrics.backbone.Backbone` loader (``ctx``: the run's RunContext)."""
     from ..weights import file_sha256
 
@@ -208,4 +208,4 @@ def load_radimagenet_backbone(path: str, device: str, name: str, ctx: Any) -> Ra
 
 __all__ = ["BN_EPS", "CHANNEL_MEANS", "EXTRACTOR_ID", "FEATURE_DIM", "KerasBottleneck", "LAYERS", "MINMAX_EPS",
            "RadImageNetExtractor", "RadImageNetResNet50", "WEIGHTS_NAME", "load_radimagenet",
-           "load_radimagenet_backbone", "radimagenet_input", "radimagenet_state_dict"]
+           "load_backbone", "radimagenet_input", "radimagenet_state_dict"]

@@ -244,7 +244,7 @@ def load_ctnet(path: str | Path, device: str = "cpu", sha256: str = "", name: st
     return CTNetExtractor(model, device, sha256)
 
 
-def load_ctnet_backbone(path: str, device: str, name: str, ctx: Any) -> CTNetExtractor:
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> CTNetExtractor:
     """:class:`~trace_bench.metrics.backbone.Backbone` loader (``ctx``: the run's RunContext; its
     ``batch_size`` bounds the images per ResNet-18 pass)."""
     from ..weights import file_sha256
@@ -256,5 +256,5 @@ def load_ctnet_backbone(path: str, device: str, name: str, ctx: Any) -> CTNetExt
 
 
 __all__ = ["CTNet", "CTNetExtractor", "EXTRACTOR_ID", "FEATURE_DIM", "N_IMAGES", "PREPROCESS_ID", "SIDE", "SLICES",
-           "TARGET_DHW", "ctnet_state_dict", "load_ctnet", "load_ctnet_backbone", "preprocess", "preprocess_array",
+           "TARGET_DHW", "ctnet_state_dict", "load_ctnet", "load_backbone", "preprocess", "preprocess_array",
            "vlm3d_array"]

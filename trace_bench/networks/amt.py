@@ -14,6 +14,7 @@ Module and parameter names equal the original ones, so the published ``amt-s.pth
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -347,8 +348,13 @@ def amt_state_dict(obj: dict) -> dict[str, torch.Tensor]:
 
 def load_amt_s(path: str | Path, device: str = "cpu", name: str = "amt-s") -> AMTS:
     """AMT-S with the weights of ``path`` loaded strictly, in eval mode."""
-    from ..metrics.vbench._common import load_checkpoint, strict_load
+    from ..weights_load import load_state_dict, load_strict
 
     model = AMTS()
-    strict_load(model, amt_state_dict(load_checkpoint(path, name)), name, path)
+    load_strict(model, amt_state_dict(load_state_dict(path, name)), path, name, "AMT-S")
     return model.to(device).eval()
+
+
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> AMTS:
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``amt-s``)."""
+    return load_amt_s(path, device, name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -230,9 +231,9 @@ def musiq_state_dict(obj: dict) -> dict[str, torch.Tensor]:
 def load_musiq(path: str | Path, device: str = "cpu", name: str = "musiq-spaq") -> MUSIQ:
     """MUSIQ with the weights of ``path``, strict, eval mode. Width, depth, MLP size and number of
     outputs are read from the tensors (64-d heads: 6 for the published 384-d model)."""
-    from ..metrics.vbench._common import load_checkpoint, strict_load
+    from ..weights_load import load_state_dict, load_strict
 
-    sd = musiq_state_dict(load_checkpoint(path, name))
+    sd = musiq_state_dict(load_state_dict(path, name))
     head = sd.get("head.weight", sd.get("head.0.weight"))
     if head is None or "embedding.weight" not in sd:
         raise WeightsError(f"weights {name!r}: {path} is not a MUSIQ state dict (no head / embedding)")
@@ -241,5 +242,10 @@ def load_musiq(path: str | Path, device: str = "cpu", name: str = "musiq-spaq") 
     mlp = sd.get("transformer_encoder.transformer.encoderblock_0.mlp.fc1.weight")
     model = MUSIQ(num_class=int(head.shape[0]), hidden_size=hidden, num_heads=max(1, hidden // 64), num_layers=layers,
                   mlp_dim=int(mlp.shape[0]) if mlp is not None else 1152)
-    strict_load(model, sd, name, path)
+    load_strict(model, sd, path, name, "MUSIQ")
     return model.to(device).eval()
+
+
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> MUSIQ:
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``musiq-spaq``)."""
+    return load_musiq(path, device, name)

@@ -253,7 +253,7 @@ def load_medicalnet(path: str | Path, device: str = "cpu", batch_size: int = 1, 
     return MedicalNetEncoder(model, device, sha256, int(batch_size))
 
 
-def load_medicalnet_backbone(path: str, device: str, name: str, ctx: Any) -> MedicalNetEncoder:
+def load_backbone(path: str, device: str, name: str, ctx: Any) -> MedicalNetEncoder:
     """:class:`~trace_bench.metrics.backbone.Backbone` loader (``ctx``: the run's RunContext)."""
     from ..weights import file_sha256
 
@@ -273,7 +273,7 @@ __all__ = [
     "MedicalNetEncoder",
     "MedicalNetResNet50",
     "load_medicalnet",
-    "load_medicalnet_backbone",
+    "load_backbone",
     "medicalnet_state_dict",
     "preprocess_hagan",
     "preprocess_id",
