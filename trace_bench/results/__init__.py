@@ -12,6 +12,7 @@ stamp and regression checks. ``reports/`` and ``compare`` read runs through this
   between two runs.
 """
 
+from ..errors import TraceBenchError  # re-exported: reports' errors derive from it (reports reads results only)
 from .comparability import ProtocolChanged, comparable_runs, parse_method_map, unmatched_methods
 from .compare import (DEFAULT_TOLERANCES, NOT_SIGNIFICANT, SIGNIFICANCE_TEST, Comparison, compare_results,
                       load_tolerances, tolerance_for)

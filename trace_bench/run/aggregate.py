@@ -273,6 +273,15 @@ def unscored_methods(rows: Rows, man: dict[str, Any], methods: list[str]) -> lis
     return [m for m in methods if m not in scored and m not in man["profiles"] and (m != GT or gt_entries)]
 
 
+def drawable_plot_case(out: Path, man: dict[str, Any]) -> str | None:
+    """The manifest's plot case when some volume of it has its plot arrays (a sound ``_plot`` record), else
+    None: a plot case whose every volume failed to read is not drawn (its rows are in ``errors.csv``), and
+    the report is still written."""
+    pc = man.get("plot_case")
+    arts = [Entry(**d) for d in man["entries"] if d["kind"] == "artifact" and d["case_id"] == pc]
+    return pc if any(check_record(entry_path(out, e), e.key) == RECORD_OK for e in arts) else None
+
+
 def write_tables(out: Path, rows: Rows, man: dict[str, Any], methods: list[str], cfg: RunConfig) -> dict[str, Any]:
     """per_case.csv, summary.csv, errors.csv, warnings.csv and metrics.json, in a stable order."""
     order = {m: i for i, m in enumerate(methods)}
@@ -297,7 +306,8 @@ def write_tables(out: Path, rows: Rows, man: dict[str, Any], methods: list[str],
         base = col.split("[", 1)[0]
         if base in columns:
             columns[col] = dict(columns[base], label=f"{columns[base].get('label') or base}{col[len(base):]}")
-    meta = {"methods": methods, "columns": columns, "skipped": man["skipped"], "plot_case": man.get("plot_case"),
+    meta = {"methods": methods, "columns": columns, "skipped": man["skipped"],
+            "plot_case": drawable_plot_case(out, man),
             "segmenter": cfg.segmenter, "classes": cfg.classes,
             "unscored_methods": unscored_methods(rows, man, methods)}
     atomic_write_json(out / "metrics.json", meta)
