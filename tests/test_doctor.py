@@ -114,6 +114,14 @@ def test_the_printed_command_runs_and_reads_every_folder_right(corpus, tmp_path)
     assert errors.empty, errors.to_dict("records")
     pc = pd.read_csv(out / "per_case.csv", keep_default_na=False)
     assert set(pc.method) == {"GT", "plain", "unit", "eye_zyx", "npy", "offset"}
+    # the printed TOML (`--config`) reads them the same way
+    toml = "\n".join(x[2:] for x in lines[lines.index("or, in a TOML file passed with --config:") + 1:])
+    (tmp_path / "bench.toml").write_text(toml, encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "trace_bench", "run", "--config", str(tmp_path / "bench.toml"),
+                        "--out", str(tmp_path / "out2"), *fast], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    pc2 = pd.read_csv(tmp_path / "out2" / "per_case.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(pc.drop(columns="protocol"), pc2.drop(columns="protocol"))
 
 
 def test_undecided_options_stay_out_of_the_command(corpus):

@@ -94,7 +94,8 @@ def test_truthful_ras_header_is_scored_with_an_orientation_warning(corpus):
     w = corpus["first_tables"]["warnings.csv"]
     rows = w[(w.method == "ras_true") & (w.stage == "geometry")]
     assert set(rows.case_id) == {"lung1", "lung2"}
-    assert all(x.startswith("orientation: header orientation RAS differs from the reference's LPS") for x in rows.warning)
+    want = "orientation: header orientation RAS differs from the reference's LPS"
+    assert all(x.startswith(want) for x in rows.warning)
     assert "--read ras_true.layout=reference" in rows.warning.iloc[0]
     err = corpus["first"].stderr
     summary = [line for line in err.splitlines() if "warning row(s)" in line]
