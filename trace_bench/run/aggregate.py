@@ -65,7 +65,7 @@ def heavy_tail_note(kurtosis: float) -> str:
     """Why an interval carries ``ci_flag = heavy-tailed`` (coverage simulations: tests/test_stats_intervals.py)."""
     return (f"heavy-tailed leave-out estimates (excess kurtosis {kurtosis:.1f} > {HEAVY_TAIL_KURTOSIS:g}): in "
             "simulations such jackknife intervals covered the estimator's expected value less often than stated "
-            "(t3 features: 46-80 % for 95 %); a rough guide")
+            "(t3 features: 46-81 % for 95 %); a rough guide")
 
 
 def sample_note(info: dict[str, int]) -> str:
@@ -88,7 +88,7 @@ class Rows:
     states: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: (method, case id, metric) -> the scored volume's spacing (z, y, x), from per-case records
     spacing: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
-    #: distribution metrics without a GT/GT floor (too few reference cases per half): GT has no row for them
+    #: distribution metrics without a GT/GT floor (paired, or too few reference cases per half): no GT row
     floorless: set[str] = field(default_factory=set)
 
 
@@ -212,8 +212,8 @@ def distribution_metric_rows(rows: Rows, man: dict[str, Any], methods: list[str]
         no_floor = "" if halves or info["needs_reference"] else (
             f"no GT/GT floor: {len(ref_states)} reference case(s), at least {MIN_HALF_CASES} per half needed to "
             "compare the reference's halves (and the methods' half-vs-half values)")
-        if no_floor:
-            rows.floorless.add(name)
+        if not halves or info["needs_reference"]:
+            rows.floorless.add(name)  # GT has no row of this metric (paired metrics never have one)
         first = len(rows.summary)
         for m in methods:
             if m == GT:
@@ -299,7 +299,7 @@ def set_level_rows(rows: Rows, metric: Any, m: str, gen: dict[str, Any], ref: di
                    [sample_note(metric.sample_info(g_state)), no_floor])
 
 
-def _halves_groups(a: tuple[str, ...], b: tuple[str, ...], max_groups: int, seed: int) -> list[tuple[str, ...]]:
+def halves_groups(a: tuple[str, ...], b: tuple[str, ...], max_groups: int, seed: int) -> list[tuple[str, ...]]:
     """Jackknife groups that never mix the two halves (a leave-out then changes one of the two cross terms)."""
     half = max(1, -(-int(max_groups) // 2))
     return [*(jackknife_groups(a, half, seed) if a else []), *(jackknife_groups(b, half, seed) if b else [])]
@@ -332,8 +332,8 @@ def half_rows(rows: Rows, metric: Any, m: str, gen: dict[str, Any], ref: dict[st
     note = (f"half vs half: generated cases of one half of the case ids against the reference cases of the other "
             f"({len(gen_a)} vs {len(ref_b)} and {len(gen_b)} vs {len(ref_a)} cases), both ways averaged: the sample "
             "sizes of the GT/GT floor")
-    jackknife_rows(rows, m, vals, compute, _halves_groups(gen_a, gen_b, cfg.jackknife_groups, cfg.seed),
-                   _halves_groups(ref_a, ref_b, cfg.jackknife_groups, cfg.seed), len(gen_a) + len(gen_b), protocol,
+    jackknife_rows(rows, m, vals, compute, halves_groups(gen_a, gen_b, cfg.jackknife_groups, cfg.seed),
+                   halves_groups(ref_a, ref_b, cfg.jackknife_groups, cfg.seed), len(gen_a) + len(gen_b), protocol,
                    cfg, [note, sample_note(metric.sample_info(g_state))], HALF_SUFFIX)
 
 
