@@ -14,6 +14,7 @@ from typing import Any
 
 from trace_bench.results import (
     Results,
+    TraceBenchError,
     atomic_write_json,
     atomic_write_text,
     load_results,
@@ -45,7 +46,7 @@ from .viewer import case_viewer
 __all__ = ["FILES", "PlotCaseError", "ReportContent", "render_report", "report_tex"]
 
 
-class PlotCaseError(ValueError):
+class PlotCaseError(TraceBenchError, ValueError):
     """A requested plot case has neither a stored plot artifact nor arrays read from its inputs."""
 
 

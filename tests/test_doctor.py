@@ -86,3 +86,61 @@ def test_doctor_cli_prints_tables_and_the_command(corpus):
     assert "values (sampled)" in out.stdout and "[0, 1]" in out.stdout and "identity affine" in out.stdout
     assert "pairing with" in out.stdout and "2 matched" in out.stdout
     assert "--read gen.convention=unit" in out.stdout and "[methods.\"gen\"]" in out.stdout
+
+
+def test_the_printed_command_runs_and_reads_every_folder_right(corpus, tmp_path):
+    """What `doctor` prints is a command `run` accepts as printed (only the speed flags of this test added)
+    and that scores every folder without an error row; the hints name the real options."""
+    import os
+    import shlex
+
+    import pandas as pd
+
+    folders = [f"{k}={corpus[k]}" for k in ("plain", "unit", "eye_zyx", "npy", "offset")]
+    out = tmp_path / "out"
+    doc = subprocess.run([sys.executable, "-m", "trace_bench", "doctor", *folders, "--reference",
+                          str(corpus["reference"]), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert doc.returncode == 0, doc.stderr
+    lines = doc.stdout.splitlines()
+    cmd = shlex.split(lines[lines.index("read them right with:") + 1])
+    assert cmd[:2] == ["trace-bench", "run"] and "CODE" not in cmd and not any("NAME." in c for c in cmd)
+    fast = ["--metrics", "dice,jaccard,temporal_flickering", "--segmenter", "threshold", "--no-plots", "--no-progress",
+            "--no-published", "--bootstrap", "10", "--frame-size", "64"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "trace_bench", *cmd[1:], *fast], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    errors = pd.read_csv(out / "errors.csv", keep_default_na=False)
+    assert errors.empty, errors.to_dict("records")
+    pc = pd.read_csv(out / "per_case.csv", keep_default_na=False)
+    assert set(pc.method) == {"GT", "plain", "unit", "eye_zyx", "npy", "offset"}
+    # the printed TOML (`--config`) reads them the same way
+    toml = "\n".join(x[2:] for x in lines[lines.index("or, in a TOML file passed with --config:") + 1:])
+    (tmp_path / "bench.toml").write_text(toml, encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "trace_bench", "run", "--config", str(tmp_path / "bench.toml"),
+                        "--out", str(tmp_path / "out2"), *fast], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    pc2 = pd.read_csv(tmp_path / "out2" / "per_case.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(pc.drop(columns="protocol"), pc2.drop(columns="protocol"))
+
+
+def test_undecided_options_stay_out_of_the_command(corpus):
+    out = subprocess.run([sys.executable, "-m", "trace_bench", "doctor", str(corpus["eye_zyx"])],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    cmd = lines[lines.index("read them right with:") + 1]
+    assert "CODE" not in cmd and "--reference REFERENCE_DIR" in cmd and "--method eye_zyx=" in cmd
+    assert "--read eye_zyx.layout=CODE" in out.stdout and "once you know them" in out.stdout
+    assert '# layout = "CODE"' in out.stdout
+
+
+def test_default_method_names_are_names_run_accepts(tmp_path, small_volume):
+    from trace_bench.config import check_method_name
+    from trace_bench.doctor import default_name
+
+    for raw in ("my gen#2", "GT", ".hidden", "ok-name"):
+        d = tmp_path / raw
+        d.mkdir()
+        assert check_method_name(default_name(d)) == default_name(d)
+    assert default_name(tmp_path / "ok-name") == "ok-name" and default_name(tmp_path / "GT") == "GT_"

@@ -238,3 +238,39 @@ def test_generatect_refuses_simpleitk_default_affine(tmp_path: Path, small_volum
     nib.save(nib.Nifti1Image(small_volume.array.T.copy(), np.diag([-1.0, -1.0, 1.0, 1.0])), str(p))
     with pytest.raises(InvalidVolumeError, match="SimpleITK's default affine.*--format nifti"):
         get_adapter("generatect-lowres").read(p)
+
+
+# ------------------------------------------------------------------------------ real headers of other orientations
+@pytest.mark.parametrize("gen_code,ref_code,axes", [("RAS", "LPS", "R/L, A/P"), ("LAS", "RAS", "R/L"),
+                                                     ("LPI", "LPS", "S/I")])
+def test_real_headers_of_other_orientations_are_warned_not_refused(ref: Volume, gen_code, ref_code, axes) -> None:
+    """The coordinator's policy: both headers real (``geometry == "header"``) and their orientations differ ->
+    a warning under refuse / warn naming the folder's options, a refusal under strict only."""
+    from trace_bench.geometry import orientation_warning
+
+    gen = gen_like(ref, ref.array + 5.0, ref.spacing, geometry="header", source_orientation=gen_code)
+    r = from_canonical(ref.array, ref.spacing, {"path": REF_PATH, "spacing_source": "file header",
+                                                "geometry": "header", "source_orientation": ref_code})
+    text = orientation_warning(gen, r, "my gen")
+    assert text and f"header orientation {gen_code} differs from the reference's {ref_code} along {axes}" in text
+    assert "--read 'my gen.layout=reference'" in text and "--read 'my gen.layout=header'" in text
+    for policy in ("refuse", "warn"):
+        (w,) = check_geometry(gen, r, policy, names=("my gen", "reference"))
+        assert w == f"orientation: {text} [--geometry {policy}]"
+    with pytest.raises(GeometryError, match=f"--geometry strict.*{gen_code} differs"):
+        check_geometry(gen, r, "strict")
+    same = gen_like(ref, ref.array, ref.spacing, geometry="header", source_orientation=ref_code)
+    assert orientation_warning(same, r) is None and check_geometry(same, r) == []
+    confirmed = gen_like(ref, ref.array, ref.spacing, geometry="user", source_orientation=gen_code)  # layout=header
+    assert orientation_warning(confirmed, r) is None and check_geometry(confirmed, r) == []
+
+
+def test_trivial_headers_stay_refused_unless_the_user_says_how_to_read(tmp_path: Path, small_volume: Volume) -> None:
+    p = tmp_path / "eye.nii.gz"
+    nib.save(nib.Nifti1Image(small_volume.array.copy(), np.eye(4)), str(p))
+    ref = get_adapter("nifti").read(nib.save(nib.Nifti1Image(small_volume.array.T.copy(), small_volume.affine),
+                                             str(tmp_path / "ref.nii.gz")) or tmp_path / "ref.nii.gz")
+    vol = get_adapter("nifti").read(p)
+    with pytest.raises(GeometryError, match=r"identity affine.*--read gen\.layout=SPL"):
+        check_geometry(vol, ref, names=("gen", "reference"))
+    assert check_geometry(get_adapter("nifti").read(p, layout="reference", reference=ref), ref) == []

@@ -1,7 +1,8 @@
 """Generator-formats corpus (issues 26, 27): the ways generators really write volumes, built from a crop of the
 shipped chest CT. Each kind is either read equal (array and affine) to the correctly read volume once the
 documented reading option is given, or refused in one line naming that option; nothing is mirrored silently.
-(The run-level check, per-case values equal with ``assert_frame_equal``, needs ``run``'s ``--read`` options.)
+The builders live in ``tests/helpers/generator_corpus.py``; the run-level check (per-case values equal with
+``assert_frame_equal`` through ``python -m trace_bench run``) is ``test_run_generator_formats.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image
 
 from baselines import get_adapter
+from helpers.generator_corpus import save_nifti, set_scaling
 from trace_bench.errors import ConventionError, GeometryError, SpacingError
 from trace_bench.geometry import check_geometry
 from trace_bench.io import read_volume, write_nifti
@@ -25,15 +27,6 @@ def ref(tmp_path: Path, small_volume: Volume) -> Volume:
     """The reference case as `run` reads it: the CT crop written with its real LPS affine, read back."""
     path = write_nifti(small_volume, tmp_path / "ref" / "case.nii.gz")
     return get_adapter("nifti").read(path)
-
-
-def _save(path: Path, data: np.ndarray, affine, **header) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(data, affine)
-    for k, v in header.items():
-        img.header[k] = v
-    nib.save(img, str(path))
-    return path
 
 
 def _one_line(e: pytest.ExceptionInfo) -> str:
@@ -54,7 +47,7 @@ def test_reference_reads_as_the_crop(ref: Volume, small_volume: Volume) -> None:
 ])
 def test_normalised_floats_refused_then_read_with_convention(tmp_path, ref, kind, spec, encode) -> None:
     hu = np.clip(ref.array, -1000, 1000)
-    p = _save(tmp_path / "gen" / "case.nii.gz", encode(hu).T.astype(np.float32), ref.affine)
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", encode(hu).T.astype(np.float32), ref.affine)
     with pytest.raises(ConventionError) as e:
         get_adapter("nifti").read(p)
     assert f"--read NAME.convention={spec}" in _one_line(e) and str(p) in str(e.value)
@@ -65,15 +58,11 @@ def test_normalised_floats_refused_then_read_with_convention(tmp_path, ref, kind
 
 def test_int16_hu_with_and_without_slope_intercept(tmp_path, ref) -> None:
     hu = ref.array.astype(np.int16)
-    plain = _save(tmp_path / "gen" / "plain.nii.gz", hu.T.copy(), ref.affine)
+    plain = save_nifti(tmp_path / "gen" / "plain.nii.gz", hu.T.copy(), ref.affine)
     np.testing.assert_array_equal(get_adapter("nifti").read(plain).array, ref.array)
-    import struct
-
     stored = ((hu.astype(np.int32) + 1024) * 2).astype(np.int16)  # HU = 0.5 * stored - 1024
-    scaled = _save(tmp_path / "gen" / "scaled.nii", stored.T.copy(), ref.affine)
-    raw = bytearray(scaled.read_bytes())
-    struct.pack_into("<ff", raw, 112, 0.5, -1024.0)  # scl_slope, scl_inter
-    scaled.write_bytes(bytes(raw))
+    scaled = save_nifti(tmp_path / "gen" / "scaled.nii", stored.T.copy(), ref.affine)
+    set_scaling(scaled, 0.5, -1024.0)  # scl_slope, scl_inter
     vol = get_adapter("nifti").read(scaled)
     assert vol.meta["rescale_in_header"] is True
     np.testing.assert_array_equal(vol.array, ref.array)
@@ -82,7 +71,7 @@ def test_int16_hu_with_and_without_slope_intercept(tmp_path, ref) -> None:
 def test_hu_plus_offset_without_rescale_refused_then_read(tmp_path, ref) -> None:
     shifted = (ref.array + 1024).astype(np.int16)
     shifted[:, :6, :] = -2000  # padding far below -1024, as scanners write outside the scan circle
-    p = _save(tmp_path / "gen" / "case.nii.gz", shifted.T.copy(), ref.affine)
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", shifted.T.copy(), ref.affine)
     with pytest.raises(ConventionError) as e:
         get_adapter("nifti").read(p)
     msg = _one_line(e)
@@ -121,7 +110,7 @@ def test_png_stack_refused_then_read(tmp_path, ref) -> None:
 
 
 def test_identity_affine_zyx_refused_then_read_with_layout(tmp_path, ref) -> None:
-    p = _save(tmp_path / "gen" / "case.nii.gz", ref.array.copy(), np.eye(4))  # nib.Nifti1Image(arr_zyx, eye)
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", ref.array.copy(), np.eye(4))  # nib.Nifti1Image(arr_zyx, eye)
     vol = get_adapter("nifti").read(p)
     assert vol.meta["geometry"] == "trivial" and len(vol.meta["warnings"]) == 1
     with pytest.raises(GeometryError) as e:
@@ -140,7 +129,7 @@ def test_identity_affine_zyx_refused_then_read_with_layout(tmp_path, ref) -> Non
 
 
 def test_identity_affine_xyz_refused_then_read_with_layout(tmp_path, ref) -> None:
-    p = _save(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), np.eye(4))  # (x, y, z) of an LPS volume
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), np.eye(4))  # (x, y, z) of an LPS volume
     vol = get_adapter("nifti").read(p)
     np.testing.assert_array_equal(vol.array, ref.array[:, ::-1, ::-1])  # read as written: mirrored in x and y
     with pytest.raises(GeometryError, match="identity affine"):
@@ -154,7 +143,7 @@ def test_identity_affine_xyz_refused_then_read_with_layout(tmp_path, ref) -> Non
 
 
 def test_no_orientation_codes_refused(tmp_path, ref) -> None:
-    p = _save(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), None)  # affine=None: qform/sform codes 0
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), None)  # affine=None: qform/sform codes 0
     vol = get_adapter("nifti").read(p)
     assert vol.meta["geometry"] == "trivial"
     assert any("qform_code and sform_code are both 0" in w for w in vol.meta["warnings"])
@@ -164,23 +153,28 @@ def test_no_orientation_codes_refused(tmp_path, ref) -> None:
     np.testing.assert_array_equal(good.array, ref.array)
 
 
-def test_las_header_against_ras_reference_refused_then_read(tmp_path, small_volume) -> None:
+def test_las_header_against_ras_reference_is_a_warning_then_read(tmp_path, small_volume) -> None:
+    """Real headers of other orientations are read through their headers and warned (the coordinator's
+    orientation policy: truthful RAS / LPS headers must not be refused); the warning names the one case
+    the tool cannot tell apart (a copied array under another header) and the option that reads it right."""
     ras = small_volume.affine.copy()
     ras[:, :2] *= -1  # the same grid indexed toward R and A: a RAS file
     data_ras = small_volume.array.T[::-1, ::-1, :].copy()
-    ref_path = _save(tmp_path / "ref" / "case.nii.gz", data_ras, ras)
+    ref_path = save_nifti(tmp_path / "ref" / "case.nii.gz", data_ras, ras)
     ref = get_adapter("nifti").read(ref_path)
     np.testing.assert_array_equal(ref.array, small_volume.array)
     las = ras.copy()
     las[:, 0] *= -1  # a generator that copied the reference's array but wrote an LAS header
-    p = _save(tmp_path / "gen" / "case.nii.gz", data_ras, las)
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", data_ras, las)
     vol = get_adapter("nifti").read(p)
     np.testing.assert_array_equal(vol.array, small_volume.array[:, :, ::-1])  # as written: mirrored in x
-    with pytest.raises(GeometryError) as e:
-        check_geometry(vol, ref, names=("gen", "reference"))
-    msg = _one_line(e)
-    assert "LAS mirrors the reference's RAS along R/L" in msg and "--read gen.layout=header" in msg
-    assert "layout=reference" in msg
+    (w,) = check_geometry(vol, ref, names=("gen", "reference"))
+    assert "\n" not in w
+    assert w.startswith("orientation: header orientation LAS differs from the reference's RAS along R/L")
+    assert "--read gen.layout=reference" in w and "--read gen.layout=header" in w
+    with pytest.raises(GeometryError) as e:  # --geometry strict still refuses it
+        check_geometry(vol, ref, "strict", names=("gen", "reference"))
+    assert "LAS differs from the reference's RAS" in _one_line(e) and "--geometry refuse" in str(e.value)
     for opts in ({"layout": "reference"}, {"layout": "RAS", "spacing": "reference"}):
         good = get_adapter("nifti").read(p, reference=ref, **opts)
         np.testing.assert_array_equal(good.array, ref.array)
@@ -190,10 +184,23 @@ def test_las_header_against_ras_reference_refused_then_read(tmp_path, small_volu
     assert check_geometry(trusted, ref) == []
 
 
+def test_truthful_ras_header_against_lps_reference_is_scored_with_a_warning(tmp_path, ref) -> None:
+    """MAISI writes RAS, CT-RATE references may be LPS: both headers are true, the volumes align once read."""
+    ras = ref.affine.copy()
+    ras[:3, 3] = ref.affine[:3, :3] @ np.array([ref.shape[2] - 1.0, ref.shape[1] - 1.0, 0.0]) + ref.affine[:3, 3]
+    ras[:3, :2] *= -1
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", ref.array.T[::-1, ::-1, :].copy(), ras)
+    vol = get_adapter("nifti").read(p)
+    np.testing.assert_array_equal(vol.array, ref.array)
+    np.testing.assert_allclose(vol.affine, ref.affine, atol=1e-4)
+    (w,) = check_geometry(vol, ref)
+    assert "header orientation RAS differs from the reference's LPS along R/L, A/P" in w
+
+
 def test_other_z_spacing_refused_then_read_with_reference_spacing(tmp_path, ref) -> None:
     aff = ref.affine.copy()
     aff[:3, 2] /= 2  # header says half the slice spacing: half the z field of view
-    p = _save(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), aff)
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), aff)
     vol = get_adapter("nifti").read(p)
     with pytest.raises(GeometryError) as e:
         check_geometry(vol, ref)
@@ -205,7 +212,7 @@ def test_other_z_spacing_refused_then_read_with_reference_spacing(tmp_path, ref)
 
 
 def test_qform_sform_disagreement_refused(tmp_path, ref) -> None:
-    p = _save(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), ref.affine)
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", ref.array.T.copy(), ref.affine)
     img = nib.load(str(p))
     q = ref.affine.copy()
     q[:, 0] *= -1
@@ -222,7 +229,7 @@ def test_qform_sform_disagreement_refused(tmp_path, ref) -> None:
 def test_zero_and_negative_voxel_sizes_are_said(tmp_path, ref) -> None:
     import struct
 
-    p = _save(tmp_path / "gen" / "case.nii", ref.array.T.copy(), ref.affine)
+    p = save_nifti(tmp_path / "gen" / "case.nii", ref.array.T.copy(), ref.affine)
     raw = bytearray(p.read_bytes())
     struct.pack_into("<hh", raw, 252, 1, 0)  # qform only
     struct.pack_into("<f", raw, 76 + 12, 0.0)  # pixdim[3] = 0: nibabel would read 1 mm
@@ -246,7 +253,7 @@ def test_inspect_prints_the_run_warning(tmp_path, ref) -> None:
     import subprocess
     import sys
 
-    p = _save(tmp_path / "gen" / "case.nii.gz", ref.array.copy(), np.eye(4))
+    p = save_nifti(tmp_path / "gen" / "case.nii.gz", ref.array.copy(), np.eye(4))
     vol = get_adapter("nifti").read(p)
     r = subprocess.run([sys.executable, "-m", "trace_bench", "inspect", str(p)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -63,7 +63,8 @@ def test_outputs_and_columns(first_run):
     pc = pd.read_csv(out / "per_case.csv")
     assert list(pc.columns) == ["method", "case_id", "metric", "value", "protocol"]
     s = pd.read_csv(out / "summary.csv")
-    assert list(s.columns) == ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_method", "n_resamples_ok", "note"]
+    assert list(s.columns) == ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_method", "n_resamples_ok", "note",
+                               "ci_flag"]
     assert list(pd.read_csv(out / "errors.csv").columns) == ["method", "case_id", "stage", "error"]
     assert len(pd.read_csv(out / "errors.csv")) == 0
     # GT row: the reference scored for the metrics that need no reference, never for the others

@@ -58,18 +58,20 @@ def case_id_problem(case_id: str) -> str | None:
     return None
 
 
-def case_file_stem(case_id: str) -> str:
+def case_file_stem(case_id: str, max_bytes: int = MAX_STEM_BYTES) -> str:
     """The file-name stem of a case id's records and plots: the id itself when it is at most
-    :data:`MAX_STEM_BYTES` UTF-8 bytes and does not start with ``.``; otherwise its first
+    ``max_bytes`` (:data:`MAX_STEM_BYTES`) UTF-8 bytes and does not start with ``.``; otherwise its first
     :data:`STEM_PREFIX_BYTES` bytes (whole characters) + ``~`` + the first 16 hex digits of the id's
-    sha256 (distinct ids keep distinct stems). Ids are validated first (:func:`case_id_problem`)."""
+    sha256 (distinct ids keep distinct stems). Ids are validated first (:func:`case_id_problem`).
+    ``max_bytes=0`` always gives the shortened form (:func:`trace_bench.results.layout.safe_name` uses it
+    when percent-encoding makes a name too long)."""
     import hashlib
 
     why = case_id_problem(case_id)
     if why is not None:
         raise ConfigError(f"{why}; case ids must be data, not paths")
     raw = case_id.encode("utf-8")
-    if len(raw) <= MAX_STEM_BYTES and not case_id.startswith("."):
+    if len(raw) <= max_bytes and not case_id.startswith("."):
         return case_id
     prefix = raw[:STEM_PREFIX_BYTES].decode("utf-8", "ignore").lstrip(".")
     return f"{prefix}~{hashlib.sha256(raw).hexdigest()[:16]}"

@@ -108,8 +108,9 @@ def _sample_nifti(img: Any) -> np.ndarray:
     return np.concatenate([np.asarray(img.dataobj[:, :, k]).ravel() for k in ks])
 
 
-def examine_file(path: Path, case_id: str, adapter: Any, *, sample: bool) -> FileReport:
-    """What the doctor reports for one file (see the module docstring; never raises for a bad file)."""
+def examine_file(path: Path, case_id: str, adapter: Any, *, sample: bool, name: str | None = None) -> FileReport:
+    """What the doctor reports for one file (see the module docstring; never raises for a bad file). ``name``:
+    the folder's method name, which the warnings' ``--read NAME.KEY=VALUE`` hints then spell."""
     from .geometry import volume_warnings
     from .io import canonical_grid, detect_format, read_nifti_header, read_raw
     from .volume import Volume
@@ -160,7 +161,7 @@ def examine_file(path: Path, case_id: str, adapter: Any, *, sample: bool) -> Fil
         rep.shape_zyx, spacing = canonical_grid(shape_xyz, affine)
         if not meta.get("spacing_unknown"):
             rep.spacing_zyx = tuple(round(s, 6) for s in spacing)  # type: ignore[assignment]
-        rep.warnings = volume_warnings(Volume(np.zeros((1, 1, 1), np.float32), (1.0, 1.0, 1.0), affine, meta))
+        rep.warnings = volume_warnings(Volume(np.zeros((1, 1, 1), np.float32), (1.0, 1.0, 1.0), affine, meta), name)
         if values is not None and values.size:
             lo, hi = float(values.min()), float(values.max())
             rep.value_range = (lo, hi)
@@ -226,6 +227,20 @@ def _reference_shapes(reference: Path | None, adapter: str) -> dict[str, tuple[t
     return out
 
 
+def default_name(folder: Path) -> str:
+    """The folder's name as a method name ``run`` accepts (:func:`trace_bench.config.check_method_name`):
+    characters outside its rules become ``_``, so the printed command runs as printed."""
+    from .config import METHOD_NAME_EXTRA, METHOD_NAME_MAX, check_method_name
+
+    raw = Path(folder).resolve().name
+    name = "".join(c if c.isalnum() or c in METHOD_NAME_EXTRA else "_" for c in raw)[:METHOD_NAME_MAX].rstrip(" .")
+    if not name or not (name[0].isalnum() or name[0] in "_("):
+        name = ("_" + name)[:METHOD_NAME_MAX].rstrip(" .") or "method"
+    if name.upper() == "GT":
+        name += "_"
+    return check_method_name(name)
+
+
 def examine_folder(folder: str | Path, name: str | None = None, *, fmt: str = "auto",
                    reference: str | Path | None = None, reference_format: str = "nifti") -> FolderReport:
     """The doctor's report of one folder (module docstring). ``fmt``: the adapter (``auto`` detects)."""
@@ -237,7 +252,12 @@ def examine_folder(folder: str | Path, name: str | None = None, *, fmt: str = "a
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder")
-    name = name or folder.resolve().name
+    if name:
+        from .config import check_method_name
+
+        name = check_method_name(name)  # the printed command must run: a name `run` refuses is refused here
+    else:
+        name = default_name(folder)
     if fmt == "auto":
         try:
             adapter, why = detect_folder_adapter(folder)
@@ -249,7 +269,7 @@ def examine_folder(folder: str | Path, name: str | None = None, *, fmt: str = "a
     found, problems = discover(folder, adapter.name, name)
     ids = sorted(found)
     chosen = _spread(len(ids), SAMPLE_FILES)
-    files = [examine_file(found[cid].path, cid, adapter, sample=i in chosen) for i, cid in enumerate(ids)]
+    files = [examine_file(found[cid].path, cid, adapter, sample=i in chosen, name=name) for i, cid in enumerate(ids)]
     rep = FolderReport(str(folder), name, adapter.name, why, files,
                        [f"{p.path or p.case_id}: {p.reason}" for p in problems])
     ref_shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = {}
@@ -284,17 +304,13 @@ def suggest_options(rep: FolderReport, ref_shapes: dict[str, tuple[tuple[int, ..
         elif conv is not None and conv != "hu":
             rep.options["convention"] = conv
             rep.notes.append(f"convention={conv}: {sampled[0].convention_note}")
-    from .geometry import mirrored_axes
+    from .geometry import orientation_text
 
     for f in seen:
         if f.geometry == "header" and f.orientation and f.case_id in ref_shapes:
-            axes = mirrored_axes(f.orientation, ref_shapes[f.case_id][2])
-            if axes:
-                rep.options.setdefault("layout", "CODE")
-                rep.notes.append(f"{Path(f.path).name}: header orientation {f.orientation} mirrors the reference's "
-                                 f"{ref_shapes[f.case_id][2]} along {', '.join(axes)}; run refuses it until you say "
-                                 "which is right: layout=header (the header is right) or "
-                                 "layout=reference (the voxels are stored like the reference's); check one visually")
+            text = orientation_text(f.orientation, ref_shapes[f.case_id][2], rep.name)
+            if text:  # a warning in `run`, not a refusal: no option is needed when the header is true
+                rep.notes.append(f"{Path(f.path).name}: {text}; check one visually")
                 break
     untrusted = [f for f in seen if f.geometry in ("trivial", "none")]
     if not untrusted:
@@ -327,33 +343,59 @@ def toml_value(v: str) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def run_command(reports: list[FolderReport], reference: str | None, out: str = "OUT") -> str:
-    """The ``trace-bench run`` command that reads every folder right (POSIX shell quoting)."""
+#: option values the doctor prints when the files cannot tell (``run`` refuses them): kept out of the
+#: printed command and TOML, listed by :func:`undecided` instead, so the printed command always runs
+PLACEHOLDERS = frozenset({"CODE", "CONVENTION", "z,y,x"})
+#: the reference folder in the printed command when the doctor was not given one (``run`` needs it)
+REFERENCE_PLACEHOLDER = "REFERENCE_DIR"
+
+
+def decided(rep: FolderReport) -> dict[str, str]:
+    """The reading options of ``rep`` whose values the doctor could tell (no placeholder)."""
+    return {k: v for k, v in rep.options.items() if v not in PLACEHOLDERS}
+
+
+def undecided(reports: list[FolderReport]) -> list[str]:
+    """``--read NAME.KEY=VALUE`` flags (POSIX-quoted) the user still has to fill in (placeholder values)."""
     import shlex
 
-    parts = ["trace-bench", "run"]
-    if reference:
-        parts += ["--reference", reference]
+    return [shlex.quote(f"{r.name}.{k}={v}") for r in reports for k, v in r.options.items() if v in PLACEHOLDERS]
+
+
+def run_command(reports: list[FolderReport], reference: str | None, out: str = "OUT",
+                reference_format: str = "nifti") -> str:
+    """The ``trace-bench run`` command that reads every folder right (POSIX shell quoting; ``--method
+    NAME=DIR[:FORMAT]``, ``--read NAME.KEY=VALUE``); options the files cannot tell are left out
+    (:func:`undecided`): without them ``run`` refuses those files in one line naming the option."""
+    import shlex
+
+    parts = ["trace-bench", "run", "--reference", reference or REFERENCE_PLACEHOLDER]
+    if reference_format != "nifti":
+        parts += ["--reference-format", reference_format]
     for r in reports:
-        fmt = r.options.get("format")
+        opts = decided(r)
+        fmt = opts.get("format")
         parts += ["--method", f"{r.name}={r.folder}" + (f":{fmt}" if fmt else "")]
         for k in ("convention", "spacing", "layout"):
-            if k in r.options:
-                parts += ["--read", f"{r.name}.{k}={r.options[k]}"]
+            if k in opts:
+                parts += ["--read", f"{r.name}.{k}={opts[k]}"]
     parts += ["--out", out]
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def run_toml(reports: list[FolderReport], reference: str | None) -> str:
-    """The same as TOML (``--config``): ``reference`` and one ``[methods.NAME]`` table per folder."""
-    lines = []
-    if reference:
-        lines.append(f"reference = {toml_value(reference)}")
+def run_toml(reports: list[FolderReport], reference: str | None, reference_format: str = "nifti") -> str:
+    """The same as TOML (``--config``): ``reference`` and one ``[methods.NAME]`` table per folder; an option
+    the files cannot tell is a comment."""
+    lines = [f"reference = {toml_value(reference)}" if reference else
+             f"# reference = {toml_value(REFERENCE_PLACEHOLDER)}  (run needs the folder of real volumes)"]
+    if reference_format != "nifti":
+        lines.append(f"reference_format = {toml_value(reference_format)}")
     for r in reports:
         lines += ["", f"[methods.{toml_value(r.name)}]", f"path = {toml_value(r.folder)}"]
         for k in ("format", "convention", "spacing", "layout"):
             if k in r.options:
-                lines.append(f"{k} = {toml_value(r.options[k])}")
+                prefix = "# " if r.options[k] in PLACEHOLDERS else ""
+                lines.append(f"{prefix}{k} = {toml_value(r.options[k])}")
     return "\n".join(lines).strip() + "\n"
 
 

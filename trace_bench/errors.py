@@ -11,10 +11,13 @@ from pathlib import Path
 
 def option_hint(key: str, value: str, name: str | None = None) -> str:
     """How to set reading option ``key`` to ``value`` (:mod:`trace_bench.read_options`): ``--read NAME.key=value``
-    for ``run`` (``NAME`` the folder's method name, ``reference`` or ``train-reference``; spelled ``NAME`` when
-    unknown), and the flag of the single-file commands. The one wording every reader message uses."""
+    for ``run`` (``NAME`` the folder's method name, ``reference`` or ``train_reference``; spelled ``NAME`` when
+    unknown; shell-quoted when the name needs it), and the flag of the single-file commands. The one wording
+    every reader message uses."""
     if name:
-        return f"--read {name}.{key}={value}"
+        import shlex
+
+        return f"--read {shlex.quote(f'{name}.{key}={value}')}"
     return f"--read NAME.{key}={value} (`run`; `inspect`/`convert`/`segment`: --{key} {value})"
 
 

@@ -28,10 +28,18 @@ record what a header says about geometry in ``meta["geometry_notes"]`` (kind, te
 ``zero_spacing`` make ``meta["geometry"] == "trivial"``; ``inconsistent`` and ``spacing_unknown`` are
 warnings only. :func:`volume_warnings` turns them into one line each, naming the file and the reading
 option that settles them (the same words in ``trace-bench inspect``, ``doctor`` and ``run``'s
-``warnings.csv``). For reference-based metrics (:func:`check_geometry`), a trivial header on either side,
-and a generated header whose orientation mirrors an axis of the reference's header (``LAS`` vs ``RAS``),
-are refused under ``strict`` and ``refuse`` (the default) and warned under ``warn``, unless the user
-said how to read the file (``layout=``: ``meta["geometry"]`` is then ``user`` or ``reference``).
+``warnings.csv``). For reference-based metrics (:func:`check_geometry`), a trivial header on either side
+is refused under ``strict`` and ``refuse`` (the default) and warned under ``warn``, unless the user said
+how to read the file (``layout=`` / ``spacing=``: ``meta["geometry"]`` is then ``user`` or ``reference``).
+
+Real headers that disagree (:func:`orientation_warning`): a generated header whose orientation differs
+from its reference's real header along an axis (``RAS`` vs ``LPS``, ``LAS`` vs ``RAS``) is a warning,
+not a refusal, under ``refuse`` and ``warn`` (refused under ``strict`` only). Both volumes are read
+through their own headers into the canonical LPS grid, which is right for truthful headers (MAISI writes
+RAS, CT-RATE references may be stored LPS; refusing them would refuse correct volumes); the warning
+names the one case it cannot tell apart: a writer that copied the reference's voxel array under another
+header, whose volume is scored mirrored (``layout=reference`` reads it right; ``layout=header`` confirms
+the header and silences the warning).
 
 Policies (``--geometry POLICY``, :data:`GEOMETRY_POLICIES`, default :data:`DEFAULT_POLICY`)::
 
@@ -43,7 +51,7 @@ Policies (``--geometry POLICY``, :data:`GEOMETRY_POLICIES`, default :data:`DEFAU
     orientation disagrees                      REFUSE   REFUSE                      resample + warning
     degenerate volume (either side)            REFUSE   REFUSE                      warning
     header without geometry (trivial, either)  REFUSE   REFUSE (say layout=)        warning
-    header orientation mirrors the reference's REFUSE   REFUSE (say layout=)        warning
+    real headers, orientations differ          REFUSE   warning (names layout=)     warning
 
 "Resample" means the scorer maps the generated volume onto the reference grid (the reference grid is
 the one scored); this module only decides and says so. :func:`check_geometry` returns the warnings
@@ -327,23 +335,38 @@ def mirrored_axes(generated: str, reference: str) -> list[str]:
 def header_problems(generated: Volume, reference: Volume,
                     names: tuple[str | None, str | None] = (None, None)) -> list[tuple[str, str]]:
     """``(reason, hint)`` for what makes the pair's headers untrustworthy for a reference-based metric:
-    a trivial header on either side, or a generated header that mirrors an axis of the reference's."""
+    a header without real geometry (:data:`REFUSING_NOTES`) on either side."""
     out: list[tuple[str, str]] = []
     for role, vol, name in (("generated", generated, names[0]), ("reference", reference, names[1])):
         for kind, text in header_notes(vol):
             if kind in REFUSING_NOTES:
                 out.append((f"{role} {_file(vol)}: {text}", note_hint(kind, vol, name)))
-    g, r = _codes(generated), _codes(reference)
-    if (generated.meta.get("geometry") == "header" and reference.meta.get("geometry") == "header"
-            and g and r and mirrored_axes(g, r)):
-        from .read_options import option_hint
-
-        axes = ", ".join(mirrored_axes(g, r))
-        out.append((f"generated header orientation {g} mirrors the reference's {r} along {axes} (a writer that "
-                    "copied the reference's array but not its header mirrors the volume)",
-                    f"if the generated header is right confirm it with {option_hint('layout', 'header', names[0])}; if "
-                    "its voxels are stored like the reference's, layout=reference"))
     return out
+
+
+def orientation_text(generated: str, reference: str, name: str | None = None) -> str | None:
+    """The one wording (``run``'s ``warnings.csv``, ``doctor``) of two real headers whose layout codes
+    point opposite ways along an axis, or None when they agree. ``name``: the generated folder's name
+    in ``run`` (for the ``--read NAME.layout=...`` hints)."""
+    from .read_options import option_hint
+
+    axes = mirrored_axes(generated, reference)
+    if not axes:
+        return None
+    return (f"header orientation {generated} differs from the reference's {reference} along {', '.join(axes)}: each "
+            "volume is read through its own header (right for truthful headers); if the generator copied the "
+            f"reference's voxel array under another header, this volume is scored mirrored: then "
+            f"{option_hint('layout', 'reference', name)}; {option_hint('layout', 'header', name)} confirms the "
+            "header (no warning)")
+
+
+def orientation_warning(generated: Volume, reference: Volume, name: str | None = None) -> str | None:
+    """:func:`orientation_text` for two volumes whose geometry both came from real headers (``meta["geometry"]
+    == "header"``; a layout the user gave is never questioned), else None."""
+    g, r = _codes(generated), _codes(reference)
+    if generated.meta.get("geometry") != "header" or reference.meta.get("geometry") != "header" or not (g and r):
+        return None
+    return orientation_text(g, r, name)
 
 
 def check_geometry(generated: Volume, reference: Volume, policy: str | None = DEFAULT_POLICY, *,
@@ -351,20 +374,27 @@ def check_geometry(generated: Volume, reference: Volume, policy: str | None = DE
     """Apply ``policy`` to the two grids: the warnings to record (one line each), or raise
     :class:`~trace_bench.errors.GeometryError` naming both files, what differs and the option to change it.
 
-    Header truth first (module docstring, :func:`header_problems`): refused under ``strict`` / ``refuse``,
-    warned under ``warn``. ``names``: the generated and reference folders' names in ``run`` (for the
-    ``--read NAME.layout=...`` hints; ``None`` spells them generically)."""
+    Header truth first (module docstring): a header without geometry (:func:`header_problems`) is refused
+    under ``strict`` / ``refuse`` and warned under ``warn``; real headers of other orientations
+    (:func:`orientation_warning`) are warned under ``refuse`` / ``warn`` and refused under ``strict``.
+    ``names``: the generated and reference folders' names in ``run`` (for the ``--read NAME.layout=...``
+    hints; ``None`` spells them generically)."""
     p = parse_policy(policy)
     header = header_problems(generated, reference, names)
-    header_warnings: list[str] = []
-    if header and p != "warn":
+    orient = orientation_warning(generated, reference, names[0])
+    if (header and p != "warn") or (orient and p == "strict"):
         gen = generated.meta.get("path") or "generated volume"
         ref = reference.meta.get("path") or "reference volume"
-        parts = "; ".join(f"{why}; {hint}" if hint else why for why, hint in header)
-        raise GeometryError(gen, f"refused against reference {ref} (--geometry {p}): {parts}; or pass --geometry warn "
-                                 "to score it as read, with a warning", reference=ref, diff=None)
-    if header:
-        header_warnings = [f"header ({why}): scored as read [--geometry warn]" for why, _ in header]
+        parts = [f"{why}; {hint}" if hint else why for why, hint in header]
+        if orient and p == "strict":
+            parts.append(orient)
+        other = ("pass --geometry refuse to score it with a warning" if not header else
+                 "or pass --geometry warn to score it as read, with a warning")
+        raise GeometryError(gen, f"refused against reference {ref} (--geometry {p}): {'; '.join(parts)}; {other}",
+                            reference=ref, diff=None)
+    header_warnings = [f"header ({why}): scored as read [--geometry warn]" for why, _ in header]
+    if orient:
+        header_warnings.append(f"orientation: {orient} [--geometry {p}]")
     diff = compare_grids(generated, reference)
     refusals, warnings = decide(diff, p)
     if not refusals:

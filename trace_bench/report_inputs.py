@@ -3,7 +3,9 @@ input volumes (the run itself keeps only the orthogonal mid-planes of its plot c
 
 :func:`viewer_stacks` finds the input folders of ``OUT`` (``provenance.json``, else the manifest's
 config; relative paths resolved by :func:`resolve_input`, so from any working directory), reads the
-reference and every method's volume of the requested cases through their adapters, and returns per
+reference and every method's volume of the requested cases as the run read them (their adapter and the
+recorded reading options, :func:`baselines.base.read_with_options`; ``spacing`` / ``layout = reference``
+with the case's reference volume, read first), and returns per
 case and method the arrays :func:`reports.render_report` accepts as ``viewer_stacks=``: the keys of
 a run's ``_plot.npz`` (``view_axial`` / ``view_coronal`` / ``view_sagittal`` in HU, ``spacing``,
 ``flicker_mae``, ``labels_*`` and ``dice_z`` where a label map exists) plus a downsampled axial
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .read_options import ReadOptions
 from .results import GT
 from .results.layout import PLOT_ARTIFACT, case_dir
 
@@ -72,28 +75,60 @@ def resolve_input(path: str | None, out: str | Path) -> Path | None:
     return None
 
 
-def input_folders(out: str | Path) -> dict[str, tuple[Path, str]]:
-    """``{method: (folder, adapter)}`` of a run, ``GT`` = the reference; folders that no longer exist are left out."""
+def _reading(out: Path) -> dict[str, Any]:
+    """The reading options the run recorded per folder (``provenance.json`` / ``manifest.json`` ``reading``)."""
+    return _json(out / "provenance.json").get("reading") or _json(out / "manifest.json").get("reading") or {}
+
+
+def _spec_parts(spec: Any, out: Path) -> tuple[Path | None, dict[str, Any]]:
+    """A config folder spec (``"DIR[:FORMAT]"`` or a table with ``path`` and reading options) as (folder
+    usable from here or None, reading options)."""
+    if isinstance(spec, dict):
+        return resolve_input(spec.get("path"), out), {k: v for k, v in spec.items() if k != "path"}
+    if not isinstance(spec, str) or not spec:
+        return None, {}
+    if resolve_input(spec, out) is not None:
+        return resolve_input(spec, out), {}
+    d, sep, fmt = spec.rpartition(":")
+    return (resolve_input(d, out), {"format": fmt}) if sep else (None, {})
+
+
+def _options(recorded: Any, given: dict[str, Any], default_format: str) -> ReadOptions | None:
+    """The folder's :class:`ReadOptions`: the recorded ones, else those of the config spec; None when invalid."""
+    opts = dict(recorded) if isinstance(recorded, dict) and recorded else dict(given)
+    opts.setdefault("format", default_format)
+    try:
+        return ReadOptions.parse(opts, "reading options")
+    except ConfigError:
+        return None
+
+
+def input_folders(out: str | Path) -> dict[str, tuple[Path, ReadOptions]]:
+    """``{method: (folder, reading options)}`` of a run, ``GT`` = the reference; folders that no longer exist
+    are left out. The reading options are those the run recorded (provenance ``reading``: format,
+    convention, spacing, layout) or, for older runs, those of the config's folder specs and tables."""
     o = Path(out)
     prov = _json(o / "provenance.json")
     cfg = run_config(o)
-    found: dict[str, tuple[Path, str]] = {}
-    folders = prov.get("input_folders") or {}
-    ref = resolve_input(folders.get(GT) if isinstance(folders.get(GT), str) else cfg.get("reference"), o)
-    if ref is not None:
-        found[GT] = (ref, str(cfg.get("reference_format") or "nifti"))
-    for m, f in folders.items():
-        if isinstance(f, dict):
-            d = resolve_input(f.get("folder"), o)
-            if d is not None:
-                found[m] = (d, str(f.get("adapter") or "nifti"))
-    for m, spec in (cfg.get("methods") or {}).items():
-        if m in found or not isinstance(spec, str):
-            continue
-        d, _, fmt = spec.partition(":") if resolve_input(spec, o) is None else (spec, "", "")
-        r = resolve_input(d, o)
-        if r is not None:
-            found[m] = (r, fmt or "nifti")
+    reading = _reading(o)
+    recorded = prov.get("input_folders") or {}
+    found: dict[str, tuple[Path, ReadOptions]] = {}
+    ref_dir, ref_given = _spec_parts(cfg.get("reference"), o)
+    if isinstance(recorded.get(GT), str):
+        ref_dir = resolve_input(recorded[GT], o) or ref_dir
+    ref_opts = _options(reading.get(GT), ref_given, str(cfg.get("reference_format") or "nifti"))
+    if ref_dir is not None and ref_opts is not None:
+        found[GT] = (ref_dir, ref_opts)
+    methods = dict(cfg.get("methods") or {})
+    for m in [*[k for k in recorded if k != GT], *[k for k in methods if k not in recorded]]:
+        d, given = _spec_parts(methods.get(m), o)
+        rec = recorded.get(m)
+        if isinstance(rec, dict):
+            d = resolve_input(rec.get("folder"), o) or d
+            given = {"format": rec.get("adapter") or "nifti", **{k: v for k, v in given.items() if k != "format"}}
+        opts = _options(reading.get(m), given, "nifti")
+        if d is not None and opts is not None:
+            found[m] = (d, opts)
     return found
 
 
@@ -168,7 +203,7 @@ def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, 
     ``required=True`` (``trace-bench report --plot-case``): a case with neither a stored plot artifact
     nor a readable input raises :class:`ConfigError` naming it. Otherwise unreadable cases are left
     out (the report says so)."""
-    from baselines import get_adapter
+    from baselines.base import read_with_options
 
     from .cases import discover
 
@@ -176,10 +211,11 @@ def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, 
     folders = input_folders(o)
     cfg = run_config(o)
     methods = _json(o / "metrics.json").get("methods") or list(folders)
+    methods = sorted(methods, key=lambda m: m != GT)  # the reference first: `reference` reading options need it
     listings: dict[str, dict[str, Any]] = {}
-    for m, (d, adapter) in folders.items():
+    for m, (d, opts) in folders.items():
         try:
-            listings[m] = discover(d, adapter, label=m)[0]
+            listings[m] = discover(d, opts.format, label=m)[0]
         except Exception:  # noqa: BLE001 - a folder that cannot be listed simply has no images
             listings[m] = {}
     masks: dict[str, Path] = {}
@@ -196,21 +232,23 @@ def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, 
     result: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for case in cases:
         got: dict[str, dict[str, np.ndarray]] = {}
-        ref_labels = None
+        ref_labels = ref_vol = None
         for m in methods:
-            src = GT if m == GT else m
-            cf = listings.get(src, {}).get(case)
-            if cf is None:
+            cf = listings.get(m, {}).get(case)
+            if cf is None or m not in folders:
                 continue
-            try:
-                vol = get_adapter(cf.adapter).read(cf.path)
+            opts = folders[m][1]
+            if opts.uses_reference and ref_vol is None:
+                continue  # read onto its reference case's grid, and that case is not readable
+            try:  # as the run read it: the folder's adapter and reading options
+                vol = read_with_options(cf.path, opts, reference=ref_vol if opts.uses_reference else None)
             except Exception:  # noqa: BLE001 - an unreadable input is left out of the viewer
                 continue
             labels, _ = _labels_for(vol.array, vol.spacing, cfg, masks.get(case) if m == GT else None)
             arrs = case_arrays(vol.array, vol.spacing, labels=labels, frame_size=frame_size,
                                hu_window=(float(win[0]), float(win[1])), max_slices=max_slices, max_px=max_px)
             if m == GT:
-                ref_labels = labels
+                ref_labels, ref_vol = labels, vol
             elif labels is not None and ref_labels is not None and labels.shape == ref_labels.shape:
                 a, b = labels > 0, ref_labels > 0
                 inter = (a & b).sum(axis=(1, 2)).astype(np.float64)

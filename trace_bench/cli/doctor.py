@@ -71,7 +71,7 @@ def doctor_cmd(
     """Diagnose folders of generated volumes: what they hold and how `run` must read them."""
     from dataclasses import asdict
 
-    from ..doctor import diagnose, run_command, run_toml
+    from ..doctor import diagnose, run_command, run_toml, undecided
 
     named: list[tuple[str | None, str]] = []
     for item in folders:
@@ -79,16 +79,23 @@ def doctor_cmd(
         named.append((name.strip(), path) if sep and name.strip() and not Path(item).exists() else (None, item))
     reports = diagnose(named, reference=reference, fmt=fmt, reference_format=reference_format)
     ref = None if reference is None else str(reference)
-    cmd, toml = run_command(reports, ref, out), run_toml(reports, ref)
+    cmd, toml = run_command(reports, ref, out, reference_format), run_toml(reports, ref, reference_format)
+    todo = undecided(reports)
     if as_json:
         for r in reports:
             print(json.dumps(asdict(r)))
-        print(json.dumps({"command": cmd, "toml": toml}))
+        print(json.dumps({"command": cmd, "toml": toml, "undecided": todo}))
         return
     for r in reports:
         _print_folder(r)
     print("read them right with:")
     print(f"  {cmd}")
+    if ref is None:
+        print("  with REFERENCE_DIR your folder of real volumes (`run` scores against it; give it to doctor with "
+              "--reference to check the pairing and get a command that runs as printed)")
+    if todo:
+        print("  and, once you know them (the files cannot tell; without them run refuses those files): "
+              + " ".join(f"--read {t}" for t in todo))
     print("or, in a TOML file passed with --config:")
     for line in toml.splitlines():
         print(f"  {line}".rstrip())

@@ -99,6 +99,11 @@ def print_outcome(result) -> None:
               f"{len(res.errors)} error row(s)", file=sys.stderr)
     if len(res.errors):
         print(f"trace-bench: see {out / 'errors.csv'}", file=sys.stderr)
+    from ..run.console import warnings_summary
+
+    line = warnings_summary(zip(res.warnings["stage"], res.warnings["warning"]), out)
+    if line:
+        print(line, file=sys.stderr)
 
 
 @app.command("run")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .comparability import comparable_runs
 from .paired import PAIRED_COLUMNS, PAIRED_SEED, min_nonzero_pairs, paired_case_stats
-from .tables import MetricInfo, Results, base_metric, column_info, direction, load_results
+from .tables import GT, MetricInfo, Results, base_metric, column_info, direction, load_results
 
 #: status of a change beyond tolerance whose paired test is not significant (``significance`` set):
 #: reported, not counted as a regression
@@ -92,7 +92,8 @@ def compare_results(baseline: str | Path | Results, candidate: str | Path | Resu
                     allow_protocol_change: bool = False) -> Comparison:
     """Compare two runs' summaries, direction-aware. status: ``ok``, ``improved``, ``REGRESSED``
     (worse by more than the tolerance), ``MISSING`` (in the baseline, not in the candidate; counts as a
-    regression), ``new`` (only in the candidate), ``skip`` (no direction known).
+    regression; a ``GT`` row only in the baseline is ``skip``: the reference is no method), ``new`` (only in the
+    candidate), ``skip`` (no direction known).
 
     Refused first (one-line :class:`~trace_bench.errors.ConfigError`): runs that share no method,
     a bad ``method_map`` (baseline name -> candidate name, for renamed methods; rows carry the
@@ -136,7 +137,9 @@ def compare_results(baseline: str | Path | Results, candidate: str | Path | Resu
         x, y = bv.get(key, float("nan")), cv.get(key, float("nan"))
         t = tolerance_for(metric, x, tol, infos)
         pr = paired.get(key, none)
-        if key not in cv:
+        if key not in cv and m == GT:  # the reference's rows are no method's output (e.g. a floor moved column)
+            status, delta = "skip", float("nan")
+        elif key not in cv:
             status, delta = "MISSING", float("nan")
         elif key not in bv:
             status, delta = "new", float("nan")

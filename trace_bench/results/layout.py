@@ -14,7 +14,10 @@
       report.md, report.tex, report.html, plots/
       .trace-bench/        lock file and the run stamp (see :mod:`trace_bench.results.stamp`)
 
-Method and case names become folder names through :func:`safe_name` (reversible percent-encoding).
+Method names and case ids become folder and file names through :func:`safe_name` (percent-encoding of
+:func:`trace_bench.cases.case_file_stem`: an id of at most 100 UTF-8 bytes whose encoding fits in
+:data:`MAX_NAME_BYTES` keeps its name; a longer one is shortened with a hash of the id), so no id makes a
+name the file system refuses ("File name too long"). :func:`case_name` validates the id first.
 A record carries the key of the entry that wrote it, the key data the key is the hash of, and a
 checksum of its whole content (:func:`record_checksum`). A record whose key differs from the plan's is
 ignored (recomputed), so a changed input or setting never reuses an old value; a record whose checksum
@@ -100,14 +103,39 @@ def _sealed(rec: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-def safe_name(name: str) -> str:
-    """A file-system-safe folder name for a method or case id (reversible percent-encoding)."""
+#: the longest name (bytes) :func:`safe_name` makes: file systems allow 255 bytes per name, and plot files
+#: add ``per_slice_`` / ``.png`` to a case's name; a shortened id encodes to at most 3 x 48 + 17 = 161 bytes
+MAX_NAME_BYTES = 180
+
+
+def _quote(name: str) -> str:
     q = urllib.parse.quote(name, safe="-_.[]")
     return q if q not in ("", ".", "..") else urllib.parse.quote(name, safe="")
 
 
+def safe_name(name: str) -> str:
+    """A file-system-safe name for a method or case id: its percent-encoding (reversible) when that is at
+    most :data:`MAX_NAME_BYTES` bytes and the name at most 100 UTF-8 bytes, else the percent-encoding of
+    its hashed short form (:func:`trace_bench.cases.case_file_stem`; distinct names stay distinct)."""
+    from ..cases import MAX_STEM_BYTES, case_file_stem
+
+    q = _quote(name)
+    if len(q) <= MAX_NAME_BYTES and len(name.encode("utf-8")) <= MAX_STEM_BYTES:
+        return q
+    return _quote(case_file_stem(name, max_bytes=0))
+
+
+def case_name(case_id: str) -> str:
+    """The folder name of a case's records and the name part of its plot files: :func:`safe_name` of the
+    id, validated (:func:`trace_bench.cases.case_file_stem` refuses ids that are paths or markup)."""
+    from ..cases import case_file_stem
+
+    case_file_stem(case_id)  # raises ConfigError for an id that is not data
+    return safe_name(case_id)
+
+
 def case_dir(out: str | Path, method: str, case_id: str) -> Path:
-    return Path(out) / "cases" / safe_name(method) / safe_name(case_id)
+    return Path(out) / "cases" / safe_name(method) / case_name(case_id)
 
 
 def entry_path(out: str | Path, e: Entry) -> Path:

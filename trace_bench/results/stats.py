@@ -1,8 +1,10 @@
 """Means and seeded bootstrap confidence intervals of the result tables (every reduction says how
-many values it counted)."""
+many values it counted), the two-sample jackknife of set-level metrics, and the split of the reference
+set that gives the GT/GT floor and the methods' half-vs-half values compared with it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -60,9 +62,38 @@ def jackknife_variance(estimates: Sequence[float]) -> tuple[float, int]:
     return float((g - 1) / g * np.sum((a - a.mean()) ** 2)), g
 
 
-def two_sample_jackknife_ci(estimate: float, gen_groups: Sequence[tuple[str, ...]], ref_groups: Sequence[tuple[str, ...]],
-                            compute: Callable[[tuple[str, ...], tuple[str, ...]], float], *,
-                            confidence: float = 0.95) -> tuple[float, float, int, int]:
+#: the leave-out estimates of a side with an excess kurtosis above this make the interval "heavy-tailed":
+#: in the coverage simulations (tests/test_stats_intervals.py) such intervals covered the estimator's
+#: expected value far below the nominal rate (heavy-tailed features), Gaussian-like ones at or above it
+HEAVY_TAIL_KURTOSIS = 3.0
+#: the flag :func:`two_sample_jackknife` gives such an interval (summary.csv ``ci_flag``)
+HEAVY_TAILED = "heavy-tailed"
+
+
+@dataclass(frozen=True)
+class JackknifeInterval:
+    """A two-sample jackknife interval (:func:`two_sample_jackknife`): an interval of the estimator's
+    expected value at this sample size (its sampling variability), not of the population distance itself
+    (a biased estimator such as FID sits above the distance by its bias, whatever the interval)."""
+
+    lo: float
+    hi: float
+    #: leave-out evaluations that gave a finite value, of those tried
+    n_ok: int
+    n_tried: int
+    #: the larger of the two sides' excess kurtosis of the leave-out estimates (nan below 4 values)
+    kurtosis: float = float("nan")
+
+    @property
+    def flag(self) -> str:
+        """:data:`HEAVY_TAILED` when a side's leave-out estimates are heavy-tailed (kurtosis above
+        :data:`HEAVY_TAIL_KURTOSIS`), else ``""``."""
+        return HEAVY_TAILED if np.isfinite(self.kurtosis) and self.kurtosis > HEAVY_TAIL_KURTOSIS else ""
+
+
+def two_sample_jackknife(estimate: float, gen_groups: Sequence[tuple[str, ...]], ref_groups: Sequence[tuple[str, ...]],
+                         compute: Callable[[tuple[str, ...], tuple[str, ...]], float], *,
+                         confidence: float = 0.95) -> JackknifeInterval:
     """Interval of a set-level statistic of two independent samples of cases (a generated set, a
     reference set) by the two-sample jackknife (Arvesen 1969): leave out each group of generated cases
     (reference fixed), then each group of reference cases (generated fixed); the variance is the sum of
@@ -70,9 +101,13 @@ def two_sample_jackknife_ci(estimate: float, gen_groups: Sequence[tuple[str, ...
     ``df = min(G_gen, G_ref) - 1``. Cases are never duplicated (unlike the bootstrap, which inflates
     Fréchet distances by repeating samples), and the interval is centred on the full-sample value.
 
+    What it covers: the expected value of the estimator at these sample sizes (:class:`JackknifeInterval`).
+    Its coverage, simulated (tests/test_stats_intervals.py), is at or above the nominal level for
+    Gaussian-like features and far below it for heavy-tailed ones, which the leave-out estimates show:
+    ``kurtosis`` and ``flag``.
+
     ``compute(gen_case_ids, ref_case_ids)`` recomputes the statistic on a subset. A side with fewer
-    than 2 groups contributes no variance estimate: the interval is (nan, nan). Returns
-    ``(lo, hi, n_ok, n_tried)``: the leave-out evaluations that gave a finite value, of those tried."""
+    than 2 groups contributes no variance estimate: the interval is (nan, nan)."""
     from scipy import stats
 
     all_g = tuple(c for grp in gen_groups for c in grp)
@@ -80,10 +115,11 @@ def two_sample_jackknife_ci(estimate: float, gen_groups: Sequence[tuple[str, ...
     tried = ok = 0
     var = 0.0
     dfs = []
+    kurt = float("nan")
     for groups, side in ((gen_groups, "gen"), (ref_groups, "ref")):
         if len(groups) < 2:
             if side == "gen" or ref_groups:
-                return float("nan"), float("nan"), ok, tried
+                return JackknifeInterval(float("nan"), float("nan"), ok, tried)
             continue
         ests = []
         for grp in groups:
@@ -98,14 +134,27 @@ def two_sample_jackknife_ci(estimate: float, gen_groups: Sequence[tuple[str, ...
         v, n = jackknife_variance(ests)
         ok += n
         if not np.isfinite(v):
-            return float("nan"), float("nan"), ok, tried
+            return JackknifeInterval(float("nan"), float("nan"), ok, tried)
         var += v
         dfs.append(len(groups) - 1)
+        fin = np.asarray(ests, dtype=np.float64)
+        fin = fin[np.isfinite(fin)]
+        if fin.size >= 4 and float(np.ptp(fin)) > 0.0:
+            k = float(stats.kurtosis(fin))
+            kurt = k if not np.isfinite(kurt) else max(kurt, k)
     if not dfs or not np.isfinite(estimate):
-        return float("nan"), float("nan"), ok, tried
+        return JackknifeInterval(float("nan"), float("nan"), ok, tried, kurt)
     t = float(stats.t.ppf(0.5 + confidence / 2.0, min(dfs)))
     half = t * float(np.sqrt(var))
-    return float(estimate - half), float(estimate + half), ok, tried
+    return JackknifeInterval(float(estimate - half), float(estimate + half), ok, tried, kurt)
+
+
+def two_sample_jackknife_ci(estimate: float, gen_groups: Sequence[tuple[str, ...]],
+                            ref_groups: Sequence[tuple[str, ...]], compute: Callable[[tuple[str, ...], tuple[str, ...]], float], *,
+                            confidence: float = 0.95) -> tuple[float, float, int, int]:
+    """:func:`two_sample_jackknife` as ``(lo, hi, n_ok, n_tried)``."""
+    r = two_sample_jackknife(estimate, gen_groups, ref_groups, compute, confidence=confidence)
+    return r.lo, r.hi, r.n_ok, r.n_tried
 
 
 def split_half(case_ids: Sequence[str], seed: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -115,3 +164,33 @@ def split_half(case_ids: Sequence[str], seed: int = 0) -> tuple[tuple[str, ...],
 
     ids = sorted(set(case_ids), key=lambda c: (hashlib.sha256(f"{seed}:split:{c}".encode("utf-8")).hexdigest(), c))
     return tuple(sorted(ids[0::2])), tuple(sorted(ids[1::2]))
+
+
+#: fewer reference cases than this in either half of the split: no GT/GT floor and no half-vs-half values
+#: (the jackknife needs two cases per side for an interval)
+MIN_HALF_CASES = 2
+
+
+def cross_halves(ref_ids: Sequence[str], gen_ids: Sequence[str], seed: int = 0
+                 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(ref_a, ref_b, gen_a, gen_b)``: the reference cases split in halves A and B (:func:`split_half`) and
+    the generated cases on the side of their case id (generated ids without a reference case are split
+    among themselves the same way). The GT/GT floor scores A against B; a method's half-vs-half value
+    scores its A cases against the reference's B and its B cases against the reference's A
+    (:func:`half_vs_half`): the sample sizes of the floor, so a perfect generator's expected value is the
+    floor's expected value, whatever the metric (both are the metric of two independent samples of the
+    reference distribution of the same sizes)."""
+    a, b = split_half(ref_ids, seed)
+    sa, sb = set(a), set(b)
+    extra = sorted(set(gen_ids) - sa - sb)
+    ea, eb = split_half(extra, seed) if extra else ((), ())
+    gen_a = tuple(sorted([c for c in set(gen_ids) if c in sa] + list(ea)))
+    gen_b = tuple(sorted([c for c in set(gen_ids) if c in sb] + list(eb)))
+    return a, b, gen_a, gen_b
+
+
+def half_vs_half(compute: Callable[[tuple[str, ...], tuple[str, ...]], float], gen_a: Sequence[str],
+                 gen_b: Sequence[str], ref_a: Sequence[str], ref_b: Sequence[str]) -> float:
+    """``(compute(gen_a, ref_b) + compute(gen_b, ref_a)) / 2``: a set-level statistic at the sample sizes of the
+    GT/GT floor, both ways (the floor itself is ``half_vs_half(compute_ref_ref, A, B, A, B)``)."""
+    return 0.5 * (float(compute(tuple(gen_a), tuple(ref_b))) + float(compute(tuple(gen_b), tuple(ref_a))))

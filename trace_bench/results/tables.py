@@ -5,7 +5,9 @@ Files (stable names and columns; other tools and CI read them):
 
 * ``per_case.csv``: ``method, case_id, metric, value, protocol`` (long format). Distribution
   metrics have one row per method with ``case_id = "(all)"``; profile rows use ``"(profile)"``.
-* ``summary.csv``: ``method, metric, value, ci_low, ci_high, n``.
+* ``summary.csv``: ``method, metric, value, ci_low, ci_high, n, ci_method, n_resamples_ok, note, ci_flag``.
+  ``ci_flag``: empty, or ``heavy-tailed`` when the interval's own leave-out estimates say its coverage is
+  likely far below the nominal level (:data:`trace_bench.results.stats.HEAVY_TAILED`; reports show it).
 * ``errors.csv``: ``method, case_id, stage, error``; ``warnings.csv``: ``method, case_id, stage, warning``.
 * ``metrics.json``: for every metric column, the direction of "better", its table, kind, protocol id
   with the meaning of each of its parts (the legend), and display information, so reports and
@@ -30,7 +32,8 @@ import pandas as pd
 from .escape import csv_value
 
 PER_CASE_COLUMNS = ["method", "case_id", "metric", "value", "protocol"]
-SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_method", "n_resamples_ok", "note"]
+SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_method", "n_resamples_ok", "note",
+                   "ci_flag"]
 ERROR_COLUMNS = ["method", "case_id", "stage", "error"]
 WARNING_COLUMNS = ["method", "case_id", "stage", "warning"]
 ALL_CASES = "(all)"
@@ -148,14 +151,14 @@ class Results:
 
 
 #: text columns of the run's CSVs: written through escape.csv_cell, read back through escape.csv_value
-TEXT_COLUMNS = ("method", "case_id", "metric", "stage", "error", "warning", "ci_method", "note", "protocol")
+TEXT_COLUMNS = ("method", "case_id", "metric", "stage", "error", "warning", "ci_method", "note", "protocol", "ci_flag")
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=columns)
     df = pd.read_csv(path, dtype={"method": str, "case_id": str, "metric": str, "stage": str, "error": str, "warning": str,
-                                  "ci_method": str, "note": str,
+                                  "ci_method": str, "note": str, "ci_flag": str,
                                   "protocol": str}, keep_default_na=False, na_values={"value": ["nan"],
                                   "ci_low": ["nan"], "ci_high": ["nan"]})
     for c in ("value", "ci_low", "ci_high"):

@@ -10,11 +10,10 @@ The serial path decodes the next task's volumes on a background thread while the
 is scored (:class:`Reader`; ``--prefetch`` / ``--no-prefetch``, by default on when the run's device is a
 GPU: :func:`prefetch_enabled`).
 
-Volumes are read with their folder's reading options (:class:`~trace_bench.read_options.ReadOptions`):
-``get_adapter(format).read(path, convention=, spacing=, layout=)``, each keyword passed only when the
-user set it; ``spacing = reference`` passes the paired reference volume's spacing, ``layout =
-reference`` passes ``layout="reference", reference=<the reference Volume>`` (the reader puts the array
-on that grid).
+Volumes are read with their folder's reading options (:class:`~trace_bench.read_options.ReadOptions`)
+through :func:`baselines.base.read_with_options` (the one call the report's viewer makes too); ``spacing``
+/ ``layout = reference`` pass the paired reference volume, read first (the reader takes its grid).
+Reader messages name this run's folder in their hints (:func:`run_hints`: ``--read gen.layout=SPL``).
 
 Warnings recorded with a result (``warnings.csv``): what the adapter noticed while reading
 (``volume.meta["warnings"]``, in every record of the volume) and the geometry check of a generated
@@ -27,15 +26,16 @@ compares with the reference case's for the slice-based metrics.
 from __future__ import annotations
 
 import os
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from ..cases import Case
-from ..errors import ConfigError, TraceBenchError
+from ..errors import ConfigError, TraceBenchError, option_hint
 from ..metrics.base import CaseData
-from ..read_options import REFERENCE, ReadOptions
+from ..read_options import ReadOptions
 from ..results.layout import Entry, entry_done, write_error, write_state, write_values
 from ..results.tables import GT
 from .artifacts import plot_artifact
@@ -43,24 +43,37 @@ from .console import PlainProgress
 from .plan import Plan
 
 
-def error_text(err: BaseException) -> str:
-    """One line for errors.csv: our typed errors as they are, others with their type."""
-    return str(err) if isinstance(err, TraceBenchError) else f"{type(err).__name__}: {err}"
+def error_text(err: BaseException, folder: str | None = None) -> str:
+    """One line for errors.csv: our typed errors as they are, others with their type; ``folder``: the
+    folder's name in ``run`` (a method or ``reference``), which the readers' generic option hints then name
+    (:func:`run_hints`)."""
+    text = str(err) if isinstance(err, TraceBenchError) else f"{type(err).__name__}: {err}"
+    return run_hints(text, folder) if folder else text
 
 
-def read_kwargs(read: ReadOptions, reference: Any = None) -> dict[str, Any]:
-    """The keywords of ``Adapter.read`` for a folder's reading options: only those the user set;
-    ``reference`` values become the paired reference volume's spacing / the volume itself."""
-    kw: dict[str, Any] = {}
-    if read.convention is not None:
-        kw["convention"] = read.convention
-    if read.spacing is not None:
-        kw["spacing"] = tuple(reference.spacing) if read.spacing == REFERENCE else read.spacing
-    if read.layout is not None:
-        kw["layout"] = read.layout
-        if read.layout == REFERENCE:
-            kw["reference"] = reference
-    return kw
+def _generic_hint_pattern() -> "re.Pattern[str]":
+    """The readers' generic hint (:func:`trace_bench.errors.option_hint` without a name) as a regex."""
+    generic = re.escape(option_hint("KEYX", "VALUEX"))
+    generic = generic.replace("KEYX", r"(?P<k>\w+)", 1).replace("KEYX", r"(?P=k)")
+    return re.compile(generic.replace("VALUEX", r"(?P<v>[^\s()]+)", 1).replace("VALUEX", r"(?P=v)"))
+
+
+_GENERIC_HINT = _generic_hint_pattern()
+#: a single-file command's flag for a reading option (``--format nifti``), which ``run`` spells ``--read NAME.format=``
+_FILE_FLAG = re.compile(r"--(?P<k>format|convention|spacing|layout) (?P<v>[^\s;()]*[^\s;().,])")
+
+
+def run_hints(text: str, folder: str) -> str:
+    """``text`` with every reading-option hint of the readers spelled for this run's folder: the generic
+    ``--read NAME.KEY=VALUE (`run`; ...)`` and the single-file flags (``--format nifti``) become ``--read
+    gen.KEY=VALUE``, so each hint is a flag ``run`` accepts as printed."""
+    text = _GENERIC_HINT.sub(lambda m: option_hint(m.group("k"), m.group("v"), folder), text)
+    return _FILE_FLAG.sub(lambda m: option_hint(m.group("k"), m.group("v"), folder), text)
+
+
+def folder_name(method: str) -> str:
+    """A volume's folder as ``--read`` names it: the method, or ``reference`` for GT."""
+    return "reference" if method == GT else method
 
 
 def _as_read(read: ReadOptions | str) -> ReadOptions:
@@ -86,9 +99,9 @@ class Reader:
 
     @staticmethod
     def _read(path: Path, read: ReadOptions, reference: Any = None):
-        from baselines import get_adapter
+        from baselines.base import read_with_options
 
-        return get_adapter(read.format).read(path, **read_kwargs(read, reference))
+        return read_with_options(path, read, reference=reference if read.uses_reference else None)
 
     @staticmethod
     def _key(path: Path, read: ReadOptions, reference: Any = None) -> str:
@@ -159,17 +172,18 @@ def needs_reference_volume(plan: Plan, method: str, entries: list[Entry]) -> boo
         e.kind == "artifact" or metrics[e.metric].needs_reference for e in entries)
 
 
-def _adapter_warnings(vol: Any, what: str) -> list[str]:
+def _adapter_warnings(vol: Any, what: str, folder: str) -> list[str]:
     meta = getattr(vol, "meta", None) or {}
-    return [f"{what}: {w}" for w in meta.get("warnings", [])]
+    return [f"{what}: {run_hints(w, folder)}" for w in meta.get("warnings", [])]
 
 
-def geometry_warnings(vol: Any, ref: Any, policy: str) -> list[str]:
-    """Warnings of the geometry policy for a generated volume against its reference (raises the
-    policy's refusal as a :class:`~trace_bench.errors.TraceBenchError`)."""
+def geometry_warnings(vol: Any, ref: Any, policy: str, method: str) -> list[str]:
+    """Warnings of the geometry policy for ``method``'s volume against its reference (raises the
+    policy's refusal as a :class:`~trace_bench.errors.TraceBenchError`); hints name ``method``'s folder
+    (``--read METHOD.layout=...``) and the reference's (``--read reference....``)."""
     from ..geometry import check_geometry
 
-    return [f"geometry: {w}" for w in check_geometry(vol, ref, policy)]
+    return [f"geometry: {w}" for w in check_geometry(vol, ref, policy, names=(method, "reference"))]
 
 
 class TaskInputs:
@@ -200,7 +214,7 @@ class TaskInputs:
             return
         if self.ref is not None:
             try:
-                self.geo_warnings = geometry_warnings(self.vol, self.ref, plan.config.geometry)
+                self.geo_warnings = geometry_warnings(self.vol, self.ref, plan.config.geometry, method)
             except TraceBenchError as err:
                 self.geo_err = err
 
@@ -211,10 +225,11 @@ def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], read
     metrics = {m.name: m for m in plan.metrics}
     got = TaskInputs(plan, method, case, entries, reader or Reader())
     if got.read_err is not None:
+        failed = folder_name(GT) if got.read_err is got.ref_err else folder_name(method)
         for e in entries:
-            write_error(out, e, "read", error_text(got.read_err))
+            write_error(out, e, "read", error_text(got.read_err, failed))
         return len(entries)
-    warnings = _adapter_warnings(got.vol, "read")
+    warnings = _adapter_warnings(got.vol, "read", folder_name(method))
     data = CaseData(method=method, case_id=case.case_id, volume=got.vol, reference=got.ref, prompt=case.prompt,
                     protocol=ctx.protocol, mask=got.mask, reference_mask=got.ref_mask if method != GT else None,
                     device=ctx.device)
@@ -227,7 +242,7 @@ def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], read
         paired = metric.needs_reference and method != GT
         if paired and got.ref is None:
             why = got.ref_err or ConfigError("reference volume unavailable")
-            write_error(out, e, "read reference", error_text(why))
+            write_error(out, e, "read reference", error_text(why, folder_name(GT)))
             continue
         if paired and got.geo_err is not None:
             write_error(out, e, "geometry", error_text(got.geo_err))

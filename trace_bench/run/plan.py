@@ -148,8 +148,13 @@ class PlanInputs:
 
 
 def check_inputs(config: RunConfig) -> PlanInputs:
-    """Every named folder exists, ``--reference`` is given (and not empty) when methods are, mask and
-    profile names match methods, and ``--out`` is safe to write (:func:`check_out_folder`)."""
+    """The readers' environment settings are valid (:func:`trace_bench.io.check_reader_environment`:
+    ``TRACE_BENCH_MAX_VOLUME_BYTES``), every named folder exists, ``--reference`` is given (and not empty)
+    when methods are, mask and profile names match methods, and ``--out`` is safe to write
+    (:func:`check_out_folder`)."""
+    from ..io import check_reader_environment
+
+    check_reader_environment()  # a bad setting is one line now, not an error on every volume
     folders = config.folders()
     if folders.reference is None and not folders.methods:
         raise ConfigError("nothing to score: give --reference and/or --method NAME=DIR (or run `trace-bench demo`)")
@@ -359,26 +364,23 @@ class KeyBuilder:
         f = self.folder(method)
         out: dict[str, Any] = {"hash": volume_hash, "read": f.read.key()}
         extra = self.adapter_inputs(f, path)
-        if extra is not None:
+        if extra:
             out["adapter_inputs"] = extra
         return out
 
-    def adapter_inputs(self, folder: InputFolder, path: Path) -> Any:
-        """What the adapter reads for this file besides the file (CT-RATE: its metadata row), or None.
-        Adapters declare it with ``read_inputs(path)``; CT-RATE's ``metadata_row(path)`` is used as is."""
+    def adapter_inputs(self, folder: InputFolder, path: Path) -> dict[str, Any] | None:
+        """What the adapter reads for this file besides the file (``Adapter.input_key(path)``: CT-RATE's
+        metadata row and CSV), or None when it reads nothing else (the key then holds no such part)."""
         ad = self._adapters.get(folder.format)
         if ad is None:
             from baselines import get_adapter
 
             ad = self._adapters[folder.format] = get_adapter(folder.format)
-        hook = getattr(ad, "read_inputs", None)
-        row = getattr(ad, "metadata_row", None)
-        if hook is None and row is None:
-            return None
         try:
-            return hook(path) if hook is not None else {"metadata_row": dict(row(path)[0])}
+            extra = ad.input_key(path)
         except Exception as e:  # noqa: BLE001 - the read reports it; the key records that it was missing
             return {"unavailable": f"{type(e).__name__}: {e}"}
+        return dict(extra) if extra else None
 
     def volume_key(self, method: str, source: dict[str, Any], mask_h: str | None,
                    ref_source: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Builders shared by several test files (no tests here)."""
