@@ -21,7 +21,6 @@ from trace_bench.results import (
     Results,
     base_metric,
     column_info,
-    direction,
 )
 from trace_bench.results.escape import html_attr, html_text, json_script, prose_html
 from trace_bench.results.table_model import Cell, Column, Row, Table, to_html
@@ -30,7 +29,7 @@ from .distributions import distributions_section
 from .protocols import describe_protocol
 from .ranking import ranking_table
 from .skipped import skipped_rows
-from .tables import fmt_value, label, notes_once
+from .tables import arrow, fmt_value, label, notes_once
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
@@ -245,8 +244,7 @@ def per_case_section(res: Results) -> list[str]:
     order = {m: i for i, m in enumerate(res.methods)}
     keys = sorted(wide.index, key=lambda k: (order.get(k[0], 99), k[1]))
     columns = [Column("method", "Method", align="l"), Column("case", "Case", align="l")]
-    columns += [Column(c, label(c, res.metrics), "" if direction(c, res.metrics) is None
-                       else ("↑" if direction(c, res.metrics) else "↓")) for c in cols]
+    columns += [Column(c, label(c, res.metrics), arrow(c, res)) for c in cols]
     rows = []
     for m, case in keys:
         cells = {"method": Cell(m), "case": Cell(case)}

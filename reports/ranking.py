@@ -172,7 +172,8 @@ def ranking_table(res: Results, ranking: Ranking | None = None) -> Table | None:
             r = mr.rank[m]
             ci, hover = "", ""
             if m in mr.low:
-                rng = _rank_text(mr.low[m]) if mr.low[m] == mr.high[m] else f"{_rank_text(mr.low[m])}–{_rank_text(mr.high[m])}"
+                lo, hi = _rank_text(mr.low[m]), _rank_text(mr.high[m])
+                rng = lo if lo == hi else f"{lo}–{hi}"
                 keep = mr.keep.get(m, float("nan"))
                 ci = f"range {rng}" + (f", kept {100 * keep:.0f}%" if math.isfinite(keep) else "")
                 hover = mr.how

@@ -179,14 +179,17 @@ def _md_problems(res: Results) -> list[str]:
     md = []
     if res.skipped:
         md += ["## Metrics not computed", ""]
-        md += [f"- {prose_markdown(reason)}: {markdown_text(metrics)}" + (f" ({markdown_text(detail)})" if detail else "")
-               for reason, metrics, detail in skipped_rows(res.skipped)]
+        for reason, metrics, detail in skipped_rows(res.skipped):
+            md.append(f"- {prose_markdown(reason)}: {markdown_text(metrics)}"
+                      + (f" ({markdown_text(detail)})" if detail else ""))
         md += ["", "Full reasons (with download addresses): `metrics.json` -> `skipped`.", ""]
     n_err, n_warn = len(res.errors), len(res.warnings)
-    md += ["## Errors", "", f"{n_err} row(s) in `errors.csv`" + (", grouped by stage and message:" if n_err else "."), ""]
+    md += ["## Errors", "", f"{n_err} row(s) in `errors.csv`" + (", grouped by stage and message:" if n_err else "."),
+           ""]
     md += _md_grouped(res.errors, "error")
     if n_warn:
-        md += ["", "## Warnings", "", f"{n_warn} row(s) in `warnings.csv` (scored anyway), grouped by stage and message:", ""]
+        md += ["", "## Warnings", "",
+               f"{n_warn} row(s) in `warnings.csv` (scored anyway), grouped by stage and message:", ""]
         md += _md_grouped(res.warnings, "warning")
     return md
 
@@ -255,7 +258,8 @@ def _preamble(width: str | float) -> list[str]:
     text = tpl.textwidth if tpl is not None else target_width(width)
     two = tpl is not None and tpl.twocolumn
     return [f"\\documentclass[10pt{',twocolumn' if two else ''}]{{article}}",
-            f"\\usepackage[a4paper,textwidth={text:g}pt,textheight=700pt{',columnsep=12pt' if two else ''}]{{geometry}}",
+            f"\\usepackage[a4paper,textwidth={text:g}pt,textheight=700pt"
+            f"{',columnsep=12pt' if two else ''}]{{geometry}}",
             r"\usepackage{booktabs}", r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}"]
 
 

@@ -49,8 +49,8 @@ def group_skipped(skipped: dict[str, str]) -> list[SkippedGroup]:
             other[text.replace(k, "<metric>")].append(k)
     groups = []
     if weights:
-        groups.append(SkippedGroup("weights", "pretrained weights not installed (fix: `trace-bench weights fetch NAME`, "
-                                   "or offline `trace-bench weights import NAME FILE`)",
+        groups.append(SkippedGroup("weights", "pretrained weights not installed (fix: `trace-bench weights fetch "
+                                   "NAME`, or offline `trace-bench weights import NAME FILE`)",
                                    sorted(m for ms in weights.values() for m in ms),
                                    dict(sorted(weights.items(), key=lambda kv: (-len(kv[1]), kv[0])))))
     reasons = {"slow": "left out as slow on this device (name them with --metrics to compute them)",
@@ -84,7 +84,8 @@ def skipped_line(skipped: dict[str, str], *, width: int = 80, hint: str = HINT) 
             reason = g.reason if len(g.reason) <= 90 else g.reason[:89] + "…"
             parts.append(f"{n} other ({', '.join(g.metrics)}: {reason})")
     total = len(skipped)
-    text = f"{total} metric{'s' if total != 1 else ''} not computed: " + "; ".join(parts) + (f"; {hint}." if hint else ".")
+    text = (f"{total} metric{'s' if total != 1 else ''} not computed: " + "; ".join(parts)
+            + (f"; {hint}." if hint else "."))
     return textwrap.wrap(text, width=max(width, 40), break_on_hyphens=False, break_long_words=False)
 
 

@@ -6,7 +6,8 @@ Layout follows the paper: Table 1 = six VBench dimensions, JI / DC / 95HD, FPS, 
 Table 2 = FID, FVD (I3D), CLIP score. Rows are methods (``GT`` first, pinned as the reference row),
 cells the mean over cases with the interval :mod:`reports.intervals` allows; marks follow each
 column's declared rule (↑, ↓, ``≈GT`` = closest to GT is best); the best non-GT value of a column is
-bold (FPS / memory only among GPU measurements). Fractions are stored as fractions and shown as percentages. The paper's own numbers
+bold (FPS / memory only among GPU measurements). Fractions are stored as fractions and shown as
+percentages. The paper's own numbers
 (``reports/published``) are rendered as separate tables labelled "as published".
 """
 
@@ -268,7 +269,8 @@ def reading_note(res: Results, cols: list[str], closest: list[str]) -> str:
 
 
 #: the part of a run's note that says a Fréchet-type estimate is dominated by its bias (run/aggregate.py)
-_BIAS_NOTE = re.compile(r"(\d+) samples < (\d+) feature dimensions: the estimate is dominated by its bias \(compare KID\)")
+_BIAS_NOTE = re.compile(r"(\d+) samples < (\d+) feature dimensions: "
+                        r"the estimate is dominated by its bias \(compare KID\)")
 
 
 def frechet_column(c: str, res: Results) -> bool:

@@ -366,7 +366,8 @@ def test_study_packet_keys_wheel_size_and_layout_in_chromium(tmp_path):
       var z0 = +s.value;
       key('7'); key('0');
       var z1 = (key('ArrowDown'), +s.value);
-      sec.querySelector('canvas.axial').dispatchEvent(new WheelEvent('wheel', {deltaY: 100, bubbles: true, cancelable: true}));
+      sec.querySelector('canvas.axial').dispatchEvent(
+        new WheelEvent('wheel', {deltaY: 100, bubbles: true, cancelable: true}));
       var z2 = +s.value;
       var sel = document.getElementById('size'); sel.value = '640'; sel.dispatchEvent(new Event('change'));
       var views = sec.querySelector('.views'), q = sec.querySelector('.questions');

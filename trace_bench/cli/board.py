@@ -11,7 +11,8 @@ from . import app
 
 @app.command("board")
 def board_cmd(
-    runs: list[str] = typer.Argument(..., help="Output folders of finished runs (RUN or LABEL=RUN); each needs its results.json."),
+    runs: list[str] = typer.Argument(..., help="Output folders of finished runs (RUN or LABEL=RUN); each needs "
+                                     "its results.json."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder of the site; the page is SITE/index.html."),
 ) -> None:
     """Write one sortable leaderboard page across runs. Rows with different protocol ids, reference sets

@@ -351,8 +351,9 @@ def to_latex(t: Table, *, ci: bool = True, caption: str | None = None, label: st
     width of their column (``wrap``). ``layout`` (:class:`TexLayout` or its name, see :data:`LAYOUTS`):
     intervals inline ``97.48 {\\footnotesize [97.45, 97.51]}`` (default), stacked under the value, as
     ``± half-width``, or left out (``ci=False`` is ``compact``); ``split`` (``split3``) writes two (three)
-    tabulars one above the other. With ``caption`` (and ``label``) the tabular is wrapped in a ``table`` float; ``notes=True`` adds
-    the table's notes under it (footnotesize). ``comment``: an extra ``%`` line (what the layout fits)."""
+    tabulars one above the other. With ``caption`` (and ``label``) the tabular is wrapped in a ``table``
+    float; ``notes=True`` adds the table's notes under it (footnotesize). ``comment``: an extra ``%`` line
+    (what the layout fits)."""
     lay = TexLayout.parse(layout or "full")
     if not ci:
         lay = TexLayout("none", lay.parts, lay.size, lay.colsep)
@@ -510,7 +511,8 @@ def to_html(t: Table, *, css: str = "", anchor: str | None = None, caption: bool
             h.append(f'<tr class="group"><th scope="rowgroup" colspan="{len(heads)}">{html_text(r.shown)}</th></tr>')
             continue
         stub = f'<th scope="row">{html_text(r.shown)}</th>' if t.stub is not None else ""
-        h.append(('<tr class="pinned">' if r.pinned else "<tr>") + stub + "".join(_html_cell(r.cell(c.key), c) for c in t.columns) + "</tr>")
+        cells = "".join(_html_cell(r.cell(c.key), c) for c in t.columns)
+        h.append(('<tr class="pinned">' if r.pinned else "<tr>") + stub + cells + "</tr>")
     h.append("</tbody></table>")
     if notes:
         h += [f'<p class="note">{prose_html(n)}</p>' for n in t.notes]

@@ -337,7 +337,8 @@ def _image(arr: np.ndarray, codec: str, quality: int) -> str:
 
 
 def encode_item(item_id: str, array: np.ndarray, spacing: tuple[float, float, float], *, size: int = DEFAULT_SIZE,
-                slices: int = DEFAULT_SLICES, codec: str = DEFAULT_CODEC, quality: int = DEFAULT_QUALITY) -> EncodedItem:
+                slices: int = DEFAULT_SLICES, codec: str = DEFAULT_CODEC,
+                quality: int = DEFAULT_QUALITY) -> EncodedItem:
     """Cap the volume and encode per preset window the axial sprite sheet and the coronal / sagittal
     mid-planes (superior up) as ``codec`` images (see the module docstring)."""
     if codec not in CODECS:
@@ -359,7 +360,8 @@ def encode_item(item_id: str, array: np.ndarray, spacing: tuple[float, float, fl
         data[name] = {"axial": _image(sheet, codec, quality),
                       "coronal": _image(g[::-1, ny // 2, :], codec, quality),
                       "sagittal": _image(g[::-1, :, nx // 2], codec, quality)}
-    return EncodedItem(item_id, (int(nz), int(ny), int(nx)), tuple(round(s, 4) for s in sp), data,  # type: ignore[arg-type]
+    spacing_out = tuple(round(s, 4) for s in sp)
+    return EncodedItem(item_id, (int(nz), int(ny), int(nx)), spacing_out, data,  # type: ignore[arg-type]
                        CODECS[codec][0], (cols, th, tw))
 
 
