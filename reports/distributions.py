@@ -60,9 +60,11 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def distribution_svg(title: str, groups: list[tuple[str, list[tuple[str, float]]]], unit: str = "") -> str:
+def distribution_svg(title: str, groups: list[tuple[str, list[tuple[str, float]]]], unit: str = "",
+                     colours: dict[str, str] | None = None) -> str:
     """One SVG: a row per ``(method, [(case id, value), ...])`` in display units; GT (if first) is the
-    reference line. Empty string when there is no finite value."""
+    reference line; ``colours``: a colour per method (the same in every plot). Empty string when there is
+    no finite value."""
     vals = [v for _, pts in groups for _, v in pts if math.isfinite(v)]
     if not vals:
         return ""
@@ -84,7 +86,7 @@ def distribution_svg(title: str, groups: list[tuple[str, list[tuple[str, float]]
                f'{html_text(title)}{html_text(" (" + unit + ")") if unit and f"({unit})" not in title else ""}</text>')
     for i, (method, pts) in enumerate(groups):
         yc = _TOP + _ROW * i + _ROW / 2
-        colour = "#555" if method == GT else _COLOURS[i % len(_COLOURS)]
+        colour = "#555" if method == GT else (colours or {}).get(method, _COLOURS[i % len(_COLOURS)])
         out.append(f'<text x="{_LEFT - 8}" y="{yc + 4:.1f}" text-anchor="end" font-size="11">'
                    f'{html_text(method if len(method) <= 22 else method[:21] + "…")}</text>')
         v = np.array([p for _, p in pts if math.isfinite(p)], dtype=float)
@@ -133,6 +135,7 @@ def distributions_section(res: Results) -> list[str]:
     cols = [c for c in distribution_columns(res) if c in set(pc.metric)]
     if not cols:
         return []
+    colours = {m: _COLOURS[i % len(_COLOURS)] for i, m in enumerate(m for m in res.methods if m != GT)}
     h = ['<h2 id="distributions">Per-case distributions</h2>',
          f'<p class="note">Every case is a dot (hover for its case id); the bar is the median; with {MIN_BOX} or more '
          "cases the box spans the quartiles and the whiskers reach the most extreme case within 1.5 IQR. The dotted "
@@ -147,7 +150,7 @@ def distributions_section(res: Results) -> list[str]:
             if len(rows):
                 groups.append((m, [(str(cid), float(v) * scale) for cid, v in zip(rows.case_id, rows.value)]))
         title = f"{label(c, res.metrics)} {arrow(c, res)}".strip()
-        svg = distribution_svg(title, groups, unit)
+        svg = distribution_svg(title, groups, unit, colours)
         if svg:
             h.append(f'<figure class="dist">{svg}</figure>')
     return h

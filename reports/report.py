@@ -272,7 +272,7 @@ def report_tex(tables: list[Table], pub: list[Table], head: str, *, folder: str 
     wide = str(width).strip().lower() == "ieee-wide"
     float_env = "table*" if wide else "table"
     tex = _preamble(width) + [r"\begin{document}", r"\section*{trace-bench report}", latex_text(head) + r"\par", ""]
-    tex += [prose_latex(x) + r"\par" for x in skipped] + ([""] if skipped else [])
+    tex += [r"{\raggedright " + prose_latex(x) + r"\par}" for x in skipped] + ([""] if skipped else [])
     for t in tables + pub:
         name = tex_name(t)
         fit = (fits or {}).get(name)

@@ -390,8 +390,9 @@ def to_latex(t: Table, *, ci: bool = True, caption: str | None = None, label: st
 
 
 def notes_latex(t: Table) -> str:
-    """The notes of a table as one footnotesize paragraph."""
-    return r"\par\smallskip{\footnotesize " + " ".join(prose_latex(n) for n in t.notes) + "}"
+    """The notes of a table as one footnotesize paragraph, ragged right (protocol ids and file names do not
+    break into a justified line)."""
+    return r"\par\smallskip{\footnotesize\raggedright " + " ".join(prose_latex(n) for n in t.notes) + r"\par}"
 
 
 # ----------------------------------------------------------------------------- plain text (console)
