@@ -1,13 +1,14 @@
-"""``report.html``: one self-contained file (no network): tables you can sort by clicking a header,
-a per-case table with outliers marked, a protocol legend, compact warning / error / not-computed
-tables, figures as embedded PNG and a slice viewer (reference vs every method, label overlay).
+"""``report.html``: one self-contained file (no network): tables you can sort by clicking a header
+(GT stays on top as the reference row), a ranking view (:mod:`reports.ranking`), per-case
+distributions as inline SVG (:mod:`reports.distributions`), a per-case table with outliers marked, a
+protocol legend, compact warning / error / not-computed tables (each message once), figures as
+embedded PNG and a slice viewer (reference vs every method, label overlay).
 """
 
 from __future__ import annotations
 
 import base64
 import math
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,15 @@ from trace_bench.results import (
     Results,
     base_metric,
     column_info,
-    direction,
 )
 from trace_bench.results.escape import html_attr, html_text, json_script, prose_html
 from trace_bench.results.table_model import Cell, Column, Row, Table, to_html
 
+from .distributions import distributions_section
 from .protocols import describe_protocol
-from .tables import fmt_value, label
+from .ranking import ranking_table
+from .skipped import skipped_rows
+from .tables import arrow, fmt_value, label, notes_once
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
@@ -37,6 +40,9 @@ th,td{padding:4px 8px;text-align:right;border-bottom:1px solid #ddd;vertical-ali
 th[scope=row],thead th:first-child,td.l{text-align:left}
 thead th{border-bottom:2px solid #333;border-top:2px solid #333}
 tbody tr:last-child th,tbody tr:last-child td{border-bottom:2px solid #333}
+tr.pinned th,tr.pinned td{background:#f4f6f8;border-bottom:1px solid #999}
+svg.dist{max-width:100%;height:auto;font-family:inherit}
+figure.dist{margin:.4em 0}
 table.sortable thead th{cursor:pointer;user-select:none}
 table.sortable thead th:after{content:" \\2195";color:#bbb;font-size:10px}
 table.sortable thead th.asc:after{content:" \\25B2";color:#333}
@@ -58,8 +64,9 @@ dl.legend dt{font-family:monospace;margin-top:.5em}
 dl.legend dd{margin-left:1.5em;font-size:13px}
 """
 
-#: sort a table by a clicked header (numbers by their data-v, text otherwise); mouse-wheel / slider viewer
-JS = r"""
+#: sort a table by a clicked header (numbers by their data-v, text otherwise; pinned reference rows stay
+#: first); also used by the leaderboard page (:mod:`reports.board`)
+SORT_JS = r"""
 document.querySelectorAll('table.sortable').forEach(function(t){
   t.querySelectorAll('thead th').forEach(function(th,col){
     th.title='click to sort';
@@ -67,17 +74,23 @@ document.querySelectorAll('table.sortable').forEach(function(t){
       var asc=!th.classList.contains('asc');
       t.querySelectorAll('thead th').forEach(function(h){h.classList.remove('asc','desc');});
       th.classList.add(asc?'asc':'desc');
-      var body=t.tBodies[0], rows=Array.prototype.slice.call(body.rows);
+      var body=t.tBodies[0], all=Array.prototype.slice.call(body.rows);
+      var pinned=all.filter(function(r){return r.classList.contains('pinned');});
+      var rows=all.filter(function(r){return !r.classList.contains('pinned');});
       function key(r){var c=r.cells[col]; if(!c) return [1,''];
         var v=c.getAttribute('data-v'); if(v!==null&&v!==''&&!isNaN(parseFloat(v))) return [0,parseFloat(v)];
         return [1,c.textContent.trim().toLowerCase()];}
       rows.sort(function(a,b){var x=key(a),y=key(b);
         if(x[0]!==y[0]) return x[0]-y[0];
         var r=x[1]<y[1]?-1:(x[1]>y[1]?1:0); return asc?r:-r;});
-      rows.forEach(function(r){body.appendChild(r);});
+      pinned.concat(rows).forEach(function(r){body.appendChild(r);});
     });
   });
 });
+"""
+
+#: the slice viewer: slider or mouse wheel (wheel down = next slice, as in the reader-study packet)
+VIEWER_JS = r"""
 (function(){
   var el=document.getElementById('viewer-data'); if(!el) return;
   var cases=JSON.parse(el.textContent);
@@ -161,25 +174,32 @@ def grouped_rows(df, text_col: str) -> list[list[Any]]:
     return [[st, msg, len(v), _cases_text(v)] for (st, msg), v in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
 
 
-def skipped_groups(skipped: dict[str, str]) -> list[list[str]]:
-    """Not-computed metrics grouped by reason: ``[reason, metrics, detail]`` rows. Missing weights
-    share one row (detail: which weights each metric needs and the fix); other reasons are grouped with
-    the metric's own name replaced by ``<metric>``."""
-    weights: dict[str, list[str]] = defaultdict(list)
-    other: dict[str, list[str]] = defaultdict(list)
-    for k, v in sorted(skipped.items()):
-        m = re.match(r"pretrained weights '([^']+)'.*not installed", str(v))
-        if m:
-            weights[m.group(1)].append(k)
-        else:
-            other[str(v).replace(k, "<metric>")].append(k)
-    rows = []
-    if weights:
-        rows.append(["pretrained weights not installed (fix: `trace-bench weights fetch NAME`, or offline "
-                     "`trace-bench weights import NAME FILE`)", ", ".join(m for ms in weights.values() for m in ms),
-                     "; ".join(f"{w}: {', '.join(ms)}" for w, ms in sorted(weights.items()))])
-    rows += [[r, ", ".join(ms), ""] for r, ms in sorted(other.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
-    return rows
+#: figures of CT images (not of numbers): embedded as JPEG, the lossless PNG stays in plots/
+PHOTO_FIGURES = ("montage", "overlay")
+
+
+def figure_uri(kind: str, path: Path) -> str:
+    """A figure as a data URI: charts as their PNG; CT montages and overlays as JPEG (quality 90), a
+    quarter of the PNG's size (the PNG is linked under the figure)."""
+    data = path.read_bytes()
+    if kind.split(":", 1)[0] in PHOTO_FIGURES:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        with Image.open(io.BytesIO(data)) as im:
+            im.convert("RGB").save(buf, format="JPEG", quality=90)
+        return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def ranking_section(res: Results) -> list[str]:
+    """Methods ranked per metric with the rank's uncertainty and the overall order (:mod:`reports.ranking`)."""
+    t = ranking_table(res)
+    if t is None:
+        return []
+    return ['<h2 id="ranking">Ranking</h2>', to_html(t, css="ranking", anchor="ranking-table", caption=False)]
 
 
 def protocol_legend(res: Results) -> list[str]:
@@ -224,8 +244,7 @@ def per_case_section(res: Results) -> list[str]:
     order = {m: i for i, m in enumerate(res.methods)}
     keys = sorted(wide.index, key=lambda k: (order.get(k[0], 99), k[1]))
     columns = [Column("method", "Method", align="l"), Column("case", "Case", align="l")]
-    columns += [Column(c, label(c, res.metrics), "" if direction(c, res.metrics) is None
-                       else ("↑" if direction(c, res.metrics) else "↓")) for c in cols]
+    columns += [Column(c, label(c, res.metrics), arrow(c, res)) for c in cols]
     rows = []
     for m, case in keys:
         cells = {"method": Cell(m), "case": Cell(case)}
@@ -295,35 +314,43 @@ def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: st
     o = res.out
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>trace-bench report</title>",
          f"<style>{CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{html_text(head)}</p>",
-         '<nav><a href="#tables">Tables</a><a href="#per-case">Per case</a><a href="#viewer">Slice viewer</a>'
+         '<nav><a href="#tables">Tables</a><a href="#ranking">Ranking</a><a href="#distributions">Distributions</a>'
+         '<a href="#per-case">Per case</a><a href="#viewer">Slice viewer</a>'
          '<a href="#figures">Figures</a><a href="#protocols">Protocols</a><a href="#problems">Problems</a>'
          '<a href="#files">Files</a></nav>', "<h2>Inputs</h2><ul>"]
     h += [f"<li>{prose_html(x)}</li>" for x in inputs]
     h.append("</ul>")
     h += [f'<p class="warn"><b>Warning:</b> {prose_html(n)}</p>' for n in alerts]
     h += [f'<p class="warn">{prose_html(n)}</p>' for n in notes]
-    h.append('<h2 id="tables">Tables</h2><p class="note">Click a column header to sort.</p>')
-    for t in tables:
+    if res.skipped:
+        n = len(res.skipped)
+        h.append(f'<p class="warn">{n} metric{"s" if n != 1 else ""} not computed in this run: see '
+                 '<a href="#problems">Problems</a> for why and how to get them.</p>')
+    h.append('<h2 id="tables">Tables</h2><p class="note">Click a column header to sort; GT stays on top as the '
+             'reference row.</p>')
+    shown = notes_once([x for t in tables for x in [t] + [p for p in pub if p.key == t.key]])
+    for t in shown:
         h.append(table_html(t))
-        h.append(f'<p class="note">As CSV: <a href="{t.key}.csv">{t.key}.csv</a>; as LaTeX: '
-                 f'<a href="tables/{t.key}.tex">tables/{t.key}.tex</a></p>')
-        for p in (x for x in pub if x.key == t.key):
-            h.append(table_html(p))
+        if not t.published:
+            h.append(f'<p class="note">As CSV: <a href="{t.key}.csv">{t.key}.csv</a>; as LaTeX: '
+                     f'<a href="tables/{t.key}.tex">tables/{t.key}.tex</a></p>')
+    h += ranking_section(res)
+    h += distributions_section(res)
     h += per_case_section(res)
     h += viewer_section(viewers, viewer_notes)
     if figs:
         h.append('<h2 id="figures">Figures</h2>')
         for k, p in figs.items():
-            b64 = base64.b64encode(p.read_bytes()).decode("ascii")
-            h.append(f'<figure><img alt="{html_attr(k)}" src="data:image/png;base64,{b64}">'
-                     f'<figcaption><a href="plots/{html_attr(p.name)}">{html_text(p.name)}</a></figcaption></figure>')
+            h.append(f'<figure><img alt="{html_attr(k)}" src="{figure_uri(k, p)}">'
+                     f'<figcaption><a href="plots/{html_attr(p.name)}">{html_text(p.name)}</a> (full resolution)'
+                     '</figcaption></figure>')
     if memorization:
         h += memorization_section(memorization, o)
     h += protocol_legend(res)
     h.append('<h2 id="problems">Problems</h2>')
     if res.skipped:
         h.append(f"<h3>Metrics not computed ({len(res.skipped)})</h3>")
-        h.append(simple_table("skipped", ["reason", "metrics", "detail"], skipped_groups(res.skipped), prose=(0,)))
+        h.append(simple_table("skipped", ["reason", "metrics", "detail"], skipped_rows(res.skipped), prose=(0,)))
         h.append('<p class="note">Full reasons (with download addresses): <code>metrics.json</code> → '
                  '<code>skipped</code>, and <a href="results.json">results.json</a>.</p>')
     n_err, n_warn = len(res.errors), len(res.warnings)
@@ -343,6 +370,6 @@ def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: st
     h += [f'<li><a href="{html_attr(name)}">{html_text(name)}</a>: {prose_html(what)}</li>' for name, what in links
           if (o / name).exists()]
     h.append("</ul>")
-    h.append(f"<script>{JS}</script>")
+    h.append(f"<script>{SORT_JS}{VIEWER_JS}</script>")
     h.append("</body></html>")
     return "\n".join(h) + "\n"

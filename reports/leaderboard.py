@@ -2,15 +2,21 @@
 leaderboards and scripts (schema ``trace-bench/results/v1``, described by :data:`SCHEMA`).
 
 Values are in stored units (fractions 0..1, mm, bytes); non-finite numbers are ``null`` with the
-reason in ``note`` where the run gave one. Written by :func:`reports.render_report`, atomically.
+reason in ``note`` where the run gave one; every interval says what it is an interval of
+(``interval_of``), and an interval the reports do not print (std columns: :mod:`reports.intervals`) is
+``null``. Written by :func:`reports.render_report`, atomically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
-from trace_bench.results import GT, PROFILE_METRICS, Results, base_metric, column_info
+from trace_bench.results import GT, PROFILE_CASE, PROFILE_METRICS, Results, base_metric, column_info
+
+from .intervals import interval_meaning, shown_interval
+from .tables import column_note
 
 SCHEMA_ID = "trace-bench/results/v1"
 
@@ -39,6 +45,9 @@ SCHEMA: dict[str, Any] = {
                 "skipped_metrics": {"type": "object", "additionalProperties": {"type": "string"},
                                     "description": "metric -> why it was not computed"},
                 "n_errors": {"type": "integer"}, "n_warnings": {"type": "integer"},
+                "reference_sha256": {"type": ["string", "null"], "description": "SHA-256 over the reference "
+                                     "set's per-case input hashes (case id + file hash): runs with equal values "
+                                     "scored the same reference cases"},
             },
         },
         "rows": {
@@ -64,8 +73,13 @@ SCHEMA: dict[str, Any] = {
                     "table": {"enum": ["table1", "table1b", "table2"]},
                     "kind": {"enum": ["case", "distribution", "profile"]},
                     "digits": {"type": "integer", "description": "decimals shown in the tables"},
+                    "rank": {"type": "number", "description": "position of the column in its table"},
+                    "hidden": {"type": "boolean", "description": "bookkeeping column (CSV only, not in the tables)"},
                     "gt_row": {"type": "string", "description": "for method GT: 'reference scored as a method' or "
                                "'GT/GT split-half floor' (distribution metrics)"},
+                    "interval_of": {"type": "string", "description": "what [ci_low, ci_high] is an interval of "
+                                    "('' when there is none)"},
+                    "measured_on": {"type": "string", "description": "profile rows (fps, vram): the device"},
                 },
             },
         },
@@ -94,6 +108,15 @@ def _s(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) == "nan" else str(v)
 
 
+def reference_sha256(res: Results) -> str | None:
+    """SHA-256 over the reference set's ``case id + input hash`` lines (provenance.json ``inputs.GT``)."""
+    ref = (res.provenance.get("inputs") or {}).get(GT)
+    if not isinstance(ref, dict) or not ref:
+        return None
+    text = "".join(f"{k}\t{v}\n" for k, v in sorted(ref.items()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def results_json(res: Results, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The results.json document of a run (see :data:`SCHEMA`)."""
     meta = meta or {}
@@ -101,22 +124,33 @@ def results_json(res: Results, meta: dict[str, Any] | None = None) -> dict[str, 
     tk = prov.get("toolkit") or {}
     dev = prov.get("device") or {}
     cfg = prov.get("config") or {}
+    confidence = float(cfg.get("confidence") or 0.95)
+    pc = res.per_case
+    devices = {(str(m), str(c)): str(p).partition("profile: ")[2] for m, c, p, case in
+               zip(pc.method, pc.metric, pc.protocol, pc.case_id) if case == PROFILE_CASE} if len(pc) else {}
     rows = []
     for r in res.summary.itertuples(index=False):
         info = column_info(r.metric, res.metrics)
         table = (info.table if info is not None else "table1")
         if base_metric(r.metric) != r.metric:
             table = "table1b"
-        row = {"method": r.method, "metric": r.metric, "value": _f(r.value), "ci_low": _f(r.ci_low),
-               "ci_high": _f(r.ci_high), "n": _i(r.n), "ci_method": _s(getattr(r, "ci_method", "")),
-               "n_resamples_ok": _i(getattr(r, "n_resamples_ok", None)), "note": _s(getattr(r, "note", "")),
+        iv = shown_interval(r.metric, r.value, r.ci_low, r.ci_high, res.metrics)
+        row = {"method": r.method, "metric": r.metric, "value": _f(r.value), "ci_low": iv[0] if iv else None,
+               "ci_high": iv[1] if iv else None, "n": _i(r.n), "ci_method": _s(getattr(r, "ci_method", "")),
+               "n_resamples_ok": _i(getattr(r, "n_resamples_ok", None)),
+               "note": column_note(_s(getattr(r, "note", "")), r.metric, res, r.n),
                "protocol": info.protocol if info is not None else "",
                "unit": info.unit if info is not None else "",
                "label": (info.label if info is not None and info.label else r.metric),
                "higher_is_better": info.higher_is_better if info is not None else None,
                "closest_to_reference": bool(info.closest_to_reference) if info is not None else False,
                "table": table, "kind": info.kind if info is not None else "case",
-               "digits": int(info.digits) if info is not None else 3}
+               "digits": int(info.digits) if info is not None else 3,
+               "rank": float(info.rank) if info is not None else 100.0,
+               "hidden": bool(info.hidden) if info is not None else False,
+               "interval_of": interval_meaning(getattr(r, "ci_method", ""), confidence) if iv else ""}
+        if (r.method, r.metric) in devices:
+            row["measured_on"] = devices[(r.method, r.metric)]
         if r.method == GT:
             row["gt_row"] = ("GT/GT split-half floor" if row["kind"] == "distribution"
                              else "reference scored as a method")
@@ -130,6 +164,7 @@ def results_json(res: Results, meta: dict[str, Any] | None = None) -> dict[str, 
         "methods": list(res.methods), "plot_case": meta.get("plot_case"),
         "skipped_metrics": dict(sorted(res.skipped.items())),
         "n_errors": int(len(res.errors)), "n_warnings": int(len(res.warnings)),
+        "reference_sha256": reference_sha256(res),
         "profile_metrics": sorted(m for m in PROFILE_METRICS if m in set(res.summary.metric)),
     }
     return {"schema": SCHEMA_ID, "run": run, "rows": rows}

@@ -33,11 +33,10 @@ from trace_bench.results import (  # noqa: E402
     Results,
     base_metric,
     column_info,
-    direction,
 )
 from trace_bench.results.escape import plot_text  # noqa: E402
 
-from .tables import TABLES, label, table_columns  # noqa: E402
+from .tables import TABLES, arrow, label, table_columns  # noqa: E402
 
 HU_WINDOW = (-1000.0, 1000.0)
 
@@ -114,9 +113,8 @@ def metric_figure(res: Results):
         if GT in d.index and style == "dot" and np.isfinite(vals[list(d.index).index(GT)]):
             ax.axhline(vals[list(d.index).index(GT)], color="grey", lw=0.8, ls=":", zorder=1)
         ax.set_xticks(x, [plot_text(m) for m in d.index])
-        hib = direction(metric, res.metrics)
-        arrow = "" if hib is None else (" ↑" if hib else " ↓")
-        ax.set_title(plot_text(label(metric, res.metrics)) + arrow, fontsize=9)
+        mark = arrow(metric, res)  # ↑, ↓ or ≈GT (closest to GT is best), as the tables
+        ax.set_title(plot_text(label(metric, res.metrics)) + (" " + mark if mark else ""), fontsize=9)
         unit = "%" if scale == 100.0 else ("GB" if info is not None and info.unit == "bytes" else
                                            "mm" if info is not None and info.unit == "mm" else "")
         ax.set_ylabel((unit + " " if unit else "") + ("(axis not from 0)" if style == "dot" else ""), fontsize=8)

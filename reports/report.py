@@ -38,12 +38,14 @@ from trace_bench.results.table_model import (
     to_markdown,
 )
 
-from .html_report import render_html
+from .html_report import grouped_rows, render_html
 from .leaderboard import SCHEMA, results_json
-from .tables import build_tables, published_tables, to_csv
+from .skipped import skipped_rows
+from .tables import build_tables, notes_once, published_tables, to_csv
+from .tex_fit import TEMPLATES, Fit, fit_layout, target_width
 from .viewer import case_viewer
 
-__all__ = ["FILES", "PlotCaseError", "ReportContent", "render_report", "report_tex"]
+__all__ = ["FILES", "PlotCaseError", "ReportContent", "render_report", "report_tex", "tex_fits"]
 
 
 class PlotCaseError(TraceBenchError, ValueError):
@@ -86,7 +88,7 @@ class ReportContent:
     memorization: dict | None
 
     @classmethod
-    def gather(cls, res: Results, *, published: bool = True) -> ReportContent:
+    def gather(cls, res: Results, *, published: bool = False) -> ReportContent:
         o = res.out
         meta = json.loads((o / "metrics.json").read_text(encoding="utf-8")) if (o / "metrics.json").is_file() else {}
         prov = res.provenance
@@ -162,24 +164,34 @@ def draw_figures(res: Results, arts: dict[str, dict]) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------- stage 3: Markdown
-def _md_messages(df, column: str) -> list[str]:
-    """The first rows of errors.csv / warnings.csv (messages are data: they quote case ids and files)."""
-    return [f"- {markdown_text(r.method)} / {markdown_text(r.case_id)} / {markdown_text(r.stage)}: "
-            f"{markdown_text(getattr(r, column))}" for r in df.head(MD_ROWS).itertuples(index=False)]
+def _md_grouped(df, column: str) -> list[str]:
+    """errors.csv / warnings.csv grouped by (stage, message), as in the HTML: the first groups as a list
+    (messages are data: they quote case ids and files)."""
+    rows = grouped_rows(df, column)
+    out = [f"- {markdown_text(st)}: {markdown_text(msg)} ({n} row{'s' if n != 1 else ''}: {markdown_text(where)})"
+           for st, msg, n, where in rows[:MD_ROWS]]
+    if len(rows) > MD_ROWS:
+        out.append(f"- ... {len(rows) - MD_ROWS} more group(s)")
+    return out
 
 
 def _md_problems(res: Results) -> list[str]:
-    """Metrics not computed, the first errors and warnings."""
+    """Metrics not computed (grouped by reason, listed once in the report), errors and warnings."""
     md = []
     if res.skipped:
         md += ["## Metrics not computed", ""]
-        md += [f"- {code(k)}: {prose_markdown(v)}" for k, v in sorted(res.skipped.items())] + [""]
+        for reason, metrics, detail in skipped_rows(res.skipped):
+            md.append(f"- {prose_markdown(reason)}: {markdown_text(metrics)}"
+                      + (f" ({markdown_text(detail)})" if detail else ""))
+        md += ["", "Full reasons (with download addresses): `metrics.json` -> `skipped`.", ""]
     n_err, n_warn = len(res.errors), len(res.warnings)
-    md += ["## Errors", "", f"{n_err} row(s) in `errors.csv`." + (" First rows:" if n_err else ""), ""]
-    md += _md_messages(res.errors, "error")
+    md += ["## Errors", "", f"{n_err} row(s) in `errors.csv`" + (", grouped by stage and message:" if n_err else "."),
+           ""]
+    md += _md_grouped(res.errors, "error")
     if n_warn:
-        md += ["", "## Warnings", "", f"{n_warn} row(s) in `warnings.csv` (scored anyway). First rows:", ""]
-        md += _md_messages(res.warnings, "warning")
+        md += ["", "## Warnings", "",
+               f"{n_warn} row(s) in `warnings.csv` (scored anyway), grouped by stage and message:", ""]
+        md += _md_grouped(res.warnings, "warning")
     return md
 
 
@@ -196,7 +208,7 @@ def report_markdown(c: ReportContent, figs: dict[str, Path]) -> str:
     md += [f"- {prose_markdown(x)}" for x in c.inputs] + [""]
     md += [f"> **Warning:** {prose_markdown(n)}" for n in c.alerts] + ([""] if c.alerts else [])
     md += [f"> {prose_markdown(n)}" for n in c.notes] + ([""] if c.notes else [])
-    md += [to_markdown(x) for t in c.tables for x in c.with_published(t)]
+    md += [to_markdown(x) for x in notes_once([x for t in c.tables for x in c.with_published(t)])]
     md += _md_problems(c.res)
     memo_md = o / "audit" / "memorization.md"
     if memo_md.is_file():  # written (escaped) by the memorization audit (--train-reference / trace-bench audit)
@@ -222,25 +234,73 @@ def tex_name(t: Table) -> str:
     return f"{t.key}_published" if t.published else t.key
 
 
-def report_tex(tables: list[Table], pub: list[Table], head: str, *, folder: str = "tables") -> str:
-    """A complete LaTeX document that ``\\input``s ``{folder}/<key>.tex`` for every table, each in a
-    ``table`` float with caption, label and the table's notes."""
-    tex = [r"\documentclass{article}", r"\usepackage[margin=1.5cm,landscape]{geometry}", r"\usepackage{booktabs}",
-           r"\usepackage{graphicx}", r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}",
-           r"\begin{document}", r"\section*{trace-bench report}", latex_text(head), ""]
+def tex_fits(tables: list[Table], layout: str | dict[str, str] = "auto", width: str | float = "lncs"
+             ) -> dict[str, Fit]:
+    """The LaTeX layout of every table (:func:`reports.tex_fit.fit_layout`): ``layout`` is one name for
+    all tables ("auto", "full", "stacked", "pm", "compact", "split", "split+pm", ...) or a mapping
+    table key -> name (missing keys: "auto"); ``width`` a template of :data:`reports.tex_fit.TEMPLATES`
+    or a width in pt."""
+    fits = {}
+    for t in tables:
+        style = layout.get(t.key, layout.get(tex_name(t), "auto")) if isinstance(layout, dict) else layout
+        fits[tex_name(t)] = fit_layout(t, width, style or "auto")
+    return fits
+
+
+def _where(width: str | float) -> str:
+    key = str(width).strip().lower()
+    return f"\\linewidth of {TEMPLATES[key].name}" if key in TEMPLATES else f"a {target_width(width):.0f} pt line"
+
+
+def _preamble(width: str | float) -> list[str]:
+    """A page with the template's text and column width (10-pt body, Computer Modern, T1)."""
+    key = str(width).strip().lower()
+    tpl = TEMPLATES.get(key)
+    text = tpl.textwidth if tpl is not None else target_width(width)
+    two = tpl is not None and tpl.twocolumn
+    return [f"\\documentclass[10pt{',twocolumn' if two else ''}]{{article}}",
+            f"\\usepackage[a4paper,textwidth={text:g}pt,textheight=700pt"
+            f"{',columnsep=12pt' if two else ''}]{{geometry}}",
+            r"\usepackage{booktabs}", r"\usepackage[T1]{fontenc}", r"\usepackage[utf8]{inputenc}"]
+
+
+def report_tex(tables: list[Table], pub: list[Table], head: str, *, folder: str = "tables",
+               width: str | float = "lncs", fits: dict[str, Fit] | None = None, skipped: list[str] = ()) -> str:
+    """A complete LaTeX document, on a page of the ``width`` template's size, that ``\\input``s
+    ``{folder}/<key>.tex`` for every table, each in a ``table`` float with caption, label and the table's
+    notes; nothing is scaled (the tabulars are sized to fit, see :func:`tex_fits`). ``skipped``: one line
+    on the metrics not computed."""
+    wide = str(width).strip().lower() == "ieee-wide"
+    float_env = "table*" if wide else "table"
+    tex = _preamble(width) + [r"\begin{document}", r"\section*{trace-bench report}", latex_text(head) + r"\par", ""]
+    tex += [r"{\raggedright " + prose_latex(x) + r"\par}" for x in skipped] + ([""] if skipped else [])
     for t in tables + pub:
         name = tex_name(t)
-        tex += [r"\begin{table}[htbp]", r"\centering", f"\\caption{{{prose_latex(t.caption or t.title)}}}",
-                f"\\label{{{_label(name)}}}", r"\resizebox{\linewidth}{!}{\input{" + f"{folder}/{name}" + "}}",
-                notes_latex(t), r"\end{table}", ""]
+        fit = (fits or {}).get(name)
+        tex += [f"\\begin{{{float_env}}}[htbp]", r"\centering", f"\\caption{{{prose_latex(t.caption or t.title)}}}",
+                f"\\label{{{_label(name)}}}", r"\input{" + f"{folder}/{name}" + "}"]
+        if fit is not None and not fit.fits:
+            tex.append("% " + fit.comment(_where(width)))
+        tex += [notes_latex(t), f"\\end{{{float_env}}}", ""]
     tex.append(r"\end{document}")
     return "\n".join(tex) + "\n"
 
 
-def write_latex(o: Path, c: ReportContent) -> dict[str, Path]:
-    files = {f"tables/{tex_name(t)}.tex": atomic_write_text(o / "tables" / f"{tex_name(t)}.tex", to_latex(t))
-             for t in c.tables + c.published}
-    files["report.tex"] = atomic_write_text(o / "report.tex", report_tex(c.tables, c.published, c.head))
+def write_latex(o: Path, c: ReportContent, layout: str | dict[str, str] = "auto",
+                width: str | float = "lncs") -> dict[str, Path]:
+    fits = tex_fits(c.tables + c.published, layout, width)
+    where = _where(width)
+    files = {}
+    for t in c.tables + c.published:
+        fit = fits[tex_name(t)]
+        files[f"tables/{tex_name(t)}.tex"] = atomic_write_text(
+            o / "tables" / f"{tex_name(t)}.tex", to_latex(t, layout=fit.layout, comment=fit.comment(where)))
+    skipped = []
+    if c.res.skipped:
+        skipped = [f"Not computed in this run: {len(c.res.skipped)} metrics ("
+                   + ", ".join(literal(k) for k in sorted(c.res.skipped)) + "); why and how to get them: report.html."]
+    files["report.tex"] = atomic_write_text(o / "report.tex", report_tex(c.tables, c.published, c.head, width=width,
+                                                                      fits=fits, skipped=skipped))
     return files
 
 
@@ -270,11 +330,15 @@ def report_html(c: ReportContent, arts: dict[str, dict], figs: dict[str, Path]) 
 
 
 # ----------------------------------------------------------------------------- all stages
-def render_report(out: str | Path, *, plots: bool = True, published: bool = True,
+def render_report(out: str | Path, *, plots: bool = True, published: bool = False,
                   plot_cases: list[str] | None = None,
-                  viewer_stacks: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, Path]:
+                  viewer_stacks: dict[str, dict[str, dict[str, Any]]] | None = None,
+                  tex_layout: str | dict[str, str] = "auto", tex_width: str | float = "lncs") -> dict[str, Path]:
     """Render every report file of ``out`` from its CSV/JSON results; returns {name: path}.
 
+    ``published``: add the TRACE paper's own tables, labelled "as published" (only when asked: they are
+    not this run's numbers). ``tex_layout`` / ``tex_width``: the LaTeX layout of every table ("auto" picks
+    the richest that fits) or per table key, and the page it must fit (see :func:`tex_fits`).
     ``plot_cases``: cases to draw (montage, overlay, per-slice curves) and show in the slice viewer;
     default the run's plot case. ``viewer_stacks``: ``{case: {method: arrays}}`` read from the input
     volumes by :func:`trace_bench.report_inputs.viewer_stacks` (``None``: the stored artifacts only).
@@ -289,7 +353,10 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = True
     files["results.json"] = atomic_write_json(o / "results.json", results_json(res, content.meta))
     files["results.schema.json"] = atomic_write_json(o / "results.schema.json", SCHEMA)
     files["report.md"] = atomic_write_text(o / "report.md", report_markdown(content, figs))
-    files.update(write_latex(o, content))
+    files.update(write_latex(o, content, tex_layout, tex_width))
+    if not published:  # an earlier render's paper tables are not this report's
+        for stale in (o / "tables").glob("*_published.tex"):
+            stale.unlink()
     files["report.html"] = atomic_write_text(o / "report.html", report_html(content, arts, figs))
     files.update({f"plots/{p.name}": p for p in figs.values()})
     return files

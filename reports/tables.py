@@ -3,9 +3,11 @@
 Markdown, LaTeX booktabs, HTML) and as wide CSV in stored units.
 
 Layout follows the paper: Table 1 = six VBench dimensions, JI / DC / 95HD, FPS, Train/Infer VRAM;
-Table 2 = FID, FVD (I3D), CLIP score. Rows are methods (``GT`` first), cells the mean over cases
-with its bootstrap CI; arrows give the direction of "better"; the best non-GT value of a column is
-bold. Fractions are stored as fractions and shown as percentages. The paper's own numbers
+Table 2 = FID, FVD (I3D), CLIP score. Rows are methods (``GT`` first, pinned as the reference row),
+cells the mean over cases with the interval :mod:`reports.intervals` allows; marks follow each
+column's declared rule (↑, ↓, ``≈GT`` = closest to GT is best); the best non-GT value of a column is
+bold (FPS / memory only among GPU measurements). Fractions are stored as fractions and shown as
+percentages. The paper's own numbers
 (``reports/published``) are rendered as separate tables labelled "as published".
 """
 
@@ -14,11 +16,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
 from trace_bench.results import (
     GT,
+    PROFILE_CASE,
     MetricInfo,
     Results,
     base_metric,
@@ -37,14 +42,20 @@ from trace_bench.results.table_model import (
     to_markdown,
 )
 
+from .intervals import shown_interval
+
 __all__ = [
+    "CLOSEST_ARROW",
     "PUBLISHED_LABELS",
     "TABLES",
     "Table",
+    "arrow",
     "build_table",
     "build_tables",
     "fmt_value",
     "label",
+    "notes_once",
+    "profile_devices",
     "published_tables",
     "table_columns",
     "to_csv",
@@ -131,13 +142,51 @@ def table_columns(res: Results, table: str) -> list[str]:
     return sorted(dict.fromkeys(cols), key=lambda c: _rank(c, res))
 
 
-def _arrow(c: str, res: Results) -> str:
-    hib = direction(c, res.metrics) if c != "vram" else False
-    return "" if hib is None else ("↑" if hib else "↓")
-
-
 def _info(c: str, res: Results) -> MetricInfo:
     return column_info(c, res.metrics) or MetricInfo(None)
+
+
+#: the arrow of a column whose best value is the one closest to the GT row's
+CLOSEST_ARROW = "≈GT"
+
+
+def arrow(c: str, res: Results) -> str:
+    """The direction mark of a column, as its metric declared the rule: "↑" / "↓", :data:`CLOSEST_ARROW`
+    for columns ranked by closeness to GT (a higher value is not better there), "" without a direction."""
+    hib = direction(c, res.metrics) if c != "vram" else False
+    if hib is None:
+        return ""
+    return CLOSEST_ARROW if _info(c, res).closest_to_reference else ("↑" if hib else "↓")
+
+
+# ----------------------------------------------------------------------------- profile columns (FPS, memory)
+def profile_devices(res: Results) -> dict[str, str]:
+    """The device each method's profile (FPS, memory) was measured on, from ``per_case.csv``
+    (``protocol`` = "profile: <device>")."""
+    pc = res.per_case
+    if pc.empty or "protocol" not in pc:
+        return {}
+    rows = pc[pc.case_id == PROFILE_CASE]
+    return {str(m): str(p).partition("profile: ")[2] or str(p) for m, p in zip(rows.method, rows.protocol)}
+
+
+def on_cpu(device: str | None) -> bool:
+    """A profile measured on the CPU: its FPS is a CPU speed and its "VRAM" the process's peak RSS."""
+    return str(device or "").strip().lower().startswith("cpu")
+
+
+def _on_gpu(device: str | None) -> bool:
+    d = str(device or "").strip().lower()
+    return bool(d) and not on_cpu(d) and not d.startswith("unknown")
+
+
+def _profile_label(c: str, res: Results, devices: dict[str, str]) -> str:
+    """FPS / memory headers say when every number was measured on a CPU (memory is then peak RSS)."""
+    base = label(c, res.metrics)
+    measured = [devices[m] for m in res.methods if m in devices] or list(devices.values())
+    if measured and all(on_cpu(d) for d in measured):
+        return "FPS (CPU)" if c == "fps" else "Train/Infer RSS (CPU)" if c == "vram" else f"{base} (CPU)"
+    return base
 
 
 def _vram_cell(res: Results, by: dict, m: str) -> Cell:
@@ -151,30 +200,40 @@ def _vram_cell(res: Results, by: dict, m: str) -> Cell:
 
 
 def value_cell(res: Results, by: dict, m: str, c: str, *, ci: bool = True) -> Cell:
-    """The cell of method ``m`` in column ``c``: value in its table unit, interval when finite."""
+    """The cell of method ``m`` in column ``c``: value in its table unit, and the interval
+    :func:`~reports.intervals.shown_interval` allows (with its distances from the value for ± layouts)."""
     if c == "vram":
         return _vram_cell(res, by, m)
     r = by.get((m, c))
     if r is None:
         return Cell()
-    ci_txt = ""
-    if ci and not (math.isnan(r.ci_low) or math.isnan(r.ci_high)):
-        ci_txt = f"[{fmt_value(c, r.ci_low, res.metrics)}, {fmt_value(c, r.ci_high, res.metrics)}]"
-    return Cell(fmt_value(c, r.value, res.metrics), ci_txt, float(r.value))
+    iv = shown_interval(c, r.value, r.ci_low, r.ci_high, res.metrics) if ci else None
+    if iv is None:
+        return Cell(fmt_value(c, r.value, res.metrics), "", float(r.value))
+    lo, hi = iv
+    v = float(r.value)
+    return Cell(fmt_value(c, v, res.metrics), f"[{fmt_value(c, lo, res.metrics)}, {fmt_value(c, hi, res.metrics)}]",
+                v, plus=fmt_value(c, max(hi - v, 0.0), res.metrics), minus=fmt_value(c, max(v - lo, 0.0), res.metrics))
 
 
-def mark_best(rows: list[Row], cols: list[str], res: Results) -> list[str]:
+def mark_best(rows: list[Row], cols: list[str], res: Results, devices: dict[str, str] | None = None) -> list[str]:
     """Set ``best`` on the best non-GT value of every column with a direction (at least two values);
-    the columns whose metric ranks by closeness to the GT row (|method - GT|) are returned."""
+    the columns whose metric ranks by closeness to the GT row (|method - GT|) are returned. Profile
+    columns (FPS, memory) compare only numbers measured on a GPU: a CPU measurement is never best."""
     closest: list[str] = []
+    devices = devices or {}
     gt_row = next((r for r in rows if r.key == GT), None)
     for c in cols:
         cand = [(r.cell(c).value, r) for r in rows if r.key != GT and not math.isnan(r.cell(c).value)]
+        if c in ("fps", "vram") or _info(c, res).kind == "profile":
+            cand = [(v, r) for v, r in cand if _on_gpu(devices.get(r.key))]
         hib = direction(c, res.metrics) if c != "vram" else False
         if hib is None or len(cand) < 2:
             continue
         gt = gt_row.cell(c).value if gt_row is not None else float("nan")
-        if _info(c, res).closest_to_reference and not math.isnan(gt):
+        if _info(c, res).closest_to_reference:
+            if math.isnan(gt):
+                continue
             closest.append(c)
             cand = [(abs(v - gt), r) for v, r in cand]
             best = min(v for v, _ in cand)
@@ -186,13 +245,56 @@ def mark_best(rows: list[Row], cols: list[str], res: Results) -> list[str]:
     return closest
 
 
-_CASE_NOTE = "Per-case metrics: mean over cases with its 95% percentile bootstrap CI (seeded, resampling cases)."
-_DIST_NOTE = ("Distribution metrics: the value on all cases with its 95% two-sample jackknife interval over cases "
-              "(cases are never duplicated: a bootstrap would inflate Fréchet distances). GT row = GT/GT floor: one "
-              "half of the reference cases against the other (split by a seeded hash of the case id), the value a "
-              "perfect generator could reach at this sample size.")
-_READING_NOTE = ("↑ higher is better, ↓ lower is better; best non-GT value in bold. GT = the reference set scored "
-                 "as a method.")
+_CASE_NOTE = ("Per-case metrics: mean over cases; in brackets its 95% percentile bootstrap interval of the mean "
+              "per-case value over cases (seeded, cases resampled).")
+_DIST_NOTE = ("Distribution metrics: the value on all cases; in brackets its 95% two-sample jackknife interval over "
+              "cases: the sampling variability of the estimate at this n — not an interval of the distance itself "
+              "(cases are never duplicated: a bootstrap would inflate Fréchet distances).")
+_FLOOR_NOTE = ("GT/GT row: one half of the reference cases against the other (split by a seeded hash of the case id), "
+               "the value a perfect generator could reach at this sample size.")
+_GT_NOTE = "GT = the reference set scored as a method."
+
+
+def reading_note(res: Results, cols: list[str], closest: list[str]) -> str:
+    """How to read the marks of a table: the arrows it uses and what bold means."""
+    marks = {arrow(c, res) for c in cols}
+    parts = [x for x, on in (("↑ higher is better", "↑" in marks), ("↓ lower is better", "↓" in marks),
+                             (f"{CLOSEST_ARROW} closest to GT is best (|method - GT|)", CLOSEST_ARROW in marks)) if on]
+    text = ", ".join(parts) + ("; " if parts else "") + "best non-GT value in bold."
+    if closest or CLOSEST_ARROW in marks:
+        names = ", ".join(literal(label(c, res.metrics)) for c in cols if arrow(c, res) == CLOSEST_ARROW)
+        text += (f" For {names} a higher score is not better: a smoothed or interpolated volume can score above "
+                 "real data.")
+    return text[0].upper() + text[1:]
+
+
+#: the part of a run's note that says a Fréchet-type estimate is dominated by its bias (run/aggregate.py)
+_BIAS_NOTE = re.compile(r"(\d+) samples < (\d+) feature dimensions: "
+                        r"the estimate is dominated by its bias \(compare KID\)")
+
+
+def frechet_column(c: str, res: Results) -> bool:
+    """A Fréchet-distance column (FID, FVD, FD on 3-D features): the bias note concerns these only."""
+    names = {c, base_metric(c), _info(c, res).spec}
+    return any(re.match(r"(fid|fvd|fd)(_|$)", n or "") for n in names)
+
+
+def column_note(note: str, c: str, res: Results, n_cases: Any) -> str:
+    """A summary row's note as the report shows it for column ``c``: the "dominated by its bias" part only
+    on Fréchet-distance columns, counting cases (volumes) and naming the feature vectors behind them."""
+    parts = []
+    for part in (p.strip() for p in str(note or "").split(";")):
+        m = _BIAS_NOTE.fullmatch(part)
+        if m is None:
+            parts.append(part)
+        elif frechet_column(c, res):
+            try:
+                k = int(float(n_cases))
+                cases = f"{k} case{'s' if k != 1 else ''} ({m.group(1)} feature vectors)"
+            except (TypeError, ValueError):
+                cases = f"{m.group(1)} feature vectors"
+            parts.append(f"{cases} < {m.group(2)} feature dimensions: the estimate is dominated by its bias")
+    return "; ".join(p for p in parts if p and p != "nan")
 
 
 def care_note(res: Results, by: dict, cols: list[str], methods: list[str]) -> str | None:
@@ -200,9 +302,11 @@ def care_note(res: Results, by: dict, cols: list[str], methods: list[str]) -> st
     concerns ("(every value)" when it concerns all of them)."""
     by_note: dict[str, list[tuple[str, str]]] = {}
     for (m, c), r in by.items():
-        n = str(getattr(r, "note", "") or "")
-        if c in cols and n and n != "nan" and n != "measured once":
-            by_note.setdefault(n, []).append((m, c))
+        if c not in cols:
+            continue
+        for n in column_note(getattr(r, "note", ""), c, res, getattr(r, "n", None)).split("; "):
+            if n and n != "measured once":
+                by_note.setdefault(n, []).append((m, c))
     filled = {(m, c) for (m, c), r in by.items() if c in cols and not math.isnan(float(r.value))}
     warn = []
     for n, where in sorted(by_note.items()):
@@ -224,49 +328,81 @@ def protocol_note(res: Results, cols: list[str]) -> str | None:
     return ("Protocol: " + "; ".join(literal(u) for u in used) + ".") if used else None
 
 
-def setup_notes(res: Results, key: str, cols: list[str]) -> list[str]:
-    """Where a table's numbers come from: the segmenter, the profiler, the metrics not computed."""
+def profile_note(res: Results, cols: list[str], devices: dict[str, str]) -> str | None:
+    """Where FPS and memory come from, and the devices they were measured on."""
+    if not any(c in ("fps", "vram") for c in cols):
+        return None
+    shown = {m: d for m, d in devices.items() if m in res.methods} or devices
+    note = "FPS and memory from `trace-bench profile` JSON files (--profile NAME=FILE)"
+    if shown:
+        note += "; measured on " + "; ".join(f"{literal(m)}: {literal(d)}" for m, d in shown.items())
+    if any(on_cpu(d) for d in shown.values()):
+        note += (". On a CPU, FPS is a CPU speed and memory is the process's peak RSS, not GPU memory: these numbers "
+                 "are not comparable with GPU measurements and are never marked best")
+    return note + "."
+
+
+def setup_notes(res: Results, key: str, cols: list[str], devices: dict[str, str]) -> list[str]:
+    """Where a table's numbers come from: the segmenter, the profiler (the metrics not computed are
+    listed once, in the report's problems section, not under every table)."""
     notes = []
     cfg = res.provenance.get("config") or {}
     if key.startswith("table1") and any(_info(c, res).spec == "segmentation" for c in cols):
         notes.append(f"Segmenter: {literal(cfg.get('segmenter') or '?')} ({literal(cfg.get('classes') or '?')} "
                      "classes); JI / DC / 95HD compare each method's label map with the reference's.")
-    if key == "table1" and any(c in ("fps", "vram") for c in cols):
-        notes.append("FPS and VRAM from `trace-bench profile` JSON files (--profile NAME=FILE).")
-    if res.skipped:
-        notes.append("Not computed in this run (see 'Metrics not computed'): "
-                     + ", ".join(literal(k) for k in sorted(res.skipped)) + ".")
+    if key == "table1":
+        notes += [n for n in (profile_note(res, cols, devices),) if n]
     return notes
 
 
-def table_notes(res: Results, key: str, cols: list[str], by: dict, methods: list[str], closest: list[str]) -> list[str]:
-    """The notes under one table: what the values are, how to read them, what needs care, the
-    protocols behind them and where the numbers come from."""
+def table_notes(res: Results, key: str, cols: list[str], by: dict, methods: list[str], closest: list[str],
+                devices: dict[str, str] | None = None) -> list[str]:
+    """The notes under one table: what the values and their intervals are, how to read them, what needs
+    care, the protocols behind them and where the numbers come from."""
     kinds = {_info(c, res).kind for c in cols}
     notes = ([_CASE_NOTE] if "case" in kinds else []) + ([_DIST_NOTE] if "distribution" in kinds else [])
-    notes.append(_READING_NOTE)
-    if closest:
-        notes.append("For " + ", ".join(literal(label(c, res.metrics)) for c in closest) + " the best value is the "
-                     "one closest to GT (|method - GT|): a smoothed or interpolated volume can score above real data.")
+    if any(c.endswith("_std") for c in cols):
+        notes.append("Standard-deviation columns (std) have no interval.")
+    notes.append(reading_note(res, cols, closest))
+    if "distribution" in kinds and GT in methods:
+        notes.append(_FLOOR_NOTE)
+    if kinds - {"distribution"} and GT in methods:
+        notes.append(_GT_NOTE)
     notes += [n for n in (care_note(res, by, cols, methods), protocol_note(res, cols)) if n]
-    return notes + setup_notes(res, key, cols)
+    return notes + setup_notes(res, key, cols, devices or {})
 
 
 def build_table(res: Results, key: str, title: str, caption: str, *, ci: bool = True) -> Table | None:
-    """One of our tables (``None`` when it has no column): columns, one row per method (GT first,
-    a rule under it), best values marked, notes."""
+    """One of our tables (``None`` when it has no column): columns, one row per method (GT first and
+    pinned as the reference row, a rule under it), best values marked, notes."""
     cols = table_columns(res, key)
     if not cols:
         return None
     by = {(r.method, r.metric): r for r in res.summary.itertuples(index=False)}
     methods = [m for m in res.methods if any(k[0] == m for k in by)]
     kinds = {_info(c, res).kind for c in cols}
-    columns = [Column(c, label(c, res.metrics), _arrow(c, res), unit=_info(c, res).unit) for c in cols]
+    devices = profile_devices(res)
+    columns = [Column(c, _profile_label(c, res, devices) if c in ("fps", "vram") else label(c, res.metrics),
+                      arrow(c, res), unit=_info(c, res).unit) for c in cols]
     rows = [Row(m, {c: value_cell(res, by, m, c, ci=ci) for c in cols},
-                label="GT/GT" if m == GT and kinds == {"distribution"} else None, rule_below=(m == GT and i == 0))
+                label="GT/GT" if m == GT and kinds == {"distribution"} else None, rule_below=(m == GT and i == 0),
+                pinned=(m == GT))
             for i, m in enumerate(methods)]
-    closest = mark_best(rows, cols, res)
-    return Table(key, title, columns, rows, table_notes(res, key, cols, by, methods, closest), caption=caption)
+    closest = mark_best(rows, cols, res, devices)
+    return Table(key, title, columns, rows, table_notes(res, key, cols, by, methods, closest, devices),
+                 caption=caption)
+
+
+def notes_once(tables: list[Table]) -> list[Table]:
+    """The tables with every note already shown under an earlier table left out (Markdown and HTML show
+    each message once; LaTeX floats keep their own notes, as a paper uses them one by one)."""
+    seen: set[str] = set()
+    out = []
+    for t in tables:
+        notes = [n for n in t.notes if n not in seen]
+        seen.update(t.notes)
+        out.append(replace(t, notes=notes))
+    return out
 
 
 def build_tables(res: Results, *, ci: bool = True) -> list[Table]:

@@ -414,6 +414,33 @@ def test_run_csvs_are_formula_safe_and_read_back(rendered):
         assert {csv_value(r["method"]) for r in csv.DictReader(fh)} == {"GT", *HOSTILE}
 
 
+def test_console_summary_lets_no_control_character_reach_the_terminal(rendered):
+    import unicodedata
+
+    from reports.console import results_summary
+    from trace_bench.results import load_results
+
+    for kind in ("hostile", "plain"):
+        lines = results_summary(load_results(rendered[kind]), width=100)
+        assert all(len(x) <= 100 for x in lines)
+        bad = [x for x in lines for ch in x if unicodedata.category(ch) in ("Cc", "Cf") and ch != "\u200b"]
+        assert not bad, bad[:3]
+    text = "\n".join(results_summary(load_results(rendered["hostile"]), width=100))
+    assert "\u2400" in text and "=HYPERLINK(" in text  # NUL shown as its picture; names are kept (clipped to 18)
+
+
+def test_leaderboard_keeps_its_dom(rendered, tmp_path):
+    from reports.board import board_html, build_board, load_run
+
+    a = _dom(board_html(build_board([load_run(rendered["hostile"])]), tmp_path))
+    b = _dom(board_html(build_board([load_run(rendered["plain"])]), tmp_path))
+    assert a.tags == b.tags
+    text = "".join(a.text).replace("\n", " ")
+    for s in HOSTILE:
+        assert visible_controls(s).replace("\n", " ") in text, s
+    _script_safe(a)
+
+
 def test_audit_markdown_and_montage(rendered):
     md = (rendered["hostile"] / "audit" / "memorization.md").read_text(encoding="utf-8")
     plain = (rendered["plain"] / "audit" / "memorization.md").read_text(encoding="utf-8")

@@ -59,20 +59,24 @@ def test_latex_tables_are_inputable_tabulars(out):
         assert r"\begin{tabular}" in body and r"\end{tabular}" in body
         assert body.index(r"\toprule") < body.index(r"\midrule") < body.index(r"\bottomrule")
         assert r"\begin{table}" not in body and r"\caption" not in body  # no float, no double numbering
-        assert "$\\uparrow$" in body or "$\\downarrow$" in body
-        spec = re.search(r"\\begin\{tabular\}\{((?:[^{}]|\{[^{}]*\})*)\}", body).group(1)
-        n_cols = len(re.findall(r"[lrcS]", re.sub(r"@\{[^}]*\}", "", spec)))
-        for line in body.splitlines():
-            if line.rstrip().endswith(r"\\"):
-                assert line.count(" & ") == n_cols - 1, line
+        assert r"\resizebox" not in body and r"\scriptsize" not in body  # sized to fit, intervals >= 8 pt
+        assert "$\\uparrow$" in body or "$\\downarrow$" in body or "$\\approx$GT" in body
+        assert tex.splitlines()[1].startswith("% layout ") and "fits" in tex.splitlines()[1]
+        # every top-level tabular (a split table has two): rows have as many cells as its column spec
+        for part in re.findall(r"^\\begin\{tabular\}.*?^\\end\{tabular\}", body, re.S | re.M):
+            spec = re.match(r"\\begin\{tabular\}\{((?:[^{}]|\{[^{}]*\})*)\}", part).group(1)
+            n_cols = len(re.findall(r"[lrcS]", re.sub(r"@\{[^}]*\}", "", spec)))
+            for line in part.splitlines()[1:]:
+                if line.rstrip().endswith(r"\\"):
+                    assert line.count(" & ") == n_cols - 1, line
     t1 = (out / "tables" / "table1.tex").read_text(encoding="utf-8")
     # percentages: unit in the header, plain numbers with one number of decimals in the cells
-    assert r"Temporal Flickering (\%) $\uparrow$" in t1
+    assert r"(\%) $\approx$GT" in t1 and "Temporal" in t1
     row = next(line for line in t1.splitlines() if line.startswith("interp &"))
     cell = row.split(" & ")[1]
-    assert "%" not in cell and re.match(r"(\\textbf\{)?\d+\.\d\d\b", cell)
+    assert "%" not in cell and re.search(r"(\\textbf\{)?\d+\.\d\d\b", cell)
     rep = (out / "report.tex").read_text(encoding="utf-8")
-    assert r"\input{tables/table1}" in rep and r"\input{tables/table2}" in rep
+    assert r"\input{tables/table1}" in rep and r"\input{tables/table2}" in rep and r"\resizebox" not in rep
     assert r"\caption{VBench dimensions" in rep and "Table 1:" not in rep.split(r"\caption{", 1)[1].split("}")[0]
     assert _balanced(_strip_tex_comments(rep))
 
@@ -131,16 +135,22 @@ def test_protocol_legend_decodes_parts():
 
 
 def test_skipped_reasons_grouped():
-    from reports.html_report import skipped_groups
+    from reports.skipped import skipped_line, skipped_rows
 
-    rows = skipped_groups({
+    skipped = {
         "a": "pretrained weights 'w1' (x.pt) are not installed (looked in: /x). Fix: `trace-bench weights fetch w1`",
         "b": "pretrained weights 'w1' (x.pt) are not installed (looked in: /x). Fix: `trace-bench weights fetch w1`",
         "c": "pretrained weights 'w2' (y.pt) are not installed (looked in: /y).",
-        "d": "not in the demo's fast CPU set; run `trace-bench run --metrics d` to add it"})
-    assert len(rows) == 2
+        "d": "not in the demo's fast CPU set; run `trace-bench run --metrics d` to add it",
+        "e": "the e backbone failed to load: e.so missing"}
+    rows = skipped_rows(skipped)
+    assert len(rows) == 3
     assert rows[0][1] == "a, b, c" and "w1: a, b" in rows[0][2] and "w2: c" in rows[0][2]
-    assert "<metric>" in rows[1][0]
+    assert rows[1][1] == "d" and "--metrics" in rows[1][0]
+    assert "<metric>" in rows[2][0]
+    line = " ".join(skipped_line(skipped, width=80))
+    assert line.startswith("5 metrics not computed: 3 need weights (w1: 2, w2: 1); 1 is left out as slow")
+    assert all(len(x) <= 80 for x in skipped_line(skipped, width=80))
 
 
 def test_results_json_schema(out):

@@ -80,9 +80,11 @@ def test_html_is_self_contained_and_well_formed(out):
     assert not p.errors and p.stack == []
     assert "table1" in p.tables and "table2" in p.tables and "table1-published" in p.tables
     assert len(p.imgs) >= 4  # bars, per-slice curves, montage, overlay
-    for src in p.imgs:
-        assert src.startswith("data:image/png;base64,")
-        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    for src in p.imgs:  # charts as PNG, CT montages / overlays as JPEG (their PNG is linked)
+        data = base64.b64decode(src.split(",", 1)[1])
+        assert (src.startswith("data:image/png;base64,") and data[:8] == b"\x89PNG\r\n\x1a\n") or \
+               (src.startswith("data:image/jpeg;base64,") and data[:3] == b"\xff\xd8\xff")
+    assert sum(src.startswith("data:image/jpeg") for src in p.imgs) == 2  # montage, overlay
     text = " ".join(p.text)
     assert "as published" in text.lower() or "As published" in text
     assert not re.search(r"""src=["'](?!data:)""", html)  # nothing loaded from elsewhere
@@ -99,7 +101,7 @@ def test_plots_written(out):
 def test_tables_direction_best_and_percent(out):
     res = load_results(out)
     t1, *_ = [t for t in build_tables(res) if t.key == "table1"]
-    assert t1.arrows["temporal_flickering"] == "↑"
+    assert t1.arrows["temporal_flickering"] == "≈GT"  # ranked by closeness to GT: no ↑ that contradicts the rule
     cells = {r.key: r.cells for r in t1.rows}
     # interp is smoother than noisy: best (bold) of the non-GT rows; GT is never marked best
     assert cells["interp"]["temporal_flickering"].best and not cells["noisy"]["temporal_flickering"].best
@@ -108,9 +110,9 @@ def test_tables_direction_best_and_percent(out):
     t2 = [t for t in build_tables(res) if t.key == "table2"][0]
     assert t2.arrows["fake_mean"] == "↓"
     md = to_markdown(t1)
-    assert "**" in md and "Temporal Flickering ↑" in md
+    assert "**" in md and "Temporal Flickering ≈GT" in md and "closest to GT is best" in md
     tex = to_latex(t1)
-    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"$\uparrow$" in tex
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"$\approx$GT" in tex
     assert r"\%" in tex and r"\textbf{" in tex
     # table csv in stored units
     rows = list(csv.DictReader((out / "table1.csv").open(encoding="utf-8")))

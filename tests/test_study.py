@@ -175,6 +175,47 @@ def test_display_cap_and_windows(demo_volume):
     assert medi.tolist()[5:] == [0, 128, 255]
 
 
+def _decode(b64: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+        return np.asarray(im.convert("L"))
+
+
+def test_encoded_images_lossless_png_and_close_webp(small_volume):
+    from trace_bench.study.packet import encode_item
+
+    a, _ = display_volume(small_volume.array, small_volume.spacing, size=40, slices=8)
+    png = encode_item("V001", small_volume.array, small_volume.spacing, size=40, slices=8, codec="png")
+    webp = encode_item("V001", small_volume.array, small_volume.spacing, size=40, slices=8)
+    nz, ny, nx = png.shape
+    cols, th, tw = png.sprite
+    assert th % 16 == 0 and tw % 16 == 0 and png.mime == "image/png" and webp.mime == "image/webp"
+    for name, w, lv in WINDOWS:
+        want = window_uint8(a, w, lv)
+        sheet = _decode(png.data[name]["axial"])
+        tiles = np.stack([sheet[(z // cols) * th:(z // cols) * th + ny, (z % cols) * tw:(z % cols) * tw + nx]
+                          for z in range(nz)])
+        assert np.array_equal(tiles, want)  # lossless: the grey levels exactly as windowed
+        assert np.array_equal(_decode(png.data[name]["coronal"]), want[::-1, ny // 2, :])  # superior up
+        assert np.array_equal(_decode(png.data[name]["sagittal"]), want[::-1, :, nx // 2])
+        lossy = _decode(webp.data[name]["axial"])[: sheet.shape[0], : sheet.shape[1]].astype(float)
+        psnr = 10 * np.log10(255**2 / np.mean((lossy - sheet) ** 2))
+        assert psnr > 35, psnr
+
+
+def test_packet_under_1_mb_per_item_at_default_settings(demo_volume):
+    """The shipped chest CT lung1 (48 slices of 256 x 256) at the default size (160) and slice cap (64): the
+    zlib-compressed raw windows took 1.5 MB of HTML; WebP at quality 90 stays under 1 MB."""
+    from trace_bench.study.packet import encode_item
+
+    item = encode_item("V001", demo_volume.array, demo_volume.spacing)
+    assert max(item.shape[1:]) == 160 and item.n_bytes < 1_000_000, item.n_bytes
+
+
 def test_packets_deterministic_blinded_and_shuffled_per_rater(folders, study, tmp_path):
     again = tmp_path / "S2"
     make_study(again, _plan(folders), size=32, slices=8)
@@ -369,6 +410,27 @@ def test_cli_make_from_config_and_score(folders, tmp_path):
     r = CliRunner().invoke(app, ["study", "make", "--out", str(tmp_path / "T"), "--config", str(cfg),
                                  "--methods", "Nope", "--raters", "A"])
     assert r.exit_code == 2 and "--methods: unknown method(s) Nope" in r.output
+
+
+def test_cli_make_config_paths_relative_to_the_config_folder(folders, tmp_path, monkeypatch):
+    """`study make --config` from another folder: the config's relative paths are its folder's."""
+    import os
+
+    cfg_dir = tmp_path / "run"
+    cfg_dir.mkdir()
+    rel = lambda p: os.path.relpath(p, cfg_dir)  # noqa: E731
+    (cfg_dir / "config.toml").write_text(f'reference = "{rel(folders["ref"])}"\n[methods]\n'
+                                         + "".join(f'{m} = "{rel(folders[m])}"\n' for m in METHODS))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = CliRunner().invoke(app, ["study", "make", "--out", str(tmp_path / "S"), "--config",
+                                 str(cfg_dir / "config.toml"), "--cases", "1", "--include-real", "1",
+                                 "--raters", "A", "--size", "24", "--slices", "4"])
+    assert r.exit_code == 0, r.output
+    key = json.loads((tmp_path / "S" / "key.json").read_text())
+    assert {Path(v["path"]).parent.resolve() for v in key["items"].values()} <= \
+        {folders[m].resolve() for m in ("ref",) + METHODS}
 
 
 # ---- the viewer in a real browser ---------------------------------------------------------------

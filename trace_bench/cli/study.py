@@ -34,19 +34,15 @@ def make_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing study (its key!) in --out."),
 ) -> None:
     """Write a blinded, randomised packet per rater (self-contained HTML) and the key (key.json)."""
-    from ..config import load_config, parse_pairs
+    from ..config import parse_pairs
     from ..folders import parse_folder
     from ..errors import ConfigError
     from ..study.criteria import load_criteria
-    from ..study.packet import make_study, parse_raters, plan_study
+    from ..study.packet import config_inputs, make_study, parse_raters, plan_study
 
     ref, ref_fmt, specs = None, "nifti", {}
-    if config is not None:
-        cfg = load_config(config)
-        run_ref = cfg.folders().reference
-        specs = dict(cfg.methods)
-        if run_ref is not None:
-            ref, ref_fmt = str(run_ref.path), run_ref.format
+    if config is not None:  # paths in the config are relative to its folder
+        ref, ref_fmt, specs = config_inputs(config)
     if reference is not None:
         ref = reference
     if reference_format is not None:

@@ -19,7 +19,8 @@ through these functions, one per format:
   (a negative number such as ``-0.5`` stays a number); :func:`csv_value` undoes it exactly, so the
   run's own CSVs read back to the same strings (``csv_value(csv_cell(s)) == s`` for every ``s``).
 
-:func:`plot_text` does the same for Matplotlib titles and labels (``$`` would start mathtext).
+:func:`plot_text` does the same for Matplotlib titles and labels (``$`` would start mathtext), and
+:func:`terminal_text` for console lines (no escape sequence reaches the terminal).
 
 Prose (our own messages and notes) may hold Markdown code spans written with :func:`code` and user
 strings embedded with :func:`literal`;
@@ -178,6 +179,13 @@ def latex_text(text: Any) -> str:
 def latex_code(text: Any) -> str:
     """``text`` in typewriter type (``\\texttt{...}``), escaped as :func:`latex_text`."""
     return r"\texttt{" + latex_text(text) + "}"
+
+
+# ----------------------------------------------------------------------------- terminal
+def terminal_text(text: Any) -> str:
+    """Text for a terminal line: control characters (ESC of an ANSI sequence included) as their Unicode
+    control pictures, tab / newline / CR as spaces: a user string cannot move the cursor or recolour."""
+    return visible_controls(str(text), keep_whitespace=False)
 
 
 # ----------------------------------------------------------------------------- plots

@@ -21,19 +21,26 @@ Pixels (documented cap, so packets stay mailable): at most ``slices`` axial slic
 chosen evenly along z with no interpolation (so a discontinuity between generated slices stays
 as visible as it is), and in-plane at most ``size`` pixels on the longer side (default 160;
 Gaussian anti-aliasing with sigma = (1/f - 1)/2 before linear resampling by the factor f, never
-upsampled). Each preset window is applied here, ``uint8 = round(255 * clip((HU - (L - W/2)) / W,
-0, 1))``, and the bytes are zlib-compressed and base64-encoded; the browser inflates them with
-``DecompressionStream('deflate')``. A 160 x 160 x 64 item costs about 1-2 MB of HTML.
+upsampled; the rater chooses the size on screen). Each preset window is applied here, ``uint8 =
+round(255 * clip((HU - (L - W/2)) / W, 0, 1))``, and encoded as images the browser decodes itself
+(no script decoder): the axial slices as one sprite sheet (tiles on a 16-pixel pitch, so no
+compression block straddles two slices), the coronal plane at mid-y and the sagittal plane at mid-x
+(superior up). ``codec="webp"`` (default): lossy WebP at ``quality`` 90, on the demo chest CT about
+43 dB PSNR (maximum error about 16 of 255 grey levels), 0.8 MB of HTML for a 160 x 160 x 61 item with
+both windows (measured: :func:`encode_item` on ``lung2``); ``codec="png"``: lossless PNG, the grey
+levels exactly as windowed, about 2 MB for the same item. Every item is encoded the same way, real or
+generated.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import math
 import random
 import re
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +60,12 @@ REAL = "Real (control)"
 WINDOWS: tuple[tuple[str, float, float], ...] = (("lung", 1500.0, -600.0), ("mediastinum", 400.0, 40.0))
 DEFAULT_SIZE = 160
 DEFAULT_SLICES = 64
+#: image codecs of the packet's pixels: MIME type and Pillow format
+CODECS = {"webp": ("image/webp", "WEBP"), "png": ("image/png", "PNG")}
+DEFAULT_CODEC = "webp"
+DEFAULT_QUALITY = 90
+#: sprite tiles start on multiples of this many pixels (WebP's macroblock size)
+TILE_PITCH = 16
 _RATER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
 
@@ -95,13 +108,21 @@ class StudyPlan:
 
 @dataclass(frozen=True)
 class EncodedItem:
-    """One item's pixels, ready for the viewer: shape (z, y, x), spacing (mm) after resampling and
-    one base64(zlib(uint8)) string per preset window."""
+    """One item's pixels, ready for the viewer: shape (z, y, x), spacing (mm) after resampling, the
+    image MIME type, the sprite sheet's layout (columns, tile height and width in pixels) and per
+    preset window the base64 images ``{"axial": sprite, "coronal": plane, "sagittal": plane}``."""
 
     item_id: str
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
-    data: dict[str, str]
+    data: dict[str, dict[str, str]]
+    mime: str = "image/webp"
+    sprite: tuple[int, int, int] = (1, 16, 16)
+
+    @property
+    def n_bytes(self) -> int:
+        """Characters of base64 image data the item adds to a packet."""
+        return sum(len(x) for w in self.data.values() for x in w.values())
 
 
 def parse_raters(text: str | Iterable[str]) -> list[str]:
@@ -115,6 +136,32 @@ def parse_raters(text: str | Iterable[str]) -> list[str]:
     if len({n.lower() for n in names}) != len(names):
         raise ConfigError(f"--raters: a name is given twice ({', '.join(names)})")
     return names
+
+
+def resolve_input(path: str | None, folder: Path) -> str | None:
+    """A path from a config file, against the config file's ``folder`` when relative (the working
+    directory's copy is kept only when it exists and the folder's does not: configs written by older
+    runs hold paths relative to where they were run)."""
+    if path is None or Path(path).is_absolute():
+        return path
+    here = folder / path
+    if not here.exists() and Path(path).exists():
+        return str(path)
+    return str(here)
+
+
+def config_inputs(config: str | Path) -> tuple[str | None, str, dict[str, str]]:
+    """(reference, reference format, {method: "DIR:FORMAT"}) of a run's ``config.toml``, with relative
+    paths resolved against the config file's folder (:func:`resolve_input`)."""
+    from ..config import load_config
+
+    cfg = load_config(config)
+    folder = Path(config).resolve().parent
+    run = cfg.folders()
+    specs = {name: f"{resolve_input(str(f.path), folder)}:{f.format}" for name, f in run.methods.items()}
+    if run.reference is None:
+        return None, cfg.reference_format, specs
+    return resolve_input(str(run.reference.path), folder), run.reference.format, specs
 
 
 def plan_study(reference: str | Path | None, methods: dict[str, tuple[str, str]], *, reference_format: str = "nifti",
@@ -269,13 +316,53 @@ def window_uint8(array: np.ndarray, width: float, level: float) -> np.ndarray:
     return np.round(g * 255.0).astype(np.uint8)
 
 
+def sprite_layout(nz: int, ny: int, nx: int) -> tuple[int, int, int]:
+    """(columns, tile height, tile width) of the axial sprite sheet: tiles padded to :data:`TILE_PITCH`,
+    about square overall (well inside WebP's 16383-pixel limit for any packet size)."""
+    th, tw = -(-ny // TILE_PITCH) * TILE_PITCH, -(-nx // TILE_PITCH) * TILE_PITCH
+    cols = max(1, math.ceil(math.sqrt(nz * th / tw)))
+    return min(cols, nz), th, tw
+
+
+def _image(arr: np.ndarray, codec: str, quality: int) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8), mode="L")
+    if codec == "webp":
+        img.save(buf, format="WEBP", quality=int(quality), method=6)
+    else:
+        img.save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def encode_item(item_id: str, array: np.ndarray, spacing: tuple[float, float, float], *, size: int = DEFAULT_SIZE,
-                slices: int = DEFAULT_SLICES) -> EncodedItem:
-    """Cap the volume and encode one base64(zlib(uint8)) string per preset window."""
+                slices: int = DEFAULT_SLICES, codec: str = DEFAULT_CODEC,
+                quality: int = DEFAULT_QUALITY) -> EncodedItem:
+    """Cap the volume and encode per preset window the axial sprite sheet and the coronal / sagittal
+    mid-planes (superior up) as ``codec`` images (see the module docstring)."""
+    if codec not in CODECS:
+        raise ConfigError(f"study: codec {codec!r}: expected one of {', '.join(CODECS)}")
+    if not 1 <= int(quality) <= 100:
+        raise ConfigError(f"study: quality {quality}: expected 1..100")
     a, sp = display_volume(array, spacing, size=size, slices=slices)
-    data = {name: base64.b64encode(zlib.compress(window_uint8(a, w, l).tobytes(), 9)).decode("ascii")
-            for name, w, l in WINDOWS}
-    return EncodedItem(item_id, tuple(int(n) for n in a.shape), tuple(round(s, 4) for s in sp), data)  # type: ignore[arg-type]
+    nz, ny, nx = a.shape
+    cols, th, tw = sprite_layout(nz, ny, nx)
+    rows = math.ceil(nz / cols)
+    data: dict[str, dict[str, str]] = {}
+    for name, w, l in WINDOWS:
+        g = window_uint8(a, w, l)
+        sheet = np.zeros((rows * th, cols * tw), dtype=np.uint8)
+        for z in range(nz):
+            r, c = divmod(z, cols)
+            tile = np.pad(g[z], ((0, th - ny), (0, tw - nx)), mode="edge")  # edge pixels: no false block edge
+            sheet[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = tile
+        data[name] = {"axial": _image(sheet, codec, quality),
+                      "coronal": _image(g[::-1, ny // 2, :], codec, quality),
+                      "sagittal": _image(g[::-1, :, nx // 2], codec, quality)}
+    spacing_out = tuple(round(s, 4) for s in sp)
+    return EncodedItem(item_id, (int(nz), int(ny), int(nx)), spacing_out, data,  # type: ignore[arg-type]
+                       CODECS[codec][0], (cols, th, tw))
 
 
 def _read(src: Source) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -303,11 +390,15 @@ class StudyFiles:
 
 
 def make_study(out: str | Path, plan: StudyPlan, *, size: int = DEFAULT_SIZE, slices: int = DEFAULT_SLICES,
-               force: bool = False, progress: Any = None) -> StudyFiles:
+               force: bool = False, progress: Any = None, codec: str = DEFAULT_CODEC,
+               quality: int = DEFAULT_QUALITY) -> StudyFiles:
     """Write ``key.json``, one packet per rater and ``study.json`` into ``out`` (see the module
-    docstring). An existing key is never overwritten unless ``force`` (packets may be out already)."""
+    docstring). An existing key is never overwritten unless ``force`` (packets may be out already).
+    ``codec`` / ``quality``: how the pixels are encoded ("webp" lossy, "png" lossless)."""
     from .viewer_html import render_packet
 
+    if codec not in CODECS:
+        raise ConfigError(f"study: codec {codec!r}: expected one of {', '.join(CODECS)}")
     if size < 16 or slices < 2:
         raise ConfigError(f"study: --size {size} / --slices {slices}: expected size >= 16 and slices >= 2")
     d = Path(out)
@@ -319,7 +410,7 @@ def make_study(out: str | Path, plan: StudyPlan, *, size: int = DEFAULT_SIZE, sl
     encoded: dict[str, EncodedItem] = {}
     for i, (iid, src) in enumerate(plan.items.items()):
         arr, sp = _read(src)
-        encoded[iid] = encode_item(iid, arr, sp, size=size, slices=slices)
+        encoded[iid] = encode_item(iid, arr, sp, size=size, slices=slices, codec=codec, quality=quality)
         if progress is not None:
             progress(i + 1, len(plan.items))
     atomic_write_bytes(d / "key.json", kb)
@@ -333,7 +424,10 @@ def make_study(out: str | Path, plan: StudyPlan, *, size: int = DEFAULT_SIZE, sl
         info[rater] = {"file": f"packets/{rater}.html", "sha256": sha256_hex(html), "bytes": len(html)}
     study = {"format": STUDY_FORMAT, "key_sha256": sha, "raters": list(plan.orders), "packets": info,
              "n_items": len(plan.items), "n_real": sum(s.is_real for s in plan.items.values()),
-             "criteria": [c.id for c in plan.criteria], "display": {"size": size, "slices": slices,
-                                                                   "windows": [list(w) for w in WINDOWS]}}
+             "criteria": [c.id for c in plan.criteria],
+             "display": {"size": size, "slices": slices, "windows": [list(w) for w in WINDOWS], "codec": codec,
+                         "quality": int(quality) if codec == "webp" else None,
+                         "bytes_per_item": round(sum(v["bytes"] for v in info.values())
+                                                 / max(len(info), 1) / max(len(plan.items), 1))}}
     atomic_write_bytes(d / "study.json", (json.dumps(study, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     return StudyFiles(d, d / "key.json", sha, packets, len(plan.items), study["n_real"])
