@@ -66,6 +66,10 @@ class ColumnStyle:
     #: the best value is the one closest to the GT row's (|method - GT|), not the largest / smallest:
     #: for scores a smoothed copy can push past the real data (consistency-type VBench dimensions)
     closest_to_reference: bool = False
+    #: the values this column can take, ``(lo, hi)`` in its own unit (None on a side = unbounded; None =
+    #: not declared): e.g. FID (0, None), PRDC precision (0, 1), Dice (0, 1), ICC (-1, 1). Reports never
+    #: print a value or an interval end outside it (intervals are clipped, with a note)
+    value_range: tuple[float | None, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,24 +96,31 @@ class MetricInfo(ColumnStyle):
         return {"higher_is_better": self.higher_is_better, "table": self.table, "kind": self.kind,
                 "protocol": self.protocol, "spec": self.spec, "label": self.label, "unit": self.unit,
                 "digits": self.digits, "rank": self.rank, "hidden": self.hidden, "tolerance": self.tolerance,
-                "closest_to_reference": self.closest_to_reference, "legend": [list(p) for p in self.legend]}
+                "closest_to_reference": self.closest_to_reference, "legend": [list(p) for p in self.legend],
+                "value_range": None if self.value_range is None else list(self.value_range)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetricInfo":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if "legend" in known:
             known["legend"] = tuple((str(p), str(m)) for p, m in known["legend"] or ())
+        if known.get("value_range") is not None:
+            lo, hi = known["value_range"]
+            known["value_range"] = (None if lo is None else float(lo), None if hi is None else float(hi))
         return cls(**known)
 
 
 #: columns every run may carry that no metric plug-in declares
 PROFILE_METRICS: dict[str, MetricInfo] = {
     "fps": MetricInfo(True, table="table1", kind="profile", spec="profile",
-                      protocol="trace-bench profile: slices per second at volume level", label="FPS", digits=2, rank=90, tolerance={"rel": 0.10}),
+                      protocol="trace-bench profile: slices per second at volume level", label="FPS", digits=2, rank=90, tolerance={"rel": 0.10},
+                      value_range=(0.0, None)),
     "vram": MetricInfo(False, table="table1", kind="profile", spec="profile",
-                       protocol="trace-bench profile: peak inference memory, bytes", label="Train/Infer VRAM", unit="bytes", rank=91, tolerance={"rel": 0.10}),
+                       protocol="trace-bench profile: peak inference memory, bytes", label="Train/Infer VRAM", unit="bytes", rank=91,
+                       tolerance={"rel": 0.10}, value_range=(0.0, None)),
     "vram_train": MetricInfo(False, table="table1", kind="profile", spec="profile",
-                             protocol="trace-bench profile: peak training memory, bytes", label="Train VRAM", unit="bytes", rank=92, tolerance={"rel": 0.10}),
+                             protocol="trace-bench profile: peak training memory, bytes", label="Train VRAM", unit="bytes", rank=92,
+                             tolerance={"rel": 0.10}, value_range=(0.0, None)),
 }
 
 
