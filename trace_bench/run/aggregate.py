@@ -221,6 +221,7 @@ def set_level_rows(rows: Rows, metric: Any, m: str, gen: dict[str, Any], ref: di
     if m != GT:  # GT_{metric}.npz holds the whole reference set (reference_stats), not a half
         atomic_write_npz(stats_dir / f"{safe_name(m)}_{name}.npz", metric.export_stats(g_state))
     info_n = metric.sample_info(g_state)
+    why = metric.value_notes(g_state, r_state, ctx)  # column -> why it is NaN (e.g. too few volumes)
     g_groups = jackknife_groups(sorted(gen), cfg.jackknife_groups, cfg.seed)
     r_groups = jackknife_groups(sorted(ref), cfg.jackknife_groups, cfg.seed) if ref else []
     memo: dict[tuple, dict[str, float]] = {}  # every column from one recomputation per leave-out
@@ -236,7 +237,7 @@ def set_level_rows(rows: Rows, metric: Any, m: str, gen: dict[str, Any], ref: di
         def recompute(gi: tuple[str, ...], ri: tuple[str, ...], _col=col) -> float:
             return leave_out(gi, ri)[_col]
         lo, hi, ok, tried = two_sample_jackknife_ci(float(v), g_groups, r_groups, recompute, confidence=cfg.confidence)
-        notes = [x for x in (floor, small_n_note(min(len(g_groups), len(r_groups) if ref else len(g_groups))),
+        notes = [x for x in (floor, why.get(col, ""), small_n_note(min(len(g_groups), len(r_groups) if ref else len(g_groups))),
                              sample_note(info_n), f"{tried - ok} of {tried} leave-out evaluations failed"
                              if ok < tried else "") if x]
         rows.per_case.append((m, ALL_CASES, col, float(v), protocol))
