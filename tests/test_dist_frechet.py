@@ -90,9 +90,18 @@ def test_export_stats_roundtrip_and_errors():
     np.testing.assert_allclose(st["mu"], x.mean(0), rtol=1e-12)
     np.testing.assert_allclose(st["sigma"], np.cov(x, rowvar=False), rtol=1e-10, atol=1e-12)
     assert int(st["n"]) == 30
-    # saved stats can be merged again
-    again = frechet.merge_states([{"sum": st["sum"], "outer": st["outer"], "n": st["n"]}])
-    assert again["n"] == 30
+    # saved stats can be merged again (30 rows > d = 5: mean and covariance are stored, the sums derived)
+    assert set(st) == {"mu", "sigma", "n", "ddof"}
+    mu, sigma, n, state = frechet.load_stats(st)
+    assert n == 30 and frechet.merge_states([state])["n"] == 30
+    np.testing.assert_allclose(state["outer"], x.T.astype(np.float64) @ x, rtol=1e-12)
+    # n <= d: the rows themselves (float32 as given), the covariance exact
+    x32 = x[:4].astype(np.float32)
+    few = frechet.export_stats(frechet.features_state(x32))
+    assert set(few) == {"features", "mu", "n", "ddof"} and few["features"].dtype == np.float32
+    np.testing.assert_allclose(frechet.load_stats(few)[1], np.cov(x32.astype(np.float64), rowvar=False), rtol=1e-12)
+    # rows that float32 cannot hold stay float64 (nothing rounded)
+    assert frechet.features_state(x[:4])["features"].dtype == np.float64
     with pytest.raises(ValueError, match="more than 1"):
         frechet.mean_cov(frechet.features_state(x[:1]))
     with pytest.raises(ValueError, match="dimension"):

@@ -62,7 +62,7 @@ def i3d_script(i3d_file):
 
 def test_fvd_end_to_end_with_torchscript_file(i3d_script, tmp_path):
     spec = METRICS.get("fvd")()
-    assert spec.columns == {"fvd": False} and spec.kind == "distribution" and spec.table == "table2"
+    assert spec.columns == {"fvd": False, "fvd_inf": False} and spec.kind == "distribution" and spec.table == "table2"
     ctx = RunContext(weights={"i3d-torchscript": str(i3d_script)}, cache_dir=str(tmp_path), seed=3)
     states = {}
     for cid, seed in (("a", 0), ("b", 1), ("c", 2)):

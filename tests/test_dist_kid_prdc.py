@@ -97,6 +97,27 @@ def test_prdc_matches_prdc_package(capsys):
     capsys.readouterr()  # compute_prdc prints the set sizes
 
 
+def test_prdc_equals_prdc_package_on_duplicated_rows(capsys):
+    """A memorising generator: its set holds exact copies of reference vectors (each of 12 reference vectors
+    six times), so the k-NN radii are distances between identical rows and the comparisons are ties decided
+    by float rounding. The distances are computed as the package computes them (sklearn, float32, for radii
+    and comparisons alike), so the four values are the package's exactly. The earlier exact-distance code
+    differed on such sets (measured on 20 random ones in both roles: 25 of 40 comparisons, by up to 0.37, e.g.
+    recall 0 instead of 0.37 at d = 2048)."""
+    from prdc import compute_prdc
+
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        d = (64, 512, 2048)[seed % 3]
+        real = (np.abs(rng.normal(size=(30, d))) * rng.uniform(0.2, 2) + rng.uniform(0, 5)).astype(np.float32)
+        fake = np.repeat(real[:12], 6, axis=0)
+        for r, f in ((real, fake), (fake, real), (real, np.concatenate([real, fake[:7]]))):
+            want = compute_prdc(real_features=r, fake_features=f, nearest_k=5)
+            got = prdc_from_features(r, f, 5)
+            assert got == {c: float(want[c]) for c in ("precision", "recall", "density", "coverage")}, (seed, d)
+    capsys.readouterr()
+
+
 def test_prdc_definitions_on_tiny_data():
     real = np.array([[0.0], [1.0], [2.0], [10.0]])
     fake = np.array([[0.5], [20.0], [9.0]])
@@ -109,7 +130,7 @@ def test_prdc_definitions_on_tiny_data():
     assert res["recall"] == 1.0
     # nearest fake of 0 (0.5 < 1), of 1 (0.5 < 1), of 2 (1.5 >= 1: no), of 10 (1 < 8)
     assert res["coverage"] == pytest.approx(3 / 4)
-    d = euclidean_distances(real, real, same=True)
+    d = euclidean_distances(real)
     assert np.all(np.diag(d) == 0.0) and d[0, 3] == 10.0
     with pytest.raises(ValueError, match="more than 5 samples"):
         prdc_from_features(real, fake, 5)
@@ -138,7 +159,12 @@ def test_declarations_and_options():
     kid_id = METRICS.get("kid")({"slices": 4, "subsets": 10}).protocol_id(ctx)
     assert kid_id.startswith(fid_id.rsplit("|ddof", 1)[0]) and "subsets=10" in kid_id and "seed3" in kid_id
     assert "clips16:nonoverlap:offset-seed3" in METRICS.get("prdc_i3d")().protocol_id(ctx)
-    assert "prdc:k=5" in METRICS.get("prdc_clip")().protocol_id(ctx)
+    assert "prdc-v2:k=5" in METRICS.get("prdc_clip")().protocol_id(ctx)
+    # slice / clip spaces: same-volume pairs left out by default, the all-pairs form under its own id
+    assert METRICS.get("kid")().opts["pairs"] == "cross-volume" and "pairs" not in METRICS.get("kid_astra")().opts
+    assert "|kid-v2:poly3-cross-volume:" in kid_id
+    assert "|kid:poly3-all-pairs:" in METRICS.get("kid")({"pairs": "all"}).protocol_id(ctx)
+    assert "|kid:poly3-unbiased:" in METRICS.get("kid_astra")().protocol_id(ctx)
 
 
 # ============================================================================= end to end: Inception
@@ -153,7 +179,7 @@ def volumes():
 def test_kid_prdc_inception_share_fid_features(volumes, tmp_path):
     ctx = RunContext(cache_dir=str(tmp_path / "features"), batch_size=8)
     fid = METRICS.get("fid")({"slices": 4})
-    kid = METRICS.get("kid")({"slices": 4})
+    kid = METRICS.get("kid")({"slices": 4, "pairs": "all"})
     prdc = METRICS.get("prdc")({"slices": 4, "nearest_k": 2})
     f1 = fid.case_state(CaseData("ref", "lung1", volumes[0]), ctx)["features"]
     f2 = fid.case_state(CaseData("gen", "lung2", volumes[1]), ctx)["features"]
@@ -173,7 +199,7 @@ def test_kid_prdc_inception_share_fid_features(volumes, tmp_path):
 
     # KID: a set against itself ~0: for X = Y the unbiased estimate is exactly
     # (2 / m) (mean off-diagonal kernel - mean diagonal kernel), O(1/m) and slightly negative
-    assert kid.sample_info(kid.merge([s1, s2])) == {"samples": 8, "dim": 2048}
+    assert kid.sample_info(kid.merge([s1, s2])) == {"samples": 8, "volumes": 2}
     both = kid.merge([s1, s2])
     self_kid = kid.compute(both, both, ctx)
     kxx = poly_kernel(both["features"], both["features"])
@@ -200,7 +226,7 @@ def test_kid_prdc_inception_share_fid_features(volumes, tmp_path):
     r = prdc.compute(prdc.merge([p2, p1]), prdc.merge([p1, p1]), ctx)
     assert r == prdc.compute(pb, prdc.merge([p1, p1]), ctx)
     assert all(0.0 <= r[f"prdc_{c}"] <= 1.0 for c in ("precision", "recall", "coverage"))
-    assert set(prdc.export_stats(pb)) == {"n", "dim"} and int(prdc.export_stats(pb)["n"]) == 8
+    assert set(prdc.export_stats(pb)) == {"n", "dim", "volumes"} and int(prdc.export_stats(pb)["n"]) == 8
 
 
 def test_streaming_api(volumes, tmp_path):
@@ -210,14 +236,20 @@ def test_streaming_api(volumes, tmp_path):
     ref.update(CaseData("gt", "lung1", volumes[0]), ctx)
     other = METRICS.get("kid")({"slices": 4})
     other.update(CaseData("m", "lung1", volumes[0]), ctx)
+    # one reference volume: no cross-volume pair to estimate its within-set mean from -> NaN, with the reason
     res = gen.merge_state(other).compute_result(ctx, reference=ref)
-    assert gen.n_cases == 2 and np.isfinite(res["kid"])
+    assert gen.n_cases == 2 and np.isnan(res["kid"]) and np.isnan(res["kid_std"])
+    assert "at least 2 volumes per set" in gen.value_notes(gen.state(), ref.state(), ctx)["kid"]
+    ref.update(CaseData("gt", "lung2", volumes[1]), ctx)
+    res = gen.compute_result(ctx, reference=ref)
+    assert np.isfinite(res["kid"]) and gen.value_notes(gen.state(), ref.state(), ctx) == {}
 
 
 # ============================================================================= end to end: I3D, CLIP
 def test_kid_prdc_i3d_share_fvd_features(i3d_script, tmp_path):
     ctx = RunContext(weights={"i3d-torchscript": str(i3d_script)}, cache_dir=str(tmp_path), seed=3)
-    fvd, kid, prdc = METRICS.get("fvd")(), METRICS.get("kid_i3d")(), METRICS.get("prdc_i3d")({"nearest_k": 3})
+    fvd, kid = METRICS.get("fvd")(), METRICS.get("kid_i3d")({"pairs": "all"})
+    prdc = METRICS.get("prdc_i3d")({"nearest_k": 3})
     vols = {c: ct_crop_volume(s, z=70) for c, s in (("a", 0), ("b", 1), ("c", 2), ("d", 3))}  # 70 slices -> 4 clips
     fv = {c: fvd.case_state(CaseData("m", c, v, protocol=SMALL), ctx)["features"] for c, v in vols.items()}
     ks = {c: kid.case_state(CaseData("m", c, v, protocol=SMALL), ctx) for c, v in vols.items()}
@@ -264,8 +296,8 @@ def test_kid_prdc_clip_image_features(clip_file, tmp_path):
     assert ks[0]["features"].shape == (4, 32)
     np.testing.assert_allclose(ks[0]["features"], want, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(ps[0]["features"], ks[0]["features"])
-    g, r = kid.merge(ks[:2]), kid.merge(ks[2:])
+    g, r = kid.merge(ks[:2]), kid.merge(ks[1:])
     v = kid.compute(g, r, ctx)["kid_clip"]
-    assert np.isfinite(v) and kid.compute(kid.merge(ks[1::-1]), r, ctx)["kid_clip"] == v
+    assert np.isfinite(v) and kid.compute(kid.merge(ks[1::-1]), kid.merge(ks[:0:-1]), ctx)["kid_clip"] == v
     same = prdc.compute(prdc.merge(ps), prdc.merge(ps[::-1]), ctx)
     assert same["prdc_clip_precision"] == same["prdc_clip_recall"] == same["prdc_clip_coverage"] == 1.0

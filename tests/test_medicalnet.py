@@ -440,7 +440,8 @@ def test_protocol_ids():
     fd = FDMedicalNet()
     pid = fd.protocol_id(ctx)
     assert pid == ("medicalnet-resnet50:medicalnet-resnet50:shortcutB:dil1,1,2,4:gap2048|hagan:zyx:hu-1024,600->-1,1:"
-                   "trim-blank-axial:skimage0.19-resize256:linear-aa-cval-1:f32|fd:ddof=1")
+                   "trim-blank-axial:skimage0.19-resize256:linear-aa-cval-1:f32|fd:ddof=1|"
+                   "inf:chong-forsyth:volumes-both:points=8:min0.5:seed0")
     others = {FDMedicalNet({"size": 128}).protocol_id(ctx),
               FDMedicalNet({"weights": "medicalnet-resnet50-3dseg8"}).protocol_id(ctx),
               KIDMedicalNet().protocol_id(ctx), PRDCMedicalNet().protocol_id(ctx)}
@@ -517,7 +518,7 @@ def test_set_metrics_through_the_api_match_functional_twins(tmp_path):
     assert k["kid_medicalnet"] == pytest.approx(kid_from_features(g, r)[0], rel=1e-12)
     p = PRDCMedicalNet().compute(states[PRDCMedicalNet]["gen"], states[PRDCMedicalNet]["ref"], ctx)
     assert p == {f"prdc_medicalnet_{c}": v for c, v in prdc_from_features(r, g, 5).items()}
-    assert FDMedicalNet().sample_info(states[FDMedicalNet]["gen"]) == {"samples": 7, "dim": 2048}
+    assert FDMedicalNet().sample_info(states[FDMedicalNet]["gen"]) == {"samples": 7, "dim": 2048, "volumes": 7}
 
 
 def test_missing_weights_listed_not_computed_in_a_run(tmp_path, monkeypatch):

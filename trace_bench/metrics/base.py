@@ -51,6 +51,13 @@ Part = tuple[str, str]
 #: declares is exactly what ``metrics.json`` records
 Output = ColumnStyle
 
+#: declared ranges (``Output.value_range`` / ``estimate_range``), named once
+Range = tuple[float | None, float | None]
+NONNEGATIVE: Range = (0.0, None)  # distances, MMD^2, counts, mm
+UNIT_INTERVAL: Range = (0.0, 1.0)  # fractions: overlap, PRDC precision / recall / coverage, VBench scores
+COSINE: Range = (-1.0, 1.0)  # a cosine similarity
+ANY_REAL: Range = (None, None)  # an estimator that can take any value (an MMD^2 U-statistic, an extrapolation)
+
 
 @dataclass(frozen=True)
 class Option:
@@ -145,7 +152,8 @@ class CaseData:
     """One volume to score, plus what a metric may need about its case.
 
     Expensive views (``frames``) are computed once on first use and shared by every metric.
-    ``shared`` is a scratch dict for intermediates several metrics reuse (e.g. label maps).
+    ``shared`` is a scratch dict for intermediates several metrics reuse (e.g. label maps);
+    ``warnings`` collects what metrics noticed about the volume (:meth:`warn`).
     """
 
     method: str
@@ -158,6 +166,14 @@ class CaseData:
     reference_mask: Volume | None = None
     device: str = "cpu"
     shared: dict[str, Any] = field(default_factory=dict)
+    #: ``"stage: text"`` warnings metrics raise about this volume while scoring it (:meth:`warn`); the run
+    #: records those a metric added with that metric's result, so they reach ``warnings.csv`` and the report
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, stage: str, text: str) -> None:
+        """Record a one-line warning about this volume (e.g. stage ``body-region``: a chest protocol on a
+        head CT); a metric calls it for every result it writes, even when its features came from a cache."""
+        self.warnings.append(f"{stage}: {' '.join(str(text).split())}")
 
     @cached_property
     def frames(self) -> np.ndarray:
@@ -301,6 +317,12 @@ class Metric:
 
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         raise TypeError(f"{self.name} is not a distribution metric")
+
+    def value_notes(self, generated: State, reference: State, ctx: RunContext) -> dict[str, str]:
+        """Distribution metrics: why a column of :meth:`compute` is NaN for these merged states (column ->
+        one-line reason, e.g. "needs at least 10 volumes per set"); the run writes it into the row's
+        ``note``. Cheap: no value is computed. Default: none."""
+        return {}
 
     def export_stats(self, state: State) -> dict[str, np.ndarray]:
         """Arrays saved as ``stats/{method}_{metric}.npz`` (e.g. ``mu``, ``sigma``, ``n``)."""

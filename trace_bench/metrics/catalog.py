@@ -59,7 +59,8 @@ CATALOG: tuple[Row, ...] = (
     Row("fvd", I3D_CLIPS, FD(0, "ddof=0"), Display("FVD (I3D)", 2, 1, FVD_TOL), "trace_bench.metrics.fvd.FVD",
         "Frechet Video Distance of 16-slice clips, I3D Kinetics-400 features (StyleGAN-V protocol)"),
     Row("kid", INCEPTION_SLICES, KID(), Display("KID", 2.5), "trace_bench.metrics.kid.KID",
-        "Kernel Inception Distance (unbiased MMD^2, cubic kernel) of axial-slice Inception features (as fid)"),
+        "Kernel Inception Distance (MMD^2 over pairs of different volumes, cubic kernel) of axial-slice Inception "
+        "features (as fid)"),
     Row("kid_i3d", I3D_CLIPS, KID(), Display("KID (I3D)", 2.52), "trace_bench.metrics.kid.KIDI3D"),
     Row("kid_clip", CLIP_SLICES, KID(), Display("KID (CLIP)", 2.54), "trace_bench.metrics.kid.KIDClip"),
     Row("prdc", INCEPTION_SLICES, PRDC(), Display("PRDC", 2.7), "trace_bench.metrics.prdc.PRDC"),
@@ -113,7 +114,7 @@ class SpaceMetric(Metric):
             self.net.get(w, ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:
-        return [*self.space.parts(self.opts, ctx), self.statistic.part(self.opts, ctx)]
+        return [*self.space.parts(self.opts, ctx), *self.statistic.parts(self.opts, ctx)]
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
         return self.statistic.case_state(self.space.features(self.net, data, ctx, self.opts), data.case_id)
@@ -123,6 +124,9 @@ class SpaceMetric(Metric):
 
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         return self.statistic.compute(self.name, generated, reference, self.opts, ctx)
+
+    def value_notes(self, generated: State, reference: State, ctx: RunContext) -> dict[str, str]:
+        return self.statistic.value_notes(self.name, generated, reference, self.opts)
 
     def export_stats(self, state: State) -> dict[str, np.ndarray]:
         return self.statistic.export_stats(state)
@@ -140,7 +144,7 @@ def metric_class(row: Row) -> type[SpaceMetric]:
         "__doc__": f"``{row.name}``: {description} (catalogue row, :mod:`trace_bench.metrics.catalog`).",
         "name": row.name, "space": row.space, "statistic": row.statistic,
         "outputs": row.statistic.outputs(row.name, row.show),
-        "options": row.space.options + row.statistic.options,
+        "options": row.space.options + row.statistic.options_for(row.space.one_per_volume),
         "weights": row.space.default_weights,
         "description": description,
         "in_default_set": row.space.in_default_set if row.in_default_set is None else row.in_default_set,

@@ -37,7 +37,8 @@ def clip_score_from_features(image_features: torch.Tensor, text_features: torch.
 class ClipScore(Metric):
     name = "clip_score"
     kind = "case"
-    outputs = {"clip_score": Output(True, "CLIP", digits=2, rank=3, tolerance={"abs": 0.5})}
+    #: max(mean 100 cos, 0): in [0, 100]
+    outputs = {"clip_score": Output(True, "CLIP", digits=2, rank=3, tolerance={"abs": 0.5}, value_range=(0.0, 100.0))}
     table = "table2"
     needs_prompt = True
     weights = ("clip-vit-b32",)

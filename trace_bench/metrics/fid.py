@@ -14,8 +14,9 @@ distribution metric, Table 2, lower is better):
   generated volume against every slice of every reference volume.
 
 ``fid_2p5d`` (this module; MAISI-style 2.5D FID, after Project-MONAI/tutorials
-``generation/maisi/scripts/compute_fid_2-5d_ct.py``): the volume is resampled (trilinear) to
-isotropic ``fid_2p5d.spacing`` mm (default 1.5), padded with -1000 HU to a cube, and sliced along
+``generation/maisi/scripts/compute_fid_2-5d_ct.py``): the volume is resampled (trilinear, MONAI
+``Spacingd``'s grid and shape, v2) to isotropic ``fid_2p5d.spacing`` mm (default 1.5), padded with
+-1000 HU to a cube, and sliced along
 the three axes (axial, coronal, sagittal; every ``fid_2p5d.every_k``-th slice, default 2); each
 plane's slices go through the same frame protocol and Inception; FID per plane, columns
 ``fid_2p5d_axial``, ``fid_2p5d_coronal``, ``fid_2p5d_sagittal`` and their mean ``fid_2p5d``.
@@ -32,28 +33,30 @@ from __future__ import annotations
 from typing import Iterable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from ..networks.resample import resample_spacing
 from ..protocol import hu_to_frames
 from ..volume import Volume
+from . import frechet
 from .backbone import Backbone
-from .base import CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
+from .base import NONNEGATIVE, CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
 from .catalog import FID_TOL
 from .spaces import (INCEPTION_SLICES, INCEPTION_WEIGHTS, INCEPTION_WEIGHTS_OPTION, cache_option, frame_part,
                      inception_features)
 from .statistic import FD
 
 PLANES = ("axial", "coronal", "sagittal")
-#: the statistic of each plane (``ddof=1``, the spelling fid_2p5d's protocol id has always had)
+#: the statistic of each plane (``ddof=1``, the spelling fid_2p5d's protocol id has always had); its part
+#: names the formula, :mod:`.frechet` computes it (no extrapolated column per plane)
 PLANE_FD = FD(1, "ddof=1")
 
 
 def isotropic_cube(volume: Volume, spacing: float, pad_value: float = -1000.0) -> np.ndarray:
-    """Trilinear resample of the (z, y, x) HU array to isotropic ``spacing`` mm, padded to a cube."""
-    a = torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))
-    shape = [max(1, int(round(n * s / spacing))) for n, s in zip(a.shape, volume.spacing)]
-    r = F.interpolate(a[None, None], size=shape, mode="trilinear", align_corners=False)[0, 0].numpy()
+    """Trilinear resample of the (z, y, x) HU array to isotropic ``spacing`` mm on MONAI ``Spacingd``'s grid
+    and output shape (:func:`trace_bench.networks.resample.resample_spacing`, as MAISI's script resamples;
+    v1 used ``round(n * old / new)`` voxels of ``F.interpolate(align_corners=False)``), padded to a cube."""
+    r = resample_spacing(volume.array, tuple(float(s) for s in volume.spacing), (float(spacing),) * 3)
+    shape = r.shape
     m = max(shape)
     out = np.full((m, m, m), pad_value, np.float32)
     o = [(m - n) // 2 for n in shape]
@@ -72,10 +75,9 @@ class FID2p5D(Metric):
     kind = "distribution"
     table = "table2"
     weights = INCEPTION_SLICES.default_weights
-    outputs = {"fid_2p5d": Output(False, "FID 2.5D", digits=1, rank=1, tolerance=FID_TOL),
-               "fid_2p5d_axial": Output(False, "FID 2.5D axial", digits=1, rank=1.1, tolerance=FID_TOL),
-               "fid_2p5d_coronal": Output(False, "FID 2.5D coronal", digits=1, rank=1.2, tolerance=FID_TOL),
-               "fid_2p5d_sagittal": Output(False, "FID 2.5D sagittal", digits=1, rank=1.3, tolerance=FID_TOL)}
+    outputs = {"fid_2p5d": Output(False, "FID 2.5D", digits=1, rank=1, tolerance=FID_TOL, value_range=NONNEGATIVE),
+               **{f"fid_2p5d_{p}": Output(False, f"FID 2.5D {p}", digits=1, rank=r, tolerance=FID_TOL,
+                                          value_range=NONNEGATIVE) for p, r in zip(PLANES, (1.1, 1.2, 1.3))}}
     options = (INCEPTION_WEIGHTS_OPTION,
                Option("spacing", 1.5, "isotropic resampling spacing in mm before slicing", type=float,
                       minimum=0.1, maximum=20.0, in_protocol_id=False),
@@ -106,8 +108,9 @@ class FID2p5D(Metric):
         return [frame_part(ctx),
                 (w, f"Inception-v3 pool features (2048-d per slice, preprocessed as fid's), weights {w} "
                     f"({INCEPTION_WEIGHTS[w]})"),
-                (f"2.5d:iso{sp:g}mm:pad-1000:every{k}",
-                 f"2.5D: the volume resampled (trilinear) to {sp:g} mm isotropic, padded with -1000 HU to a cube, "
+                (f"2.5d-v2:iso{sp:g}mm-monai-grid:pad-1000:every{k}",
+                 f"2.5D (v2): the volume resampled (trilinear) to {sp:g} mm isotropic on MONAI Spacingd's grid and "
+                 "output shape, padded with -1000 HU to a cube, "
                  f"every {k}th slice of the axial, coronal and sagittal planes through the frame protocol; one FD "
                  "per plane and their mean"),
                 PLANE_FD.part(self.opts, ctx)]
@@ -124,34 +127,34 @@ class FID2p5D(Metric):
 
         out: State = {}
         for axis, plane in enumerate(PLANES):
-            f = inception_features(self.net, data, ctx, self.opts["weights"], f"2.5d:{plane}:iso{sp:g}:every{k}",
+            f = inception_features(self.net, data, ctx, self.opts["weights"], f"2.5d-v2:{plane}:iso{sp:g}:every{k}",
                                    lambda a=axis: plane_frames(a), self.opts["feature_cache"])
-            out[f"{plane}:features"] = PLANE_FD.case_state(f, data.case_id)["features"]
+            out[f"{plane}:features"] = frechet.features_state(f)["features"]
         return out
 
     def merge(self, states: Iterable[State]) -> State:
         states = list(states)
         out: State = {}
         for plane in PLANES:
-            m = PLANE_FD.merge([plane_state(s, plane) for s in states])
+            m = frechet.merge_states([plane_state(s, plane) for s in states])
             out.update({f"{plane}:{k}": v for k, v in m.items()})
         return out
 
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         res: dict[str, float] = {}
         for plane in PLANES:
-            res.update(PLANE_FD.compute(f"fid_2p5d_{plane}", plane_state(generated, plane),
-                                        plane_state(reference, plane), self.opts, ctx))
+            res[f"fid_2p5d_{plane}"] = frechet.frechet_distance_from_states(
+                plane_state(generated, plane), plane_state(reference, plane), ddof=PLANE_FD.ddof)
         res["fid_2p5d"] = float(np.mean([res[f"fid_2p5d_{p}"] for p in PLANES]))
         return res
 
     def sample_info(self, state: State) -> dict[str, int]:
         """Feature vectors (slices) of the smallest plane, and their dimension."""
-        infos = [i for i in (PLANE_FD.sample_info(plane_state(state, p)) for p in PLANES) if i]
+        infos = [i for i in (frechet.sample_info(plane_state(state, p)) for p in PLANES) if i]
         return min(infos, key=lambda i: i["samples"]) if infos else {}
 
     def export_stats(self, state: State) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for plane in PLANES:
-            out.update({f"{plane}_{k}": v for k, v in PLANE_FD.export_stats(plane_state(state, plane)).items()})
+            out.update({f"{plane}_{k}": v for k, v in frechet.export_stats(plane_state(state, plane), PLANE_FD.ddof).items()})
         return out

@@ -64,7 +64,7 @@ import torch
 from ..volume import Volume
 from . import frechet
 from .backbone import Backbone
-from .base import CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
+from .base import NONNEGATIVE, CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
 from .catalog import FID_TOL
 from .fid import plane_state
 from .spaces import cache_option, shared_cached_features
@@ -330,11 +330,11 @@ class PresetFID2p5D(Metric):
 
 
 def _outputs(preset: Preset2p5D, label: str, rank: float) -> dict[str, Output]:
-    out = {preset.mean_column: Output(False, label, digits=3, rank=rank, tolerance=FID_TOL)}
+    out = {preset.mean_column: Output(False, label, digits=3, rank=rank, tolerance=FID_TOL, value_range=NONNEGATIVE)}
     for i, p in enumerate(PLANES, start=1):
         col = preset.columns[p]
         out[col] = Output(False, f"{label} {col.rsplit('_', 1)[1].upper()}", digits=3, rank=rank + 0.01 * i,
-                          tolerance=FID_TOL)
+                          tolerance=FID_TOL, value_range=NONNEGATIVE)
     return out
 
 

@@ -39,8 +39,8 @@ the GT row is the split-half floor):
 * ``fd_ctnet``: one Frechet distance between ALL generated and ALL reference feature vectors
   (:mod:`.frechet`, covariance ``n - 1``; exact low-rank formula while n <= 96). Not VLM3D's number; the
   statistically meaningful version once there are well over 96 volumes per set;
-* ``kid_ctnet`` / ``kid_ctnet_std``: :func:`.kid.kid_from_features` (cubic kernel, unbiased MMD^2), the
-  better choice for tens of volumes;
+* ``kid_ctnet`` / ``kid_ctnet_std``: :func:`.kid.kid_from_features` (cubic kernel; one vector per volume,
+  so the U-statistic is unbiased), the better choice for tens of volumes;
 * ``prdc_ctnet_{precision,recall,density,coverage}``: :func:`.prdc.prdc_from_features`, k = 5.
 
 Features are cached on disk by volume content hash + :data:`~trace_bench.networks.ctnet.PREPROCESS_ID`
@@ -59,7 +59,7 @@ import numpy as np
 
 from . import frechet
 from .backbone import Backbone
-from .base import CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
+from .base import NONNEGATIVE, CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
 from .catalog import FD_TOL
 from .spaces import CTNET_VOLUMES
 
@@ -114,8 +114,10 @@ class FVDCTNet(Metric):
     weights = (CTNET,)
     #: ~30 s per volume on one CPU core: a GPU metric in practice, so not in ``--metrics available``
     in_default_set = False
-    outputs = {"fvd_ctnet": Output(False, "FVD (CT-Net, VLM3D)", digits=3, rank=4.5, tolerance=FD_TOL),
-               "fvd_ctnet_chunks": Output(None, "FVD (CT-Net) chunks", digits=0, rank=4.501, hidden=True)}
+    outputs = {"fvd_ctnet": Output(False, "FVD (CT-Net, VLM3D)", digits=3, rank=4.5, tolerance=FD_TOL,
+                                   value_range=NONNEGATIVE),
+               "fvd_ctnet_chunks": Output(None, "FVD (CT-Net) chunks", digits=0, rank=4.501, hidden=True,
+                                          value_range=NONNEGATIVE)}
     options = (Option("chunk", VLM3D_CHUNK, "(generated, reference) pairs per Frechet distance, averaged over the "
                       "chunks (VLM3D evaluate_fvd.py: 4)", type=int, minimum=2, maximum=1_000_000,
                       in_protocol_id=False),

@@ -15,10 +15,15 @@ own set (the (k+1)-th smallest distance, the point itself counted), ``k`` = opti
     coverage  = 1/n  sum_i  1[ min_j D(y_i, x_j) < r(y_i) ]
 
 Density is not bounded by 1 (about 1 when the two sets come from one distribution). Distances are
-exact (no approximate search), float64: ``|a|^2 + |b|^2 - 2 a.b`` by BLAS, with the entries that are
-small against ``|a|^2 + |b|^2`` (where that cancels) recomputed as ``|a - b|^2`` directly, and a point's
-distance to itself exactly 0; computed in row blocks, so memory is O(block x max(m, n)), not O(m n).
-Each set needs more than ``k`` rows.
+exact (no approximate search) and computed exactly as the prdc package computes them:
+``sklearn.metrics.pairwise_distances(a, b, metric="euclidean", n_jobs=8)`` (prdc's
+``compute_pairwise_distance``) on the features in their own dtype (float32 as the states hold them), for
+the radii (each set against itself: sklearn sets the diagonal to 0) and for the comparisons alike. So a
+tie (a generated vector that is an exact copy of a reference vector: the memorising generator) is decided
+by the same rounding as in prdc, and the four values equal the package's bit for bit
+(``tests/test_dist_kid_prdc.py``, with duplicated rows). Memory: the package's full matrices up to
+:data:`BLOCK_ELEMENTS` entries, then blocks of reference rows (each block against all generated rows,
+the column chunks sklearn uses are unchanged). Each set needs more than ``k`` rows.
 
 State per case: ``{"features": float32 (n, d)}`` (:class:`.statistic.FeatureSet`); the rows are put
 in a canonical order before computing, so the values do not depend on the merge order.
@@ -30,28 +35,25 @@ import numpy as np
 
 
 PRDC_COLUMNS = ("precision", "recall", "density", "coverage")
-#: float64 entries per distance block (128 MiB)
-BLOCK_ELEMENTS = 1 << 24
+#: distance-matrix entries computed at once (64 Mi: 256 MiB in float32); larger matrices go in row blocks
+BLOCK_ELEMENTS = 1 << 26
+#: the prdc package's ``n_jobs`` (its column chunks decide sklearn's blocking, hence the rounding)
+PRDC_N_JOBS = 8
 
 
-def euclidean_distances(x: np.ndarray, y: np.ndarray, same: bool = False) -> np.ndarray:
-    """Exact Euclidean distances (len(x), len(y)) in float64; ``same``: x and y are the same rows
-    (the diagonal is then exactly 0)."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    xx = np.einsum("ij,ij->i", x, x)
-    yy = np.einsum("ij,ij->i", y, y)
-    scale = xx[:, None] + yy[None, :]
-    d2 = scale - 2.0 * (x @ y.T)
-    # cancellation: where d2 is tiny against the norms, recompute |x_i - y_j|^2 directly
-    ii, jj = np.nonzero(d2 <= 1e-6 * scale)
-    if ii.size:
-        diff = x[ii] - y[jj]
-        d2[ii, jj] = np.einsum("ij,ij->i", diff, diff)
-    np.maximum(d2, 0.0, out=d2)
-    if same:
-        np.fill_diagonal(d2, 0.0)
-    return np.sqrt(d2, out=d2)
+def _floating(x: np.ndarray) -> np.ndarray:
+    a = np.asarray(x)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+def euclidean_distances(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    """Euclidean distances (len(x), len(y)) as the prdc package computes them (``compute_pairwise_distance``:
+    sklearn ``pairwise_distances(x, y, metric="euclidean", n_jobs=8)``); ``y`` None: ``x`` against itself
+    (diagonal exactly 0)."""
+    from sklearn.metrics import pairwise_distances
+
+    x = _floating(x)
+    return pairwise_distances(x, x if y is None else _floating(y), metric="euclidean", n_jobs=PRDC_N_JOBS)
 
 
 def _blocks(n_rows: int, n_cols: int) -> list[slice]:
@@ -63,10 +65,12 @@ def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     """Distance of every row to its k-th nearest neighbour in ``features`` (the row itself excluded,
     i.e. the (k+1)-th smallest distance counting the zero to itself), as prdc's
     ``compute_nearest_neighbour_distances``."""
-    f = np.asarray(features, np.float64)
+    f = _floating(features)
     if len(f) <= k:
         raise ValueError(f"PRDC with nearest_k={k} needs more than {k} samples per set, got {len(f)}")
-    out = np.empty(len(f))
+    if len(f) * len(f) <= BLOCK_ELEMENTS:
+        return np.partition(euclidean_distances(f), k, axis=1)[:, k]
+    out = np.empty(len(f), dtype=f.dtype)
     for b in _blocks(len(f), len(f)):
         d = euclidean_distances(f[b], f)
         d[np.arange(b.stop - b.start), np.arange(b.start, b.stop)] = 0.0  # self distance exactly 0
@@ -77,8 +81,7 @@ def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
 def prdc_from_features(real: np.ndarray, fake: np.ndarray, nearest_k: int = 5) -> dict[str, float]:
     """Functional twin: ``{"precision", "recall", "density", "coverage"}`` of generated (``fake``, (m, d))
     against reference (``real``, (n, d)) features, with the prdc package's argument order."""
-    real = np.asarray(real, np.float64)
-    fake = np.asarray(fake, np.float64)
+    real, fake = _floating(real), _floating(fake)
     if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"Expected two feature matrices (n, d) of one dimension, got {real.shape} and {fake.shape}")
     if not (np.isfinite(real).all() and np.isfinite(fake).all()):
@@ -98,7 +101,7 @@ def prdc_from_features(real: np.ndarray, fake: np.ndarray, nearest_k: int = 5) -
         real_recalled[b] = (d < r_fake[None, :]).any(axis=1)
         real_covered[b] = d.min(axis=1) < r_real[b]
     return {"precision": float(fake_hit.mean()), "recall": float(real_recalled.mean()),
-            "density": float(fake_count.sum() / (k * len(fake))), "coverage": float(real_covered.mean())}
+            "density": float((1.0 / float(k)) * fake_count.mean()), "coverage": float(real_covered.mean())}
 
 
 #: regression tolerance of the PRDC columns (trace-bench compare)

@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..volume import orthogonal_slices
-from .base import CaseData, Metric, Option, Output, RunContext, register_metric
+from .base import NONNEGATIVE, UNIT_INTERVAL, CaseData, Metric, Option, Output, RunContext, register_metric
 from .hausdorff import EMPTY_POLICY, hd95
 from .overlap import dice, jaccard, overlap_scores  # noqa: F401  (dice, jaccard: re-exported)
 
@@ -100,11 +100,15 @@ def segmentation_scores(pred: np.ndarray, ref: np.ndarray, spacing, labels=None,
 
 
 def _family(metric: str, label: str, unit: str, rank: float, hib: bool) -> dict[str, Output]:
+    """One family's columns (mean and per class): Dice / Jaccard in [0, 1], HD95 in mm >= 0."""
     tol = {"abs": 1.0, "rel": 0.05} if unit == "mm" else {"abs": 0.01}
-    out = {metric: Output(hib, label, unit=unit, digits=2 if unit == "mm" else 3, rank=rank, tolerance=tol)}
+    vr = NONNEGATIVE if unit == "mm" else UNIT_INTERVAL
+    out = {metric: Output(hib, label, unit=unit, digits=2 if unit == "mm" else 3, rank=rank, tolerance=tol,
+                          value_range=vr)}
     for i, cls in enumerate(("lungs", "other", "body")):
         out[f"{metric}[{cls}]"] = Output(hib, f"{label.replace(' (mm)', '')}[{cls}]", unit=unit,
-                                         digits=2 if unit == "mm" else 3, rank=rank + 0.1 * (i + 1), tolerance=tol)
+                                         digits=2 if unit == "mm" else 3, rank=rank + 0.1 * (i + 1), tolerance=tol,
+                                         value_range=vr)
     return out
 
 
@@ -116,7 +120,7 @@ class Segmentation(Metric):
     needs_reference = True
     outputs = {**_family("jaccard", "JI", "fraction", 6, True), **_family("dice", "DC", "fraction", 7, True),
                **_family("hd95", "95HD (mm)", "mm", 8, False),
-               "seg_n_classes": Output(True, "classes scored", digits=0, rank=9, hidden=True)}
+               "seg_n_classes": Output(None, "classes scored", digits=0, rank=9, hidden=True, value_range=NONNEGATIVE)}
     options = (
         Option("resample", "extent", "how the generated label map is put on the reference grid: 'extent' "
                "(stretch field of view onto field of view, for generators without real geometry) or 'world' "

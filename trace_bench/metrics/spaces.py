@@ -159,13 +159,26 @@ def clip_slice_features(net: Backbone, data: CaseData, ctx: RunContext, opts: Op
                                                    f"image:axial:{sampling_variant(s)}"), compute, opts["feature_cache"])
 
 
-def astra_volume_features(net: Backbone, data: CaseData, ctx: RunContext, opts: Opts) -> np.ndarray:
-    """(1, 2048) Astra features of ``data.volume``; cache key parts (extractor id, weights sha256, preprocessing)."""
-    from ..networks.astra import WEIGHTS_NAME, preprocess, preprocess_id
+def protocol_checks(data: CaseData, key: str, check: Callable[[], list[tuple[str, str]]]) -> None:
+    """Run a protocol's body-region / field-of-view ``check`` once per case (memoised in ``data.shared``
+    under ``key``) and record its warnings with the calling metric's result (:meth:`CaseData.warn`),
+    whether or not the features come from the cache."""
+    k = ("protocol-checks", key)
+    if k not in data.shared:
+        data.shared[k] = check()
+    for stage, text in data.shared[k]:
+        data.warn(stage, text)
 
+
+def astra_volume_features(net: Backbone, data: CaseData, ctx: RunContext, opts: Opts) -> np.ndarray:
+    """(1, 2048) Astra features of ``data.volume``; cache key parts (extractor id, weights sha256, preprocessing).
+    The mode's body-region / field-of-view checks become warnings of the case."""
+    from ..networks.astra import WEIGHTS_NAME, preprocess, preprocess_id, protocol_warnings
+
+    mode = opts["mode"]
+    protocol_checks(data, f"astra:{preprocess_id(mode)}", lambda: protocol_warnings(data.volume, mode))
     enc = net.get(WEIGHTS_NAME, ctx)
     enc.batch_size = int(opts["batch_size"])
-    mode = opts["mode"]
     return shared_cached_features(net, data, ctx, (enc.id, enc.weights_sha256, f"volume:{preprocess_id(mode)}"),
                                   lambda: enc.features(preprocess(data.volume, mode)[None]).astype(np.float32),
                                   opts["feature_cache"])
@@ -185,9 +198,11 @@ def medicalnet_volume_features(net: Backbone, data: CaseData, ctx: RunContext, o
 
 
 def ctnet_volume_features(net: Backbone, data: CaseData, ctx: RunContext, opts: Opts) -> np.ndarray:
-    """(1, 96) CT-Net features of ``data.volume``; cache key parts (extractor id, weights sha256, preprocessing)."""
-    from ..networks.ctnet import PREPROCESS_ID, WEIGHTS_NAME, preprocess
+    """(1, 96) CT-Net features of ``data.volume``; cache key parts (extractor id, weights sha256, preprocessing).
+    A volume without lungs (CT-Net is trained on chest CTs) becomes a warning of the case."""
+    from ..networks.ctnet import PREPROCESS_ID, WEIGHTS_NAME, preprocess, protocol_warnings
 
+    protocol_checks(data, f"ctnet:{PREPROCESS_ID}", lambda: protocol_warnings(data.volume))
     ext = net.get(WEIGHTS_NAME, ctx)
     return shared_cached_features(net, data, ctx, (ext.id, ext.weights_sha256, f"volume:{PREPROCESS_ID}"),
                                   lambda: ext.features(preprocess(data.volume)[None]).astype(np.float32),
@@ -213,6 +228,9 @@ class FeatureSpace:
     features: Callable[[Backbone, CaseData, RunContext, Opts], np.ndarray]
     #: part of ``--metrics available`` (False: a GPU space, name its metrics or use ``all``)
     in_default_set: bool = True
+    #: one vector per volume (a volume network): rows are independent; False: several correlated vectors per
+    #: volume (slices, clips), which a statistic must not treat as independent draws (KID's ``pairs``)
+    one_per_volume: bool = False
 
     def protocol(self, opts: Opts, ctx: RunContext) -> str:
         return "|".join(text for text, _ in self.parts(opts, ctx))
@@ -313,10 +331,15 @@ CLIP_SLICES = FeatureSpace(
 
 # ----------------------------------------------------------------------------- Astra volumes
 ASTRA_MODES = {
-    "chest": "Astra's chest preprocessing: the volume in RAS, cropped to the box of voxels above -1000 HU, "
-             "area-resized to 224 x 224 x 160, HU clipped to [-1000, 200] and scaled to [0, 1]",
-    "merlin": "Merlin's preprocessing: the volume in RAS, resampled (trilinear) to 1.5 x 1.5 x 3 mm, HU [-1000, "
-              "1000] scaled to [0, 1], padded / centre-cropped to 224 x 224 x 160",
+    "chest": "Astra's chest preprocessing, v2: the volume in RAS, cropped to the bounding box of the body (largest "
+             "connected component of HU > -500, robust to air noise), area-resized to 224 x 224 x 160, HU clipped "
+             "to [-1000, 200] and scaled to [0, 1]",
+    "chest-v1": "Astra's chest preprocessing as its code has it: the volume in RAS, cropped to the box of voxels "
+                "above -1000 HU (on real CTs the whole array: air noise exceeds -1000 HU), area-resized to 224 x "
+                "224 x 160, HU clipped to [-1000, 200] and scaled to [0, 1]",
+    "merlin": "Merlin's preprocessing, v2: the volume in RAS, resampled (trilinear) to 1.5 x 1.5 x 3 mm on MONAI "
+              "Spacingd's grid and output shape, HU [-1000, 1000] scaled to [0, 1], padded / centre-cropped to 224 x "
+              "224 x 160",
 }
 
 
@@ -331,13 +354,14 @@ def astra_parts(o: Opts, ctx: RunContext) -> list[Part]:
 
 ASTRA_VOLUMES = FeatureSpace(
     "astra", "astra", "whole-volume CT features (Astra/Merlin I3ResNet-152, 2048-d, one per volume)",
-    (Option("mode", "chest", "preprocessing: Astra's chest crop + area resize (chest) or Merlin's 1.5x1.5x3 mm "
-            "resampling (merlin)", choices=tuple(ASTRA_MODES), in_protocol_id=False),
+    (Option("mode", "chest", "preprocessing: Astra's chest crop of the body + area resize (chest, v2), the same "
+            "with Astra's own HU > -1000 crop (chest-v1), or Merlin's 1.5x1.5x3 mm resampling (merlin, v2)",
+            choices=tuple(ASTRA_MODES), in_protocol_id=False),
      Option("batch_size", 2, "volumes per forward pass (functional API; the runner scores one case at a time)",
             type=int, minimum=1, maximum=256, in_protocol_id=False),
      cache_option("Astra volume")),
     lambda o: ("astra-i3resnet152",), astra_parts, astra_volume_features,
-    in_default_set=False)  # ~25 s per volume on one CPU core: a GPU space in practice
+    in_default_set=False, one_per_volume=True)  # ~25 s per volume on one CPU core: a GPU space in practice
 
 
 # ----------------------------------------------------------------------------- MedicalNet volumes
@@ -370,7 +394,7 @@ MEDICALNET_VOLUMES = FeatureSpace(
             type=int, minimum=1, maximum=64, in_protocol_id=False),
      cache_option("MedicalNet volume")),
     lambda o: (o["weights"],), medicalnet_parts, medicalnet_volume_features,
-    in_default_set=False)  # minutes per 256^3 volume on a CPU
+    in_default_set=False, one_per_volume=True)  # minutes per 256^3 volume on a CPU
 
 
 # ----------------------------------------------------------------------------- CT-Net volumes
@@ -391,4 +415,4 @@ CTNET_VOLUMES = FeatureSpace(
     "ctnet", "ctnet", "CT-Net volume features (96-d, one per volume, VLM3D's network)",
     (cache_option("CT-Net volume"),),
     lambda o: ("vlm3d-ctnet",), ctnet_parts, ctnet_volume_features,
-    in_default_set=False)  # ~30 s per volume on one CPU core
+    in_default_set=False, one_per_volume=True)  # ~30 s per volume on one CPU core

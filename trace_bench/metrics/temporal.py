@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CaseData, Metric, Output, RunContext, register_metric
+from .base import UNIT_INTERVAL, CaseData, Metric, Output, RunContext, register_metric
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
@@ -50,7 +50,8 @@ class TemporalFlickering(Metric):
     volume, ``compute_result()`` = mean of the video scores (VBench's overall score)."""
 
     name = "temporal_flickering"
-    outputs = {"temporal_flickering": Output(True, "Temporal Flickering", unit="fraction", rank=2, tolerance={"abs": 0.01}, closest_to_reference=True)}
+    outputs = {"temporal_flickering": Output(True, "Temporal Flickering", unit="fraction", rank=2, tolerance={"abs": 0.01},
+                                             closest_to_reference=True, value_range=UNIT_INTERVAL)}
     description = "VBench temporal flickering on axial frames: (255 - mean consecutive-frame MAE) / 255"
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:

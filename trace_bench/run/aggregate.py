@@ -261,11 +261,19 @@ class Evaluator:
 
 
 def jackknife_rows(rows: Rows, m: str, vals: dict[str, float], compute: Any, g_groups: list, r_groups: list,
-                   n: int, protocol: str, cfg: RunConfig, notes: list[str], suffix: str = "") -> None:
+                   n: int, protocol: str, cfg: RunConfig, notes: list[str], suffix: str = "",
+                   col_notes: dict[str, str] | None = None) -> None:
     """Summary (and ``(all)`` per-case) rows of one set-level statistic: every column's value with its
     two-sample jackknife interval (``compute(gen_ids, ref_ids) -> {column: value}``) and its ``ci_flag``
-    (:class:`~trace_bench.results.stats.JackknifeInterval`)."""
+    (:class:`~trace_bench.results.stats.JackknifeInterval`). ``col_notes``: a column's own note (why it is NaN);
+    a column without a finite value gets no interval (nothing is recomputed for it)."""
+    col_notes = col_notes or {}
     for col, v in sorted(vals.items()):
+        if not np.isfinite(v):
+            why = [x for x in (col_notes.get(col, ""), *notes) if x]
+            rows.per_case.append((m, ALL_CASES, col + suffix, float(v), protocol))
+            rows.summary.append((m, col + suffix, float(v), float("nan"), float("nan"), n, "none", 0, "; ".join(why), ""))
+            continue
         def recompute(gi: tuple[str, ...], ri: tuple[str, ...], _col=col) -> float:
             return compute(gi, ri)[_col]
         ci = two_sample_jackknife(float(v), g_groups, r_groups, recompute, confidence=cfg.confidence)
@@ -293,10 +301,14 @@ def set_level_rows(rows: Rows, metric: Any, m: str, gen: dict[str, Any], ref: di
         rows.errors.append((m, ALL_CASES, f"metric:{name}", f"{type(err).__name__}: {err}"))
         return
     atomic_write_npz(stats_dir / f"{safe_name(m)}_{name}.npz", metric.export_stats(g_state))
+    try:  # column -> why it is NaN (e.g. too few volumes for FID-infinity); cheap, nothing computed
+        why = metric.value_notes(g_state, metric.merge([ref[c] for c in sorted(ref)]) if ref else {}, ctx)
+    except Exception:  # noqa: BLE001 - a note only
+        why = {}
     g_groups = jackknife_groups(sorted(gen), cfg.jackknife_groups, cfg.seed)
     r_groups = jackknife_groups(sorted(ref), cfg.jackknife_groups, cfg.seed) if ref else []
     jackknife_rows(rows, m, vals, ev, g_groups, r_groups, len(gen), protocol, cfg,
-                   [sample_note(metric.sample_info(g_state)), no_floor])
+                   [sample_note(metric.sample_info(g_state)), no_floor], col_notes=why)
 
 
 def halves_groups(a: tuple[str, ...], b: tuple[str, ...], max_groups: int, seed: int) -> list[tuple[str, ...]]:

@@ -19,8 +19,10 @@ Warnings recorded with a result (``warnings.csv``): what the adapter noticed whi
 (``volume.meta["warnings"]``, in every record of the volume) and the geometry check of a generated
 volume against its reference (:mod:`trace_bench.geometry`; only in the records of the entries that
 compare the two), which may also refuse the volume for reference-based metrics (stage ``geometry``
-in ``errors.csv``). Per-volume records also keep the volume's spacing, which the aggregate stage
-compares with the reference case's for the slice-based metrics.
+in ``errors.csv``), and what a metric noticed about the volume while scoring it
+(:meth:`~trace_bench.metrics.base.CaseData.warn`, e.g. a chest protocol on a head CT; in that metric's
+record). Per-volume records also keep the volume's spacing, which the aggregate stage compares with the
+reference case's for the slice-based metrics.
 """
 
 from __future__ import annotations
@@ -252,13 +254,16 @@ def process_task(plan: Plan, method: str, case: Case, entries: list[Entry], read
             continue
         record_warnings = warnings + (got.geo_warnings if paired else [])
         t0 = time.perf_counter()
+        mark = len(data.warnings)  # what this metric notices about the volume (CaseData.warn) goes with its record
         try:
             if metric.kind == "case":
                 values = metric.case_values(data, ctx)
                 write_values(out, e, values, protocol=metric.protocol_id(ctx), seconds=time.perf_counter() - t0,
-                             warnings=record_warnings, spacing=tuple(float(x) for x in got.vol.spacing))
+                             warnings=record_warnings + data.warnings[mark:],
+                             spacing=tuple(float(x) for x in got.vol.spacing))
             else:
-                write_state(out, e, metric.case_state(data, ctx), warnings=record_warnings,
+                state = metric.case_state(data, ctx)
+                write_state(out, e, state, warnings=record_warnings + data.warnings[mark:],
                             seconds=time.perf_counter() - t0)
         except Exception as err:  # noqa: BLE001
             write_error(out, e, f"metric:{metric.name}", error_text(err))

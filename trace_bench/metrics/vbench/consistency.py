@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
+from ..base import UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw, run_batched
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -169,7 +169,9 @@ class _Consistency(Metric):
 @register_metric
 class SubjectConsistency(_Consistency):
     name = "subject_consistency"
-    outputs = {"subject_consistency": Output(True, "Subject Consistency", unit="fraction", rank=0, tolerance={"abs": 0.01}, closest_to_reference=True)}
+    #: mean of (max(0, cos) + max(0, cos)) / 2: in [0, 1]
+    outputs = {"subject_consistency": Output(True, "Subject Consistency", unit="fraction", rank=0, tolerance={"abs": 0.01},
+                                             closest_to_reference=True, value_range=UNIT_INTERVAL)}
     weights = ("dino-vitb16",)
     weight_name = "dino-vitb16"
     network = "dino"
@@ -186,7 +188,9 @@ class SubjectConsistency(_Consistency):
 @register_metric
 class BackgroundConsistency(_Consistency):
     name = "background_consistency"
-    outputs = {"background_consistency": Output(True, "Background Consistency", unit="fraction", rank=1, tolerance={"abs": 0.01}, closest_to_reference=True)}
+    outputs = {"background_consistency": Output(True, "Background Consistency", unit="fraction", rank=1,
+                                                tolerance={"abs": 0.01}, closest_to_reference=True,
+                                                value_range=UNIT_INTERVAL)}
     weights = ("clip-vit-b32",)
     weight_name = "clip-vit-b32"
     network = "clip"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
+from ..base import ANY_REAL, UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw, run_batched
 
 
@@ -55,7 +55,9 @@ class ImagingQuality(Metric):
     = mean of video scores (VBench /100)."""
 
     name = "imaging_quality"
-    outputs = {"imaging_quality": Output(True, "Imaging Quality", unit="fraction", rank=4, tolerance={"abs": 0.01})}
+    #: the MOS scale 0..100 / 100; MUSIQ's regression head is linear, so a frame's prediction is not bounded
+    outputs = {"imaging_quality": Output(True, "Imaging Quality", unit="fraction", rank=4, tolerance={"abs": 0.01},
+                                         value_range=UNIT_INTERVAL, estimate_range=ANY_REAL)}
     weights = ("musiq-spaq",)
     description = "VBench imaging quality: MUSIQ (SPAQ) per frame, mean / 100"
 

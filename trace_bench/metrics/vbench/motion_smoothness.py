@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ...protocol import to_rgb
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
+from ..base import UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import batches
 
 Interpolator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -108,7 +108,9 @@ class MotionSmoothness(Metric):
     = mean of video scores (VBench)."""
 
     name = "motion_smoothness"
-    outputs = {"motion_smoothness": Output(True, "Motion Smoothness", unit="fraction", rank=3, tolerance={"abs": 0.01}, closest_to_reference=True)}
+    #: (255 - mean |difference| of uint8 frames) / 255: in [0, 1]
+    outputs = {"motion_smoothness": Output(True, "Motion Smoothness", unit="fraction", rank=3, tolerance={"abs": 0.01},
+                                           closest_to_reference=True, value_range=UNIT_INTERVAL)}
     weights = ("amt-s",)
     description = "VBench motion smoothness: AMT-S midpoints of even frames vs the odd frames"
 

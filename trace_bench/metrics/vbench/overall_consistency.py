@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbone import Backbone
-from ..base import CaseData, Metric, Output, Part, RunContext, register_metric
+from ..base import COSINE, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw
 from .consistency import VBENCH_CLIP_MEAN, VBENCH_CLIP_STD
 
@@ -73,7 +73,9 @@ class OverallConsistency(Metric):
     ``compute_result()`` = mean of video scores."""
 
     name = "overall_consistency"
-    outputs = {"overall_consistency": Output(True, "Overall Consistency", unit="fraction", rank=5, tolerance={"abs": 0.01})}
+    #: a cosine of L2-normalised embeddings (not clipped at 0 as the other VBench scores are)
+    outputs = {"overall_consistency": Output(True, "Overall Consistency", unit="fraction", rank=5, tolerance={"abs": 0.01},
+                                             value_range=COSINE)}
     weights = ("viclip-l14",)
     needs_prompt = True
     description = "VBench overall consistency: ViCLIP ViT-L/14 video-text cosine on 8 middle-sampled frames"
