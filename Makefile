@@ -14,7 +14,8 @@ OUT    ?= demo-out
 # extractor's parity test (its i3res.py / inflate.py / monai_transforms.py need only torch,
 # torchvision and monai); its install_requires (transformers, peft, nltk, ...) serve Merlin's text
 # and report models, which trace-bench neither uses nor imports, so it is installed without them.
-PARITY_NODEPS := merlin-vlm==0.0.7 vbench==0.1.5 decord easydict omegaconf antlr4-python3-runtime==4.9.3 tqdm imageio openai-clip==1.0.1 pyiqa==0.1.16
+# frd-score (the FRD parity test's reference) requires opencv-contrib-python-headless, a second cv2 copy: without it.
+PARITY_NODEPS := merlin-vlm==0.0.7 vbench==0.1.5 decord easydict omegaconf antlr4-python3-runtime==4.9.3 tqdm imageio openai-clip==1.0.1 pyiqa==0.1.16 frd-score==1.0.1
 
 .PHONY: env demo test clean
 

@@ -70,7 +70,7 @@ SCHEMA: dict[str, Any] = {
                     "label": {"type": "string", "description": "column header in the tables"},
                     "higher_is_better": {"type": ["boolean", "null"]},
                     "closest_to_reference": {"type": "boolean", "description": "best = closest to the GT row"},
-                    "table": {"enum": ["table1", "table1b", "table2"]},
+                    "table": {"enum": ["table1", "table1b", "table2", "anatomy"]},
                     "kind": {"enum": ["case", "distribution", "profile"]},
                     "digits": {"type": "integer", "description": "decimals shown in the tables"},
                     "rank": {"type": "number", "description": "position of the column in its table"},

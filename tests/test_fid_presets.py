@@ -271,15 +271,15 @@ def test_presets_are_the_evaluators_arguments():
 
 def test_protocol_ids_differ_and_name_the_preset():
     ctx = RunContext()
-    ids = {n: METRICS.get(n)().protocol_id(ctx) for n in ("fid_maisi", "fid_vlm3d", "fid_2p5d")}
+    ids = {n: METRICS.get(n)().protocol_id(ctx) for n in ("fid_maisi", "fid_vlm3d_2507", "fid_2p5d")}
     assert len(set(ids.values())) == 3
     assert ids["fid_maisi"].startswith("maisi-2.5d-v1|") and "center0.4" in ids["fid_maisi"]
-    assert ids["fid_vlm3d"].startswith("vlm3d-2.5d-v1|") and "slices:all" in ids["fid_vlm3d"]
+    assert ids["fid_vlm3d_2507"].startswith("vlm3d-2.5d-v1|") and "slices:all" in ids["fid_vlm3d_2507"]
     assert "radimagenet-resnet50" in ids["fid_maisi"] and "radimagenet" not in ids["fid_2p5d"]
     # batch size and cache switch cannot change a number: not in the id
     assert FIDMaisi({"batch_size": 3, "feature_cache": False}).protocol_id(ctx) == ids["fid_maisi"]
     assert set(FIDMaisi.outputs) == {"fid_maisi", "fid_maisi_xy", "fid_maisi_yz", "fid_maisi_zx"}
-    assert set(FIDVlm3d.outputs) == {"fid_vlm3d", "fid_vlm3d_xy", "fid_vlm3d_yz", "fid_vlm3d_xz"}
+    assert set(FIDVlm3d.outputs) == {"fid_vlm3d_2507", "fid_vlm3d_2507_xy", "fid_vlm3d_2507_yz", "fid_vlm3d_2507_xz"}
 
 
 # ============================================================================= preprocessing parity
@@ -478,15 +478,16 @@ def test_missing_weights_refused_in_one_line_and_listed_not_computed(empty_cache
     assert "trace-bench weights import radimagenet-resnet50" in msg
     # a run lists both as not computed (skipped, with that reason) and goes on with the rest
     cfg = RunConfig(out=str(tmp_path / "out"), reference=str(DEMO), methods={"m": str(DEMO)},
-                    metrics=["fid_maisi", "fid_vlm3d_xz", "temporal_flickering"], skip_unavailable=True)
+                    metrics=["fid_maisi", "fid_vlm3d_2507_xz", "temporal_flickering"], skip_unavailable=True)
     plan = plan_run(cfg)
-    assert set(plan.skipped) == {"fid_maisi", "fid_vlm3d"} and [m.name for m in plan.metrics] == ["temporal_flickering"]
+    assert set(plan.skipped) == {"fid_maisi", "fid_vlm3d_2507"}
+    assert [m.name for m in plan.metrics] == ["temporal_flickering"]
     assert "radimagenet-resnet50" in plan.skipped["fid_maisi"]
     with pytest.raises(WeightsError, match="preflight: cannot compute fid_maisi"):
         plan_run(dataclasses.replace(cfg, metrics=["fid_maisi"], skip_unavailable=False))
     # never part of the default set; named, or in all
-    assert not {"fid_maisi", "fid_vlm3d"} & set(resolve_metric_names(["available"]))
-    assert {"fid_maisi", "fid_vlm3d"} <= set(resolve_metric_names(["all"]))
+    assert not {"fid_maisi", "fid_vlm3d_2507"} & set(resolve_metric_names(["available"]))
+    assert {"fid_maisi", "fid_vlm3d_2507"} <= set(resolve_metric_names(["all"]))
 
 
 class Evil:

@@ -109,7 +109,7 @@ def to_rgb(frames: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- slice sampling
 #: named slice-sampling presets (option value -> spec)
 #: (There is no VLM3D or MAISI preset here: their evaluators slice a resampled 512^3 cube on three
-#: planes with RadImageNet features, reproduced exactly by the metrics ``fid_vlm3d`` (every slice) and
+#: planes with 2D CNN features, reproduced exactly by the metrics ``fid_vlm3d`` (every slice) and
 #: ``fid_maisi`` (MAISI's central 40%, its own rounding) in trace_bench.metrics.fid_presets.)
 SAMPLING_PRESETS = {
     # a CPU-practical protocol for quick looks (trace-bench run --fast): 16 slices from the central 40%

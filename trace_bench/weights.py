@@ -554,10 +554,25 @@ register_weights(WeightSpec(
                 "slice min-max scaled over the plane's whole slice stack to [0, 1], minus 0.406 / 0.456 / 0.485 per "
                 "channel (BGR order); output (N, 2048, H/32, W/32) averaged over H, W -> 2048-d "
                 "(trace_bench/networks/radimagenet.py)",
-    used_by=("fid_maisi", "fid_vlm3d"),
+    used_by=("fid_maisi", "fid_vlm3d_2507"),
     provenance="unpinned: neither Warvito/radimagenet-models (gdown download, bare torch.load) nor RadImageNet "
                "publishes a hash or size; the file is read tensors-only and must load strictly into the network",
     contract={"tensors": 371}))
+# torchvision SqueezeNet 1.1 ImageNet weights: the current VLM3D 2.5D FID (forithmus/VLM3D-Dockers
+# ct_challenges/ctgen_evaluation/compute_fid_2-5d_ct.py --model_name squeezenet1_1 ->
+# torchvision.models.squeezenet1_1(pretrained=True) = SqueezeNet1_1_Weights.IMAGENET1K_V1, loaded by torchvision with
+# load_state_dict_from_url(check_hash=True), which checks the sha256 prefix in the file name).
+register_weights(WeightSpec(
+    name="squeezenet1_1-imagenet", filename="squeezenet1_1-b8a52dc0.pth", format="state_dict", sha256_prefix="b8a52dc0",
+    url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth", licence="BSD-3-Clause (torchvision)",
+    description="torchvision SqueezeNet 1.1, ImageNet-1K (IMAGENET1K_V1), bare state dict of 52 tensors; input (N, 3, "
+                "H, W) float32 as the VLM3D script makes it (each plane's slice stack min-max scaled to [0, 1], minus "
+                "0.406 / 0.456 / 0.485 per channel); output the 1000-d class scores of forward() "
+                "(trace_bench/networks/squeezenet.py)",
+    used_by=("fid_vlm3d",),
+    provenance="sha256 prefix b8a52dc0 from the file name (torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1.url); "
+               "torchvision checks it (squeezenet.py: weights.get_state_dict(progress=progress, check_hash=True))",
+    contract={"tensors": 52}))
 # Tencent/MedicalNet (MIT) README: resnet_50.pth ("--model resnet --model_depth 50 --resnet_shortcut B", original
 # release, MedicalNet_pytorch_files) and resnet_50_23dataset.pth (update of 2019/07/30, 23 datasets,
 # MedicalNet_pytorch_files2), shared on Google Drive / Tencent Weiyun; MONAI's get_pretrained_resnet_medicalnet

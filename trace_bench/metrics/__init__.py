@@ -15,7 +15,11 @@ from .kid import kid_from_features  # noqa: E402,F401
 from .prdc import prdc_from_features  # noqa: E402,F401
 from .clip_score import ClipScore  # noqa: E402,F401
 from .fvd_ctnet import FVDCTNet  # noqa: E402,F401 -- VLM3D FVD_CTNet (CT-Net, paired chunks)
-from .fid_presets import FIDMaisi, FIDVlm3d  # noqa: E402,F401  MAISI / VLM3D 2.5D FID presets (RadImageNet)
+from .fid_presets import FIDMaisi, FIDVlm3d, FIDVlm3dSqueezeNet  # noqa: E402,F401  MAISI / VLM3D 2.5D FID presets
+from .frd import FRD, FRDLabels  # noqa: E402,F401  Frechet Radiomics Distance (pyradiomics, optional extra)
+from .diversity import MMD, MSSSIMDiversity  # noqa: E402,F401  MS-SSIM diversity, MMD on a voxel grid
+from .paired_fidelity import PairedFidelity  # noqa: E402,F401  SynthRAD2025 MAE / PSNR / SSIM / MS-SSIM in HU
+from .anatomy import AnatomyDist, AnatomyStats  # noqa: E402,F401  organ volumes / HU, MAISI's HU check
 from .vbench import *  # noqa: F401,F403  VBench dimensions: subject_consistency(features), metric classes
 
 # the catalogue's classes under their public names
@@ -31,5 +35,6 @@ __all__ = [
     "TemporalFlickering", "temporal_flickering", "Segmentation", "FID", "FID2p5D", "FVD", "ClipScore",
     "KID", "KIDI3D", "KIDClip", "PRDC", "PRDCI3D", "PRDCClip", "FDAstra", "KIDAstra", "PRDCAstra",
     "FDMedicalNet", "KIDMedicalNet", "PRDCMedicalNet", "FDCTNet", "KIDCTNet", "PRDCCTNet", "FVDCTNet",
-    "FIDMaisi", "FIDVlm3d", "fid_from_features", "fvd_from_features", "kid_from_features", "prdc_from_features",
+    "FIDMaisi", "FIDVlm3d", "FIDVlm3dSqueezeNet", "FRD", "FRDLabels", "MMD", "MSSSIMDiversity", "PairedFidelity",
+    "AnatomyStats", "AnatomyDist", "fid_from_features", "fvd_from_features", "kid_from_features", "prdc_from_features",
 ]

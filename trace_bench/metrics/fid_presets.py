@@ -51,6 +51,13 @@ each; measured 1.5 s per slice on two shared CPU cores, i.e. ~15 / ~38 min per v
 not in ``--metrics available``. Memory: the 512^3 float32 cube (512 MiB, kept in ``CaseData.shared`` for
 the case, so both presets build it once; ~3 GB peak while MONAI pads it) plus one batch of activations;
 per-case state 205 or 512 x 3 x 2048 float32 (5 / 12.6 MiB); merged states are moment states (3 x 32 MiB).
+
+VLM3D revisions: the evaluator changed its network after July 2025. ``fid_vlm3d`` reproduces the current revision
+(``vlm3d-2.5d-v2``, forithmus/VLM3D-Dockers ``ct_challenges/ctgen_evaluation/`` at a945900: the same arguments plus
+``--model_name squeezenet1_1``, i.e. torchvision's ImageNet SqueezeNet 1.1, 1000-d per slice; torchvision counts
+0.35 GFLOPs at 224 x 224, ~1.8 at 512 x 512), the one a user of the challenge's numbers today needs;
+``fid_vlm3d_2507`` keeps the July 2025 revision (``vlm3d-2.5d-v1``, RadImageNet ResNet-50, main at 25f9c7b), the
+preset this module shipped as ``fid_vlm3d`` before (same protocol id, so its cached features stay valid).
 """
 
 from __future__ import annotations
@@ -141,10 +148,10 @@ MAISI = Preset2p5D(
     "--enable_center_cropping True --enable_resampling_spacing 1.0x1.0x1.0 --target_shape 512x512x512")
 VLM3D = Preset2p5D(
     "vlm3d", "vlm3d-2.5d-v1", (1.0, 1.0, 1.0), (512, 512, 512), True, True, None,
-    {"xy": "fid_vlm3d_xy", "yz": "fid_vlm3d_yz", "zx": "fid_vlm3d_xz"}, "fid_vlm3d",
-    "forithmus/VLM3D-Dockers ctgen_evaluation/evaluation.py (FID 2.5D step): --target_shape 512x512x512 "
-    "--enable_padding True --enable_center_cropping True --enable_resampling_spacing 1.0x1.0x1.0 --num_images 100, "
-    "no --enable_center_slices_ratio; .mha converted to .nii.gz by SimpleITK ReadImage / WriteImage")
+    {"xy": "fid_vlm3d_2507_xy", "yz": "fid_vlm3d_2507_yz", "zx": "fid_vlm3d_2507_xz"}, "fid_vlm3d_2507",
+    "forithmus/VLM3D-Dockers ctgen_evaluation/evaluation.py at 25f9c7b (July 2025; FID 2.5D step): --target_shape "
+    "512x512x512 --enable_padding True --enable_center_cropping True --enable_resampling_spacing 1.0x1.0x1.0 "
+    "--num_images 100, no --enable_center_slices_ratio; .mha converted to .nii.gz by SimpleITK ReadImage / WriteImage")
 
 
 # ============================================================================= preprocessing
@@ -264,7 +271,7 @@ class PresetFID2p5D(Metric):
         self.net = Backbone("radimagenet")
 
     def setup(self, ctx: RunContext) -> None:
-        self.net.get(WEIGHTS_NAME, ctx)
+        self.net.get(self.weights[0], ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:
         from ..networks.radimagenet import EXTRACTOR_ID
@@ -282,7 +289,7 @@ class PresetFID2p5D(Metric):
                                    "slices of a plane, covariance with n - 1 (MONAI's FIDMetric)")]
 
     def case_state(self, data: CaseData, ctx: RunContext) -> State:
-        ext = self.net.get(WEIGHTS_NAME, ctx)
+        ext = self.net.get(self.weights[0], ctx)
         ext.batch_size = int(self.opts["batch_size"])
         p = self.preset
         cube_key = ("fid-presets:cube", p.preprocess_id)  # shared by both presets within a case
@@ -349,13 +356,65 @@ class FIDMaisi(PresetFID2p5D):
 
 @register_metric
 class FIDVlm3d(PresetFID2p5D):
-    name = "fid_vlm3d"
+    name = "fid_vlm3d_2507"
     preset = VLM3D
-    outputs = _outputs(VLM3D, "FID VLM3D 2.5D", 1.6)
-    description = ("VLM3D challenge FID_2p5D (vlm3d-2.5d-v1): MAISI's script with every slice of XY/YZ/XZ (no centre "
+    outputs = _outputs(VLM3D, "FID VLM3D 2.5D (Jul 2025)", 1.6)
+    description = ("VLM3D challenge FID_2p5D, July 2025 revision (vlm3d-2.5d-v1): MAISI's script with every slice of "
+                   "XY/YZ/XZ (no centre "
                    "ratio), RadImageNet ResNet-50, FID per plane and mean")
 
 
-__all__ = ["MAISI", "PLANES", "VLM3D", "FIDMaisi", "FIDVlm3d", "Preset2p5D", "PresetFID2p5D",
+# ============================================================================= VLM3D, current revision (SqueezeNet)
+#: the current VLM3D evaluator (forithmus/VLM3D-Dockers ct_challenges/ctgen_evaluation/evaluation.py, revision
+#: a945900): the July 2025 arguments plus ``--model_name squeezenet1_1``
+VLM3D_SQUEEZENET = Preset2p5D(
+    "vlm3d", "vlm3d-2.5d-v2", (1.0, 1.0, 1.0), (512, 512, 512), True, True, None,
+    {"xy": "fid_vlm3d_xy", "yz": "fid_vlm3d_yz", "zx": "fid_vlm3d_xz"}, "fid_vlm3d",
+    "forithmus/VLM3D-Dockers ct_challenges/ctgen_evaluation/evaluation.py at a945900 (FID 2.5D step): --target_shape "
+    "512x512x512 --enable_padding True --enable_center_cropping True --enable_resampling_spacing 1.0x1.0x1.0 "
+    "--num_images 100 --model_name squeezenet1_1, no --enable_center_slices_ratio; .mha / .nii.gz rewritten to "
+    ".nii.gz by SimpleITK")
+
+
+@register_metric
+class FIDVlm3dSqueezeNet(PresetFID2p5D):
+    """``fid_vlm3d``: the VLM3D challenge's current 2.5D FID (``vlm3d-2.5d-v2``). The July 2025 revision's steps
+    (the same preprocessing cube, slices and per-plane normalisation) with torchvision's ImageNet SqueezeNet 1.1 in
+    place of RadImageNet ResNet-50: the 1000-d output of ``forward`` per slice, in chunks of 32 slices
+    (:mod:`trace_bench.networks.squeezenet`). ``fid_vlm3d_2507`` keeps the July 2025 revision."""
+
+    name = "fid_vlm3d"
+    preset = VLM3D_SQUEEZENET
+    weights = ("squeezenet1_1-imagenet",)
+    options = tuple(o for o in PresetFID2p5D.options if o.name != "feature_cache") + (cache_option("SqueezeNet slice"),)
+    outputs = _outputs(VLM3D_SQUEEZENET, "FID VLM3D 2.5D", 1.6)
+    description = ("VLM3D challenge FID_2p5D, current revision (vlm3d-2.5d-v2): MAISI's script with every slice of "
+                   "XY/YZ/XZ (no centre ratio), torchvision SqueezeNet 1.1 (ImageNet) class scores, FID per plane and "
+                   "mean; fid_vlm3d_2507 is the July 2025 RadImageNet revision. ~275 CPU-seconds per volume (1536 "
+                   "slices of 512 x 512): a GPU metric")
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.net = Backbone("squeezenet")
+
+    def protocol_parts(self, ctx: RunContext) -> list[Part]:
+        from ..networks.squeezenet import CHUNK, EXTRACTOR_ID
+
+        p = self.preset
+        return [(p.id, f"the VLM3D text-to-CT challenge's 2.5D FID, revision 2 ({p.source})"),
+                *p.preprocess_parts(),
+                (f"slices:{p.slicing_id}", p.slicing_meaning),
+                (EXTRACTOR_ID, f"torchvision SqueezeNet 1.1 with ImageNet weights (weights {self.weights[0]}, "
+                               "squeezenet1_1-b8a52dc0.pth): each plane's slices min-max scaled together to [0, 1], "
+                               "grey to 3 channels minus 0.406 / 0.456 / 0.485, the 1000-d output of forward() "
+                               f"(classifier scores after ReLU and global pooling) per slice, {CHUNK} slices per "
+                               "forward pass as the script; the frame protocol is not used"),
+                ("planes:xy,yz,zx:mean", "one FID per plane (XY, YZ, ZX), the reported value their mean"),
+                ("frechet:ddof=1", "Frechet distance between Gaussians fitted to the generated and the reference "
+                                   "slices of a plane, covariance with n - 1 (MONAI's FIDMetric)")]
+
+
+__all__ = ["MAISI", "PLANES", "VLM3D", "VLM3D_SQUEEZENET", "FIDMaisi", "FIDVlm3d", "FIDVlm3dSqueezeNet", "Preset2p5D",
+           "PresetFID2p5D",
            "central_range", "nifti_affine", "plane_slices", "preprocess", "preset_fid",
            "volume_plane_features"]

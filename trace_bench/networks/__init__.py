@@ -14,7 +14,9 @@ viclip         ViCLIP ViT-L/14 video-text (VBench overall consistency) viclip-l1
 astra          Astra / Merlin I3ResNet-152 CT volume encoder           astra-i3resnet152
 medicalnet     MedicalNet (Med3D) 3D ResNet-50 (HA-GAN's 3D FID)        medicalnet-resnet50[-3dseg8]
 ctnet          CT-Net (VLM3D's FVD_CTNet), 96-d per volume             vlm3d-ctnet
-radimagenet    RadImageNet ResNet-50 (MAISI / VLM3D 2.5D FID)           radimagenet-resnet50
+radimagenet    RadImageNet ResNet-50 (MAISI / VLM3D Jul 2025 2.5D FID) radimagenet-resnet50
+squeezenet     torchvision SqueezeNet 1.1 (VLM3D current 2.5D FID)     squeezenet1_1-imagenet
+radiomics      pyradiomics with FRD v1 settings (1014 numbers/volume)  - (extra ``radiomics``)
 resnet3d       the 3-D bottleneck shared by astra and medicalnet       -
 ============== ======================================================= ==========================
 

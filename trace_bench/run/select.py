@@ -6,7 +6,8 @@
 * a metric name (``segmentation``, ``fid``, ...);
 * an output column name, mapped to the metric that writes it (``dice``, ``jaccard``, ``hd95``,
   ``dice[lungs]`` -> ``segmentation``; ``fid_2p5d_axial`` -> ``fid_2p5d``);
-* ``weight-free``: every metric that needs no weights file (no network): computable on any install;
+* ``weight-free``: every metric of the default set that needs no weights file (no network): computable on any
+  install (the expensive or opt-in weight-free metrics, e.g. ``frd``, ``paired_fidelity``, are named explicitly);
 * ``available`` (the default): every metric whose weights are installed; the others are listed in
   the report as not computed, with the command that installs them;
 * ``all``: every registered metric; missing weights stop the run in preflight unless
@@ -23,9 +24,10 @@ from ..metrics.base import METRICS, RunContext
 
 KEYWORDS = {
     "available": "every metric whose weights are installed (default; the others are listed in the report), "
-                 "except the expensive ones (fid_2p5d, fid_maisi, fid_vlm3d, the 3D CT features): name them, or use all",
+                 "except the expensive or opt-in ones (fid_2p5d, fid_maisi, fid_vlm3d, the 3D CT features, frd, "
+                 "diversity, paired fidelity, anatomy): name them, or use all",
     "all": "every registered metric (missing weights stop the run unless --skip-unavailable)",
-    "weight-free": "every metric that needs no weights file (no network)",
+    "weight-free": "every metric of the default set that needs no weights file (no network)",
 }
 
 
@@ -77,7 +79,7 @@ def resolve_metric_names(items: Iterable[str], plugins: Iterable[str] = (), ctx:
         elif item == "available":
             chosen.update(n for n, cls in METRICS.items() if cls.in_default_set)
         elif item == "weight-free":
-            chosen.update(n for n, cls in METRICS.items() if not cls().required_weights(ctx))
+            chosen.update(n for n, cls in METRICS.items() if cls.in_default_set and not cls().required_weights(ctx))
         elif item in METRICS:
             chosen.add(item)
         elif item in owners:
