@@ -237,35 +237,48 @@ def weights_reference() -> list[tuple[str, list[str]]]:
     lines = ["Every pretrained file trace-bench knows, generated from the weights registry "
              "(``trace_bench.weights``). ``trace-bench weights list`` says where each resolves on your machine.", ""]
     lines += list_table(["entry", "file", "format", "licence", "used by"],
-                        ([ref("weights", n), literal(s.filename), literal(s.format), rst_text(s.licence),
-                          ", ".join(literal(u) for u in s.used_by) or "-"] for n, s in weights_entries()),
+                        ([ref("weights", n), literal(s.filename), literal(_field(s, "format", "-")),
+                          rst_text(_field(s, "licence", "unknown")),
+                          ", ".join(literal(u) for u in _field(s, "used_by", ())) or "-"] for n, s in weights_entries()),
                         [3, 4, 2, 2, 4])
     blocks = [("weights reference (introduction)", lines)]
     for name, s in weights_entries():
+        env_var = _field(s, "env_var", "TRACE_BENCH_WEIGHTS_" + name.upper().replace("-", "_").replace(".", "_"))
         lines = [f".. _{label('weights', name)}:", ""] + heading(name, "-")
-        lines += [rst_text(s.description or "(no description)"), ""]
-        how = [f"``trace-bench weights fetch {name}`` (download, verify, store in the cache)" if s.url else "",
+        lines += [rst_text(_field(s, "description", "") or "(no description)"), ""]
+        url = _field(s, "url", "")
+        how = [f"``trace-bench weights fetch {name}`` (download, verify, store in the cache)" if url else "",
                f"``trace-bench weights import {name} FILE`` (a file obtained elsewhere, checked first)",
-               f"``--weights {name}=PATH`` or ``${s.env_var}``"]
-        if s.package_resource:
-            how.insert(0, f"ships inside the Python package ``{s.package_resource[0]}`` (found with no download)")
-        if s.provider:
+               f"``--weights {name}=PATH`` or ``${env_var}``"]
+        package = _field(s, "package_resource", None)
+        if package:
+            how.insert(0, f"ships inside the Python package ``{package[0]}`` (found with no download)")
+        if _field(s, "provider", None):
             how.insert(0, "built from an installed package on first use (see the provenance below)")
-        facts = [("file", literal(s.filename)), ("format", literal(s.format)),
-                 ("size", _mib(s.size)),
-                 ("sha256", literal(s.sha256) if s.sha256 else
-                  (f"prefix {literal(s.sha256_prefix)} (from the published file name)" if s.sha256_prefix
+        sha, prefix = _field(s, "sha256", None), _field(s, "sha256_prefix", None)
+        facts = [("file", literal(s.filename)), ("format", literal(_field(s, "format", "-"))),
+                 ("size", _mib(_field(s, "size", None))),
+                 ("sha256", literal(sha) if sha else
+                  (f"prefix {literal(prefix)} (from the published file name)" if prefix
                    else "not pinned: the run records the file's own sha256")),
-                 ("licence", rst_text(s.licence)), ("URL", rst_text(s.url) if s.url else "-")]
-        facts += [("mirror", rst_text(u)) for u in s.mirrors]
-        facts += [("used by", ", ".join(ref("metric", u) if _is_metric(u) else literal(u) for u in s.used_by) or "-"),
-                  ("environment variable", literal(s.env_var))]
+                 ("licence", rst_text(_field(s, "licence", "unknown"))), ("URL", rst_text(url) if url else "-")]
+        facts += [("mirror", rst_text(u)) for u in _field(s, "mirrors", ())]
+        facts += [("used by", ", ".join(ref("metric", u) if _is_metric(u) else literal(u)
+                                        for u in _field(s, "used_by", ())) or "-"),
+                  ("environment variable", literal(env_var))]
         lines += [f":{k}: {v}" for k, v in facts] + [""]
         lines += ["**How to get it**", ""] + [f"* {h}" for h in how if h] + [""]
-        if s.provenance:
+        if _field(s, "provenance", ""):
             lines += ["**Provenance of the pin**: " + rst_text(s.provenance), ""]
         blocks.append((f"weights reference: {name}", lines))
     return blocks
+
+
+def _field(obj: Any, name: str, default: Any) -> Any:
+    """A registry entry's field, or ``default`` where this version of the entry has none (the reference
+    renders what the registry declares, whatever fields it has)."""
+    value = getattr(obj, name, default)
+    return default if value is None and default is not None else value
 
 
 _METRIC_NAMES: set[str] | None = None
