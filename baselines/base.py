@@ -72,6 +72,7 @@ def generic_case_id(path: Path) -> str:
     1. the file name without its volume extension (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``, ...);
        a DICOM or PNG folder's id is the folder name;
     2. GenerateCT's ``sample-['name']`` / ``sample-name`` wrapper is removed.
+
     Peer adapters may strip further suffixes (e.g. MAISI's ``_image``), see each adapter.
     """
     stem = strip_volume_suffix(Path(path).name)

@@ -65,3 +65,93 @@ def pinned_weights(name: str, path: Path):
         yield
     finally:
         WEIGHTS.register(name, old, overwrite=True)
+
+
+# ============================================================================= test lanes (marks)
+# Marks are assigned here from one declared table rather than by decorators in the test files, so that a
+# lane is chosen in one place. `make test-fast` runs `-m "not slow and not real_weights and not parity and
+# not browser"` (the unit lane); `make test` runs everything. Patterns are fnmatch patterns on the test's
+# node id (``tests/test_x.py::test_name[param]``; ``*`` also matches ``/``, so ``*/test_x.py`` still matches
+# once the file moves into a component folder); a test takes every mark whose pattern matches.
+#   slow          end-to-end runs through the CLI, training / torchrun / shard tests, whole demo volumes
+#   real_weights  loads a published weights file (skipped where it is absent)
+#   parity        compares with a reference implementation (vbench, pytorch-fid, torchmetrics, MONAI, prdc,
+#                 scikit-image, Merlin, pyiqa)
+#   browser       opens a page in headless Chromium (skipped without chromium)
+#   gpu           needs CUDA (skipped without a GPU)
+MARKS: tuple[tuple[str, str], ...] = (
+    # slow: whole runs, subprocess CLIs, training, sharding
+    ("*/test_runner_e2e.py::*", "slow"),
+    ("*/test_runner_demo.py::*", "slow"),
+    ("*/test_shard_merge.py::*", "slow"),
+    ("*/test_shard_torchrun.py::*", "slow"),
+    ("*/test_train_scale.py::*", "slow"),
+    ("*/test_trust.py::*", "slow"),
+    ("*/test_run_keys.py::*", "slow"),
+    ("*/test_run_safety.py::*", "slow"),
+    ("*/test_prefetch.py::*", "slow"),
+    ("*/test_report_inputs.py::*", "slow"),
+    ("*/test_reports_paper.py::*", "slow"),
+    ("*/test_compare_coverage.py::*", "slow"),
+    ("*/test_profiling.py::*", "slow"),
+    ("*/test_speed_paths.py::*", "slow"),
+    # slow: single tests measured at 3 s of CPU or more (CLI subprocesses, whole demo CTs, simulations)
+    ("*/test_cli_boundary.py::test_debug_shows_the_traceback", "slow"),
+    ("*/test_cli_boundary.py::test_closed_pipe_is_silent", "slow"),
+    ("*/test_cli_boundary.py::test_bad_config_is_one_line_exit_2", "slow"),
+    ("*/test_compare_paired.py::test_signflip_gate_holds_its_level_under_the_null", "slow"),
+    ("*/test_fvd_ctnet.py::test_orientation_follows_the_canonical_array_not_the_storage_order", "slow"),
+    ("*/test_threshold_torch.py::test_demo_chest_ct_equal*", "slow"),
+    ("*/test_io_bad_files.py::test_convert_and_segment_never_overwrite_their_input", "slow"),
+    ("*/test_io_bad_files.py::test_segment_on_a_missing_gpu_is_one_line", "slow"),
+    ("*/test_io_bad_files.py::test_fifo_given_to_commands_is_named_as_a_fifo", "slow"),
+    ("*/test_hostile_strings.py::test_report_html_keeps_its_dom", "slow"),
+    ("*/test_medicalnet.py::test_set_metrics_through_the_api_match_functional_twins", "slow"),
+    ("*/test_medicalnet.py::test_load_strips_module_ignores_head_and_matches_hagan", "slow"),
+    ("*/test_medicalnet.py::test_load_refuses_other_networks_and_pickles", "slow"),
+    ("*/test_audit.py::test_order_batch_and_cache_independent", "slow"),
+    # real weights
+    ("*/test_ct3d.py::test_real_*", "real_weights"),
+    ("*/test_astra_merlin_parity.py::*", "real_weights"),
+    ("*/test_dist_fid.py::*", "real_weights"),
+    ("*/test_dist_kid_prdc.py::test_kid_prdc_inception_share_fid_features", "real_weights"),
+    ("*/test_dist_kid_prdc.py::test_streaming_api", "real_weights"),
+    ("*/test_medicalnet.py::test_real_*", "real_weights"),
+    # parity with reference implementations
+    ("*/test_vbench_*.py::*parity*", "parity"),
+    ("*/test_vbench_motion.py::*", "parity"),
+    ("*/test_vbench_overall.py::*", "parity"),
+    ("*/test_vbench_quality.py::*", "parity"),
+    ("*/test_vbench_consistency.py::*", "parity"),
+    ("*/test_astra_merlin_parity.py::*", "parity"),
+    ("*/test_dist_frechet.py::test_parity_*", "parity"),
+    ("*/test_dist_kid_prdc.py::test_*_matches_*", "parity"),
+    ("*/test_seg_metrics.py::test_parity_*", "parity"),
+    ("*/test_fid_presets.py::*", "parity"),
+    ("*/test_fvd_ctnet.py::*equals*", "parity"),
+    ("*/test_medicalnet.py::*equal*", "parity"),
+    ("*/test_medicalnet.py::*skimage*", "parity"),
+    ("*/test_ct3d.py::test_inflated_net_equals_torchvision_resnet152*", "parity"),
+    # a browser
+    ("*::test_*headless_chromium*", "browser"),
+    # CUDA
+    ("*/test_trace_cuda.py::*", "gpu"),
+    ("*/test_gpu_paths.py::*cuda*", "gpu"),
+)
+
+
+def lane_marks(nodeid: str) -> list[str]:
+    """The marks :data:`MARKS` gives the test with this node id (paths relative to the repository root)."""
+    from fnmatch import fnmatchcase
+
+    return sorted({mark for pattern, mark in MARKS if fnmatchcase(nodeid, pattern)})
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(str(config.rootpath))
+    for item in items:
+        path = Path(str(item.path))
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        nodeid = rel + item.nodeid[item.nodeid.index("::"):] if "::" in item.nodeid else rel
+        for mark in lane_marks(nodeid):
+            item.add_marker(getattr(pytest.mark, mark))

@@ -122,7 +122,7 @@ def guidance_map(x: torch.Tensor, mask: torch.Tensor, *, gamma: float = 2.0, sig
     ``x``: generated slice(s) in [-1, 1], (B, 1, H, W), mapped to u = (x + 1) / 2 in [0, 1] before the power.
     gamma: u^gamma amplifies high intensities (gamma > 1 darkens soft tissue relative to bone/contrast).
     H: Gaussian smoothing (``sigma`` pixels) applied only where the mask is background (M = 0);
-       anatomy pixels keep their sharp values.
+    anatomy pixels keep their sharp values.
     F: ``"minmax"`` rescales each slice to [0, 1]; ``"none"`` leaves the values (already in [0, 1]).
     ``mask``: M(n) in [0, 1], (B, 1, H, W). The result lies in [0, 1] like a mask channel.
     """

@@ -32,13 +32,14 @@ class FlowEstimator:
         self.kind, self.device, self.raft_updates = kind, torch.device(device), raft_updates
         self.net = None
         if kind in ("raft-small", "raft-large"):
-            from torchvision.models.optical_flow import raft_large, raft_small
-
+            from trace_bench.optional import require
             from trace_bench.weights import resolve_weights
             from trace_bench.weights_load import load_state_dict
 
             resolved = resolve_weights(kind, weights_path)
-            net = (raft_small if kind == "raft-small" else raft_large)(weights=None, progress=False)
+            flow_models = require("torchvision.models.optical_flow", f"{kind} optical flow")
+            net = (flow_models.raft_small if kind == "raft-small" else flow_models.raft_large)(weights=None,
+                                                                                              progress=False)
             state = load_state_dict(resolved.path, kind)
             try:
                 net.load_state_dict(state)

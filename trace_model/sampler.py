@@ -9,9 +9,11 @@ x_T ~ N(0, I) -> x_0 for a batch of frame pairs, eta = 0 (deterministic):
 and its own noise generator, so a volume's output does not depend on what it is batched with).
 
 Flow at inference (``inference_flow``), where frame n+1 does not exist yet:
+
   * ``zero``: null flow everywhere (the model saw null flows in training via flow dropout);
   * ``previous`` (default): the pair (n, n+1) gets the flow of the last generated pair x(n-1) -> x(n);
   * ``refine``: like ``previous`` for line 8; line 11 gets the flow of line 8's own pair x~(n) -> x~(n+1).
+
 The first pair (line 4) always gets a null flow.
 
 Reading of Algorithm 1 (``line9``): line 9 as printed builds G(n+1) from x~(n) with the mask M(n+1); we read

@@ -12,6 +12,7 @@ set (``trace_model.prepare``) nothing is segmented or flow-estimated in the trai
 L = E_{(x0, m), t, eps} || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t, m) ||^2      (eq. 5)
 
 Our choices where the paper is silent (documented in config.py):
+
 * guidance maps in training: at inference the mask channels are replaced by guidance maps G
   (Algorithm 1, lines 7 and 10), so with probability ``guidance_train_prob`` the first channel becomes
   G(i) computed from the clean frame i, and in half of those cases the second becomes G(j) too;

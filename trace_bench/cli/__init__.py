@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import traceback
+from inspect import cleandoc  # (not `import inspect`: the sub-command module cli/inspect.py has that name)
 from pathlib import PurePath
 from types import TracebackType
 from typing import Any, Optional
@@ -121,9 +122,65 @@ def report_error(exc: BaseException, *, debug: bool = False) -> int:
     return code
 
 
+def _help_paragraphs(text: str) -> str:
+    """Help text as paragraphs of one line each (the terminal wraps them), so that the line breaks of a
+    docstring do not show as ragged lines; paragraphs that are lists or start with click's ``\\b`` (no
+    rewrap) are kept as written."""
+    out = []
+    for para in cleandoc(text).split("\n\n"):
+        lines = para.splitlines()
+        keep = para.startswith("\b") or any(ln.lstrip().startswith(("- ", "* ")) for ln in lines[1:])
+        out.append(para if keep else " ".join(ln.strip() for ln in lines))
+    return "\n\n".join(out)
+
+
+def tidy_help(cmd: Any) -> Any:
+    """Make ``cmd``'s help (and its sub-commands' and parameters') render as written under typer's rich
+    help: square brackets that rich would take for markup tags (``[options.METRIC]``, ``[metric]``) are
+    escaped (``rich.markup.escape``), docstring line breaks inside a paragraph are joined, and a command
+    without a short help gets its first sentence as one (the one-line entry in its group's list).
+    Idempotent; applied by :class:`BoundaryGroup` to every command it hands out."""
+    if getattr(cmd, "tb_help_tidy", False):
+        return cmd
+    cmd.tb_help_tidy = True
+    rich = getattr(cmd, "rich_markup_mode", "rich") == "rich"
+    from rich.markup import escape
+
+    def fix(text: str | None) -> str | None:
+        return None if text is None else (escape(text) if rich else text)
+
+    if cmd.help:
+        full = _help_paragraphs(cmd.help)
+        if not cmd.short_help:
+            first = full.split("\n\n")[0]
+            cut = first.find(". ")
+            cmd.short_help = fix(first if cut < 0 else first[:cut + 1])
+        cmd.help = fix(full)
+    for p in cmd.params:
+        if getattr(p, "help", None):
+            p.help = fix(" ".join(p.help.split()))
+    for sub in getattr(cmd, "commands", {}).values():
+        tidy_help(sub)
+    return cmd
+
+
 class BoundaryGroup(TyperGroup):
     """The root group: accepts ``--debug`` anywhere before ``--`` and turns any exception raised by a
-    sub-command into one line on stderr and an exit status (see the module docstring)."""
+    sub-command into one line on stderr and an exit status (see the module docstring). Its commands'
+    help is tidied for the terminal (:func:`tidy_help`)."""
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        return None if cmd is None else tidy_help(cmd)
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        for p in self.params:
+            if getattr(p, "help", None) and not getattr(p, "tb_help_tidy", False):
+                p.tb_help_tidy = True
+                from rich.markup import escape
+
+                p.help = escape(" ".join(p.help.split()))
+        return super().format_help(ctx, formatter)
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         args = list(args)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Optional
 
@@ -24,14 +26,33 @@ def list_cmd(hash_files: bool = typer.Option(False, "--hash", help="Also hash pr
     from ..weights import WEIGHTS, cache_dir, weights_status
 
     print(f"cache: {cache_dir()}")
+    rows = []
     for name, spec in WEIGHTS.items():
         st = weights_status(name, check_hash=hash_files)
         where = f"{st.path} ({st.source})" if st.present else f"MISSING -> trace-bench weights fetch {name}"
         state = "present" if st.present else "missing"
         if st.present and st.verified is not None:
             state = "ok" if st.verified else "unverified"
-        print(f"{name:<18} {state:<10} {spec.filename:<40} {_size(spec.size):>10}  used by: {', '.join(spec.used_by)}")
-        print(f"{'':<18} {where}")
+        rows.append((name, state, _size(spec.size), spec.filename, ", ".join(spec.used_by), where))
+    for line in weights_table(rows, shutil.get_terminal_size((100, 24)).columns):
+        print(line)
+
+
+def weights_table(rows: list[tuple[str, str, str, str, str, str]], width: int) -> list[str]:
+    """``weights list`` lines for rows ``(name, state, size, file, used by, where)``: one line per entry with
+    columns as wide as their longest value (a long name never shifts the others), then the users and the
+    location on indented lines wrapped to ``width`` (paths are never broken, so they stay copyable)."""
+    w_name = max((len(r[0]) for r in rows), default=4)
+    w_state = max((len(r[1]) for r in rows), default=5)
+    w_size = max((len(r[2]) for r in rows), default=4)
+    indent = " " * 4
+    out = []
+    for name, state, size, filename, used_by, where in rows:
+        out.append(f"{name:<{w_name}}  {state:<{w_state}}  {size:>{w_size}}  {filename}")
+        for label, text in (("used by: ", used_by or "-"), ("", where)):
+            out += textwrap.wrap(label + text, width=max(width, 40), initial_indent=indent, subsequent_indent=indent * 2,
+                                 break_long_words=False, break_on_hyphens=False)
+    return out
 
 
 @weights_app.command("fetch")

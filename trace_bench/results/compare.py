@@ -23,7 +23,7 @@ SIGNIFICANCE_TEST = "exact two-sided sign-flip test of the mean difference"
 
 # ----------------------------------------------------------------------------- regression checks
 #: the tolerance of a column whose metric declares none: a change counts as a regression when it is
-#: worse than max(abs, rel * |baseline|). Metrics declare their own (``Output.tolerance``, carried in
+#: worse than ``max(abs, rel * |baseline|)``. Metrics declare their own (``Output.tolerance``, carried in
 #: metrics.json); a ``--tolerance`` file overrides both.
 DEFAULT_TOLERANCES: dict[str, dict[str, float]] = {"default": {"abs": 1e-6, "rel": 0.02}}
 
