@@ -189,6 +189,7 @@ from . import study as _study  # noqa: E402,F401
 from . import prompts as _prompts  # noqa: E402,F401
 from . import profile_command as _profile_command  # noqa: E402,F401
 from . import regress as _regress  # noqa: E402,F401
+from . import utility as _utility  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
