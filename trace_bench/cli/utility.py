@@ -16,7 +16,7 @@ from . import app
 @app.command("utility")
 def utility_cmd(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file: run settings at top level "
-                                          "(reference, methods, masks, out, device) and a [utility] table."),
+                                          "(reference, methods, masks, out, device) and the 'utility' table."),
     protocol: Optional[list[str]] = typer.Option(None, "--protocol", "-p", help="seg-tstr or probe; repeatable "
                                                  "(default: the config's, else seg-tstr)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="full (the published protocol) or tiny (CPU smoke "

@@ -137,8 +137,17 @@ def run_seg(run: RunConfig, cfg: UtilityConfig, proto: SegProtocol, device, dist
     if not classes:
         raise ConfigError("utility: the real training label maps hold no non-zero label: nothing to segment")
 
+    identity: dict[tuple[str, str], tuple[str, ...]] = {}
+
     def ident(pairs: list[tuple[Any, Any]]) -> list[tuple[str, ...]]:
-        return [(p.case_id, *store.key_parts(p)[1:]) for p, _ in pairs]
+        """(case id, input sha256s, reading options, grid) per pair: what a job's key depends on (memoised)."""
+        out = []
+        for p, _ in pairs:
+            k = (p.case_id, str(p.volume.path))
+            if k not in identity:
+                identity[k] = (p.case_id, *store.key_parts(p)[1:])
+            out.append(identity[k])
+        return out
 
     test_ids = ident(prepared["test"])
     test = [(p.case_id, pr.image, (lambda p=p: store.native(p))) for p, pr in prepared["test"]]

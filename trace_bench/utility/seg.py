@@ -21,7 +21,7 @@ class mapped back to its label value, the label map mapped onto the test mask's 
 ``extent`` rule), then per label :func:`trace_bench.metrics.overlap.dice` and
 :func:`trace_bench.metrics.hausdorff.hd95` (mm, the mask's spacing) with the project's empty-structure
 policy (a label missing from one map is a miss: Dice 0, HD95 = the image diagonal; missing from both:
-NaN, not counted).
+NaN, not counted). Under torchrun every rank scores every W-th test case and rank 0 gathers them.
 """
 
 from __future__ import annotations
@@ -243,7 +243,8 @@ def score_test_set(model: torch.nn.Module, test: Sequence[tuple[str, np.ndarray,
 def run_job(job: Job, key: str, sets: Sequence[Prepared], test, classes: Sequence[int], proto: SegProtocol,
             device: torch.device, store: JobStore, *, dist: DistContext | None = None, checkpoint_every: int = 0,
             on_step: Callable[[int], None] | None = None) -> dict[str, Any] | None:
-    """Train and score one job (skipped when its result exists); the result record on rank 0, else None."""
+    """Train and score one job (skipped when its result exists); the result record on rank 0, else None.
+    Under torchrun every rank scores the test cases ``rank, rank + W, ...`` and rank 0 gathers them."""
     from trace_model.distributed import barrier
 
     done = store.result()
@@ -253,10 +254,18 @@ def run_job(job: Job, key: str, sets: Sequence[Prepared], test, classes: Sequenc
     model, log = train_job(job, sets, classes, proto, device, store, dist=dist, checkpoint_every=checkpoint_every,
                            on_step=on_step)
     train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    scores = score_test_set(model, list(test)[rank::world], classes, proto, device)
+    if dist is not None:
+        import torch.distributed as tdist
+
+        parts: list[Any] = [None] * world
+        tdist.all_gather_object(parts, scores)
+        scores = {cid: sc for part in parts for cid, sc in part.items()}
     rec = None
-    if dist is None or dist.rank == 0:
-        t1 = time.perf_counter()
-        scores = score_test_set(model, test, classes, proto, device)
+    if rank == 0:
+        scores = {t[0]: scores[t[0]] for t in test}  # the test set's order
         rec = {"arm": job.arm, "method": job.method, "seed": job.seed, "protocol": proto.id,
                "protocol_sha256": proto.sha256, "classes": [int(c) for c in classes],
                "train_cases": [s.case_id for s in sets], "loss_log": log, "device": str(device),
