@@ -79,7 +79,8 @@ FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("readers of runs", ("reports", "trace_bench.audit", "trace_bench.study", "trace_bench.profiling",
                          "trace_bench.report_inputs")),
     ("run core", ("trace_bench.run",)),
-    ("applications", ("trace_bench.launch", "trace_bench.demo", "trace_bench.regress", "trace_model")),
+    ("applications", ("trace_bench.launch", "trace_bench.demo", "trace_bench.regress", "trace_model",
+                      "trace_bench.utility")),
     ("cli", ("trace_bench.cli", "trace_bench.__main__")),
 )
 

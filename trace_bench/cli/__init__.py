@@ -248,6 +248,7 @@ from . import profile_command as _profile_command  # noqa: E402,F401
 from . import regress as _regress  # noqa: E402,F401
 from . import doctor as _doctor  # noqa: E402,F401
 from . import board as _board  # noqa: E402,F401
+from . import utility as _utility  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
