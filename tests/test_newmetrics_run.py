@@ -49,7 +49,7 @@ def test_every_metric_has_rows(run):
             "anat_hu_median[other]", "anat_air_outside_hu", "anat_ks_volume_ml[lungs]",
             "anat_w1_hu_median[lungs]"} <= gen
     gt = set(s[s.method == "GT"].metric)
-    assert "anat_volume_ml[lungs]" in gt and "ms_ssim_diversity" in gt  # scored reference / split-half floor
+    assert "anat_volume_ml[lungs]" in gt and "ms_ssim_diversity_half" in gt  # scored reference / half-vs-half floor
     assert not {"mae_hu", "psnr"} & gt  # paired: no GT row
     assert pd.read_csv(run / "errors.csv").empty
 

@@ -135,7 +135,8 @@ def test_std_columns_get_no_interval_and_bias_note_attaches_to_frechet_columns(o
     assert shown_interval("kid", 0.01, 0.005, 0.02) == (0.005, 0.02)
     assert shown_interval("kid_astra_std", 0.1, 0.0, 0.2, {"kid_astra_std": MetricInfo(None, label="KID std")}) is None
     res = load_results(out)
-    res.summary.loc[len(res.summary)] = ["interp", "fake_mean_std", 0.0, 0.0, 0.0, 2, "jackknife-2sample-t:2+2", 4, ""]
+    res.summary.loc[len(res.summary)] = ["interp", "fake_mean_std", 0.0, 0.0, 0.0, 2, "jackknife-2sample-t:2+2", 4, "",
+                                         ""][:len(res.summary.columns)]
     row = next(r for r in results_json(res)["rows"] if r["metric"] == "fake_mean_std")
     assert row["ci_low"] is None and row["ci_high"] is None and row["interval_of"] == ""
     note = ("only 2 cases: treat the interval as a rough guide; 109 samples < 2048 feature dimensions: the "

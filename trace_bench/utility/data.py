@@ -62,14 +62,13 @@ class Source:
         return (input_hash(self.path), json.dumps(self.folder.read.key(), sort_keys=True), *ref)
 
     def read(self) -> "Volume":
-        """The canonical volume, read by the folder's adapter with its reading options (the run core's rule,
-        :func:`trace_bench.run.execute.read_kwargs`)."""
-        from baselines import get_adapter
+        """The canonical volume, read by the folder's adapter with its reading options, through the one call the
+        run core and the report's viewer make (:func:`baselines.base.read_with_options`)."""
+        from baselines.base import read_with_options
 
-        from ..run.execute import read_kwargs
-
-        ref = self.reference.read() if self.reference is not None else None
-        return get_adapter(self.folder.format).read(self.path, **read_kwargs(self.folder.read, ref))
+        read = self.folder.read
+        ref = self.reference.read() if self.reference is not None and read.uses_reference else None
+        return read_with_options(self.path, read, reference=ref)
 
 
 @dataclass(frozen=True)
