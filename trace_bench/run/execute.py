@@ -38,7 +38,8 @@ from ..cases import Case
 from ..errors import ConfigError, TraceBenchError, option_hint
 from ..metrics.base import CaseData
 from ..read_options import ReadOptions
-from ..results.layout import Entry, entry_done, write_error, write_state, write_values
+from ..results.layout import (RECORD_CORRUPT, RECORD_MISSING, RECORD_OK, Entry, check_record, entry_path, error_path,
+                              write_error, write_state, write_values)
 from ..results.tables import GT
 from .artifacts import plot_artifact
 from .console import PlainProgress
@@ -312,12 +313,38 @@ def prefetch_enabled(setting: bool | None, device: Any) -> bool:
     return bool(setting) if setting is not None else str(device).startswith("cuda")
 
 
-def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None) -> dict[str, Any]:
+def record_states(out: Path, entries: list[Entry] | tuple[Entry, ...]) -> dict[Entry, tuple[str, str]]:
+    """``{entry: (state of its result record, state of its error record)}`` (:func:`check_record`: each
+    record read and its checksum and key verified once)."""
+    states: dict[Entry, tuple[str, str]] = {}
+    for e in entries:
+        res = check_record(entry_path(out, e), e.key)
+        ep = error_path(out, e)
+        err = check_record(ep, e.key) if ep.is_file() else RECORD_MISSING
+        states[e] = (res, err)
+    return states
+
+
+def corrupt_of(states: dict[Entry, tuple[str, str]], out: Path) -> list[tuple[Entry, Path]]:
+    """The records (results or errors) that carry their entry's key but fail their checksum."""
+    bad = []
+    for e, (res, err) in states.items():
+        if res == RECORD_CORRUPT:
+            bad.append((e, entry_path(out, e)))
+        if err == RECORD_CORRUPT:
+            bad.append((e, error_path(out, e)))
+    return bad
+
+
+def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None,
+              states: dict[Entry, tuple[str, str]] | None = None) -> dict[str, Any]:
     """Stage 2: compute every entry whose result file is missing (resume = skip what is done).
     ``prefetch``: in the serial path, decode the next volume while the current one is scored
-    (:class:`Reader`; None = :func:`prefetch_enabled` decides); worker processes read their own task."""
+    (:class:`Reader`; None = :func:`prefetch_enabled` decides); worker processes read their own task.
+    ``states``: :func:`record_states` of the plan's entries when the caller has them (else checked here)."""
     t0 = time.perf_counter()
-    todo = [e for e in plan.entries if not entry_done(plan.out, e)]
+    states = states if states is not None else record_states(plan.out, plan.entries)
+    todo = [e for e in plan.entries if states[e][0] != RECORD_OK]
     groups = _task_groups(todo)
     stats: dict[str, Any] = {"entries": len(plan.entries), "cached": len(plan.entries) - len(todo), "computed": 0}
     progress = _progress(plan.config, console)
