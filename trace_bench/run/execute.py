@@ -145,11 +145,13 @@ class Reader:
         return list(self._pending)
 
     def close(self) -> None:
+        """Stop reading ahead and drop every volume held (they are released as soon as scored)."""
         if self._pool is not None:
             for f in self._pending.values():
                 f.cancel()
             self._pool.shutdown(wait=True)
             self._pending.clear()
+        self._cache.clear()
 
     @staticmethod
     def labels(path: Path | None):
@@ -285,6 +287,42 @@ def _task_groups(todo: list[Entry]) -> list[tuple[str, str, list[Entry]]]:
     return [(m, c, es) for (m, c), es in groups.items()]
 
 
+def _case_units(groups: list[tuple[str, str, list[Entry]]]) -> list[list[tuple[str, str, list[Entry]]]]:
+    """The tasks grouped by case, in order: a worker thread scores one case's volumes after each other
+    with one :class:`Reader`, so the reference is decoded once for all methods and released with the case."""
+    units: dict[str, list[tuple[str, str, list[Entry]]]] = {}
+    for g in groups:
+        units.setdefault(g[1], []).append(g)
+    return list(units.values())
+
+
+def _run_unit(plan: Plan, unit: list[tuple[str, str, list[Entry]]]) -> list[tuple[str, int]]:
+    """One case's tasks in this thread; returns ``(method, entries written)`` per task."""
+    reader = Reader()
+    try:
+        return [(m, process_task(plan, m, plan.pairing.case(c), es, reader)) for m, c, es in unit]
+    finally:
+        reader.close()
+
+
+#: how ``-j N`` runs the per-case stage: ``threads`` (default) or ``processes`` (``TRACE_BENCH_WORKERS``)
+WORKER_KINDS = ("threads", "processes")
+
+
+def worker_kind() -> str:
+    """``threads`` unless ``TRACE_BENCH_WORKERS=processes``.
+
+    Threads, measured (``benchmarks/bench_workers.py``): the per-case work is numpy / scipy / torch /
+    zlib code that releases the GIL for most of its time, the models, label-map cache and imports are
+    shared (one copy, not one per worker), and the peak memory grows by the volumes in flight only; spawned
+    processes each import torch and the metrics again and hold their own copies (about 1.9 GB each on
+    512^2 CT). Processes remain for plug-in metrics that are not thread-safe."""
+    kind = os.environ.get("TRACE_BENCH_WORKERS", "threads").strip().lower() or "threads"
+    if kind not in WORKER_KINDS:
+        raise ConfigError(f"TRACE_BENCH_WORKERS={kind!r}: expected one of {', '.join(WORKER_KINDS)}")
+    return kind
+
+
 _WORKER_PLAN: Plan | None = None
 
 
@@ -356,7 +394,22 @@ def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None,
         per_method = {m: progress.add_task(f"{m}", total=sum(1 for g in groups if g[0] == m))
                       for m in plan.method_order if any(g[0] == m for g in groups)}
         overall = progress.add_task("all volumes", total=len(groups))
-        if plan.config.workers > 1 and len(groups) > 1:
+        if plan.config.workers > 1 and len(groups) > 1 and worker_kind() == "threads":
+            from concurrent.futures import as_completed
+
+            units = _case_units(groups)
+            with ThreadPoolExecutor(max_workers=min(plan.config.workers, len(units)),
+                                    thread_name_prefix="trace-bench-case") as ex:
+                futs = [ex.submit(_run_unit, plan, u) for u in units]
+                for f in as_completed(futs):
+                    for m, n in f.result():
+                        stats["computed"] += n
+                        progress.advance(per_method[m])
+                        progress.advance(overall)
+                        done += 1
+                        if plain is not None:
+                            plain.tick(done, len(groups), "volumes")
+        elif plan.config.workers > 1 and len(groups) > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
