@@ -110,6 +110,21 @@ def test_later_report_reads_no_input_and_writes_the_same_files(finished, tmp_pat
     assert b'"mode":"stack"' in after["report.html"]
 
 
+def test_report_in_another_process_writes_the_same_files(finished, tmp_path):
+    """The per-case stage ran in this process; `python -m trace_bench report` in a new one renders the same bytes."""
+    import subprocess
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    before = files_of(copy, skip=(".trace-bench",))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "trace_bench", "report", str(copy), "--no-published"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = files_of(copy, skip=(".trace-bench",))
+    assert [n for n in before if before[n] != after.get(n)] == [] and set(after) == set(before)
+
+
 def test_runs_without_stored_arrays_read_the_inputs_and_render_the_same(finished, tmp_path):
     """A run made before plot-v2 stored mid-planes only: the report reads the inputs again (today's path)
     and the viewer and figures come out the same as from the stored arrays."""

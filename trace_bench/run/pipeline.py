@@ -106,8 +106,9 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
         t1 = time.perf_counter()
         memorization_audit(out, config, console)
         timings["audit_s"] = time.perf_counter() - t1
-    # the report reads provenance.json: written once before it, and afterwards only its report / total
-    # times are added (which the report does not show), so `trace-bench report OUT` later renders the same
+    # the report reads provenance.json: written before it, and afterwards again with the same finish time
+    # (only the report / total times, which the report does not show, are added), so that `trace-bench
+    # report OUT` later renders the same files
     prov = provenance(timings)
     atomic_write_json(out / "provenance.json", prov)
     for m in agg["unscored_methods"]:
@@ -123,8 +124,10 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
                       viewer_stacks=report_viewer_stacks(out, config, manifest, console))
         timings["report_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
-    prov.setdefault("timings_s", {}).update({k: round(timings[k], 3) for k in ("report_s", "total_s") if k in timings})
-    atomic_write_json(out / "provenance.json", prov)
+    final = provenance(timings)
+    if "finished_utc" in prov:
+        final["finished_utc"] = prov["finished_utc"]
+    atomic_write_json(out / "provenance.json", final)
     write_stamp(out, fp)
     return agg
 
