@@ -19,30 +19,38 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from trace_bench.results import (  # noqa: E402
+from trace_bench.results import (
     GT,
     PROFILE_METRICS,
     Results,
     base_metric,
     column_info,
 )
-from trace_bench.results.escape import plot_text  # noqa: E402
+from trace_bench.results.escape import plot_text
 
-from .tables import TABLES, arrow, label, table_columns  # noqa: E402
+from .tables import TABLES, arrow, label, table_columns
 
 HU_WINDOW = (-1000.0, 1000.0)
 
 
+def _mpl() -> tuple[Any, Any, Any]:
+    """``(matplotlib, pyplot, seaborn)`` on the Agg backend, imported when a figure is drawn (about 2 s
+    of CPU: nothing pays it that only reads plot arrays or renders tables)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # a no-op once set
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    return matplotlib, plt, sns
+
+
 def _palette(methods: list[str]) -> dict[str, tuple]:
-    cols = sns.color_palette("colorblind", max(len(methods), 3))
+    cols = _mpl()[2].color_palette("colorblind", max(len(methods), 3))
     return {m: cols[i % len(cols)] for i, m in enumerate(methods)}
 
 
@@ -54,7 +62,7 @@ def _save(fig, path: Path) -> Path:
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    _mpl()[1].close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -84,6 +92,7 @@ def metric_figure(res: Results):
     if not metrics:
         return None, []
     methods = [m for m in res.methods if m in set(s.method)]
+    _, plt, sns = _mpl()
     pal = _palette(methods)
     ncol = min(4, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
@@ -161,6 +170,7 @@ def per_slice_curves(arts: dict[str, dict[str, np.ndarray]], case_id: str, path:
     if not arts:
         return None
     has_dice = any("dice_z" in a for a in arts.values())
+    _, plt, sns = _mpl()
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, 2 if has_dice else 1, figsize=(11 if has_dice else 6.5, 3.4), squeeze=False)
     pal = _palette(list(arts))
@@ -213,6 +223,7 @@ def montage(arts: dict[str, dict[str, np.ndarray]], case_id: str, path: Path) ->
     if not arts:
         return None
     views = ("axial", "coronal", "sagittal")
+    plt = _mpl()[1]
     fig, axes = plt.subplots(len(arts), 3, figsize=(9, 3.0 * len(arts)), squeeze=False)
     for r, (m, a) in enumerate(arts.items()):
         for c, v in enumerate(views):
@@ -231,6 +242,7 @@ def overlay(arts: dict[str, dict[str, np.ndarray]], case_id: str, path: Path) ->
     if not with_labels:
         return None
     views = ("axial", "coronal", "sagittal")
+    matplotlib, plt, sns = _mpl()
     fig, axes = plt.subplots(len(with_labels), 3, figsize=(9, 3.0 * len(with_labels)), squeeze=False)
     n_labels = int(max(a[f"labels_{v}"].max() for a in with_labels.values() for v in views))
     cmap = matplotlib.colors.ListedColormap(sns.color_palette("bright", max(n_labels, 1)))

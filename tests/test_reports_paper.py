@@ -211,11 +211,22 @@ def test_report_plot_case_cli(out, tmp_path):
 
 
 def test_plot_case_without_inputs_uses_mid_planes_or_refuses(out, tmp_path):
+    """Without the inputs: the run's plot case scrolls from the arrays the run stored (plot-v2); a run that
+    stored mid-planes only (before plot-v2, simulated by dropping the stack arrays) shows those."""
+    import numpy as np
+
     from reports import PlotCaseError, render_report
 
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     meta = json.loads((copy / "metrics.json").read_text(encoding="utf-8"))
+    render_report(copy, plots=False, published=False, plot_cases=[meta["plot_case"]])
+    html = (copy / "report.html").read_text(encoding="utf-8")
+    assert "only the stored mid-planes are shown" not in html and '"mode":"stack"' in html
+    for p in copy.glob("cases/*/*/_plot.npz"):
+        with np.load(p) as z:
+            arrays = {k: z[k] for k in z.files if not k.startswith("stack")}
+        np.savez(p, **arrays)
     render_report(copy, plots=False, published=False, plot_cases=[meta["plot_case"]])
     html = (copy / "report.html").read_text(encoding="utf-8")
     assert "only the stored mid-planes are shown" in html and '"mode":"planes"' in html

@@ -93,8 +93,8 @@ def _change(data: Path) -> dict[str, tuple[dict, Pred]]:
         "reference_format": ({"reference_format": "auto"}, lambda k: k[0] == "GT" or k[2] in PAIRED),
         "methods": ({"methods": {"noisy": {"path": str(data / "noisy"), "convention": "hu"}}},
                     lambda k: k[0] == "noisy"),
-        "segmenter": ({"segmenter": "provided"}, lambda k: k[2] == "segmentation"),
-        "classes": ({"classes": "2"}, lambda k: k[2] == "segmentation"),
+        "segmenter": ({"segmenter": "provided"}, lambda k: k[2] in ("segmentation", "_plot")),  # + label overlays
+        "classes": ({"classes": "2"}, lambda k: k[2] in ("segmentation", "_plot")),
         "reference_masks": ({"reference_masks": str(data / "masks")}, lambda k: k[0] == "GT" or k[2] in PAIRED),
         "method_masks": ({"method_masks": {"noisy": str(data / "masks")}}, lambda k: k[0] == "noisy"),
         "prompts": ({"prompts": str(data / "prompts2.csv")}, lambda k: k[1] == "lung1" and k[2] == "prompt_words"),

@@ -296,10 +296,23 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path):
         assert (killed / n).read_bytes() == (clean.out / n).read_bytes(), n
 
 
-def test_workers_give_identical_results(data, tmp_path, first_run):
-    """2 worker processes (spawned) write the same tables as the in-process run."""
+def test_workers_give_identical_results(data, tmp_path, first_run, monkeypatch):
+    """2 worker threads (the default) and 2 spawned worker processes write the same tables as the in-process run."""
     unregister_fakes()  # the spawned workers only know the registered plug-ins
-    r = run(cfg(data, tmp_path / "w2", metrics=["weight-free"], workers=2), report=False)
+    threads = run(cfg(data, tmp_path / "t2", metrics=["weight-free"], workers=2), report=False)
+    monkeypatch.setenv("TRACE_BENCH_WORKERS", "processes")
+    procs = run(cfg(data, tmp_path / "w2", metrics=["weight-free"], workers=2), report=False)
+    monkeypatch.delenv("TRACE_BENCH_WORKERS")
     one = run(cfg(data, tmp_path / "w1", metrics=["weight-free"]), report=False)
+    assert threads.stats["computed"] == procs.stats["computed"] == one.stats["computed"] > 0
     for n in ("per_case.csv", "summary.csv"):
-        assert (r.out / n).read_bytes() == (one.out / n).read_bytes()
+        assert (threads.out / n).read_bytes() == (one.out / n).read_bytes() == (procs.out / n).read_bytes(), n
+
+
+def test_worker_kind_is_checked(monkeypatch):
+    from trace_bench.run.execute import worker_kind
+
+    assert worker_kind() == "threads"
+    monkeypatch.setenv("TRACE_BENCH_WORKERS", "fibres")
+    with pytest.raises(ConfigError, match="TRACE_BENCH_WORKERS"):
+        worker_kind()

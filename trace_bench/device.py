@@ -7,7 +7,10 @@ run's preflight, so ``--device cuda`` on a machine without a GPU fails before an
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+import sys
 
 from .errors import ConfigError
 
@@ -28,12 +31,26 @@ def parse_device(device: object, *, setting: str = "device") -> tuple[str, int |
     return m.group(1), None if m.group(2) is None else int(m.group(2))
 
 
+#: device files without which a Linux process sees no GPU through torch's CUDA / ROCm builds (NVIDIA's
+#: control device, WSL2's DirectX GPU device, AMD's KFD)
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+
+
+def no_gpu_here() -> bool:
+    """True only when this is Linux and none of the GPU drivers' device files exist: then
+    ``torch.cuda.is_available()`` is False for certain and ``"auto"`` resolves to the CPU without importing
+    torch (about 2 s of CPU; a rerun that finds every result cached never needs it)."""
+    if not sys.platform.startswith("linux") or "torch" in sys.modules:
+        return False
+    return not (any(os.path.exists(p) for p in GPU_DEVICE_FILES) or glob.glob("/dev/nvidia[0-9]*"))
+
+
 def check_device(device: str) -> str:
     """The device a run will use: ``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``;
     ``"cuda"`` / ``"cuda:N"`` only when that GPU exists (else a one-line :class:`ConfigError` listing
     the devices that do). torch is imported here, not at module level."""
     kind, index = parse_device(device)
-    if kind == "cpu":
+    if kind == "cpu" or (kind == "auto" and no_gpu_here()):
         return "cpu"
     import torch
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .volume import Volume
 
@@ -51,10 +49,16 @@ DEFAULT_PROTOCOL = FrameProtocol()
 
 
 def _on_cpu(device: str | torch.device | None) -> bool:
-    return device is None or torch.device(device).type == "cpu"
+    if device is None:
+        return True
+    import torch
+
+    return torch.device(device).type == "cpu"
 
 
 def _resize_t(t: torch.Tensor, size: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
     if t.shape[1:] == (size, size):
         return t
     shrinking = t.shape[1] > size or t.shape[2] > size
@@ -63,6 +67,8 @@ def _resize_t(t: torch.Tensor, size: int) -> torch.Tensor:
 
 def resize_slices(array_zyx: np.ndarray, size: int, device: str | torch.device | None = None) -> np.ndarray:
     """Bilinear in-plane resize of every slice to (size, size), float32 (computed on ``device``)."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(array_zyx, dtype=np.float32))
     if _on_cpu(device):
         return _resize_t(t, size).numpy()
@@ -78,6 +84,8 @@ def window_to_uint8(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
 def window_to_uint8_torch(hu: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
     """:func:`window_to_uint8` on a float32 tensor (any device), the same float32 operations in the
     same order: clip to the float32 window, subtract, scale by float32 ``255 / (hi - lo)``, add 0.5, floor."""
+    import torch
+
     lo, hi = float(np.float32(window[0])), float(np.float32(window[1]))
     scale = float(np.float32(255.0 / (float(window[1]) - float(window[0]))))
     v = (torch.clamp(hu, lo, hi) - lo) * scale
@@ -87,6 +95,8 @@ def window_to_uint8_torch(hu: torch.Tensor, window: tuple[float, float]) -> torc
 def hu_to_frames_torch(array_zyx: np.ndarray, size: int = 256, window: tuple[float, float] = (-1000.0, 1000.0),
                        device: str | torch.device = "cpu") -> np.ndarray:
     """:func:`hu_to_frames` with the resize, window and rounding in torch on ``device`` (uint8 on the host)."""
+    import torch
+
     t = torch.from_numpy(np.ascontiguousarray(array_zyx, dtype=np.float32)).to(device)
     return window_to_uint8_torch(_resize_t(t, size), window).cpu().numpy()
 

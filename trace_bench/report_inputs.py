@@ -1,9 +1,11 @@
-"""Case images for ``trace-bench report``'s slice viewer and per-case figures, read again from a run's
-input volumes (the run itself keeps only the orthogonal mid-planes of its plot case).
+"""Case images for the report's slice viewer and per-case figures: the arrays of one volume
+(:func:`case_arrays`, :func:`viewer_arrays`, :func:`viewer_labels`), which the per-case stage stores with
+its plot case (``run.artifacts``), and :func:`viewer_stacks`, which reads them again from a run's input
+volumes where the run did not store them (another ``--plot-case``, or runs made before plot-v2).
 
 :func:`viewer_stacks` finds the input folders of ``OUT`` (``provenance.json``, else the manifest's
 config; relative paths resolved by :func:`resolve_input`, so from any working directory), reads the
-reference and every method's volume of the requested cases as the run read them (their adapter and the
+reference and the methods' volumes of the requested cases as the run read them (their adapter and the
 recorded reading options, :func:`baselines.base.read_with_options`; ``spacing`` / ``layout = reference``
 with the case's reference volume, read first), and returns per
 case and method the arrays :func:`reports.render_report` accepts as ``viewer_stacks=``: the keys of
@@ -12,7 +14,8 @@ a run's ``_plot.npz`` (``view_axial`` / ``view_coronal`` / ``view_sagittal`` in 
 stack for scrolling: ``stack`` (float16 HU, at most ``max_slices`` slices of at most ``max_px``
 pixels), ``stack_z`` (z of each stacked slice in mm) and ``stack_labels`` (uint8). Label maps come
 from the run's reference masks (segmenter ``provided``, reference only) or the weight-free threshold
-segmenter (``threshold``, every volume); other segmenters (VISTA3D) are not rerun here.
+segmenter (``threshold``, every volume, through the shared label-map disk cache); other segmenters
+(VISTA3D) are not rerun here.
 
 This module sits above the results layer (it reads volumes through ``baselines``); ``reports``
 itself only receives arrays.
@@ -150,10 +153,40 @@ def _mid(a: np.ndarray) -> dict[str, np.ndarray]:
     return {"axial": a[z // 2], "coronal": a[:, y // 2, :], "sagittal": a[:, :, x // 2]}
 
 
+def viewer_arrays(hu: np.ndarray, spacing: tuple[float, float, float], *, labels: np.ndarray | None = None,
+                  ref_labels: np.ndarray | None = None, max_slices: int = MAX_SLICES,
+                  max_px: int = MAX_PX) -> dict[str, np.ndarray]:
+    """The slice viewer's arrays of one volume: ``stack`` (float16 HU, at most ``max_slices`` axial slices of
+    at most ``max_px`` pixels, block means), ``stack_z`` (mm); with ``labels`` (same shape) ``labels_*`` mid
+    planes and ``stack_labels`` (every f-th pixel); with ``ref_labels`` too (the reference's map, same shape)
+    ``dice_z``, the foreground Dice per axial slice (NaN where neither map has foreground)."""
+    hu = np.asarray(hu)
+    out: dict[str, np.ndarray] = {}
+    nz = hu.shape[0]
+    idx = np.unique(np.round(np.linspace(0, nz - 1, min(nz, max_slices))).astype(int))
+    f = max(1, math.ceil(max(hu.shape[1:]) / max_px))
+    out["stack"] = _block_mean(np.asarray(hu[idx], dtype=np.float32), f).astype(np.float16)
+    out["stack_z"] = idx.astype(np.float64) * float(spacing[0])
+    if labels is not None and labels.shape == hu.shape:
+        lab = np.asarray(labels).astype(np.uint8)
+        for k, v in _mid(lab).items():
+            out[f"labels_{k}"] = v.astype(np.int16)
+        out["stack_labels"] = _block_mode(lab[idx], f)[:, : out["stack"].shape[1], : out["stack"].shape[2]]
+        if ref_labels is not None and labels.shape == ref_labels.shape:
+            a, b = labels > 0, ref_labels > 0
+            inter = (a & b).sum(axis=(1, 2)).astype(np.float64)
+            tot = (a.sum(axis=(1, 2)) + b.sum(axis=(1, 2))).astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out["dice_z"] = np.where(tot > 0, 2 * inter / np.where(tot > 0, tot, 1), np.nan)
+    return out
+
+
 def case_arrays(hu: np.ndarray, spacing: tuple[float, float, float], *, labels: np.ndarray | None = None,
-                frame_size: int = 256, hu_window: tuple[float, float] = (-1000.0, 1000.0),
-                max_slices: int = MAX_SLICES, max_px: int = MAX_PX) -> dict[str, np.ndarray]:
-    """The viewer / plot arrays of one volume (see the module docstring)."""
+                ref_labels: np.ndarray | None = None, frame_size: int = 256,
+                hu_window: tuple[float, float] = (-1000.0, 1000.0), max_slices: int = MAX_SLICES,
+                max_px: int = MAX_PX) -> dict[str, np.ndarray]:
+    """The viewer / plot arrays of one volume (see the module docstring): mid planes, ``flicker_mae`` and
+    :func:`viewer_arrays`."""
     from .protocol import hu_to_frames
 
     hu = np.asarray(hu, dtype=np.float32)
@@ -165,55 +198,85 @@ def case_arrays(hu: np.ndarray, spacing: tuple[float, float, float], *, labels: 
         out["flicker_mae"] = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2), dtype=np.float64)
     else:
         out["flicker_mae"] = np.zeros(0)
-    nz = hu.shape[0]
-    idx = np.unique(np.round(np.linspace(0, nz - 1, min(nz, max_slices))).astype(int))
-    f = max(1, math.ceil(max(hu.shape[1:]) / max_px))
-    out["stack"] = _block_mean(hu[idx], f).astype(np.float16)
-    out["stack_z"] = idx.astype(np.float64) * float(spacing[0])
-    if labels is not None and labels.shape == hu.shape:
-        lab = np.asarray(labels).astype(np.uint8)
-        for k, v in _mid(lab).items():
-            out[f"labels_{k}"] = v.astype(np.int16)
-        out["stack_labels"] = _block_mode(lab[idx], f)[:, : out["stack"].shape[1], : out["stack"].shape[2]]
+    out.update(viewer_arrays(hu, spacing, labels=labels, ref_labels=ref_labels, max_slices=max_slices,
+                             max_px=max_px))
     return out
 
 
-def _labels_for(hu: np.ndarray, spacing, cfg: dict, mask_path: Path | None) -> tuple[np.ndarray | None, str]:
+def viewer_labels(volume: Any, segmenter: str, *, mask: np.ndarray | None = None, device: str = "cpu",
+                  cache_dir: str | None = None) -> np.ndarray | None:
+    """The label map the viewer overlays on ``volume``: ``mask`` (the provided map, rounded) for segmenter
+    ``provided``; the weight-free ``threshold`` segmenter's 3-class map through the shared label-map disk
+    cache (:class:`~trace_bench.cache.LabelMapCache`: the segmentation metric's map of the same volume when
+    it ran with ``--classes 3``); None for other segmenters (VISTA3D is not rerun for a picture)."""
+    if segmenter == "provided":
+        return None if mask is None else np.asarray(mask).round().astype(np.int32)
+    if segmenter != "threshold":
+        return None
+    from .cache import LabelMapCache, label_cache_root
+    from .segmenters import get_segmenter
+
+    seg = get_segmenter("threshold", device=device)
+    return seg.segment_cached(volume, "3", LabelMapCache(label_cache_root(cache_dir))).labels
+
+
+def _labels_for(vol: Any, cfg: dict, mask_path: Path | None) -> np.ndarray | None:
     seg = str(cfg.get("segmenter") or "threshold")
+    mask = None
     if seg == "provided":
         if mask_path is None:
-            return None, "no provided label map for this volume"
+            return None
         from baselines import get_adapter
 
         try:
-            return np.asarray(get_adapter("nifti").read(mask_path).array).round().astype(np.int32), "provided masks"
-        except Exception as e:  # noqa: BLE001 - the overlay is optional
-            return None, f"mask {mask_path} unreadable ({e})"
-    if seg == "threshold":
-        from .segmenters import threshold_segment
+            mask = np.asarray(get_adapter("nifti").read(mask_path).array)
+        except Exception:  # noqa: BLE001 - the overlay is optional
+            return None
+    return viewer_labels(vol, seg, mask=mask)
 
-        return threshold_segment(hu, tuple(spacing)), "threshold segmenter"
-    return None, f"segmenter {seg!r} is not rerun for the report"
+
+def stored_stack(out: str | Path, method: str, case: str) -> bool:
+    """Whether the run stored the viewer's arrays of ``method``'s volume of ``case`` with its plot inputs
+    (``cases/<method>/<case>/_plot.npz`` holds ``stack``: written by the per-case stage since plot-v2)."""
+    p = case_dir(out, method, case) / f"{PLOT_ARTIFACT}.npz"
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return "stack" in z.files
+    except Exception:  # noqa: BLE001 - missing or unreadable: not stored
+        return False
 
 
 def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, max_slices: int = MAX_SLICES,
                   max_px: int = MAX_PX) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """``{case: {method: arrays}}`` for the cases whose inputs are still readable.
+    """``{case: {method: arrays}}`` read again from the inputs, for the volumes of ``cases`` whose viewer
+    arrays the run did not store (:func:`stored_stack`) and whose inputs are still readable.
+
+    The run's own plot case (runs since plot-v2) needs nothing: every volume's arrays are in its
+    ``_plot.npz``, and nothing is decoded or segmented here. Other cases (``--plot-case``) and runs made
+    before plot-v2 read the volumes of the methods that lack them (and the reference, first: the
+    ``reference`` reading options and ``dice_z`` need it); threshold label maps come through the shared
+    label-map disk cache (:func:`viewer_labels`).
 
     ``required=True`` (``trace-bench report --plot-case``): a case with neither a stored plot artifact
     nor a readable input raises :class:`ConfigError` naming it. Otherwise unreadable cases are left
     out (the report says so)."""
+    o = Path(out)
+    folders = input_folders(o)
+    methods = _json(o / "metrics.json").get("methods") or list(folders)
+    methods = sorted(methods, key=lambda m: m != GT)  # the reference first: `reference` reading options need it
+    need = {case: [m for m in methods if not stored_stack(o, m, case)] for case in cases}
+    if not any(need.values()):
+        return {}
     from baselines.base import read_with_options
 
     from .cases import discover
 
-    o = Path(out)
-    folders = input_folders(o)
     cfg = run_config(o)
-    methods = _json(o / "metrics.json").get("methods") or list(folders)
-    methods = sorted(methods, key=lambda m: m != GT)  # the reference first: `reference` reading options need it
     listings: dict[str, dict[str, Any]] = {}
+    wanted = {m for ms in need.values() for m in ms} | ({GT} if GT in folders else set())
     for m, (d, opts) in folders.items():
+        if m not in wanted:
+            continue
         try:
             listings[m] = discover(d, opts.format, label=m)[0]
         except Exception:  # noqa: BLE001 - a folder that cannot be listed simply has no images
@@ -231,9 +294,11 @@ def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, 
     win = cfg.get("hu_window") or [-1000.0, 1000.0]
     result: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     for case in cases:
+        if not need[case]:
+            continue
         got: dict[str, dict[str, np.ndarray]] = {}
         ref_labels = ref_vol = None
-        for m in methods:
+        for m in [GT, *need[case]] if GT not in need[case] and GT in methods else need[case]:
             cf = listings.get(m, {}).get(case)
             if cf is None or m not in folders:
                 continue
@@ -244,18 +309,13 @@ def viewer_stacks(out: str | Path, cases: list[str], *, required: bool = False, 
                 vol = read_with_options(cf.path, opts, reference=ref_vol if opts.uses_reference else None)
             except Exception:  # noqa: BLE001 - an unreadable input is left out of the viewer
                 continue
-            labels, _ = _labels_for(vol.array, vol.spacing, cfg, masks.get(case) if m == GT else None)
-            arrs = case_arrays(vol.array, vol.spacing, labels=labels, frame_size=frame_size,
-                               hu_window=(float(win[0]), float(win[1])), max_slices=max_slices, max_px=max_px)
+            labels = _labels_for(vol, cfg, masks.get(case) if m == GT else None)
             if m == GT:
                 ref_labels, ref_vol = labels, vol
-            elif labels is not None and ref_labels is not None and labels.shape == ref_labels.shape:
-                a, b = labels > 0, ref_labels > 0
-                inter = (a & b).sum(axis=(1, 2)).astype(np.float64)
-                tot = (a.sum(axis=(1, 2)) + b.sum(axis=(1, 2))).astype(np.float64)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    arrs["dice_z"] = np.where(tot > 0, 2 * inter / np.where(tot > 0, tot, 1), np.nan)
-            got[m] = arrs
+            if m in need[case]:
+                got[m] = case_arrays(vol.array, vol.spacing, labels=labels, ref_labels=None if m == GT else ref_labels,
+                                     frame_size=frame_size, hu_window=(float(win[0]), float(win[1])),
+                                     max_slices=max_slices, max_px=max_px)
         if got:
             result[case] = got
         elif required and not any((case_dir(o, m, case) / f"{PLOT_ARTIFACT}.npz").is_file() for m in methods):

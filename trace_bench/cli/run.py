@@ -122,7 +122,7 @@ def run_cmd(
     method_masks: Optional[list[str]] = typer.Option(None, "--method-masks", help="NAME=DIR of a method's label maps; repeatable."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="CSV (case_id,prompt) or JSON of text prompts."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (default: cuda when a GPU is visible, else cpu), cpu, cuda or cuda:N."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel worker processes for the per-case stage."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel workers for the per-case stage: threads sharing the models and caches, one case each (TRACE_BENCH_WORKERS=processes: spawned processes)."),
     skip_unavailable: Optional[bool] = typer.Option(None, "--skip-unavailable/--no-skip-unavailable", help="Run what is available; list skipped metrics in the report."),
     weights: Optional[list[str]] = typer.Option(None, "--weights", help="NAME=PATH of a weights file (registry name); repeatable."),
     profile: Optional[list[str]] = typer.Option(None, "--profile", help="NAME=FILE.json from `trace-bench profile`: adds FPS and VRAM for that method."),

@@ -17,12 +17,15 @@ than 77 tokens is truncated (the end token kept).
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .backbone import Backbone
 from .base import CaseData, Metric, Option, Output, Part, RunContext, register_metric
 from .spaces import CLIP_SLICES, frame_part, select_slices
+
+if TYPE_CHECKING:  # torch is imported where a score is computed
+    import torch
 
 
 def clip_score_from_features(image_features: torch.Tensor, text_features: torch.Tensor) -> tuple[float, torch.Tensor]:

@@ -63,10 +63,9 @@ preset this module shipped as ``fid_vlm3d`` before (same protocol id, so its cac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import numpy as np
-import torch
 
 from ..volume import Volume
 from . import frechet
@@ -75,6 +74,9 @@ from .base import NONNEGATIVE, CaseData, Metric, Option, Output, Part, RunContex
 from .catalog import FID_TOL
 from .fid import plane_state
 from .spaces import cache_option, shared_cached_features
+
+if TYPE_CHECKING:  # torch is imported where a volume is preprocessed
+    import torch
 
 #: the script's planes, in its order (``get_features_2p5d``: XY along D, YZ along H, ZX along W)
 PLANES = ("xy", "yz", "zx")
@@ -191,6 +193,7 @@ def nifti_affine(volume: Volume) -> np.ndarray:
 def preprocess(volume: Volume, preset: Preset2p5D) -> torch.Tensor:
     """The script's MONAI transforms applied to ``volume``: float32 torch tensor (x, y, z) RAS, HU clipped
     to [-1000, 1000] (``preset.target_shape`` when padding and cropping are on)."""
+    import torch
     from monai.data import MetaTensor
     from monai.transforms import CenterSpatialCrop, Orientation, ScaleIntensityRange, Spacing, SpatialPad
 

@@ -131,7 +131,7 @@ class Segmentation(Metric):
     description = ("Anatomical fidelity: segment generated and reference volumes (ctx.segmenter, ctx.classes), "
                    "map the generated labels onto the reference grid, Dice / Jaccard / HD95 (mm) per class and mean. "
                    f"Empty structures: {EMPTY_POLICY}.")
-    cache_size = 64
+    cache_size = 4  # reference maps kept in memory (the cases in flight); the rest come from the disk cache
 
     def __init__(self, options=None) -> None:
         super().__init__(options)

@@ -25,8 +25,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def spacing_shape(shape: Sequence[int], spacing: Sequence[float], new: Sequence[float]) -> tuple[int, ...]:
@@ -46,6 +44,9 @@ def spacing_shape(shape: Sequence[int], spacing: Sequence[float], new: Sequence[
 def resample_spacing(a: np.ndarray, spacing: Sequence[float], new: Sequence[float]) -> np.ndarray:
     """Trilinear resampling of a 3-D array from ``spacing`` to ``new`` mm (same axis order as the array) on
     MONAI ``Spacing``'s grid and shape (module doc); float32."""
+    import torch
+    import torch.nn.functional as F
+
     arr = np.ascontiguousarray(a, dtype=np.float32)
     if arr.ndim != 3:
         raise ValueError(f"Expected a 3-D array, got shape {arr.shape}")

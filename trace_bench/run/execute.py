@@ -38,7 +38,8 @@ from ..cases import Case
 from ..errors import ConfigError, TraceBenchError, option_hint
 from ..metrics.base import CaseData
 from ..read_options import ReadOptions
-from ..results.layout import Entry, entry_done, write_error, write_state, write_values
+from ..results.layout import (RECORD_CORRUPT, RECORD_MISSING, RECORD_OK, Entry, check_record, entry_path, error_path,
+                              write_error, write_state, write_values)
 from ..results.tables import GT
 from .artifacts import plot_artifact
 from .console import PlainProgress
@@ -144,11 +145,13 @@ class Reader:
         return list(self._pending)
 
     def close(self) -> None:
+        """Stop reading ahead and drop every volume held (they are released as soon as scored)."""
         if self._pool is not None:
             for f in self._pending.values():
                 f.cancel()
             self._pool.shutdown(wait=True)
             self._pending.clear()
+        self._cache.clear()
 
     @staticmethod
     def labels(path: Path | None):
@@ -284,6 +287,42 @@ def _task_groups(todo: list[Entry]) -> list[tuple[str, str, list[Entry]]]:
     return [(m, c, es) for (m, c), es in groups.items()]
 
 
+def _case_units(groups: list[tuple[str, str, list[Entry]]]) -> list[list[tuple[str, str, list[Entry]]]]:
+    """The tasks grouped by case, in order: a worker thread scores one case's volumes after each other
+    with one :class:`Reader`, so the reference is decoded once for all methods and released with the case."""
+    units: dict[str, list[tuple[str, str, list[Entry]]]] = {}
+    for g in groups:
+        units.setdefault(g[1], []).append(g)
+    return list(units.values())
+
+
+def _run_unit(plan: Plan, unit: list[tuple[str, str, list[Entry]]]) -> list[tuple[str, int]]:
+    """One case's tasks in this thread; returns ``(method, entries written)`` per task."""
+    reader = Reader()
+    try:
+        return [(m, process_task(plan, m, plan.pairing.case(c), es, reader)) for m, c, es in unit]
+    finally:
+        reader.close()
+
+
+#: how ``-j N`` runs the per-case stage: ``threads`` (default) or ``processes`` (``TRACE_BENCH_WORKERS``)
+WORKER_KINDS = ("threads", "processes")
+
+
+def worker_kind() -> str:
+    """``threads`` unless ``TRACE_BENCH_WORKERS=processes``.
+
+    Threads, measured (``benchmarks/bench_workers.py``): the per-case work is numpy / scipy / torch /
+    zlib code that releases the GIL for most of its time, the models, label-map cache and imports are
+    shared (one copy, not one per worker), and the peak memory grows by the volumes in flight only; spawned
+    processes each import torch and the metrics again and hold their own copies (about 1.9 GB each on
+    512^2 CT). Processes remain for plug-in metrics that are not thread-safe."""
+    kind = os.environ.get("TRACE_BENCH_WORKERS", "threads").strip().lower() or "threads"
+    if kind not in WORKER_KINDS:
+        raise ConfigError(f"TRACE_BENCH_WORKERS={kind!r}: expected one of {', '.join(WORKER_KINDS)}")
+    return kind
+
+
 _WORKER_PLAN: Plan | None = None
 
 
@@ -312,12 +351,38 @@ def prefetch_enabled(setting: bool | None, device: Any) -> bool:
     return bool(setting) if setting is not None else str(device).startswith("cuda")
 
 
-def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None) -> dict[str, Any]:
+def record_states(out: Path, entries: list[Entry] | tuple[Entry, ...]) -> dict[Entry, tuple[str, str]]:
+    """``{entry: (state of its result record, state of its error record)}`` (:func:`check_record`: each
+    record read and its checksum and key verified once)."""
+    states: dict[Entry, tuple[str, str]] = {}
+    for e in entries:
+        res = check_record(entry_path(out, e), e.key)
+        ep = error_path(out, e)
+        err = check_record(ep, e.key) if ep.is_file() else RECORD_MISSING
+        states[e] = (res, err)
+    return states
+
+
+def corrupt_of(states: dict[Entry, tuple[str, str]], out: Path) -> list[tuple[Entry, Path]]:
+    """The records (results or errors) that carry their entry's key but fail their checksum."""
+    bad = []
+    for e, (res, err) in states.items():
+        if res == RECORD_CORRUPT:
+            bad.append((e, entry_path(out, e)))
+        if err == RECORD_CORRUPT:
+            bad.append((e, error_path(out, e)))
+    return bad
+
+
+def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None,
+              states: dict[Entry, tuple[str, str]] | None = None) -> dict[str, Any]:
     """Stage 2: compute every entry whose result file is missing (resume = skip what is done).
     ``prefetch``: in the serial path, decode the next volume while the current one is scored
-    (:class:`Reader`; None = :func:`prefetch_enabled` decides); worker processes read their own task."""
+    (:class:`Reader`; None = :func:`prefetch_enabled` decides); worker processes read their own task.
+    ``states``: :func:`record_states` of the plan's entries when the caller has them (else checked here)."""
     t0 = time.perf_counter()
-    todo = [e for e in plan.entries if not entry_done(plan.out, e)]
+    states = states if states is not None else record_states(plan.out, plan.entries)
+    todo = [e for e in plan.entries if states[e][0] != RECORD_OK]
     groups = _task_groups(todo)
     stats: dict[str, Any] = {"entries": len(plan.entries), "cached": len(plan.entries) - len(todo), "computed": 0}
     progress = _progress(plan.config, console)
@@ -329,7 +394,22 @@ def run_cases(plan: Plan, *, console=None, prefetch: bool | None = None) -> dict
         per_method = {m: progress.add_task(f"{m}", total=sum(1 for g in groups if g[0] == m))
                       for m in plan.method_order if any(g[0] == m for g in groups)}
         overall = progress.add_task("all volumes", total=len(groups))
-        if plan.config.workers > 1 and len(groups) > 1:
+        if plan.config.workers > 1 and len(groups) > 1 and worker_kind() == "threads":
+            from concurrent.futures import as_completed
+
+            units = _case_units(groups)
+            with ThreadPoolExecutor(max_workers=min(plan.config.workers, len(units)),
+                                    thread_name_prefix="trace-bench-case") as ex:
+                futs = [ex.submit(_run_unit, plan, u) for u in units]
+                for f in as_completed(futs):
+                    for m, n in f.result():
+                        stats["computed"] += n
+                        progress.advance(per_method[m])
+                        progress.advance(overall)
+                        done += 1
+                        if plain is not None:
+                            plain.tick(done, len(groups), "volumes")
+        elif plan.config.workers > 1 and len(groups) > 1:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed
 

@@ -12,6 +12,7 @@ report`` can tell complete, current tables from stale or truncated ones.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,12 @@ from typing import Any, Callable
 from ..config import RunConfig
 from ..errors import ConfigError
 from ..results.files import atomic_write_json, atomic_write_text
-from ..results.layout import corrupt_records, entry_done
-from ..results.stamp import clear_stale_outputs, fingerprint, start_stamp, write_stamp
+from ..results.layout import RECORD_OK, Entry
+from ..results.stamp import RUN_FILES, clear_stale_outputs, fingerprint, read_stamp, start_stamp, write_stamp
 from .aggregate import aggregate
-from .execute import run_cases
 from .console import stderr_console
+from .execute import corrupt_of, record_states, run_cases
+from .finish_record import digest, finish_key, forget_finish, outputs_current, record_finish
 from .lock import OutputLock
 from .plan import Plan, check_out, manifest_dict, plan_run
 from .provenance import build_provenance
@@ -40,15 +42,42 @@ def _console(console=None):
     return console or stderr_console()
 
 
+def _same_text(path: Path, text: str) -> bool:
+    try:
+        return path.read_bytes() == text.encode("utf-8")
+    except OSError:
+        return False
+
+
+def _same_json(path: Path, obj: Any) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(obj, allow_nan=True))
+    except (OSError, ValueError):
+        return False
+
+
 def prepare_out(out: Path, config: RunConfig, manifest: dict[str, Any], console=None) -> None:
-    """Remove a different earlier run's derived outputs, then write ``config.toml`` and ``manifest.json``."""
-    removed = clear_stale_outputs(out, fingerprint(manifest))
+    """Remove a different earlier run's derived outputs, then write ``config.toml`` and ``manifest.json``
+    and start the stamp; a file whose content is already the one to write is left as it is (a rerun
+    rewrites nothing that is unchanged)."""
+    fp = fingerprint(manifest)
+    removed = clear_stale_outputs(out, fp)
     if removed and console is not None:
         console.print(f"[yellow]note[/yellow]: removed the outputs of an earlier, different run in {out}: "
                       f"{', '.join(removed)} (per-case results are kept and reused where still valid)")
-    atomic_write_text(out / "config.toml", config.to_toml())
-    atomic_write_json(out / "manifest.json", manifest)
-    start_stamp(out, fingerprint(manifest))
+    changed = False
+    toml = config.to_toml()
+    if not _same_text(out / "config.toml", toml):
+        atomic_write_text(out / "config.toml", toml)
+        changed = True
+    if not _same_json(out / "manifest.json", manifest):
+        atomic_write_json(out / "manifest.json", manifest)
+        changed = True
+    st = read_stamp(out)
+    named = (st or {}).get("files", {})
+    if changed or st is None or st.get("fingerprint") != fp or any(
+            (out / n).is_file() and named.get(n) != digest(out / n) for n in RUN_FILES):
+        start_stamp(out, fp)
 
 
 def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: Callable[[dict[str, float]], dict[str, Any]],
@@ -73,11 +102,15 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
     agg = aggregate(out, config.plugins)
     timings["aggregate_s"] = agg["aggregate_s"]
     write_stamp(out, fp)
-    atomic_write_json(out / "provenance.json", provenance(timings))  # the report reads it
     if config.train_reference:
         t1 = time.perf_counter()
         memorization_audit(out, config, console)
         timings["audit_s"] = time.perf_counter() - t1
+    # the report reads provenance.json: written before it, and afterwards again with the same finish time
+    # (only the report / total times, which the report does not show, are added), so that `trace-bench
+    # report OUT` later renders the same files
+    prov = provenance(timings)
+    atomic_write_json(out / "provenance.json", prov)
     for m in agg["unscored_methods"]:
         console.print(f"[bold red]warning[/bold red]: method {m!r} has no scored case (every case failed or was "
                       f"unpaired); see {out / 'errors.csv'}")
@@ -91,7 +124,10 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
                       viewer_stacks=report_viewer_stacks(out, config, manifest, console))
         timings["report_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
-    atomic_write_json(out / "provenance.json", provenance(timings))
+    final = provenance(timings)
+    if "finished_utc" in prov:
+        final["finished_utc"] = prov["finished_utc"]
+    atomic_write_json(out / "provenance.json", final)
     write_stamp(out, fp)
     return agg
 
@@ -116,8 +152,9 @@ def _pair(folder) -> tuple[str, str]:
 
 
 def report_viewer_stacks(out: Path, config: RunConfig, manifest: dict[str, Any], console=None) -> dict:
-    """Slice stacks of the plot case for the HTML viewer, read again from the inputs (optional: the
-    report says when they are missing)."""
+    """Slice stacks of the plot case for the HTML viewer that the per-case stage did not store with the
+    plot inputs, read again from the inputs (normally none: see :mod:`.artifacts`; optional: the report
+    says when they are missing)."""
     pc = manifest.get("plot_case")
     if not (config.plots and pc):
         return {}
@@ -136,26 +173,46 @@ def run_plan(plan: Plan, *, console=None, report: bool = True, t0: float | None 
     t0 = time.perf_counter() if t0 is None else t0
     console = _console(console)
     manifest = manifest_dict(plan)
-    manifest["integrity"] = integrity_rows(plan, console)
+    states = record_states(plan.out, plan.entries)  # every record read and verified once
+    manifest["integrity"] = integrity_rows(plan, console, states)
     plan.out.mkdir(parents=True, exist_ok=True)
     prepare_out(plan.out, plan.config, manifest, console)
     for name, why in sorted(plan.skipped.items()):
         console.print(f"[yellow]not computed[/yellow] {name}: {why}")
-    n_todo = sum(1 for e in plan.entries if not entry_done(plan.out, e))
+    n_todo = sum(1 for e in plan.entries if states[e][0] != RECORD_OK)
     if plan.config.progress:
         console.print(f"[bold]per-case[/bold]: {len(plan.entries)} entries "
                       f"({len(plan.entries) - n_todo} cached), metrics: {', '.join(m.name for m in plan.metrics)}")
-    stats = run_cases(plan, console=console, prefetch=plan.config.prefetch)
+    stats = run_cases(plan, console=console, prefetch=plan.config.prefetch, states=states)
+    key = finish_key(plan.out, manifest, plan.entries, report=report, plugins=plan.config.plugins)
+    if stats["computed"] == 0 and not plan.config.train_reference and outputs_current(
+            plan.out, key, fingerprint(manifest)):
+        if plan.config.progress:
+            console.print("[bold]finish[/bold]: every record cached and the outputs current: nothing rewritten")
+        stats.update(unscored_methods=recorded_unscored(plan.out), outputs_current=True)
+        return RunResult(plan.out, plan, stats)
+    forget_finish(plan.out)
     agg = finish(plan.out, plan.config, manifest, lambda t: build_provenance(plan, {**t, "per_case_s": stats["per_case_s"]}),
                  report=report, console=console, t0=t0)
+    record_finish(plan.out, key)
     stats.update(agg)
     return RunResult(plan.out, plan, stats)
 
 
-def integrity_rows(plan: Plan, console=None) -> list[dict[str, str]]:
+def recorded_unscored(out: Path) -> list[str]:
+    """The methods without a scored case, as the last finish recorded them (``metrics.json``)."""
+    try:
+        return list(json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("unscored_methods", []))
+    except (OSError, ValueError):
+        return []
+
+
+def integrity_rows(plan: Plan, console=None,
+                   states: dict[Entry, tuple[str, str]] | None = None) -> list[dict[str, str]]:
     """Records of this plan that carry their entry's key but fail their checksum (edited by hand,
-    truncated): they are recomputed; the run says so in one line and ``warnings.csv`` keeps a row each."""
-    bad = corrupt_records(plan.out, list(plan.entries))
+    truncated): they are recomputed; the run says so in one line and ``warnings.csv`` keeps a row each.
+    ``states``: :func:`~.execute.record_states` of the plan's entries when the caller has them."""
+    bad = corrupt_of(states if states is not None else record_states(plan.out, plan.entries), plan.out)
     if not bad:
         return []
     rows = [{"method": e.method, "case_id": e.case_id,

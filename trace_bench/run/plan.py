@@ -406,8 +406,11 @@ class KeyBuilder:
 
     def plot_key(self, base: dict[str, Any], method: str, usable: list[Metric],
                  paired: dict[str, Any] | None) -> dict[str, Any]:
+        from .artifacts import ARTIFACT_VERSION  # the viewer's label maps: segmenter and classes
+
         return dict(base, metric=PLOT_ARTIFACT, protocol=self.ctx.protocol.id, specs=sorted(m.name for m in usable),
-                    paired=paired if method != GT else None)
+                    paired=paired if method != GT else None, arrays=ARTIFACT_VERSION,
+                    labels=[self.ctx.segmenter, self.ctx.classes])
 
 
 def _safe_hash(path: Path, what: str, case_id: str, problems: list[Problem]) -> str | None:

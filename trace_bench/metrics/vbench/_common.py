@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
-import torch
 
 from ...protocol import to_rgb
+
+if TYPE_CHECKING:  # torch is imported where tensors are made
+    import torch
 
 
 def frames_uint8_tchw(frames: np.ndarray) -> torch.Tensor:
     """uint8 frames (T, H, W) or (T, H, W, 3) -> uint8 tensor (T, 3, H, W), grey replicated to RGB."""
+    import torch
+
     f = np.asarray(frames)
     if f.dtype != np.uint8 or f.ndim not in (3, 4) or (f.ndim == 4 and f.shape[-1] != 3):
         raise ValueError(f"Expected uint8 frames of shape (T, H, W) or (T, H, W, 3), got {f.dtype} {f.shape}")
@@ -27,5 +31,7 @@ def batches(n: int, size: int) -> Iterator[slice]:
 
 def run_batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Apply ``fn`` to ``x`` in chunks along dim 0 and concatenate (inference mode)."""
+    import torch
+
     with torch.inference_mode():
         return torch.cat([fn(x[s]) for s in batches(x.shape[0], batch_size)], dim=0)

@@ -25,14 +25,16 @@ classes (``update`` / ``compute_result``) also gives VBench's pair-weighted over
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
 from ..backbone import Backbone
 from ..base import UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw, run_batched
+
+if TYPE_CHECKING:  # torch is imported where features are computed
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -42,6 +44,8 @@ VBENCH_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # ----------------------------------------------------------------------------- functional twin
 def _as_features(features: np.ndarray | torch.Tensor) -> np.ndarray:
+    import torch
+
     if isinstance(features, torch.Tensor):
         features = features.detach().to("cpu", torch.float64).numpy()
     f = np.asarray(features, dtype=np.float64)

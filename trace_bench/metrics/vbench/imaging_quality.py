@@ -14,12 +14,16 @@ bitsandbytes, datasets, tensorboard, ... into the environment); it loads the sam
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ..backbone import Backbone
 from ..base import ANY_REAL, UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw, run_batched
+
+if TYPE_CHECKING:  # torch is imported where a score is computed
+    import torch
 
 
 def musiq_preprocess(frames: np.ndarray, longer: int = 512) -> torch.Tensor:

@@ -18,18 +18,19 @@ which can move a truncated uint8 value by one).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ...protocol import to_rgb
 from ..backbone import Backbone
 from ..base import UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import batches
 
-Interpolator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # torch is imported where frames are interpolated
+    import torch
+
+Interpolator = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def vbench_scale(h: int, w: int, vram_bytes: int | None = None) -> float:
@@ -55,6 +56,9 @@ def _pad_amounts(h: int, w: int, divisor: int) -> list[int]:
 def interpolate_midpoints(frames: np.ndarray, interp: Interpolator, batch_size: int = 8, device: str = "cpu",
                           scale: float = 1.0) -> np.ndarray:
     """AMT midpoints of consecutive even frames as uint8 (K, H, W, 3), K = ceil(T/2) - 1."""
+    import torch
+    import torch.nn.functional as F
+
     f = to_rgb(_check(frames))
     kept = torch.from_numpy(np.ascontiguousarray(f[0::2])).permute(0, 3, 1, 2) / 255.0
     h, w = kept.shape[-2:]
@@ -129,6 +133,8 @@ class MotionSmoothness(Metric):
                                         "and real odd frames) / 255")]
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
+        import torch
+
         model = self.net.get("amt-s", ctx)
         f = data.frames
         vram = None

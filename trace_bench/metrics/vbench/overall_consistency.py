@@ -17,14 +17,17 @@ long report is truncated to its first ~30 BPE tokens, exactly as in VBench.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..backbone import Backbone
 from ..base import COSINE, CaseData, Metric, Output, Part, RunContext, register_metric
 from ._common import frames_uint8_tchw
 from .consistency import VBENCH_CLIP_MEAN, VBENCH_CLIP_STD
+
+if TYPE_CHECKING:  # torch is imported where a score is computed
+    import torch
 
 
 def middle_frame_indices(num_frames: int, vlen: int) -> list[int]:
@@ -51,6 +54,9 @@ def viclip_preprocess(frames: np.ndarray, num_frames: int = 8, size: int = 224) 
 def overall_consistency_from_features(video_features: torch.Tensor | np.ndarray,
                                       text_features: torch.Tensor | np.ndarray) -> float:
     """``<v/|v|, t/|t|>`` for one video feature (D,) or (1, D) and one text feature."""
+    import torch
+    import torch.nn.functional as F
+
     v = torch.as_tensor(np.asarray(video_features) if not isinstance(video_features, torch.Tensor) else video_features)
     t = torch.as_tensor(np.asarray(text_features) if not isinstance(text_features, torch.Tensor) else text_features)
     v, t = v.reshape(1, -1).double(), t.reshape(1, -1).double()
@@ -61,6 +67,8 @@ def overall_consistency_from_features(video_features: torch.Tensor | np.ndarray,
 
 def overall_consistency(frames: np.ndarray, prompt: str, model, device: str = "cpu") -> float:
     """VBench overall consistency of uint8 frames with ``prompt`` under a ViCLIP ``model``."""
+    import torch
+
     with torch.inference_mode():
         v = model.encode_vision(viclip_preprocess(frames).to(device)).float().cpu()
         t = model.encode_text([prompt]).float().cpu()
@@ -97,6 +105,8 @@ class OverallConsistency(Metric):
                                             "volume the cosine of ViCLIP's video and prompt features")]
 
     def case_values(self, data: CaseData, ctx: RunContext) -> dict[str, float]:
+        import torch
+
         if not data.prompt:
             raise ValueError(f"case {data.case_id!r} ({data.method}): overall_consistency needs the case's prompt "
                              "(report text); none was found")
