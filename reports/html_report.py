@@ -75,7 +75,8 @@ document.querySelectorAll('table.sortable').forEach(function(t){
       t.querySelectorAll('thead th').forEach(function(h){h.classList.remove('asc','desc');});
       th.classList.add(asc?'asc':'desc');
       var body=t.tBodies[0], all=Array.prototype.slice.call(body.rows), groups=[[]];
-      all.forEach(function(r){if(r.classList.contains('group')) groups.push([r]); else groups[groups.length-1].push(r);});
+      all.forEach(function(r){
+        if(r.classList.contains('group')) groups.push([r]); else groups[groups.length-1].push(r);});
       function key(r){var c=r.cells[col]; if(!c) return [1,''];
         var v=c.getAttribute('data-v'); if(v!==null&&v!==''&&!isNaN(parseFloat(v))) return [0,parseFloat(v)];
         return [1,c.textContent.trim().toLowerCase()];}

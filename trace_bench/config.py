@@ -495,7 +495,8 @@ def _check_tex_width(value: Any) -> str | float:
     from .results.tex_pages import TEMPLATES, target_width
 
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ConfigError(f"tex_width: expected a template ({', '.join(TEMPLATES)}) or a width in pt, got {_got(value)}")
+        raise ConfigError(f"tex_width: expected a template ({', '.join(TEMPLATES)}) or a width in pt, "
+                          f"got {_got(value)}")
     try:
         w = target_width(value)
     except ValueError:

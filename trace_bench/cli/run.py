@@ -95,7 +95,8 @@ def print_outcome(result) -> None:
         print(f"trace-bench: {st['utility_error']}", file=sys.stderr)
     line = warnings_summary(zip(res.warnings["stage"], res.warnings["warning"]), out)
     width = terminal_width()
-    names = [n for n in ("report.html", "report.md", "report.tex", "summary.csv", "per_case.csv") if (out / n).is_file()]
+    names = [n for n in ("report.html", "report.md", "report.tex", "summary.csv", "per_case.csv")
+             if (out / n).is_file()]
     print(f"results in {out}" + (f" ({', '.join(names)}, ...)" if names else ""))
     print("\n".join(results_summary(res, width=width, warnings_line=line.removeprefix("trace-bench: ") if line
                                      else None)))

@@ -23,8 +23,8 @@ from .stats import (HEAVY_TAILED, MIN_HALF_CASES, JackknifeInterval, bootstrap_c
                     jackknife_groups, jackknife_variance, mean_finite_or_inf, split_half, two_sample_jackknife,
                     two_sample_jackknife_ci)
 from .tables import (ALL_CASES, ERROR_COLUMNS, GT, HALF_SUFFIX, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS,
-                     SUMMARY_COLUMNS, WARNING_COLUMNS, MetricInfo, Results, base_metric, column_info, direction, half_base,
-                     load_results)
+                     SUMMARY_COLUMNS, WARNING_COLUMNS, MetricInfo, Results, base_metric, column_info, direction,
+                     half_base, load_results)
 
 __all__ = [
     "ALL_CASES", "ERROR_COLUMNS", "GT", "HALF_SUFFIX", "half_base", "PER_CASE_COLUMNS", "PROFILE_CASE",

@@ -40,8 +40,8 @@ from ..results.layout import (RECORD_OK, Entry, check_record, entry_path, error_
 from ..results.stamp import TABLE_FILES, add_to_stamp
 from ..results.stats import (HEAVY_TAIL_KURTOSIS, HEAVY_TAILED, MIN_HALF_CASES, bootstrap_ci, cross_halves,
                              jackknife_groups, mean_finite_or_inf, split_half, two_sample_jackknife)
-from ..results.tables import (ALL_CASES, ERROR_COLUMNS, GT, HALF_SUFFIX, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS,
-                              SUMMARY_COLUMNS, WARNING_COLUMNS)
+from ..results.tables import (ALL_CASES, ERROR_COLUMNS, GT, HALF_SUFFIX, PER_CASE_COLUMNS, PROFILE_CASE,
+                              PROFILE_METRICS, SUMMARY_COLUMNS, WARNING_COLUMNS)
 from .plan import make_context
 from .select import load_metric_registry
 
