@@ -13,6 +13,7 @@ wider than the terminal (the caller prints them; nothing here writes).
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -90,7 +91,7 @@ def results_summary(res: Results, *, width: int = 80, report: str | Path | None 
         problems.append(f"{n_warn} warning{'s' if n_warn != 1 else ''}"
                         + (f" (read {o / 'warnings.csv'})" if n_warn else ""))
     lines += _wrap("; ".join(problems) + ".", width)
-    unscored = [m for m in res.methods if m not in set(res.summary.method)]
+    unscored = unscored_methods(res)
     if unscored:
         lines += _wrap("no scored case for " + ", ".join(unscored) + f": every case failed or was unpaired "
                        f"(read {o / 'errors.csv'}).", width)
@@ -99,6 +100,17 @@ def results_summary(res: Results, *, width: int = 80, report: str | Path | None 
     if report is not None or page.is_file():
         lines.append(f"open {page}")
     return [terminal_text(x) for x in lines]
+
+
+def unscored_methods(res: Results) -> list[str]:
+    """The methods with no scored case, as the run recorded them (``metrics.json``: GT is not "unscored" in a
+    run whose metrics give it no row, e.g. segmentation only); without that record, the methods without a
+    summary row."""
+    try:
+        meta = json.loads((res.out / "metrics.json").read_text(encoding="utf-8"))
+        return [str(m) for m in meta["unscored_methods"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [m for m in res.methods if m not in set(res.summary.method)]
 
 
 def console_summary(out: str | Path, *, width: int | None = None, warnings_line: str | None = None) -> str:

@@ -316,6 +316,7 @@ def mark_best(rows: list[Row], cols: list[str], res: Results, devices: dict[str,
 
 
 def case_note(confidence: float) -> str:
+    """What a per-case metric's value and interval are."""
     return (f"Per-case metrics: mean over cases; in brackets its {100 * confidence:g} % percentile bootstrap interval "
             "of the mean per-case value over cases (seeded, cases resampled).")
 
@@ -357,7 +358,7 @@ def reading_note(res: Results, cols: list[str], closest: list[str]) -> str:
     return text[0].upper() + text[1:]
 
 
-def column_note(note: str, c: str = "", res: Results | None = None, n_cases: Any = None) -> str:
+def column_note(note: str) -> str:
     """A summary row's note as the report shows it (the run writes each note on the columns it concerns,
     counting cases: :func:`trace_bench.run.aggregate.sample_note`); empty parts dropped."""
     return "; ".join(p for p in (x.strip() for x in str(note or "").split(";")) if p and p != "nan")
