@@ -10,15 +10,17 @@ is recomputed):
 * ``report.tex``: a complete document on the template's page that ``\\input``s them;
 * ``report.md``; ``report.html`` (one self-contained file: sortable tables with GT kept on top, a
   ranking view, per-case distributions as inline SVG, per-case table, slice viewer, protocol legend,
-  each message once); ``table1.csv`` / ``table1b.csv`` / ``table2.csv``;
+  each message once); ``table1.csv`` / ``table1b.csv`` / ``table2.csv`` and the anatomy tables'
+  ``anatomy*.csv`` (raw numbers); the downstream-utility section when ``OUT/utility/`` exists
+  (:mod:`reports.utility`);
 * ``results.json`` (schema ``trace-bench/results/v1``, see :mod:`reports.leaderboard`) and ``plots/``.
 
 :func:`console_summary` (:mod:`reports.console`) is what a finished run prints on the terminal;
 :func:`write_board` (:mod:`reports.board`) one leaderboard page across runs.
 
 Every table is a :class:`trace_bench.results.table_model.Table`; every user string is escaped by
-:mod:`trace_bench.results.escape` (one function per output format); every printed interval passes
-:func:`reports.intervals.shown_interval`.
+:mod:`trace_bench.results.escape` (one function per output format); every printed value and interval passes
+:func:`reports.intervals.shown` (declared ranges, n too small, heavy-tailed intervals).
 
 ``viewer_stacks`` (from :func:`trace_bench.report_inputs.viewer_stacks`) adds arrays read again from
 the input volumes: a scrollable stack for the viewer and the per-case figures of cases other than

@@ -26,7 +26,11 @@ from trace_bench.results.escape import code, html_attr, html_text, literal, pros
 from trace_bench.results.table_model import DASH, Cell, Column, Row, Table, to_html
 
 from .html_report import CSS, SORT_JS
-from .intervals import is_std_column
+from .intervals import CLIPPED, ESTIMATE, HEAVY_TAILED_MARK, MARK_NOTES, is_std_column
+
+#: results.json ``flags`` -> the table's footnote marks (:mod:`reports.intervals`)
+FLAG_MARKS = {HEAVY_TAILED_MARK: ("heavy-tailed",), CLIPPED: ("interval clipped to range", "value clipped to range"),
+              ESTIMATE: ("estimate outside the quantity's range",)}
 from .leaderboard import SCHEMA_ID
 from .tables import CLOSEST_ARROW, fmt_value, on_cpu
 
@@ -207,15 +211,19 @@ def build_board(runs: list[BoardRun]) -> Board:
                 infos = {c.metric: c.info}
                 ci = (f"[{fmt_value(c.metric, lo, infos)}, {fmt_value(c.metric, hi, infos)}]"
                       if math.isfinite(lo) and math.isfinite(hi) and not is_std_column(c.metric) else "")
-                cells[c.key] = Cell(fmt_value(c.metric, v, infos), ci, v,
+                flags = row.get("flags") or []
+                mark = "".join(m for m, f in FLAG_MARKS.items() if any(x in flags for x in f))
+                cells[c.key] = Cell(fmt_value(c.metric, v, infos), ci, v, mark=mark,
                                     hover=str(row.get("interval_of") or row.get("ci_method") or ""))
             label = f"{GT} (reference of {run.label})" if m == GT else f"{run.label} / {m}"
             rows.append(Row(f"{run.label}/{m}", cells, label=label, pinned=(m == GT)))
     _mark_best(rows, columns)
+    used = {m for r in rows for x in r.cells.values() for m in x.mark}
     notes = ["Rows: run / method; GT rows are the reference (one per reference set), kept on top when sorting. "
              "A column holds one metric under one protocol id and one reference set (and, for FPS / memory, one "
              "device); best non-GT value in bold (FPS / memory only among GPU measurements). Intervals as each "
              "run reported them (hover: what they cover)."]
+    notes += [text for m, text in MARK_NOTES.items() if m in used]
     table = Table("board", "Leaderboard", table_cols, rows, notes, stub="Run / method")
     return Board(table, refusals, runs, columns)
 

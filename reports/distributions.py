@@ -20,7 +20,7 @@ from trace_bench.results.escape import html_attr, html_text
 
 from .tables import TABLES, arrow, label, table_columns
 
-__all__ = ["distribution_svg", "distributions_section", "nice_ticks"]
+__all__ = ["anatomy_distributions_section", "distribution_svg", "distributions_section", "nice_ticks"]
 
 #: fewer cases than this: dots and median only (a box of 2-4 points says nothing more)
 MIN_BOX = 5
@@ -154,3 +154,33 @@ def distributions_section(res: Results) -> list[str]:
         if svg:
             h.append(f'<figure class="dist">{svg}</figure>')
     return h
+
+
+#: the per-case anatomy families drawn per label (trace_bench.metrics.anatomy): organ volume and median HU
+ANATOMY_FAMILIES = ("anat_volume_ml", "anat_hu_median")
+
+
+def anatomy_distributions_section(res: Results) -> list[str]:
+    """Per label group, the per-case organ volumes and median HU of every method and GT (the distributions the
+    ``anatomy_dist`` distances compare), one SVG each, methods as rows."""
+    pc = res.per_case
+    pc = pc[~pc.case_id.isin([ALL_CASES, PROFILE_CASE])]
+    figs = []
+    colours = {m: _COLOURS[i % len(_COLOURS)] for i, m in enumerate(m for m in res.methods if m != GT)}
+    cols = sorted({c for c in set(pc.metric) if base_metric(c) in ANATOMY_FAMILIES and base_metric(c) != c},
+                  key=lambda c: (c[len(base_metric(c)):], ANATOMY_FAMILIES.index(base_metric(c))))
+    for c in cols:
+        info = column_info(c, res.metrics)
+        scale, unit = _scale(info)
+        d = pc[pc.metric == c]
+        groups = [(m, [(str(cid), float(v) * scale) for cid, v in zip(rows.case_id, rows.value)])
+                  for m in res.methods for rows in [d[d.method == m]] if len(rows)]
+        svg = distribution_svg(label(c, res.metrics), groups, unit, colours)
+        if svg:
+            figs.append(f'<figure class="dist">{svg}</figure>')
+    if not figs:
+        return []
+    return ['<h3 id="anatomy-distributions">Anatomy: organ volume and median HU per case</h3>',
+            '<p class="note">Per label group of the run\'s segmenter, every volume is a dot (GT: the reference '
+            "volumes); the anatomy distances (KS, W1) compare these distributions between each method and GT.</p>",
+            *figs]

@@ -25,7 +25,7 @@ from trace_bench.results import (
 from trace_bench.results.escape import html_attr, html_text, json_script, prose_html
 from trace_bench.results.table_model import Cell, Column, Row, Table, to_html
 
-from .distributions import distributions_section
+from .distributions import anatomy_distributions_section, distributions_section
 from .protocols import describe_protocol
 from .ranking import ranking_table
 from .skipped import skipped_rows
@@ -74,16 +74,20 @@ document.querySelectorAll('table.sortable').forEach(function(t){
       var asc=!th.classList.contains('asc');
       t.querySelectorAll('thead th').forEach(function(h){h.classList.remove('asc','desc');});
       th.classList.add(asc?'asc':'desc');
-      var body=t.tBodies[0], all=Array.prototype.slice.call(body.rows);
-      var pinned=all.filter(function(r){return r.classList.contains('pinned');});
-      var rows=all.filter(function(r){return !r.classList.contains('pinned');});
+      var body=t.tBodies[0], all=Array.prototype.slice.call(body.rows), groups=[[]];
+      all.forEach(function(r){
+        if(r.classList.contains('group')) groups.push([r]); else groups[groups.length-1].push(r);});
       function key(r){var c=r.cells[col]; if(!c) return [1,''];
         var v=c.getAttribute('data-v'); if(v!==null&&v!==''&&!isNaN(parseFloat(v))) return [0,parseFloat(v)];
         return [1,c.textContent.trim().toLowerCase()];}
-      rows.sort(function(a,b){var x=key(a),y=key(b);
-        if(x[0]!==y[0]) return x[0]-y[0];
-        var r=x[1]<y[1]?-1:(x[1]>y[1]?1:0); return asc?r:-r;});
-      pinned.concat(rows).forEach(function(r){body.appendChild(r);});
+      groups.forEach(function(g){  /* a group heading (per-label tables) stays above its rows */
+        var head=g.filter(function(r){return r.classList.contains('group')||r.classList.contains('pinned');});
+        var rows=g.filter(function(r){return !(r.classList.contains('group')||r.classList.contains('pinned'));});
+        rows.sort(function(a,b){var x=key(a),y=key(b);
+          if(x[0]!==y[0]) return x[0]-y[0];
+          var r=x[1]<y[1]?-1:(x[1]>y[1]?1:0); return asc?r:-r;});
+        head.concat(rows).forEach(function(r){body.appendChild(r);});
+      });
     });
   });
 });
@@ -287,6 +291,20 @@ def viewer_section(viewers: list[dict[str, Any]], notes: list[str]) -> list[str]
     return h
 
 
+def utility_section(tables: list[Table], pngs: list[Path]) -> list[str]:
+    """The downstream-utility tables (OUT/utility/, :mod:`reports.utility`) and their plot."""
+    if not tables:
+        return []
+    h = ['<h2 id="utility">Downstream utility (train on synthetic, test on real)</h2>']
+    h += [to_html(t, css="utility", anchor=t.key) for t in tables]
+    for p in pngs:
+        h.append(f'<figure><img alt="downstream utility" src="{figure_uri("utility", p)}"><figcaption>'
+                 f'<a href="utility/{html_attr(p.name)}">utility/{html_text(p.name)}</a>; every number: '
+                 '<a href="utility/utility.json">utility/utility.json</a> and the CSV files beside it</figcaption>'
+                 '</figure>')
+    return h
+
+
 def memorization_section(data: dict, o: Path) -> list[str]:
     """The memorization audit (OUT/audit/memorization.json): per-method near-copy rates, C_T, AuthPct,
     and the montages of the closest generated / training pairs."""
@@ -310,11 +328,12 @@ def memorization_section(data: dict, o: Path) -> list[str]:
 def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: str, inputs: list[str],
                 alerts: list[str], notes: list[str], timing: list[tuple[str, float]], figs: dict[str, Path],
                 viewers: list[dict[str, Any]], viewer_notes: list[str], links: list[tuple[str, str]],
-                memorization: dict | None = None) -> str:
+                memorization: dict | None = None, utility: tuple[list[Table], list[Path]] = ([], [])) -> str:
     o = res.out
     h = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>trace-bench report</title>",
          f"<style>{CSS}</style></head><body>", "<h1>trace-bench report</h1>", f"<p>{html_text(head)}</p>",
-         '<nav><a href="#tables">Tables</a><a href="#ranking">Ranking</a><a href="#distributions">Distributions</a>'
+         '<nav><a href="#tables">Tables</a>' + ('<a href="#utility">Utility</a>' if utility[0] else "")
+         + '<a href="#ranking">Ranking</a><a href="#distributions">Distributions</a>'
          '<a href="#per-case">Per case</a><a href="#viewer">Slice viewer</a>'
          '<a href="#figures">Figures</a><a href="#protocols">Protocols</a><a href="#problems">Problems</a>'
          '<a href="#files">Files</a></nav>', "<h2>Inputs</h2><ul>"]
@@ -334,8 +353,10 @@ def render_html(res: Results, tables: list[Table], pub: list[Table], *, head: st
         if not t.published:
             h.append(f'<p class="note">As CSV: <a href="{t.key}.csv">{t.key}.csv</a>; as LaTeX: '
                      f'<a href="tables/{t.key}.tex">tables/{t.key}.tex</a></p>')
+    h += utility_section(*utility)
     h += ranking_section(res)
     h += distributions_section(res)
+    h += anatomy_distributions_section(res)
     h += per_case_section(res)
     h += viewer_section(viewers, viewer_notes)
     if figs:

@@ -3,8 +3,10 @@ leaderboards and scripts (schema ``trace-bench/results/v1``, described by :data:
 
 Values are in stored units (fractions 0..1, mm, bytes); non-finite numbers are ``null`` with the
 reason in ``note`` where the run gave one; every interval says what it is an interval of
-(``interval_of``), and an interval the reports do not print (std columns: :mod:`reports.intervals`) is
-``null``. Written by :func:`reports.render_report`, atomically.
+(``interval_of``). Values and intervals are the printed ones (:func:`reports.intervals.shown`): an
+interval the reports do not print (std columns, n too small) is ``null``, interval ends are clipped to the
+column's declared range, and ``flags`` says what was done (``summary.csv`` keeps the raw numbers).
+Written by :func:`reports.render_report`, atomically.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import hashlib
 import math
 from typing import Any
 
-from trace_bench.results import GT, PROFILE_CASE, PROFILE_METRICS, Results, base_metric, column_info
+from trace_bench.results import GT, HALF_SUFFIX, PROFILE_CASE, PROFILE_METRICS, Results, column_info, half_base
 
-from .intervals import interval_meaning, shown_interval
-from .tables import column_note
+from .intervals import CLIPPED, ESTIMATE, HEAVY_TAILED_MARK, interval_meaning
+from .tables import column_note, shown_row, table_of
 
 SCHEMA_ID = "trace-bench/results/v1"
 
@@ -76,7 +78,17 @@ SCHEMA: dict[str, Any] = {
                     "rank": {"type": "number", "description": "position of the column in its table"},
                     "hidden": {"type": "boolean", "description": "bookkeeping column (CSV only, not in the tables)"},
                     "gt_row": {"type": "string", "description": "for method GT: 'reference scored as a method' or "
-                               "'GT/GT split-half floor' (distribution metrics)"},
+                               "'GT/GT split-half floor' (distribution metrics: in the <column>_half columns)"},
+                    "floor_column": {"type": "string", "description": "a distribution metric's full-sample rows: "
+                                     "the <column>_half column holding the comparable half-vs-half values and the "
+                                     "GT/GT floor (the full-sample column has no GT row)"},
+                    "ci_flag": {"type": "string", "description": "summary.csv's ci_flag: '' or 'heavy-tailed' (the "
+                                "interval's coverage is likely below the nominal level)"},
+                    "flags": {"type": "array", "items": {"enum": ["heavy-tailed", "interval clipped to range",
+                                                                   "value clipped to range",
+                                                                   "estimate outside the quantity's range",
+                                                                   "n too small"]},
+                              "description": "what the printed value / interval needed (summary.csv: raw numbers)"},
                     "interval_of": {"type": "string", "description": "what [ci_low, ci_high] is an interval of "
                                     "('' when there is none)"},
                     "measured_on": {"type": "string", "description": "profile rows (fps, vram): the device"},
@@ -129,16 +141,22 @@ def results_json(res: Results, meta: dict[str, Any] | None = None) -> dict[str, 
     devices = {(str(m), str(c)): str(p).partition("profile: ")[2] for m, c, p, case in
                zip(pc.method, pc.metric, pc.protocol, pc.case_id) if case == PROFILE_CASE} if len(pc) else {}
     rows = []
+    columns = set(res.summary.metric)
     for r in res.summary.itertuples(index=False):
-        info = column_info(r.metric, res.metrics)
-        table = (info.table if info is not None else "table1")
-        if base_metric(r.metric) != r.metric:
-            table = "table1b"
-        iv = shown_interval(r.metric, r.value, r.ci_low, r.ci_high, res.metrics)
-        row = {"method": r.method, "metric": r.metric, "value": _f(r.value), "ci_low": iv[0] if iv else None,
+        info = column_info(r.metric, res.metrics) or column_info(half_base(r.metric) or "", res.metrics)
+        table = table_of(r.metric, res)
+        sh = shown_row(r.metric, r, res)
+        iv = sh.interval
+        flags = [text for mark, text in ((HEAVY_TAILED_MARK, "heavy-tailed"), (CLIPPED, "interval clipped to range"))
+                 if mark in sh.interval_mark]
+        flags += ["value clipped to range"] if sh.value_mark == CLIPPED else []
+        flags += ["estimate outside the quantity's range"] if sh.value_mark == ESTIMATE else []
+        flags += ["n too small"] if sh.too_small else []
+        row = {"method": r.method, "metric": r.metric, "value": _f(sh.value), "ci_low": iv[0] if iv else None,
                "ci_high": iv[1] if iv else None, "n": _i(r.n), "ci_method": _s(getattr(r, "ci_method", "")),
                "n_resamples_ok": _i(getattr(r, "n_resamples_ok", None)),
-               "note": column_note(_s(getattr(r, "note", "")), r.metric, res, r.n),
+               "note": column_note(_s(getattr(r, "note", ""))), "ci_flag": _s(getattr(r, "ci_flag", "")),
+               "flags": flags,
                "protocol": info.protocol if info is not None else "",
                "unit": info.unit if info is not None else "",
                "label": (info.label if info is not None and info.label else r.metric),
@@ -154,6 +172,8 @@ def results_json(res: Results, meta: dict[str, Any] | None = None) -> dict[str, 
         if r.method == GT:
             row["gt_row"] = ("GT/GT split-half floor" if row["kind"] == "distribution"
                              else "reference scored as a method")
+        elif row["kind"] == "distribution" and half_base(r.metric) is None and r.metric + HALF_SUFFIX in columns:
+            row["floor_column"] = r.metric + HALF_SUFFIX
         rows.append(row)
     run = {
         "toolkit_version": tk.get("version"), "git_commit": tk.get("git_commit"),

@@ -105,9 +105,13 @@ def metric_figure(res: Results):
         info = column_info(metric, res.metrics)
         style = panel_style(metric, res)
         scale = 100.0 if info is not None and info.unit == "fraction" else (1 / 2**30 if info is not None and info.unit == "bytes" else 1.0)
-        vals = d.value.to_numpy(dtype=float) * scale
-        lo = d.ci_low.to_numpy(dtype=float) * scale
-        hi = d.ci_high.to_numpy(dtype=float) * scale
+        from .intervals import shown  # the printed value and interval (ranges, n too small): as the tables
+
+        sh = [shown(metric, r.value, r.ci_low, r.ci_high, res.metrics, n=r.n, ci_method=r.ci_method)
+              for r in d.itertuples()]
+        vals = np.array([x.value for x in sh], dtype=float) * scale
+        lo = np.array([x.interval[0] if x.interval else np.nan for x in sh], dtype=float) * scale
+        hi = np.array([x.interval[1] if x.interval else np.nan for x in sh], dtype=float) * scale
         x = np.arange(len(d))
         finite = np.isfinite(vals)
         colours = [pal[m] for m in d.index]

@@ -29,7 +29,7 @@ from scipy.stats import rankdata
 from trace_bench.results import GT, PROFILE_METRICS, Results, base_metric, column_info, direction, stable_seed
 from trace_bench.results.table_model import DASH, Cell, Column, Row, Table
 
-from .intervals import shown_interval
+from .intervals import MIN_INTERVAL_N, shown_interval
 from .tables import TABLES, arrow, label, table_columns
 
 __all__ = ["MetricRanking", "Ranking", "rank_methods", "ranking_table"]
@@ -89,7 +89,7 @@ def _bootstrap(res: Results, c: str, methods: list[str], hib: bool, closest: boo
         return None
     wide = wide[need].dropna()
     n = len(wide)
-    if n < 2:
+    if n < MIN_INTERVAL_N:  # no rank range from fewer cases than any printed interval rests on
         return None
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
@@ -105,7 +105,8 @@ def _bootstrap(res: Results, c: str, methods: list[str], hib: bool, closest: boo
 
 def _overlap(res: Results, c: str, methods: list[str], hib: bool, rows: dict, observed: dict[str, float]
              ) -> MetricRanking:
-    ivs = {m: shown_interval(c, rows[m].value, rows[m].ci_low, rows[m].ci_high, res.metrics) for m in methods}
+    ivs = {m: shown_interval(c, rows[m].value, rows[m].ci_low, rows[m].ci_high, res.metrics, n=rows[m].n,
+                             ci_method=getattr(rows[m], "ci_method", None)) for m in methods}
     out = MetricRanking(c, observed)
     if any(iv is None for iv in ivs.values()):
         return out

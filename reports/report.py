@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from .leaderboard import SCHEMA, results_json
 from .skipped import skipped_rows
 from .tables import build_tables, notes_once, published_tables, to_csv
 from .tex_fit import TEMPLATES, Fit, fit_layout, target_width
+from .utility import render_utility
 from .viewer import case_viewer
 
 __all__ = ["FILES", "PlotCaseError", "ReportContent", "render_report", "report_tex", "tex_fits"]
@@ -57,6 +58,10 @@ FILES = [("summary.csv", "value, interval, n, interval method and note of every 
          ("per_case.csv", "every per-case value with its protocol id"),
          ("table1.csv", "Table 1 in stored units"), ("table1b.csv", "Table 1 per class"),
          ("table2.csv", "Table 2 in stored units"),
+         ("anatomy.csv", "the anatomy table (whole volume) in stored units"),
+         ("anatomy_labels.csv", "organ volume and HU per label in stored units"),
+         ("anatomy_dist.csv", "organ distributions, generated vs reference, per label in stored units"),
+         ("utility/utility.json", "downstream utility (train on synthetic, test on real): protocols and summaries"),
          ("results.json", "every summary row with its meaning and the run's metadata (schema trace-bench/results/v1)"),
          ("results.schema.json", "the JSON schema of results.json"),
          ("report.tex", "LaTeX document; `tables/*.tex` are the tabulars to `\\input` into a paper"),
@@ -86,9 +91,12 @@ class ReportContent:
     notes: list[str]
     timing: list[tuple[str, float]]
     memorization: dict | None
+    #: the downstream-utility tables (OUT/utility/, :mod:`reports.utility`) and their plot
+    utility: list[Table] = field(default_factory=list)
+    utility_png: list[Path] = field(default_factory=list)
 
     @classmethod
-    def gather(cls, res: Results, *, published: bool = False) -> ReportContent:
+    def gather(cls, res: Results, *, published: bool = False, plots: bool = True) -> ReportContent:
         o = res.out
         meta = json.loads((o / "metrics.json").read_text(encoding="utf-8")) if (o / "metrics.json").is_file() else {}
         prov = res.provenance
@@ -98,8 +106,9 @@ class ReportContent:
                 f"device {dev.get('gpu') or dev.get('requested', '?')}")
         alerts = [f"Method {literal(repr(m))} has no scored case: every case failed or was unpaired (see errors.csv)."
                   for m in meta.get("unscored_methods", [])]
+        utility, pngs = render_utility(o, plot=plots)
         return cls(res, meta, build_tables(res), published_tables() if published else [], head, input_lines(res),
-                   alerts, list(prov.get("notes", [])), timing_rows(prov), memorization(o))
+                   alerts, list(prov.get("notes", [])), timing_rows(prov), memorization(o), utility, pngs)
 
     def with_published(self, t: Table) -> list[Table]:
         """``t`` followed by the paper's own numbers for the same table."""
@@ -209,6 +218,10 @@ def report_markdown(c: ReportContent, figs: dict[str, Path]) -> str:
     md += [f"> **Warning:** {prose_markdown(n)}" for n in c.alerts] + ([""] if c.alerts else [])
     md += [f"> {prose_markdown(n)}" for n in c.notes] + ([""] if c.notes else [])
     md += [to_markdown(x) for x in notes_once([x for t in c.tables for x in c.with_published(t)])]
+    if c.utility:
+        md += ["## Downstream utility (train on synthetic, test on real)", ""]
+        md += [to_markdown(t) for t in c.utility]
+        md += [f"![utility]({p.relative_to(o).as_posix()})" for p in c.utility_png] + [""]
     md += _md_problems(c.res)
     memo_md = o / "audit" / "memorization.md"
     if memo_md.is_file():  # written (escaped) by the memorization audit (--train-reference / trace-bench audit)
@@ -288,10 +301,11 @@ def report_tex(tables: list[Table], pub: list[Table], head: str, *, folder: str 
 
 def write_latex(o: Path, c: ReportContent, layout: str | dict[str, str] = "auto",
                 width: str | float = "lncs") -> dict[str, Path]:
-    fits = tex_fits(c.tables + c.published, layout, width)
+    tables = c.tables + c.utility
+    fits = tex_fits(tables + c.published, layout, width)
     where = _where(width)
     files = {}
-    for t in c.tables + c.published:
+    for t in tables + c.published:
         fit = fits[tex_name(t)]
         files[f"tables/{tex_name(t)}.tex"] = atomic_write_text(
             o / "tables" / f"{tex_name(t)}.tex", to_latex(t, layout=fit.layout, comment=fit.comment(where)))
@@ -299,7 +313,7 @@ def write_latex(o: Path, c: ReportContent, layout: str | dict[str, str] = "auto"
     if c.res.skipped:
         skipped = [f"Not computed in this run: {len(c.res.skipped)} metrics ("
                    + ", ".join(literal(k) for k in sorted(c.res.skipped)) + "); why and how to get them: report.html."]
-    files["report.tex"] = atomic_write_text(o / "report.tex", report_tex(c.tables, c.published, c.head, width=width,
+    files["report.tex"] = atomic_write_text(o / "report.tex", report_tex(tables, c.published, c.head, width=width,
                                                                       fits=fits, skipped=skipped))
     return files
 
@@ -326,7 +340,7 @@ def report_html(c: ReportContent, arts: dict[str, dict], figs: dict[str, Path]) 
     viewers, viewer_notes = viewers_of(arts)
     return render_html(c.res, c.tables, c.published, head=c.head, inputs=c.inputs, alerts=c.alerts, notes=c.notes,
                        timing=c.timing, figs=figs, viewers=viewers, viewer_notes=viewer_notes, links=FILES,
-                       memorization=c.memorization)
+                       memorization=c.memorization, utility=(c.utility, c.utility_png))
 
 
 # ----------------------------------------------------------------------------- all stages
@@ -345,7 +359,7 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = Fals
     A requested case with neither raises :class:`PlotCaseError` naming it."""
     res = load_results(out)
     o = res.out
-    content = ReportContent.gather(res, published=published)
+    content = ReportContent.gather(res, published=published, plots=plots)
     arts = plot_case_arts(res, content.meta, plot_cases, viewer_stacks or {})
     figs = draw_figures(res, arts) if plots else {}
     files: dict[str, Path] = {f"{t.key}.csv": atomic_write_text(o / f"{t.key}.csv", to_csv(t, res))
@@ -359,4 +373,5 @@ def render_report(out: str | Path, *, plots: bool = True, published: bool = Fals
             stale.unlink()
     files["report.html"] = atomic_write_text(o / "report.html", report_html(content, arts, figs))
     files.update({f"plots/{p.name}": p for p in figs.values()})
+    files.update({p.relative_to(o).as_posix(): p for p in content.utility_png})
     return files

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 __all__ = ["SkippedGroup", "group_skipped", "skipped_line", "skipped_rows"]
 
 #: where a user learns how to get what is missing
-HINT = "report.html (Problems) and `trace-bench weights list` say how to get each"
+HINT = "`trace-bench metrics --missing` says how to get each"
 _WEIGHTS = re.compile(r"weights '([^']+)'")
 #: reasons that mean "left out for speed", not "cannot" (the demo's CPU set, the default set's GPU-scale metrics)
 _SLOW = re.compile(r"fast CPU set|GPU-scale|expensive|not in the default set", re.I)

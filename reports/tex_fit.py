@@ -28,6 +28,7 @@ from trace_bench.results.table_model import (
     header_lines,
     split_columns,
 )
+from trace_bench.results.tex_pages import TEMPLATES, Template, target_width
 
 __all__ = ["TEMPLATES", "Fit", "Template", "candidates", "fit_layout", "table_width", "target_width"]
 
@@ -114,40 +115,6 @@ def text_width(text: str, points: float = 10.0, bold: bool = False) -> float:
     return w * scale
 
 
-@dataclass(frozen=True)
-class Template:
-    """A paper template's page: ``name``, text width and column width in pt, body size in pt."""
-
-    name: str
-    textwidth: float
-    columnwidth: float
-    points: float = 10.0
-    twocolumn: bool = False
-
-
-#: the templates tables are sized for (``llncs.cls``: 12.2 cm; ``IEEEtran.cls`` 10 pt: 43 pc text, 1 pc
-#: column gap; NeurIPS style: 5.5 in)
-TEMPLATES: dict[str, Template] = {
-    "lncs": Template("LNCS / MICCAI (llncs)", 347.12, 347.12),
-    "ieee": Template("IEEE two-column (IEEEtran), one column", 516.0, 252.0, twocolumn=True),
-    "ieee-wide": Template("IEEE two-column (IEEEtran), across both columns (table*)", 516.0, 516.0, twocolumn=True),
-    "neurips": Template("NeurIPS", 397.48, 397.48),
-}
-
-
-def target_width(width: str | float) -> float:
-    """A target in pt: a template name (its column width) or a number of pt."""
-    if isinstance(width, (int, float)):
-        return float(width)
-    key = str(width).strip().lower()
-    if key in TEMPLATES:
-        return TEMPLATES[key].columnwidth
-    try:
-        return float(key.removesuffix("pt"))
-    except ValueError:
-        raise ValueError(f"LaTeX width {width!r}: expected one of {', '.join(TEMPLATES)} or a width in pt") from None
-
-
 # ----------------------------------------------------------------------------- width estimate
 _THIN = 1.67  # \, at 10 pt
 _PM = 7.78  # $\pm$ at 10 pt
@@ -164,22 +131,43 @@ def _strip_unit(text: str) -> str:
     return text
 
 
+#: footnote marks a cell may carry (:attr:`Cell.mark`): about the width of a digit
+_MARKS = "†‡§"
+
+
 def _cell_width(cell: Cell, layout: TexLayout) -> float:
+    marks = sum(text_width("0", layout.points) for ch in cell.mark if ch in _MARKS)
+    return _value_width(cell, layout) + marks + text_width("".join(c for c in cell.mark if c not in _MARKS),
+                                                           layout.points)
+
+
+def _value_width(cell: Cell, layout: TexLayout) -> float:
     pt = layout.points
     txt = _strip_unit(cell.text).replace(DASH, "-")
     w = text_width(txt, pt, cell.best)
     ci_pt = _ci_points(layout)
     if layout.intervals in ("inline", "stacked") and cell.ci:
         lo, _, hi = cell.ci.strip("[]").partition(", ")
-        ci = text_width(f"[{_strip_unit(lo)}, {_strip_unit(hi)}]", ci_pt)
+        ci = text_width(f"[{_strip_unit(lo)}, {_strip_unit(hi)}]" if cell.interval else "-", ci_pt)
         return w + text_width(" ", pt) + ci if layout.intervals == "inline" else max(w, ci)
     if layout.intervals == "pm" and cell.plus and cell.minus:
         p, m = _strip_unit(cell.plus), _strip_unit(cell.minus)
         if p == m:
             return w + (2 * _THIN + _PM) * ci_pt / 10.0 + text_width(p, ci_pt)
-        script = 7.0 if pt >= 9.0 else 6.0
-        return w + text_width("+" + max(p, m, key=len), script) + 1.0
+        return w + max(script_width("+" + p, pt), script_width("-" + m, pt))
     return w
+
+
+#: widths in pt of a math superscript's characters (cmr7 at 10 pt; cmr6 at 9 and 8 pt), measured with pdflatex
+#: (``\setbox0\hbox{$^{0}$}``), and ``\scriptspace`` after the script
+_SCRIPT = {10.0: {"0": 3.986, ".": 2.375, "+": 6.139, "-": 6.25}, 9.0: {"0": 3.667, ".": 2.278, "+": 5.611, "-": 5.778}}
+_SCRIPTSPACE = 0.5
+
+
+def script_width(text: str, points: float) -> float:
+    """Width in pt of ``$^{text}$`` (digits, '.', '+', '-') in a ``points``-pt paragraph."""
+    table = _SCRIPT[10.0 if points >= 10.0 else 9.0]
+    return sum(table.get(ch, table["0"]) if not ch.isdigit() else table["0"] for ch in text) + _SCRIPTSPACE
 
 
 def _column_width(t: Table, key: str, layout: TexLayout) -> float:

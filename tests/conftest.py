@@ -83,6 +83,7 @@ MARKS: tuple[tuple[str, str], ...] = (
     # slow: whole runs, subprocess CLIs, training, sharding
     ("*/test_runner_e2e.py::*", "slow"),
     ("*/test_runner_demo.py::*", "slow"),
+    ("*/test_wiring.py::*", "slow"),
     ("*/test_shard_merge.py::*", "slow"),
     ("*/test_shard_torchrun.py::*", "slow"),
     ("*/test_train_scale.py::*", "slow"),

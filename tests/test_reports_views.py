@@ -48,7 +48,7 @@ def _skipped() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
-    data = make_small_dataset(tmp_path_factory.mktemp("views-data"))
+    data = make_small_dataset(tmp_path_factory.mktemp("views-data"), slabs=2)  # 4 cases: intervals are printed
     prof = tmp_path_factory.mktemp("views-prof")
     (prof / "cpu.json").write_text(json.dumps({"fps": 4.04, "inference_peak_bytes": 1456619520,
                                                "train_peak_bytes": 1626497024, "device": "cpu"}))
@@ -101,7 +101,8 @@ def test_arrows_notes_and_profiles_follow_the_declared_rules(out):
     assert not cells["interp"]["fps"].best and not cells["interp"]["vram"].best  # a CPU number is never best
     assert t1.rows[0].key == "GT" and t1.rows[0].pinned
     t2 = next(t for t in build_tables(res) if t.key == "table2")
-    assert "sampling variability of the estimate at this n" in " ".join(t2.notes)
+    assert "an interval of the estimator's expected value at this sample size (not of the distance itself)" in \
+        " ".join(t2.notes)
     assert "GT = the reference set scored as a method" not in " ".join(t2.notes)
 
 
@@ -139,13 +140,14 @@ def test_std_columns_get_no_interval_and_bias_note_attaches_to_frechet_columns(o
                                          ""][:len(res.summary.columns)]
     row = next(r for r in results_json(res)["rows"] if r["metric"] == "fake_mean_std")
     assert row["ci_low"] is None and row["ci_high"] is None and row["interval_of"] == ""
-    note = ("only 2 cases: treat the interval as a rough guide; 109 samples < 2048 feature dimensions: the "
-            "estimate is dominated by its bias (compare KID)")
-    assert column_note(note, "fid", res, 2) == ("only 2 cases: treat the interval as a rough guide; 2 cases "
-                                                "(109 feature vectors) < 2048 feature dimensions: the estimate "
-                                                "is dominated by its bias")
-    assert column_note(note, "kid", res, 2) == "only 2 cases: treat the interval as a rough guide"
-    assert "bias" not in column_note(note, "prdc_precision", res, 2)
+    # the bias note is written at the source, counting cases, on the statistics with a feature dimension only
+    from trace_bench.run.aggregate import sample_note
+
+    assert sample_note({"samples": 109, "dim": 2048}, 2) == ("2 cases (109 feature vectors) < 2048 feature "
+                                                             "dimensions: the estimate is dominated by its bias")
+    assert sample_note({"samples": 109, "volumes": 2}) == ""  # KID / PRDC: no dimension, no note
+    assert sample_note({"samples": 4096, "dim": 2048}, 2) == ""
+    assert column_note("a; nan; ; b") == "a; b"
 
 
 # ----------------------------------------------------------------------------- LaTeX

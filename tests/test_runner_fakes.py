@@ -68,9 +68,10 @@ def unregister_fakes() -> None:
 
 
 # ----------------------------------------------------------------------------- small inputs
-def make_small_dataset(root, n_slices: int = 10, step: int = 4):
+def make_small_dataset(root, n_slices: int = 10, step: int = 4, slabs: int = 1):
     """Cropped, in-plane subsampled copies of the shipped demo CTs (64 x 64 x n_slices) as
-    reference, plus two methods: ``interp`` (slice interpolation) and ``noisy`` (seeded noise)."""
+    reference, plus two methods: ``interp`` (slice interpolation) and ``noisy`` (seeded noise).
+    ``slabs`` > 1: that many disjoint slabs of each CT around its middle, as cases ``<id>_<k>``."""
     from pathlib import Path
 
     from baselines import get_adapter
@@ -82,19 +83,21 @@ def make_small_dataset(root, n_slices: int = 10, step: int = 4):
     ad = get_adapter("nifti")
     rng = np.random.default_rng(0)
     for p in ad.list_files(demo_data_dir() / "reference"):
-        cid = ad.case_id(p)
         v = ad.read(p)
-        z0 = v.shape[0] // 2 - n_slices // 2
-        arr = v.array[z0:z0 + n_slices, ::step, ::step]
-        sp = (v.spacing[0], v.spacing[1] * step, v.spacing[2] * step)
-        aff = v.affine.copy()
-        aff[:3, 0] *= step
-        aff[:3, 1] *= step
-        small = Volume(arr, sp, aff, {})
-        write_nifti(small, root / "reference" / f"{cid}.nii.gz")
-        write_nifti(slice_interp(small, 3), root / "interp" / f"{cid}.nii.gz")
-        noisy = small.with_array(arr + rng.normal(0, 60, arr.shape).astype(np.float32))
-        write_nifti(noisy, root / "noisy" / f"{cid}.nii.gz")
-        m = read_label_map(demo_data_dir() / "tumour_masks" / f"{cid}.nii.gz")
-        write_nifti(Volume(m.array[z0:z0 + n_slices, ::step, ::step], sp, aff, {}), root / "masks" / f"{cid}.nii.gz")
+        m = read_label_map(demo_data_dir() / "tumour_masks" / f"{ad.case_id(p)}.nii.gz")
+        for k in range(slabs):
+            cid = ad.case_id(p) if slabs == 1 else f"{ad.case_id(p)}_{k}"
+            z0 = v.shape[0] // 2 - n_slices // 2 + (k - (slabs - 1) // 2) * n_slices
+            arr = v.array[z0:z0 + n_slices, ::step, ::step]
+            sp = (v.spacing[0], v.spacing[1] * step, v.spacing[2] * step)
+            aff = v.affine.copy()
+            aff[:3, 0] *= step
+            aff[:3, 1] *= step
+            small = Volume(arr, sp, aff, {})
+            write_nifti(small, root / "reference" / f"{cid}.nii.gz")
+            write_nifti(slice_interp(small, 3), root / "interp" / f"{cid}.nii.gz")
+            noisy = small.with_array(arr + rng.normal(0, 60, arr.shape).astype(np.float32))
+            write_nifti(noisy, root / "noisy" / f"{cid}.nii.gz")
+            write_nifti(Volume(m.array[z0:z0 + n_slices, ::step, ::step], sp, aff, {}),
+                        root / "masks" / f"{cid}.nii.gz")
     return root

@@ -104,7 +104,7 @@ def _mean(summary, arm: str, method: str = "") -> float:
 
 def test_identity_generator_reaches_real_and_shuffled_masks_score_worse(data, tmp_path):
     from trace_bench.results.table_model import to_markdown
-    from trace_bench.utility.report import SEG_TITLE, render_utility
+    from reports.utility import SEG_TITLE, render_utility
     from trace_bench.utility.run import run_utility
 
     run, cfg = _configs(data, tmp_path / "out", n_seeds=2, arms=["real", "method"])

@@ -131,8 +131,16 @@ class RunConfig:
     plot_case: str | None = None
     #: write plots (PNG) and embed them in the HTML report
     plots: bool = True
-    #: show the paper's published Table 1 / Table 2 rows beside ours, labelled "as published"
-    published: bool = True
+    #: show the TRACE paper's published Table 1 / Table 2 rows beside ours, labelled "as published" (off by
+    #: default: they are not this run's numbers; the demo turns it on)
+    published: bool = False
+    #: LaTeX layout of the report's tables: "auto" (the richest that fits ``tex_width`` at >= 8 pt), one of
+    #: full, stacked, pm, compact, split, split3 (or split+pm, ...: trace_bench.results.table_model.LAYOUTS),
+    #: or a table of table key -> layout (TOML ``[tex_layout]``, e.g. ``table1 = "compact"``)
+    tex_layout: str | dict[str, str] = "auto"
+    #: the page the LaTeX tables must fit: a template (lncs, ieee, ieee-wide, neurips:
+    #: trace_bench.results.tex_pages.TEMPLATES) or a width in pt ("300pt", 300)
+    tex_width: str | float = "lncs"
     #: show progress bars on stderr
     progress: bool = True
     #: decode the next volume on a background thread while the current one is scored (serial runs;
@@ -166,6 +174,10 @@ class RunConfig:
     #: use a non-empty --out folder that trace-bench did not write (its files are left alone; a file
     #: where the run writes one of its own is still refused)
     force: bool = False
+    #: the downstream-utility protocols run after the scoring (TOML ``[utility]`` table; its settings are
+    #: trace_bench.utility.config.UtilityConfig's, checked when the run starts): results in OUT/utility/ and
+    #: the report. Empty = none
+    utility: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -227,6 +239,8 @@ class RunConfig:
         _check_str("plot_case", self.plot_case, optional=True)
         _check_bool("plots", self.plots)
         _check_bool("published", self.published)
+        self.tex_layout = _check_tex_layout(self.tex_layout)
+        self.tex_width = _check_tex_width(self.tex_width)
         _check_bool("progress", self.progress)
         if self.prefetch is not None:
             _check_bool("prefetch", self.prefetch)
@@ -245,6 +259,9 @@ class RunConfig:
         self.train_reference = _check_folder_value("train_reference", self.train_reference)
         _check_bool("fast", self.fast)
         _check_bool("force", self.force)
+        if not isinstance(self.utility, dict) or not all(isinstance(k, str) for k in self.utility):
+            raise ConfigError(f"utility: expected a [utility] table of settings (see `trace-bench utility --help`), "
+                              f"got {_got(self.utility)}")
         return self
 
     # ------------------------------------------------------------------ conversions
@@ -355,6 +372,8 @@ SETTINGS: dict[str, Scope] = {
     "plot_case": Scope(RUN),
     "plots": Scope(RUN),
     "published": Scope(RUN),
+    "tex_layout": Scope(RUN),  # the report's LaTeX only
+    "tex_width": Scope(RUN),
     "progress": Scope(LOCAL),
     "prefetch": Scope(LOCAL),
     "shard": Scope(LOCAL),
@@ -366,6 +385,7 @@ SETTINGS: dict[str, Scope] = {
     "fast": Scope(VALUES, "protocol"),
     "train_reference": Scope(RUN),  # the memorization audit
     "force": Scope(LOCAL),
+    "utility": Scope(RUN),  # OUT/utility/ and the report's utility section
 }
 
 
@@ -441,6 +461,50 @@ def _check_hu_window(value: Any) -> list[float]:
     if not lo < hi:
         raise ConfigError(f"hu_window: expected [lo, hi] with lo < hi, got {[lo, hi]}")
     return [lo, hi]
+
+
+def _check_tex_layout(value: Any) -> str | dict[str, str]:
+    """``tex_layout``: "auto", a layout name, or a table key -> layout name (checked by the table model)."""
+    from .results.table_model import LAYOUTS, TexLayout
+
+    names = "auto, " + ", ".join(LAYOUTS) + " (or split+pm, split+compact, split+stacked)"
+
+    def one(where: str, v: Any) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise ConfigError(f"{where}: expected a LaTeX layout ({names}), got {_got(v)}")
+        v = v.strip().lower()
+        if v != "auto":
+            try:
+                TexLayout.parse(v)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a LaTeX layout ({names}), got {v!r}") from None
+        return v
+
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not _OPTION_NAME.fullmatch(k):
+                raise ConfigError(f"tex_layout: expected table keys (table1, table2, ...), got {_got(k)}")
+            out[k] = one(f"tex_layout.{k}", v)
+        return out
+    return one("tex_layout", value)
+
+
+def _check_tex_width(value: Any) -> str | float:
+    """``tex_width``: a template name or a positive width in pt (a number, or text like "300pt")."""
+    from .results.tex_pages import TEMPLATES, target_width
+
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"tex_width: expected a template ({', '.join(TEMPLATES)}) or a width in pt, "
+                          f"got {_got(value)}")
+    try:
+        w = target_width(value)
+    except ValueError:
+        w = float("nan")
+    if not (math.isfinite(w) and 50.0 <= w <= 2000.0):
+        raise ConfigError(f"tex_width: expected a template ({', '.join(TEMPLATES)}) or a width of 50..2000 pt, "
+                          f"got {_got(value)}")
+    return float(value) if isinstance(value, (int, float)) else value.strip().lower()
 
 
 _OPTION_NAME = re.compile(r"[A-Za-z0-9_-]+")

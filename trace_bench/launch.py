@@ -21,6 +21,9 @@ def launch(config: RunConfig, *, console=None, report: bool = True) -> RunResult
         raise ConfigError("--shard needs explicit inputs (--reference / --method): each demo run writes its own "
                           "demo inputs, so demo shards cannot be merged")
     distributed = torchrun_env()
+    from .utility.stage import run_stage, utility_config
+
+    utility = utility_config(config, distributed=distributed is not None)  # checked before anything runs
     if config.uses_demo:
         from .results.stamp import check_out_folder
 
@@ -30,7 +33,12 @@ def launch(config: RunConfig, *, console=None, report: bool = True) -> RunResult
         return run_distributed(config, console=console, report=report, notes=notes, extra_skipped=extra_skipped)
     from .run.pipeline import run
 
-    return run(config, console=console, report=report, notes=notes, extra_skipped=extra_skipped)
+    result = run(config, console=console, report=report, notes=notes, extra_skipped=extra_skipped)
+    if utility is not None and report:
+        failed = run_stage(result.out, config, utility, console)
+        if failed:
+            result.stats["utility_error"] = failed
+    return result
 
 
 def run_demo(out, *, seed: int = 0, workers: int = 1, progress: bool = True, console=None, **overrides):

@@ -31,7 +31,7 @@ def audit_cmd(
 ) -> None:
     """Does a generator copy its training volumes? Writes OUT/audit/memorization.csv, memorization_summary.csv,
     memorization.json, memorization.md and montage PNGs; prints the summary. A flag is evidence to look at,
-    not proof (see the README, "Memorization audit")."""
+    not proof (see the user guide's "Memorization audit" page, docs/guide/audit.md)."""
     from ..audit import run_audit
     from ..config import parse_pairs
     from ..folders import parse_folder

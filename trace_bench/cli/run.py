@@ -14,11 +14,8 @@ import typer
 from . import app
 
 
-_METRICS_HELP = ("Comma-separated: metric names (e.g. temporal_flickering, segmentation, fid, fvd), output names "
-                 "(dice, jaccard, hd95 -> segmentation), 'available' (default: every metric whose weights are "
-                 "installed; the others are listed in the report), 'weight-free' (metrics that need no weights "
-                 "file) or 'all' (missing weights stop the run unless --skip-unavailable). "
-                 "`trace-bench metrics` lists them.")
+_METRICS_HELP = ("Comma-separated metric or output names (fid, dice), 'available' (default: what is installed), "
+                 "'weight-free' or 'all' (see `trace-bench metrics`).")
 
 
 def build_config(config: Optional[Path], *, reads: Optional[list[str]] = None, allow_plugins: bool = False, **flags):
@@ -58,6 +55,9 @@ def build_config(config: Optional[Path], *, reads: Optional[list[str]] = None, a
         except ValueError:
             raise ConfigError(f"--hu-window {flags['hu_window']!r}: expected LO,HI in HU, e.g. -1000,1000") from None
         flags["hu_window"] = [lo, hi]
+    if flags.get("tex_layout") and "=" in flags["tex_layout"]:  # TABLE=LAYOUT,... (one layout per table)
+        flags["tex_layout"] = {**(base.tex_layout if isinstance(base.tex_layout, dict) else {}),
+                               **parse_pairs([x for x in flags["tex_layout"].split(",") if x.strip()], "tex_layout")}
     if flags.get("reference_format") and isinstance(base.reference, dict) and flags.get("reference") is None:
         flags["reference"] = {**base.reference, "format": flags["reference_format"]}  # the flag wins over the file
     cfg = base.replace(**flags)
@@ -65,9 +65,9 @@ def build_config(config: Optional[Path], *, reads: Optional[list[str]] = None, a
 
 
 def print_outcome(result) -> None:
-    """Where the results are (stdout) and what went wrong (stderr)."""
-    from ..results import load_results
-
+    """What the run found (stdout): the compact results tables, the errors and warnings with the files to
+    read, the metrics not computed and "open OUT/report.html" (:func:`reports.console.results_summary`);
+    what the run did (stderr): one line of counts."""
     if result is None:  # a torchrun rank other than 0: rank 0 writes and prints
         return
     out = result.out
@@ -79,75 +79,136 @@ def print_outcome(result) -> None:
               f"{st.get('cached', 0)} reused from the cache, {st.get('entries', 0)} entries; when every shard is done "
               f"run `trace-bench merge SHARD_DIR... --out OUT`", file=sys.stderr)
         return
-    res = load_results(result.out)
-    print(f"results: {out}")
-    for name in ("per_case.csv", "summary.csv", "errors.csv", "report.md", "report.html", "report.tex", "provenance.json"):
-        if (out / name).is_file():
-            print(f"  {out / name}")
-    s = res.summary
-    if len(s):
-        w = max(len(m) for m in s.method)
-        for r in s.itertuples(index=False):
-            ci = "" if r.ci_low != r.ci_low else f"  [{r.ci_low:.6g}, {r.ci_high:.6g}]"
-            print(f"  {r.method:<{w}}  {r.metric:<26} {r.value:.6g}{ci}  n={r.n}")
-    st = result.stats
-    if "shards" in st:  # trace-bench merge
-        print(f"trace-bench: merged {st['shards']} shard(s), {st['entries']} entries, {len(res.errors)} error row(s)",
-              file=sys.stderr)
-    else:
-        print(f"trace-bench: {st.get('computed', 0)} computed, {st.get('cached', 0)} reused from the cache, "
-              f"{len(res.errors)} error row(s)", file=sys.stderr)
-    if len(res.errors):
-        print(f"trace-bench: see {out / 'errors.csv'}", file=sys.stderr)
+    from reports.console import results_summary, terminal_width
+
+    from ..results import load_results
     from ..run.console import warnings_summary
 
+    res = load_results(out)
+    st = result.stats
+    if "shards" in st:  # trace-bench merge
+        print(f"trace-bench: merged {st['shards']} shard(s), {st['entries']} entries", file=sys.stderr)
+    else:
+        print(f"trace-bench: {st.get('computed', 0)} computed, {st.get('cached', 0)} reused from the cache",
+              file=sys.stderr)
+    if st.get("utility_error"):
+        print(f"trace-bench: {st['utility_error']}", file=sys.stderr)
     line = warnings_summary(zip(res.warnings["stage"], res.warnings["warning"]), out)
-    if line:
-        print(line, file=sys.stderr)
+    width = terminal_width()
+    names = [n for n in ("report.html", "report.md", "report.tex", "summary.csv", "per_case.csv")
+             if (out / n).is_file()]
+    print(f"results in {out}" + (f" ({', '.join(names)}, ...)" if names else ""))
+    print("\n".join(results_summary(res, width=width, warnings_line=line.removeprefix("trace-bench: ") if line
+                                     else None)))
+
+
+#: the panels of `trace-bench run --help`
+INPUTS, METRICS, STATS, OUTPUT, SPEED, ADVANCED = "Inputs", "Metrics", "Statistics", "Output", "Performance", "Advanced"
 
 
 @app.command("run")
 def run_cmd(
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with any of these settings (flags override it)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: trace-bench-out)."),
-    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Folder of reference volumes. With no --reference and no --method: the shipped demo data."),
-    reference_format: Optional[str] = typer.Option(None, "--reference-format", help="Adapter reading the reference folder (default nifti)."),
-    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="NAME=DIR[:FORMAT] of generated volumes; repeat per method."),
-    read: Optional[list[str]] = typer.Option(None, "--read", help="NAME.KEY=VALUE: how to read a folder's files (NAME: a method, reference or train_reference; KEY: format, convention, spacing, layout), e.g. TRACE.convention=unit, TRACE.spacing=reference; repeatable; TOML [methods.NAME] tables."),
-    metrics: Optional[str] = typer.Option(None, "--metrics", help=_METRICS_HELP),
-    option: Optional[list[str]] = typer.Option(None, "--option", help="METRIC.NAME=VALUE: a metric option, e.g. fid.weights=inception-fid-pth, fid.slices=40, segmentation.resample=world; repeatable (`trace-bench metrics` lists each metric's options)."),
-    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="Segmenter for Dice/Jaccard/HD95: threshold (default), provided, vista3d."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Label granularity: 3, 2 or full."),
-    reference_masks: Optional[str] = typer.Option(None, "--reference-masks", help="Folder of reference label maps (by case id)."),
-    method_masks: Optional[list[str]] = typer.Option(None, "--method-masks", help="NAME=DIR of a method's label maps; repeatable."),
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="CSV (case_id,prompt) or JSON of text prompts."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto (default: cuda when a GPU is visible, else cpu), cpu, cuda or cuda:N."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Parallel workers for the per-case stage: threads sharing the models and caches, one case each (TRACE_BENCH_WORKERS=processes: spawned processes)."),
-    skip_unavailable: Optional[bool] = typer.Option(None, "--skip-unavailable/--no-skip-unavailable", help="Run what is available; list skipped metrics in the report."),
-    weights: Optional[list[str]] = typer.Option(None, "--weights", help="NAME=PATH of a weights file (registry name); repeatable."),
-    profile: Optional[list[str]] = typer.Option(None, "--profile", help="NAME=FILE.json from `trace-bench profile`: adds FPS and VRAM for that method."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the bootstrap resampling (default 0)."),
-    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Bootstrap resamples for per-case metrics (default 1000)."),
-    bootstrap_distribution: Optional[int] = typer.Option(None, "--bootstrap-distribution", help="Deprecated, ignored: distribution metrics use the jackknife (--jackknife-groups).", hidden=True),
-    jackknife_groups: Optional[int] = typer.Option(None, "--jackknife-groups", help="Distribution metrics: at most this many leave-out groups of cases per set for the jackknife interval (default 20)."),
-    confidence: Optional[float] = typer.Option(None, "--confidence", help="Confidence level of the intervals (default 0.95)."),
-    frame_size: Optional[int] = typer.Option(None, "--frame-size", help="Frame protocol: in-plane size in pixels (default 256)."),
-    hu_window: Optional[str] = typer.Option(None, "--hu-window", help="Frame protocol: HU window LO,HI (default -1000,1000)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Backbone batch size (default 32)."),
-    plot_case: Optional[str] = typer.Option(None, "--plot-case", help="Case shown in montages, curves and overlays."),
-    plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", help="Draw plots (default on)."),
-    published: Optional[bool] = typer.Option(None, "--published/--no-published", help="Show the paper's published rows (labelled 'as published')."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
-    prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", help="Decode the next volume on a background thread while the current one is scored (default: on when the device is a GPU; serial runs)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: score only shard I of N (1-based) of the cases; combine the shard folders with `trace-bench merge`."),
-    plugins: Optional[str] = typer.Option(None, "--plugins", help="Comma-separated modules ('module' or 'module:function') that register extra metric plug-ins."),
-    allow_plugins: Optional[bool] = typer.Option(None, "--allow-plugins", help="Load the plug-ins a --config file names (they are Python code; without this flag a config file's plugins are refused)."),
-    force: Optional[bool] = typer.Option(None, "--force", help="Write into a non-empty --out that trace-bench did not write (its files are left alone)."),
-    geometry: Optional[str] = typer.Option(None, "--geometry", help="What to do when a generated volume's grid differs from its reference's: see `trace-bench run --help` in the README (refuse, the default: mismatched field of view or orientation is not scored; warn; strict)."),
-    strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="Exit 1 when any error row is written or a method has no scored case."),
-    relative_paths: Optional[bool] = typer.Option(None, "--relative-paths/--absolute-paths", help="Keep absolute input paths out of reports and provenance."),
-    fast: Optional[bool] = typer.Option(None, "--fast/--full", help="CPU-practical protocol for quick looks (16 slices from the central 40% for FID/KID/PRDC, 2 clips for FVD, every 8th slice for FID 2.5D); in every protocol id; not for published numbers."),
-    train_reference: Optional[str] = typer.Option(None, "--train-reference", help="DIR[:FORMAT] of the generator's training volumes: adds the memorization audit (OUT/audit/, report section), calibrated on --reference."),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", rich_help_panel=INPUTS,
+                                          help="TOML file with any of these settings (flags override it)."),
+    reference: Optional[str] = typer.Option(None, "--reference", "-r", metavar="DIR", rich_help_panel=INPUTS,
+                                            help="Reference (real) volumes. No --reference and no --method: the "
+                                                 "shipped demo data."),
+    reference_format: Optional[str] = typer.Option(None, "--reference-format", metavar="ADAPTER",
+                                                   rich_help_panel=INPUTS,
+                                                   help="Adapter reading --reference (default nifti)."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", metavar="NAME=DIR", rich_help_panel=INPUTS,
+                                               help="Generated volumes of a method (DIR[:FORMAT]); repeatable."),
+    read: Optional[list[str]] = typer.Option(None, "--read", metavar="NAME.KEY=VAL", rich_help_panel=INPUTS,
+                                             help="How to read a folder: KEY format, convention, spacing or layout, "
+                                                  "e.g. TRACE.convention=unit; repeatable."),
+    reference_masks: Optional[str] = typer.Option(None, "--reference-masks", metavar="DIR", rich_help_panel=INPUTS,
+                                                  help="Label maps of the reference volumes (by case id)."),
+    method_masks: Optional[list[str]] = typer.Option(None, "--method-masks", metavar="NAME=DIR",
+                                                     rich_help_panel=INPUTS,
+                                                     help="Label maps of a method's volumes; repeatable."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", metavar="FILE", rich_help_panel=INPUTS,
+                                          help="Text prompts: CSV (case_id,prompt) or JSON."),
+    train_reference: Optional[str] = typer.Option(None, "--train-reference", metavar="DIR", rich_help_panel=INPUTS,
+                                                  help="The generator's training volumes: adds the memorization "
+                                                       "audit (OUT/audit/)."),
+    metrics: Optional[str] = typer.Option(None, "--metrics", metavar="LIST", rich_help_panel=METRICS,
+                                          help=_METRICS_HELP),
+    option: Optional[list[str]] = typer.Option(None, "--option", metavar="M.NAME=VAL", rich_help_panel=METRICS,
+                                               help="A metric option, e.g. fid.slices=40; repeatable (`trace-bench "
+                                                    "metrics` lists them)."),
+    segmenter: Optional[str] = typer.Option(None, "--segmenter", metavar="NAME", rich_help_panel=METRICS,
+                                            help="For Dice / Jaccard / HD95: threshold (default), provided, "
+                                                 "vista3d."),
+    classes: Optional[str] = typer.Option(None, "--classes", metavar="3|2|full", rich_help_panel=METRICS,
+                                          help="Label granularity of the segmenter."),
+    weights: Optional[list[str]] = typer.Option(None, "--weights", metavar="NAME=PATH", rich_help_panel=METRICS,
+                                                help="A weights file for a registry name; repeatable."),
+    fast: Optional[bool] = typer.Option(None, "--fast/--full", rich_help_panel=METRICS,
+                                        help="CPU-practical protocol for quick looks (fewer slices and clips; in "
+                                             "every protocol id); not for published numbers."),
+    frame_size: Optional[int] = typer.Option(None, "--frame-size", metavar="PX", rich_help_panel=METRICS,
+                                             help="Frame protocol: in-plane size (default 256)."),
+    hu_window: Optional[str] = typer.Option(None, "--hu-window", metavar="LO,HI", rich_help_panel=METRICS,
+                                            help="Frame protocol: HU window (default -1000,1000)."),
+    geometry: Optional[str] = typer.Option(None, "--geometry", metavar="POLICY", rich_help_panel=METRICS,
+                                           help="A generated grid unlike its reference's: refuse (default: another "
+                                                "field of view or orientation is not scored), warn or strict."),
+    seed: Optional[int] = typer.Option(None, "--seed", rich_help_panel=STATS,
+                                       help="Seed of every resampling (default 0)."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", metavar="B", rich_help_panel=STATS,
+                                            help="Bootstrap resamples of per-case metrics (default 1000)."),
+    bootstrap_distribution: Optional[int] = typer.Option(None, "--bootstrap-distribution", hidden=True,
+                                                         help="Deprecated, ignored (see --jackknife-groups)."),
+    jackknife_groups: Optional[int] = typer.Option(None, "--jackknife-groups", metavar="G", rich_help_panel=STATS,
+                                                   help="Distribution metrics: leave-out groups per set (default "
+                                                        "20)."),
+    confidence: Optional[float] = typer.Option(None, "--confidence", metavar="P", rich_help_panel=STATS,
+                                               help="Confidence level of the intervals (default 0.95)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="DIR", rich_help_panel=OUTPUT,
+                                      help="Output folder (default trace-bench-out)."),
+    plots: Optional[bool] = typer.Option(None, "--plots/--no-plots", rich_help_panel=OUTPUT,
+                                         help="Draw plots (default on)."),
+    plot_case: Optional[str] = typer.Option(None, "--plot-case", metavar="ID", rich_help_panel=OUTPUT,
+                                            help="Case shown in montages, curves, overlays, viewer."),
+    published: Optional[bool] = typer.Option(None, "--published/--no-published", rich_help_panel=OUTPUT,
+                                             help="Add the TRACE paper's own tables, labelled 'as published' "
+                                                  "(default off)."),
+    tex_layout: Optional[str] = typer.Option(None, "--tex-layout", metavar="LAYOUT", rich_help_panel=OUTPUT,
+                                             help="LaTeX tables: auto (default), full, stacked, pm, compact, split, "
+                                                  "split3, or TABLE=LAYOUT,... ."),
+    tex_width: Optional[str] = typer.Option(None, "--tex-width", metavar="PAGE", rich_help_panel=OUTPUT,
+                                            help="Page the LaTeX tables fit: lncs (default), ieee, ieee-wide, "
+                                                 "neurips or a width in pt."),
+    profile: Optional[list[str]] = typer.Option(None, "--profile", metavar="NAME=FILE", rich_help_panel=OUTPUT,
+                                                help="JSON of `trace-bench profile`: adds FPS and memory."),
+    relative_paths: Optional[bool] = typer.Option(None, "--relative-paths/--absolute-paths",
+                                                  rich_help_panel=OUTPUT,
+                                                  help="Keep absolute input paths out of the outputs."),
+    force: Optional[bool] = typer.Option(None, "--force", rich_help_panel=OUTPUT,
+                                         help="Write into a non-empty --out trace-bench did not write."),
+    device: Optional[str] = typer.Option(None, "--device", metavar="DEV", rich_help_panel=SPEED,
+                                         help="auto (default: a GPU when visible), cpu, cuda, cuda:N."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", metavar="N", rich_help_panel=SPEED,
+                                          help="Parallel workers for the per-case stage: threads sharing models and caches "
+                                               "(TRACE_BENCH_WORKERS=processes: processes)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="N", rich_help_panel=SPEED,
+                                             help="Backbone batch size (default 32)."),
+    prefetch: Optional[bool] = typer.Option(None, "--prefetch/--no-prefetch", rich_help_panel=SPEED,
+                                            help="Decode the next volume meanwhile (default: on a GPU)."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N", rich_help_panel=SPEED,
+                                        help="Score shard I of N of the cases; then `trace-bench merge`."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", rich_help_panel=SPEED,
+                                            help="Progress on stderr."),
+    strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", rich_help_panel=ADVANCED,
+                                          help="Exit 1 on any error row or unscored method."),
+    plugins: Optional[str] = typer.Option(None, "--plugins", metavar="MODULES", rich_help_panel=ADVANCED,
+                                          help="Modules ('module' or 'module:function') registering metric "
+                                               "plug-ins."),
+    allow_plugins: Optional[bool] = typer.Option(None, "--allow-plugins", rich_help_panel=ADVANCED,
+                                                 help="Load the plug-ins a --config file names (Python code)."),
+    skip_unavailable: Optional[bool] = typer.Option(None, "--skip-unavailable", rich_help_panel=ADVANCED,
+                                                    help="With --metrics all or names: run what is available, list "
+                                                         "the rest in the report."),
 ) -> None:
     """Score generated volumes against a reference set: per_case.csv, summary.csv, errors.csv,
     reports (md / tex / html), plots and provenance in --out. Rerun the same command to resume.
@@ -166,7 +227,8 @@ def run_cmd(
                        bootstrap=bootstrap, bootstrap_distribution=bootstrap_distribution, jackknife_groups=jackknife_groups,
                        confidence=confidence,
                        frame_size=frame_size, hu_window=hu_window, batch_size=batch_size, plot_case=plot_case,
-                       plots=plots, published=published, progress=progress, prefetch=prefetch, shard=shard, plugins=plugins)
+                       plots=plots, published=published, tex_layout=tex_layout, tex_width=tex_width, progress=progress,
+                       prefetch=prefetch, shard=shard, plugins=plugins)
     result = launch(cfg)
     print_outcome(result)
     if result is not None and nothing_scored(result):

@@ -22,11 +22,13 @@ from .paired import PAIRED_COLUMNS, PAIRED_SEED, PairedStat, min_nonzero_pairs, 
 from .stats import (HEAVY_TAILED, MIN_HALF_CASES, JackknifeInterval, bootstrap_ci, cross_halves, half_vs_half,
                     jackknife_groups, jackknife_variance, mean_finite_or_inf, split_half, two_sample_jackknife,
                     two_sample_jackknife_ci)
-from .tables import (ALL_CASES, ERROR_COLUMNS, GT, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS, SUMMARY_COLUMNS,
-                     WARNING_COLUMNS, MetricInfo, Results, base_metric, column_info, direction, load_results)
+from .tables import (ALL_CASES, ERROR_COLUMNS, GT, HALF_SUFFIX, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS,
+                     SUMMARY_COLUMNS, WARNING_COLUMNS, MetricInfo, Results, base_metric, column_info, direction,
+                     half_base, load_results)
 
 __all__ = [
-    "ALL_CASES", "ERROR_COLUMNS", "GT", "PER_CASE_COLUMNS", "PROFILE_CASE", "PROFILE_METRICS", "SUMMARY_COLUMNS", "WARNING_COLUMNS",
+    "ALL_CASES", "ERROR_COLUMNS", "GT", "HALF_SUFFIX", "half_base", "PER_CASE_COLUMNS", "PROFILE_CASE",
+    "PROFILE_METRICS", "SUMMARY_COLUMNS", "WARNING_COLUMNS",
     "DEFAULT_TOLERANCES", "NOT_SIGNIFICANT", "PAIRED_COLUMNS", "PAIRED_SEED", "PairedStat", "paired_case_stats",
     "paired_stat", "SIGNIFICANCE_TEST", "min_nonzero_pairs", "ProtocolChanged", "comparable_runs", "parse_method_map",
     "unmatched_methods", "Comparison", "MetricInfo", "Results", "atomic_write_bytes", "atomic_write_json",

@@ -145,7 +145,8 @@ _TEX_SYMBOL = {"↑": r"$\uparrow$", "↓": r"$\downarrow$", "→": r"$\rightarr
                "–": "--", "—": "---", "∞": r"$\infty$", "±": r"$\pm$", "×": r"$\times$", "·": r"$\cdot$",
                "−": "$-$", "≤": r"$\leq$", "≥": r"$\geq$", "≈": r"$\approx$", "≠": r"$\neq$", "µ": r"$\mu$",
                "μ": r"$\mu$", "κ": r"$\kappa$", "…": r"\ldots{}", "\u00a0": "~", "‘": "`", "’": "'",
-               "“": "``", "”": "''", "°": r"$^\circ$", "÷": r"$\div$"}
+               "“": "``", "”": "''", "°": r"$^\circ$", "÷": r"$\div$",
+               "†": r"\textdagger{}", "‡": r"\textdaggerdbl{}", "§": r"\S{}"}
 #: Latin-1 and Latin Extended-A letters that pdflatex's utf8 input encoding does not define
 _TEX_UNDEFINED = {0x126, 0x127, 0x138, 0x13F, 0x140, 0x149, 0x166, 0x167, 0x17F}
 _LIGATURE = set("-',<>")

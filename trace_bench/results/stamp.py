@@ -34,14 +34,16 @@ STAMP_VERSION = 2
 #: files and folders a run derives from its per-case records (removed when a different run starts)
 DERIVED_FILES = ("per_case.csv", "summary.csv", "errors.csv", "warnings.csv", "metrics.json", "provenance.json",
                  "report.md", "report.tex", "report.html", "table1.csv", "table1b.csv", "table2.csv",
-                 "results.json", "results.schema.json")
+                 "anatomy.csv", "anatomy_labels.csv", "anatomy_dist.csv", "results.json", "results.schema.json")
 DERIVED_DIRS = ("stats", "plots", "tables", "audit")
 #: the tables a report is rendered from (checked by :func:`check_stamp`)
 TABLE_FILES = ("manifest.json", "per_case.csv", "summary.csv", "errors.csv", "warnings.csv", "metrics.json")
 #: what a run writes besides those: its configuration and plan
 RUN_FILES = ("config.toml", "manifest.json")
-#: folders of the tool's own that hold no user file: keyed per-case records, the demo's inputs, the state
-OWN_DIRS = ("cases", "demo-inputs", STATE_DIR)
+#: folders of the tool's own that hold no user file: keyed per-case records, the demo's inputs, the state,
+#: the downstream-utility results (``trace-bench utility`` writes them with a lock of their own; a run removes
+#: only the summary files it wrote and stamped there: trace_bench.utility.stage)
+OWN_DIRS = ("cases", "demo-inputs", STATE_DIR, "utility")
 #: settings left out of the fingerprint: local ones, and the weights paths (their sha256 is in every key)
 UNSTAMPED = tuple(k for k, s in SETTINGS.items() if s.scope == LOCAL or s.route == "weights")
 

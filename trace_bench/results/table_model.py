@@ -50,9 +50,10 @@ class Column:
 
 @dataclass
 class Cell:
-    """Display text of one value, its interval text (``[lo, hi]``), its numeric value (sorting,
-    best-of-column; NaN when none), whether it is the column's best, HTML class / hover text, and the
-    interval's distances from the value (``plus`` / ``minus``, display text)."""
+    """Display text of one value, its interval text (``[lo, hi]``; :data:`DASH` = no interval because n is too
+    small), its numeric value (sorting, best-of-column; NaN when none), whether it is the column's best, HTML
+    class / hover text, the interval's distances from the value (``plus`` / ``minus``, display text) and
+    ``mark``: footnote marks printed after the cell ("†", "‡", "§": the table's notes say what they mean)."""
 
     text: str = DASH
     ci: str = ""
@@ -63,6 +64,12 @@ class Cell:
     #: display text of (upper - value, value - lower): the ``pm`` LaTeX layout prints them
     plus: str = ""
     minus: str = ""
+    mark: str = ""
+
+    @property
+    def interval(self) -> bool:
+        """The cell prints an interval ``[lo, hi]`` (not :data:`DASH`)."""
+        return bool(self.ci) and self.ci != DASH
 
 
 @dataclass
@@ -131,7 +138,7 @@ def markdown_grid(t: Table) -> list[str]:
             txt = prose_markdown(cell.text, cell=True) if c.prose else markdown_cell(cell.text)
             if cell.best and txt:
                 txt = f"**{txt}**"
-            vals.append(f"{txt} {markdown_cell(cell.ci)}".strip())
+            vals.append((f"{txt} {markdown_cell(cell.ci)}".strip() + markdown_cell(cell.mark)).strip())
         lines.append("| " + " | ".join(vals) + " |")
     return lines
 
@@ -210,7 +217,7 @@ def _column_suffix(t: Table, c: str) -> str:
     """The unit suffix every number of column ``c`` carries ("%", " GB") or ""; LaTeX moves it into the
     header so the cells hold plain numbers (siunitx-friendly, one number of decimals per column)."""
     texts = [x for r in t.rows if not r.heading for cell in [r.cell(c)]
-             for x in [cell.text, *cell.ci.strip("[]").split(", "), cell.plus, cell.minus]
+             for x in [cell.text, *(cell.ci.strip("[]").split(", ") if cell.interval else []), cell.plus, cell.minus]
              if x and x not in (DASH, "∞", "-∞")]
     for suffix, _ in _UNIT_SUFFIXES:
         if texts and all(x.endswith(suffix) for x in texts):
@@ -227,14 +234,15 @@ def _strip(text: str, suffix: str) -> str:
 def cell_chars(cell: Cell, layout: TexLayout) -> int:
     """Characters a cell's widest line holds in ``layout`` (header wrapping and column splits use it)."""
     ci = cell.ci if layout.intervals in ("inline", "stacked") else ""
+    mark = len(cell.mark)
     if layout.intervals == "inline":
-        return len(cell.text) + (1 + len(ci) if ci else 0)
+        return len(cell.text) + (1 + len(ci) if ci else 0) + mark
     if layout.intervals == "stacked":
-        return max(len(cell.text), len(ci))
+        return max(len(cell.text), len(ci)) + mark
     if layout.intervals == "pm" and cell.plus:
         return len(cell.text) + (2 + len(cell.plus) if cell.plus == cell.minus else 1 + max(len(cell.plus),
-                                                                                           len(cell.minus)))
-    return len(cell.text)
+                                                                                           len(cell.minus))) + mark
+    return len(cell.text) + mark
 
 
 def header_text(t: Table, col: Column) -> str:
@@ -301,13 +309,21 @@ def _math_number(text: str) -> bool:
 
 
 def _tex_cell(cell: Cell, suffix: str, layout: TexLayout, align: str) -> str:
+    mark = latex_text(cell.mark)
+    return _tex_value(cell, suffix, layout, align) + (f"\\rlap{{{mark}}}" if mark else "")
+
+
+def _tex_value(cell: Cell, suffix: str, layout: TexLayout, align: str) -> str:
     txt = latex_text(_strip(cell.text, suffix))
     if cell.best:
         txt = f"\\textbf{{{txt}}}"
     small = "" if layout.size == "footnotesize" else "\\footnotesize "
     if layout.intervals in ("inline", "stacked") and cell.ci:
-        lo, _, hi = cell.ci.strip("[]").partition(", ")
-        ci = f"{{{small}[{latex_text(_strip(lo, suffix))}, {latex_text(_strip(hi, suffix))}]}}"
+        if cell.interval:
+            lo, _, hi = cell.ci.strip("[]").partition(", ")
+            ci = f"{{{small}[{latex_text(_strip(lo, suffix))}, {latex_text(_strip(hi, suffix))}]}}"
+        else:
+            ci = f"{{{small}{latex_text(cell.ci)}}}"
         if layout.intervals == "inline":
             return f"{txt} {ci}"
         a = align if align in "lrc" else "r"
@@ -417,7 +433,8 @@ def to_text(t: Table, width: int = 80, *, ci: bool = True, stub_width: int = 18,
     (the row labels repeated). Intervals ``[lo, hi]`` follow the values when ``ci``; a unit every number of
     a column carries ("%", " GB") moves into its header, as in LaTeX."""
     stub = t.stub is not None
-    rows = [r for r in t.rows if r.pinned] + [r for r in t.rows if not r.pinned]
+    grouped = any(r.heading for r in t.rows)  # per-label tables: each group keeps its own order
+    rows = list(t.rows) if grouped else [r for r in t.rows if r.pinned] + [r for r in t.rows if not r.pinned]
     labels = [_clip(terminal_text(r.shown), stub_width) for r in rows]
     lw = max([len(x) for x in labels] + [len(t.stub or "")]) if stub else 0
     texts: dict[str, list[str]] = {}
@@ -430,8 +447,9 @@ def to_text(t: Table, width: int = 80, *, ci: bool = True, stub_width: int = 18,
             cell = r.cell(c.key)
             v = terminal_text(_strip(cell.text, suffix)) + (best_mark if cell.best else pad)
             lo, _, hi = cell.ci.strip("[]").partition(", ")
-            iv = f"[{_strip(lo, suffix)}, {_strip(hi, suffix)}]" if cell.ci else ""
-            vals.append(f"{v} {iv}" if ci and iv and not r.heading else ("" if r.heading else v))
+            iv = f"[{_strip(lo, suffix)}, {_strip(hi, suffix)}]" if cell.interval else cell.ci
+            mark = terminal_text(cell.mark)
+            vals.append("" if r.heading else (f"{v} {iv}{mark}" if ci and iv else f"{v}{mark}"))
         texts[c.key] = vals
         heading[c.key] = terminal_text(header_text(t, c))
     widths = {}
@@ -485,7 +503,10 @@ def _html_cell(cell: Cell, col: Column) -> str:
     if cell.best:
         txt = f"<b>{txt}</b>"
     if cell.ci:
-        txt += f'<br><span class="ci">{html_text(cell.ci)}</span>'
+        tip = "" if cell.interval else ' title="no interval: n too small"'
+        txt += f'<br><span class="ci"{tip}>{html_text(cell.ci)}</span>'
+    if cell.mark:
+        txt += f"<sup>{html_text(cell.mark)}</sup>"
     attrs = ""
     v = _num(cell.value)
     if v:

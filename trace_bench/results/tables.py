@@ -36,6 +36,9 @@ SUMMARY_COLUMNS = ["method", "metric", "value", "ci_low", "ci_high", "n", "ci_me
                    "ci_flag"]
 ERROR_COLUMNS = ["method", "case_id", "stage", "error"]
 WARNING_COLUMNS = ["method", "case_id", "stage", "warning"]
+#: suffix of a distribution metric's half-vs-half columns (``fid_half``, ``anat_ks_volume_ml[lungs]_half``): the
+#: methods' halves against the reference's other halves, and the GT/GT floor at the same sample sizes
+HALF_SUFFIX = "_half"
 ALL_CASES = "(all)"
 PROFILE_CASE = "(profile)"
 GT = "GT"
@@ -45,6 +48,12 @@ GT = "GT"
 def base_metric(column: str) -> str:
     """``dice[lungs]`` -> ``dice``."""
     return column.split("[", 1)[0]
+
+
+def half_base(column: str) -> str | None:
+    """The full-sample column a half-vs-half column belongs to (``fid_half`` -> ``fid``,
+    ``anat_ks_volume_ml[lungs]_half`` -> ``anat_ks_volume_ml[lungs]``), None for other columns."""
+    return column[: -len(HALF_SUFFIX)] if column.endswith(HALF_SUFFIX) and len(column) > len(HALF_SUFFIX) else None
 
 
 @dataclass(frozen=True)

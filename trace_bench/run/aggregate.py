@@ -40,16 +40,14 @@ from ..results.layout import (RECORD_OK, Entry, check_record, entry_path, error_
 from ..results.stamp import TABLE_FILES, add_to_stamp
 from ..results.stats import (HEAVY_TAIL_KURTOSIS, HEAVY_TAILED, MIN_HALF_CASES, bootstrap_ci, cross_halves,
                              jackknife_groups, mean_finite_or_inf, split_half, two_sample_jackknife)
-from ..results.tables import (ALL_CASES, ERROR_COLUMNS, GT, PER_CASE_COLUMNS, PROFILE_CASE, PROFILE_METRICS,
-                              SUMMARY_COLUMNS, WARNING_COLUMNS)
+from ..results.tables import (ALL_CASES, ERROR_COLUMNS, GT, HALF_SUFFIX, PER_CASE_COLUMNS, PROFILE_CASE,
+                              PROFILE_METRICS, SUMMARY_COLUMNS, WARNING_COLUMNS)
 from .plan import make_context
 from .select import load_metric_registry
 
 
 #: fewer cases than this: the interval is flagged as unreliable in summary.csv and the report
 MIN_CASES = 10
-#: suffix of a distribution metric's half-vs-half columns (``fid_half``), where the GT/GT floor is
-HALF_SUFFIX = "_half"
 
 
 def small_n_note(n: int) -> str:
@@ -68,12 +66,16 @@ def heavy_tail_note(kurtosis: float) -> str:
             "(t3 features: 46-81 % for 95 %); a rough guide")
 
 
-def sample_note(info: dict[str, int]) -> str:
-    """A warning when a Fréchet-type estimate has fewer samples than feature dimensions."""
+def sample_note(info: dict[str, int], n_cases: int | None = None) -> str:
+    """A warning when a Fréchet-type estimate (a statistic whose ``sample_info`` gives a feature dimension)
+    has fewer feature vectors than dimensions, counting the cases (volumes) behind them:
+    "2 cases (109 feature vectors) < 2048 feature dimensions: ..."."""
     n, d = info.get("samples"), info.get("dim")
-    if n is not None and d is not None and n < d:
-        return f"{n} samples < {d} feature dimensions: the estimate is dominated by its bias (compare KID)"
-    return ""
+    if n is None or d is None or n >= d:
+        return ""
+    k = n_cases if n_cases is not None else info.get("volumes")
+    what = f"{k} case{'s' if k != 1 else ''} ({n} feature vectors)" if k is not None else f"{n} feature vectors"
+    return f"{what} < {d} feature dimensions: the estimate is dominated by its bias"
 
 
 @dataclass
@@ -308,7 +310,7 @@ def set_level_rows(rows: Rows, metric: Any, m: str, gen: dict[str, Any], ref: di
     g_groups = jackknife_groups(sorted(gen), cfg.jackknife_groups, cfg.seed)
     r_groups = jackknife_groups(sorted(ref), cfg.jackknife_groups, cfg.seed) if ref else []
     jackknife_rows(rows, m, vals, ev, g_groups, r_groups, len(gen), protocol, cfg,
-                   [sample_note(metric.sample_info(g_state)), no_floor], col_notes=why)
+                   [sample_note(metric.sample_info(g_state), len(gen)), no_floor], col_notes=why)
 
 
 def halves_groups(a: tuple[str, ...], b: tuple[str, ...], max_groups: int, seed: int) -> list[tuple[str, ...]]:
@@ -346,7 +348,7 @@ def half_rows(rows: Rows, metric: Any, m: str, gen: dict[str, Any], ref: dict[st
             "sizes of the GT/GT floor")
     jackknife_rows(rows, m, vals, compute, halves_groups(gen_a, gen_b, cfg.jackknife_groups, cfg.seed),
                    halves_groups(ref_a, ref_b, cfg.jackknife_groups, cfg.seed), len(gen_a) + len(gen_b), protocol,
-                   cfg, [note, sample_note(metric.sample_info(g_state))], HALF_SUFFIX)
+                   cfg, [note, sample_note(metric.sample_info(g_state), len(gen_a))], HALF_SUFFIX)
 
 
 def floor_rows(rows: Rows, metric: Any, ref: dict[str, Any], protocol: str, cfg: RunConfig, ctx: Any) -> None:
@@ -369,7 +371,7 @@ def floor_rows(rows: Rows, metric: Any, ref: dict[str, Any], protocol: str, cfg:
             "sizes)")
     jackknife_rows(rows, GT, vals, compute, jackknife_groups(ref_a, cfg.jackknife_groups, cfg.seed),
                    jackknife_groups(ref_b, cfg.jackknife_groups, cfg.seed), len(ref_a) + len(ref_b), protocol, cfg,
-                   [note, sample_note(metric.sample_info(a_state))], HALF_SUFFIX)
+                   [note, sample_note(metric.sample_info(a_state), len(ref_a))], HALF_SUFFIX)
 
 
 def reference_stats(rows: Rows, man: dict[str, Any], stats_dir: Path) -> None:

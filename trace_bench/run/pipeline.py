@@ -120,8 +120,8 @@ def finish(out: Path, config: RunConfig, manifest: dict[str, Any], provenance: C
         t1 = time.perf_counter()
         from reports import render_report
 
-        render_report(out, plots=config.plots, published=config.published,
-                      viewer_stacks=report_viewer_stacks(out, config, manifest, console))
+        render_report(out, plots=config.plots, published=config.published, tex_layout=config.tex_layout,
+                      tex_width=config.tex_width, viewer_stacks=report_viewer_stacks(out, config, manifest, console))
         timings["report_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
     final = provenance(timings)
@@ -177,8 +177,10 @@ def run_plan(plan: Plan, *, console=None, report: bool = True, t0: float | None 
     manifest["integrity"] = integrity_rows(plan, console, states)
     plan.out.mkdir(parents=True, exist_ok=True)
     prepare_out(plan.out, plan.config, manifest, console)
-    for name, why in sorted(plan.skipped.items()):
-        console.print(f"[yellow]not computed[/yellow] {name}: {why}")
+    from reports.console import skipped_summary, terminal_width
+
+    for line in skipped_summary(plan.skipped, width=terminal_width()):  # one grouped sentence
+        console.print(line, highlight=False, markup=False)
     n_todo = sum(1 for e in plan.entries if states[e][0] != RECORD_OK)
     if plan.config.progress:
         console.print(f"[bold]per-case[/bold]: {len(plan.entries)} entries "

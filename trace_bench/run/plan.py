@@ -225,7 +225,8 @@ def choose_metrics(config: RunConfig, ctx: RunContext, has_reference: bool) -> M
         else:
             choice.usable.append(m)
     if choice.skipped and not lenient(config):
-        raise WeightsError("preflight: cannot compute " + "; ".join(f"{k}: {v}" for k, v in choice.skipped.items()) +
+        raise WeightsError("preflight: cannot compute " + "; ".join(f"{k}: {v.rstrip('. ')}" for k, v in
+                                                                  choice.skipped.items()) +
                            ". Install what is missing, choose other --metrics, or pass --skip-unavailable to run the rest.")
     return choice
 

@@ -4,11 +4,12 @@ Two protocols, each named and versioned (:mod:`.protocol`): ``seg-tstr`` (train 
 on synthetic (volume, conditioning mask) pairs, test on real) and ``probe`` (a linear probe on frozen
 features, trained on synthetic volumes with their prompt-derived labels, AUROC on real volumes). The
 API is :func:`trace_bench.utility.run.run_utility`; ``trace-bench utility`` is its command line; the
-report's tables and plot come from :func:`trace_bench.utility.report.render_utility`.
+report's tables and plot come from :func:`reports.utility.render_utility`.
 
 One job per module: ``config`` (the ``[utility]`` section), ``protocol`` (declarations), ``data`` (which
 pairs each arm trains on, the held-out test set), ``labels`` (the probe's labels CSV), ``arrays`` (pairs
 on the protocol grid, cached), ``seg`` (training and scoring), ``resume`` (checkpoints, finished jobs),
-``probe`` (features, fits, AUROC intervals), ``summary`` (seg statistics), ``results`` (files),
-``report`` (tables and plot), ``layout`` (file names), ``run`` (the lifecycle).
+``probe`` (features, fits, AUROC intervals), ``summary`` (seg statistics), ``results`` (files), ``run`` (the
+lifecycle), ``stage`` (the ``[utility]`` section of a run config, after the scoring). The file names are
+:mod:`trace_bench.results.utility_layout`; the report's section is :mod:`reports.utility`.
 """

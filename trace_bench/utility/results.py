@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..cases import Problem
 from ..results.files import atomic_write_json, write_csv
-from . import layout
+from ..results import utility_layout as layout
 
 
 def _clean(v: Any) -> Any:

@@ -32,7 +32,7 @@ import pandas as pd
 from ..cases import Problem
 from ..config import RunConfig
 from ..errors import ConfigError, TraceBenchError
-from . import layout
+from ..results import utility_layout as layout
 from .config import UtilityConfig
 from .protocol import CHECKPOINT_EVERY, ProbeProtocol, SegProtocol, probe_protocol, seg_protocol
 
@@ -315,7 +315,7 @@ def run_utility(run: RunConfig, cfg: UtilityConfig, *, out: str | Path | None = 
 
     from ..device import check_device
     from ..run.lock import OutputLock
-    from .report import utility_plot
+    from reports.utility import load_utility, utility_plot
     from .results import write_results
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -350,8 +350,6 @@ def run_utility(run: RunConfig, cfg: UtilityConfig, *, out: str | Path | None = 
                          "command_config": {"out": str(out or run.out)}}
                 res.files = write_results(out_dir, config=cfg.to_dict(), seg=seg or None, probe=probe,
                                           problems=problems, excluded=excluded, extra=extra)
-                from .report import load_utility
-
                 doc = load_utility(out_dir.parent)
                 if doc is not None and run.plots:
                     png = utility_plot(doc, out_dir / layout.PLOT)

@@ -11,8 +11,9 @@ module, which escapes every string) and the PNG it wrote. Tables:
 * ``utility_probe``: per arm the mean AUROC over labels, the mean difference to the real-trained probe
   and how many labels' difference intervals lie above / below 0.
 
-Imports only :mod:`trace_bench.results`, the standard library, NumPy and Matplotlib (no torch, no run
-core): a report writer can call it on any finished output folder.
+Imports only :mod:`trace_bench.results` (the file names: :mod:`trace_bench.results.utility_layout`), the
+standard library and Matplotlib (no torch, no run core): :func:`reports.render_report` adds the section when
+``OUT/utility/`` exists, and ``trace-bench utility`` draws the plot through it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..results import atomic_write_bytes
-from ..results.escape import code, literal, plot_text
-from ..results.table_model import DASH, Cell, Column, Row, Table
-from . import layout
+from trace_bench.results import atomic_write_bytes
+from trace_bench.results import utility_layout as layout
+from trace_bench.results.escape import code, literal, plot_text
+from trace_bench.results.table_model import DASH, Cell, Column, Row, Table
 
 SEG_TITLE = "Dice on real test set: trained on real / on METHOD / on real+METHOD"
 PROBE_TITLE = "AUROC on real test set: linear probe trained on real / on METHOD / on real+METHOD"
