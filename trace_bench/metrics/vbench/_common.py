@@ -3,12 +3,26 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from types import ModuleType
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from ...optional import require
 from ...protocol import to_rgb
+
+#: what torchvision is for in the VBench dimensions (named in the message when it is missing)
+TRANSFORMS_PURPOSE = "VBench's frame transforms (torchvision resize / crop / normalize)"
+
+
+def transforms() -> tuple[ModuleType, Any]:
+    """``torchvision.transforms.functional`` and ``InterpolationMode``, or
+    :class:`~trace_bench.optional.MissingDependency` (the ``vbench`` extra). Imported on first use, not at module
+    level: torchvision costs ~1 s at start-up and is not part of the core install. Metrics call it in ``setup``
+    too, so a missing torchvision is met in the preflight."""
+    tf = require("torchvision.transforms.functional", TRANSFORMS_PURPOSE)
+    return tf, require("torchvision.transforms", TRANSFORMS_PURPOSE).InterpolationMode
 
 
 def frames_uint8_tchw(frames: np.ndarray) -> torch.Tensor:
