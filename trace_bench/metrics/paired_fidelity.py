@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..optional import require
 from .anatomy_labels import LabelSource
 from .base import CaseData, Metric, Option, Output, Part, RunContext, register_metric
 
@@ -48,12 +49,12 @@ MIN_SIZE = 97
 WIN = 7
 MASKS = ("body", "provided", "none")
 RESAMPLE = ("none", "extent")
+#: what scikit-image is for (named in the message when it is missing: the ``fidelity`` extra)
+SKIMAGE_PURPOSE = "paired_fidelity (scikit-image's PSNR / SSIM, as SynthRAD2025)"
 
 
 def _crop(a: np.ndarray, pad: int) -> np.ndarray:
-    from skimage.util import crop
-
-    return crop(a, pad)
+    return require("skimage.util", SKIMAGE_PURPOSE).crop(a, pad)
 
 
 def prepare(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,8 +76,7 @@ def mae_hu(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) -> float:
 
 
 def psnr(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) -> float:
-    from skimage.metrics import peak_signal_noise_ratio
-
+    peak_signal_noise_ratio = require("skimage.metrics", SKIMAGE_PURPOSE).peak_signal_noise_ratio
     lo, hi = DYNAMIC_RANGE
     g = np.clip(np.asarray(gt, np.float64), lo, hi)
     p = np.clip(np.asarray(pred, np.float64), lo, hi)
@@ -86,8 +86,7 @@ def psnr(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) -> float:
 
 
 def masked_ssim(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) -> float:
-    from skimage.metrics import structural_similarity
-
+    structural_similarity = require("skimage.metrics", SKIMAGE_PURPOSE).structural_similarity
     g, p, m = prepare(gt, pred, mask)
     full, smap = structural_similarity(g, p, data_range=DYNAMIC_RANGE[1] - DYNAMIC_RANGE[0], full=True)
     if mask is None:
@@ -183,6 +182,9 @@ class PairedFidelity(Metric):
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
         self.labels = LabelSource()
+
+    def setup(self, ctx: RunContext) -> None:
+        require("skimage.metrics", SKIMAGE_PURPOSE)  # met in the preflight, not at the first case
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:
         mask, rule = self.opts["mask"], self.opts["resample"]

@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsError
+from ..optional import require
 from ..weights import resolve_weights
 from ..weights_load import is_torchscript, load_state_dict, load_torchscript, torchscript_convert_command
 
@@ -66,7 +67,7 @@ class ClipModel(nn.Module):
     def __init__(self, model: nn.Module, *, weights_name: str, path: Path, sha256: str, fmt: str,
                  quick_gelu: bool | None, device: str = "cpu") -> None:
         super().__init__()
-        import open_clip
+        open_clip = require("open_clip", "the CLIP network")
 
         self.model = model.eval().to(device)
         self.weights_name = weights_name
@@ -274,8 +275,9 @@ def _find_in_dir(folder: Path) -> Path:
 
 def _build(sd: dict[str, torch.Tensor], path: Path, fmt: str, arch: str | None, quick_gelu: bool | None,
            cfg_json: dict | None) -> tuple[nn.Module, bool | None]:
-    import open_clip
-    from open_clip.model import CLIP, CustomTextCLIP, build_model_from_openai_state_dict
+    open_clip = require("open_clip", "the CLIP network")
+    oc_model = require("open_clip.model", "the CLIP network")
+    CLIP, CustomTextCLIP = oc_model.CLIP, oc_model.CustomTextCLIP  # noqa: N806 - open_clip's class names
 
     model_cfg = None
     if arch is not None:
@@ -302,7 +304,7 @@ def _build(sd: dict[str, torch.Tensor], path: Path, fmt: str, arch: str | None, 
                     f"(no visual.conv1.weight or token_embedding.weight; first keys: {list(sd)[:5]}); "
                     "for other open_clip architectures pass arch='<open_clip model name>'")
             qg = True if quick_gelu is None else quick_gelu
-            model = build_model_from_openai_state_dict(dict(sd), quick_gelu=qg, cast_dtype=torch.float32)
+            model = oc_model.build_model_from_openai_state_dict(dict(sd), quick_gelu=qg, cast_dtype=torch.float32)
         model.float()
         # strict fp32 load (build_model_from_openai_state_dict loads into fp16 params first)
         missing, unexpected = model.load_state_dict(strict_sd, strict=False)

@@ -75,6 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
+from ..optional import require
 from ..volume import Volume
 
 #: registry entry of the weights (trace_bench.weights)
@@ -109,9 +110,9 @@ class CTNet(nn.Module):
 
     def __init__(self, n_outputs: int = N_OUTPUTS, trunk_batch: int = 32) -> None:
         super().__init__()
-        import torchvision
+        models = require("torchvision.models", "CT-Net (its ResNet-18 trunk)", extra="ct3d")
 
-        resnet = torchvision.models.resnet18(weights=None)
+        resnet = models.resnet18(weights=None)
         self.features = nn.Sequential(*list(resnet.children())[:-2])
         self.reducingconvs = nn.Sequential(
             nn.Conv3d(N_IMAGES, 64, kernel_size=(3, 3, 3), stride=(3, 1, 1), padding=0), nn.ReLU(),

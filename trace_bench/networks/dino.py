@@ -19,11 +19,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WeightsError
+from ..optional import require
 from ..weights_load import load_state_dict, load_strict
 
 
 def _vit_class() -> type:
-    from timm.models.vision_transformer import VisionTransformer
+    vit = require("timm.models.vision_transformer", "the DINO ViT (subject_consistency)")
+    VisionTransformer = vit.VisionTransformer  # noqa: N806 - timm's class
 
     class DinoViT(VisionTransformer):
         """DINO ViT (facebookresearch/dino ``vision_transformer.py``) built from timm blocks.

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WeightsError
+from ..optional import require
 from ..weights import resolve_weights
 from ..weights_load import load_state_dict, load_torchscript
 
@@ -112,7 +113,7 @@ def _load_torchscript(path: Path) -> torch.nn.Module:
 def build_fid_inception() -> torch.nn.Module:
     """pytorch-fid's FID Inception-v3 architecture (``pytorch_fid.inception.fid_inception_v3`` without
     the download), uninitialised weights: callers must load a state dict into it."""
-    import pytorch_fid.inception as pfi
+    pfi = require("pytorch_fid.inception", "the inception-fid-pth weights (pytorch-fid's Inception-v3)")
 
     inception = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
     inception.Mixed_5b = pfi.FIDInceptionA(192, pool_features=32)

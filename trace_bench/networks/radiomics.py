@@ -40,7 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from ..optional import require
 from ..volume import Volume
+
+#: what pyradiomics is for (named in the message when it is missing: the ``radiomics`` extra)
+RADIOMICS_PURPOSE = "FRD (pyradiomics features)"
 
 #: frd_score/configs/extraction_3d.yaml, featureClass glcm (22 of pyradiomics' 24 glcm features; no MCC, no
 #: SumAverage)
@@ -94,15 +98,11 @@ EXTRACTOR_ID = f"frd-v1-3d:settings-{settings_digest()}:numeric-diagnostics"
 
 
 def require_radiomics() -> Any:
-    """The ``radiomics`` package, or ImportError naming the extra that installs it."""
-    try:
-        import radiomics
-        from radiomics import featureextractor  # noqa: F401
-    except ImportError as e:
-        raise ImportError(f"FRD needs pyradiomics (not installed: {e}); install trace-bench's extra: "
-                          "`pip install trace-bench[radiomics]` (pyradiomics-bhklab==3.1.4, built from source with "
-                          "the system C compiler)") from None
-    return radiomics
+    """The ``radiomics`` package, or :class:`~trace_bench.optional.MissingDependency` (an ImportError) naming the
+    extra that installs it (``pip install 'trace-bench[radiomics]'``: pyradiomics-bhklab 3.1.4, built from source
+    with the system C compiler)."""
+    require("radiomics.featureextractor", RADIOMICS_PURPOSE)
+    return require("radiomics", RADIOMICS_PURPOSE)
 
 
 def to_sitk(volume: Volume, array: np.ndarray | None = None) -> Any:
@@ -133,7 +133,7 @@ class RadiomicsExtractor:
 
     def __init__(self, params: dict[str, Any] = FRD_V1_PARAMS) -> None:
         radiomics = require_radiomics()
-        from radiomics import featureextractor
+        featureextractor = require("radiomics.featureextractor", RADIOMICS_PURPOSE)
 
         radiomics.setVerbosity(60)  # pyradiomics logs every image type at INFO / WARNING otherwise
         self.params = params

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
+from ..optional import require
 from .radimagenet import radimagenet_input
 
 WEIGHTS_NAME = "squeezenet1_1-imagenet"
@@ -36,9 +37,8 @@ EXTRACTOR_ID = "squeezenet1_1:torchvision-imagenet1k-v1:forward-scores1000"
 
 def build_squeezenet() -> torch.nn.Module:
     """torchvision's SqueezeNet 1.1 architecture, no weights."""
-    import torchvision
-
-    return torchvision.models.squeezenet1_1(weights=None)
+    models = require("torchvision.models", "SqueezeNet 1.1 (fid_vlm3d)")
+    return models.squeezenet1_1(weights=None)
 
 
 def squeezenet_state_dict(path: str | Path, name: str | None = WEIGHTS_NAME) -> dict[str, torch.Tensor]:

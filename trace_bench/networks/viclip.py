@@ -21,7 +21,10 @@ import torch
 import torch.nn as nn
 
 from ..errors import WeightsError
+from ..optional import require
 
+#: what the tokenizer is for, in the message when open_clip is missing
+TOKENIZER_PURPOSE = "ViCLIP's text tokenizer (OpenAI CLIP's BPE from open_clip; overall_consistency)"
 
 class QuickGELU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,9 +129,7 @@ class ViCLIP(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """CLIP BPE ids, ``<sot> ... <eot>``, zero-padded / truncated (eot kept) to the context length."""
         if self._tokenizer is None:
-            from open_clip.tokenizer import SimpleTokenizer
-
-            self._tokenizer = SimpleTokenizer()
+            self._tokenizer = require("open_clip.tokenizer", TOKENIZER_PURPOSE).SimpleTokenizer()
         tok, n = self._tokenizer, self.max_txt_l
         out = torch.zeros(len(texts), n, dtype=torch.long)
         for i, t in enumerate(texts):
@@ -185,5 +186,7 @@ def load_viclip(path: str | Path, device: str = "cpu", name: str = "viclip-l14")
 
 
 def load_backbone(path: str, device: str, name: str, ctx: Any) -> ViCLIP:
-    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``viclip-l14``)."""
+    """:class:`~trace_bench.metrics.backbone.Backbone` loader (``viclip-l14``); the tokenizer's package is
+    checked here, at the metric's setup, not at its first prompt."""
+    require("open_clip.tokenizer", TOKENIZER_PURPOSE)
     return load_viclip(path, device, name)

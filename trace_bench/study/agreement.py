@@ -119,12 +119,7 @@ class KappaResult:
 
 
 def _kappa(a: np.ndarray, b: np.ndarray, labels: list[int]) -> float:
-    try:
-        from sklearn.metrics import cohen_kappa_score
-    except ImportError:
-        from ..errors import ConfigError
-
-        raise ConfigError("quadratic-weighted kappa needs scikit-learn (pip install scikit-learn)") from None
+    from sklearn.metrics import cohen_kappa_score  # a core dependency (PRDC's distances need it too)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -3,14 +3,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
+from ...optional import require
 from ...protocol import to_rgb
 
 if TYPE_CHECKING:  # torch is imported where tensors are made
     import torch
+
+#: what torchvision is for in the VBench dimensions (named in the message when it is missing)
+TRANSFORMS_PURPOSE = "VBench's frame transforms (torchvision resize / crop / normalize)"
+
+
+def transforms() -> tuple[ModuleType, Any]:
+    """``torchvision.transforms.functional`` and ``InterpolationMode``, or
+    :class:`~trace_bench.optional.MissingDependency` (the ``vbench`` extra). Imported on first use, not at module
+    level: torchvision costs ~1 s at start-up and is not part of the core install. Metrics call it in ``setup``
+    too, so a missing torchvision is met in the preflight."""
+    tf = require("torchvision.transforms.functional", TRANSFORMS_PURPOSE)
+    return tf, require("torchvision.transforms", TRANSFORMS_PURPOSE).InterpolationMode
 
 
 def frames_uint8_tchw(frames: np.ndarray) -> torch.Tensor:

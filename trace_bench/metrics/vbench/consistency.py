@@ -31,7 +31,7 @@ import numpy as np
 
 from ..backbone import Backbone
 from ..base import UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
-from ._common import frames_uint8_tchw, run_batched
+from ._common import frames_uint8_tchw, run_batched, transforms
 
 if TYPE_CHECKING:  # torch is imported where features are computed
     import torch
@@ -80,18 +80,14 @@ background_consistency = subject_consistency
 # ----------------------------------------------------------------------------- preprocessing
 def dino_preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
     """VBench ``dino_transform(224)`` on uint8 frames -> float (T, 3, h, w)."""
-    # torchvision is imported here, not at module level: it costs ~1 s at start-up
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode  # noqa: F401
+    TF, _ = transforms()
     x = TF.resize(frames_uint8_tchw(frames).float(), size, antialias=False)
     return TF.normalize(x.float().div(255.0), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def clip_preprocess(frames: np.ndarray, size: int = 224) -> torch.Tensor:
     """VBench ``clip_transform(224)`` on uint8 frames -> float (T, 3, 224, 224)."""
-    # torchvision is imported here, not at module level: it costs ~1 s at start-up
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode  # noqa: F401
+    TF, InterpolationMode = transforms()
     x = TF.resize(frames_uint8_tchw(frames).float(), size, interpolation=InterpolationMode.BICUBIC, antialias=False)
     x = TF.center_crop(x, size)
     return TF.normalize(x.float().div(255.0), VBENCH_CLIP_MEAN, VBENCH_CLIP_STD)
@@ -117,6 +113,7 @@ class _Consistency(Metric):
         self.net = Backbone(self.network)
 
     def setup(self, ctx: RunContext) -> None:
+        transforms()
         self.net.get(self.weight_name, ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..backbone import Backbone
 from ..base import ANY_REAL, UNIT_INTERVAL, CaseData, Metric, Output, Part, RunContext, register_metric
-from ._common import frames_uint8_tchw, run_batched
+from ._common import frames_uint8_tchw, run_batched, transforms
 
 if TYPE_CHECKING:  # torch is imported where a score is computed
     import torch
@@ -28,8 +28,7 @@ if TYPE_CHECKING:  # torch is imported where a score is computed
 
 def musiq_preprocess(frames: np.ndarray, longer: int = 512) -> torch.Tensor:
     """VBench's 'longer' rule on uint8 frames -> float (T, 3, h, w) in [0, 1]."""
-    # torchvision is imported here, not at module level: it costs ~1 s at start-up
-    import torchvision.transforms.functional as TF
+    TF, _ = transforms()
     x = frames_uint8_tchw(frames).float()
     h, w = x.shape[-2:]
     if max(h, w) > longer:
@@ -70,6 +69,7 @@ class ImagingQuality(Metric):
         self.net = Backbone("musiq")
 
     def setup(self, ctx: RunContext) -> None:
+        transforms()
         self.net.get("musiq-spaq", ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..backbone import Backbone
 from ..base import COSINE, CaseData, Metric, Output, Part, RunContext, register_metric
-from ._common import frames_uint8_tchw
+from ._common import frames_uint8_tchw, transforms
 from .consistency import VBENCH_CLIP_MEAN, VBENCH_CLIP_STD
 
 if TYPE_CHECKING:  # torch is imported where a score is computed
@@ -42,9 +42,7 @@ def middle_frame_indices(num_frames: int, vlen: int) -> list[int]:
 
 def viclip_preprocess(frames: np.ndarray, num_frames: int = 8, size: int = 224) -> torch.Tensor:
     """uint8 frames (T, H, W[, 3]) -> (1, num_frames, 3, size, size) CLIP-normalised float."""
-    # torchvision is imported here, not at module level: it costs ~1 s at start-up
-    import torchvision.transforms.functional as TF
-    from torchvision.transforms import InterpolationMode  # noqa: F401
+    TF, InterpolationMode = transforms()
     x = frames_uint8_tchw(frames)[middle_frame_indices(num_frames, len(frames))]
     x = TF.resize(x, size, interpolation=InterpolationMode.BICUBIC, antialias=False)  # uint8 in, uint8 out
     x = TF.center_crop(x, size)
@@ -94,6 +92,7 @@ class OverallConsistency(Metric):
         self._text: dict[tuple[int, str], torch.Tensor] = {}
 
     def setup(self, ctx: RunContext) -> None:
+        transforms()
         self.net.get("viclip-l14", ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:
