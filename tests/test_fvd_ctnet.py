@@ -664,7 +664,7 @@ def test_a_run_scores_fvd_ctnet_paired_and_the_companions(tmp_path, monkeypatch)
     assert err.empty, err.to_string()
     fv = s[s.metric == "fvd_ctnet"].set_index("method").value
     assert set(fv.index) == {"interp", "noisy"}  # paired: no GT/GT floor row
-    assert (fv > 0).all() and "samples < 96" in s[s.metric == "fvd_ctnet"].note.iloc[0]
+    assert (fv > 0).all() and "< 96 feature dimensions" in s[s.metric == "fvd_ctnet"].note.iloc[0]
     assert set(s[s.metric == "fd_ctnet"].method) == {"interp", "noisy"}  # (GT floor: see errors above)
     assert (s[s.metric == "fvd_ctnet_chunks"].value == 1.0).all()  # 2 cases: one chunk
     # the chunked value recomputed from the stand-in features equals the run's

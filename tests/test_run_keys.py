@@ -141,7 +141,8 @@ def test_run_and_local_settings_keep_every_key(data, tmp_path):
                "confidence": 0.9, "batch_size": 4, "plot_case": "lung2", "plots": False, "published": False,
                "progress": True, "prefetch": True, "shard": "1/1", "strict": True, "relative_paths": True,
                "force": True, "plugins": ["trace_bench.metrics.temporal"], "profiles": {},
-               "train_reference": str(data / "interp")}
+               "train_reference": str(data / "interp"), "tex_layout": "compact", "tex_width": "ieee",
+               "utility": {"protocols": ["seg-tstr"], "variant": "tiny"}}
     assert set(samples) == {n for n, s in SETTINGS.items() if s.scope != VALUES}
     for name, value in samples.items():
         plan = plan_run(dataclasses.replace(base, **{name: value}), setup=False)
