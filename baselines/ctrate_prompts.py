@@ -77,16 +77,38 @@ def parse_sex(text: str, *, where: str = "") -> str:
     return SEX_WORDS[key]
 
 
+#: a field's format spec: at most alignment, sign, a width / precision of up to 3 digits and a type
+#: (``{age:>3}``, ``{age:03d}``); a prompt is text, so nothing wider is useful and a huge width would
+#: build a string of that size
+_SPEC = re.compile(r"[<>=^]?[+\- ]?0?\d{0,3}(\.\d{1,3})?[sdfg]?")
+#: control characters refused in a template (tab and newline are text)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def check_template(template: str) -> str:
-    """Refuse a template naming a field that does not exist (one-line :class:`ConfigError`)."""
+    """Refuse (one-line :class:`ConfigError`) a template with a control character (NUL, ...), a field that
+    is not one of :data:`FIELDS` by its plain name (no attribute or index access: ``{age.__class__}`` reads
+    Python internals), a conversion other than ``!s`` / ``!r``, or a format spec beyond :data:`_SPEC`."""
+    if not isinstance(template, str):
+        raise ConfigError(f"prompt template: expected text, got {type(template).__name__}")
+    m = _CONTROL.search(template)
+    if m:
+        raise ConfigError(f"prompt template {template!r}: control character {m.group()!r} at position {m.start()}")
     try:
-        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parts = [(f, conv, spec) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as e:
         raise ConfigError(f"prompt template {template!r}: {e}") from None
-    bad = sorted(n for n in names if n.split(".")[0].split("[")[0] not in FIELDS)
+    names = {f for f, _, _ in parts}
+    bad = sorted(n for n in names if n not in FIELDS)
     if bad or "" in names:
-        raise ConfigError(f"prompt template {template!r}: unknown field(s) {', '.join(bad) or '{}'}; "
-                          f"fields: {', '.join(FIELDS)}")
+        raise ConfigError(f"prompt template {template!r}: unknown field(s) {', '.join(bad) or '{}'} (plain names "
+                          f"only); fields: {', '.join(FIELDS)}")
+    for f, conv, spec in parts:
+        if conv not in (None, "s", "r"):
+            raise ConfigError(f"prompt template {template!r}: field {{{f}!{conv}}}: conversion must be !s or !r")
+        if spec and not _SPEC.fullmatch(spec):
+            raise ConfigError(f"prompt template {template!r}: field {{{f}:{spec}}}: format spec not allowed (at most "
+                              "alignment, sign, a width of up to 3 digits and a type, e.g. {age:>3})")
     return template
 
 

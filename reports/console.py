@@ -57,12 +57,11 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width=width, break_on_hyphens=False, break_long_words=False) or [""]
 
 
-def results_summary(res: Results, *, width: int = 80, report: str | Path | None = None,
-                    warnings_line: str | None = None) -> list[str]:
+def results_summary(res: Results, *, width: int = 80, report: str | Path | None = None) -> list[str]:
     """The summary lines of a finished run (see the module docstring). ``report``: the path of
-    ``report.html`` to point at (default ``OUT/report.html`` when it exists); ``warnings_line``: the
-    caller's sentence on the warnings (``trace-bench run``: :func:`trace_bench.run.console.warnings_summary`,
-    with the count per kind), instead of the plain count."""
+    ``report.html`` to point at (default ``OUT/report.html`` when it exists). The warnings are counted
+    here; ``trace-bench run`` also prints them by kind on stderr
+    (:func:`trace_bench.run.console.warnings_summary`)."""
     o = res.out
     lines: list[str] = []
     tables = build_tables(res)
@@ -85,11 +84,7 @@ def results_summary(res: Results, *, width: int = 80, report: str | Path | None 
         lines += _wrap(f"Intervals need at least {MIN_INTERVAL_N} cases (per set for two-sample intervals).", width)
     n_err, n_warn = len(res.errors), len(res.warnings)
     problems = [f"{n_err} error row{'s' if n_err != 1 else ''}" + (f" (read {o / 'errors.csv'})" if n_err else "")]
-    if warnings_line and n_warn:
-        problems.append(warnings_line)
-    else:
-        problems.append(f"{n_warn} warning{'s' if n_warn != 1 else ''}"
-                        + (f" (read {o / 'warnings.csv'})" if n_warn else ""))
+    problems.append(f"{n_warn} warning{'s' if n_warn != 1 else ''}" + (f" (read {o / 'warnings.csv'})" if n_warn else ""))
     lines += _wrap("; ".join(problems) + ".", width)
     unscored = unscored_methods(res)
     if unscored:
@@ -113,7 +108,6 @@ def unscored_methods(res: Results) -> list[str]:
         return [m for m in res.methods if m not in set(res.summary.method)]
 
 
-def console_summary(out: str | Path, *, width: int | None = None, warnings_line: str | None = None) -> str:
+def console_summary(out: str | Path, *, width: int | None = None) -> str:
     """:func:`results_summary` of the output folder ``out`` as one string."""
-    return "\n".join(results_summary(load_results(out), width=width or terminal_width(),
-                                     warnings_line=warnings_line)) + "\n"
+    return "\n".join(results_summary(load_results(out), width=width or terminal_width())) + "\n"

@@ -27,6 +27,7 @@ from trace_bench.results.escape import (
     prose_latex,
     prose_markdown,
 )
+from trace_bench.results.problems import warnings_sentence
 from trace_bench.results.table_model import (
     Cell,
     Column,
@@ -46,7 +47,7 @@ from .tex_fit import TEMPLATES, Fit, fit_layout, target_width
 from .utility import render_utility
 from .viewer import case_viewer
 
-__all__ = ["FILES", "PlotCaseError", "ReportContent", "render_report", "report_tex", "tex_fits"]
+__all__ = ["FILES", "PlotCaseError", "ReportContent", "problem_alerts", "render_report", "report_tex", "tex_fits"]
 
 
 class PlotCaseError(TraceBenchError, ValueError):
@@ -71,6 +72,18 @@ FILES = [("summary.csv", "value, interval, n, interval method and note of every 
          ("provenance.json", "versions, commit, device, config, protocols, weights, inputs, timings"),
          ("config.toml", "the effective configuration (rerun with `trace-bench run --config`)"),
          ("metrics.json", "per-column display information and the metrics not computed")]
+
+def problem_alerts(res: Results) -> list[str]:
+    """The errors and warnings of the run, counted, for the top of the report (the rows are under Problems)."""
+    out = []
+    if len(res.errors):
+        out.append(f"{len(res.errors)} error row(s): those cases or metrics have no value; read errors.csv "
+                   "(Problems, below).")
+    sentence = warnings_sentence(zip(res.warnings["stage"], res.warnings["warning"])) if len(res.warnings) else None
+    if sentence:
+        out.append(f"{sentence}: those cases were scored anyway; read warnings.csv (Problems, below).")
+    return out
+
 
 #: the first rows of errors.csv / warnings.csv listed in report.md
 MD_ROWS = 20
@@ -106,6 +119,7 @@ class ReportContent:
                 f"device {dev.get('gpu') or dev.get('requested', '?')}")
         alerts = [f"Method {literal(repr(m))} has no scored case: every case failed or was unpaired (see errors.csv)."
                   for m in meta.get("unscored_methods", [])]
+        alerts += problem_alerts(res)
         utility, pngs = render_utility(o, plot=plots)
         return cls(res, meta, build_tables(res), published_tables() if published else [], head, input_lines(res),
                    alerts, list(prov.get("notes", [])), timing_rows(prov), memorization(o), utility, pngs)

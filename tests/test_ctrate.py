@@ -195,6 +195,23 @@ def test_paper_prompts_exact_and_missing_rows_listed(ctrate):
         build_prompts([ctrate["reports"]], [ctrate["metadata"]], template="{age} {weight}")
 
 
+@pytest.mark.parametrize("template, reason", [
+    ("{age}\x00: {impression}", "control character"),
+    ("{age.__class__.__mro__}", "unknown field"),
+    ("{sex[0]}", "unknown field"),
+    ("{age:>30000000}", "format spec not allowed"),
+    ("{age!a}", "conversion must be"),
+])
+def test_template_is_text_with_plain_fields_only(template, reason):
+    """A prompt template (often from a config someone hands you) is data: no control characters, no attribute
+    or index access into Python objects, no format spec that builds a huge string."""
+    from baselines.ctrate_prompts import check_template
+
+    with pytest.raises(ConfigError, match=reason):
+        check_template(template)
+    assert check_template("{age:>3} years old {sex!s}:\n{impression}")  # ordinary specs stay allowed
+
+
 def test_age_and_sex_parsing():
     assert parse_age("062Y") == 62 and parse_age("7") == 7 and parse_age("102Y") == 102
     for bad in ("006M", "010W", "030D"):

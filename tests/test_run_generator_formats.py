@@ -53,10 +53,11 @@ def corpus(tmp_path_factory):
     first_tables = {n: pd.read_csv(root / "out" / n, keep_default_na=False)
                     for n in ("per_case.csv", "errors.csv", "warnings.csv")}
     first_values = {name: _values(root / "out", name) for name in folders}
+    first_report = (root / "out" / "report.md").read_text(encoding="utf-8")
     reads = [x for k in KINDS for key, v in k.options.items() for x in ("--read", f"{k.name}.{key}={v}")]
     second = _run(base + reads)
     return {"root": root, "out": root / "out", "first": first, "first_tables": first_tables,
-            "first_values": first_values, "second": second}
+            "first_values": first_values, "first_report": first_report, "second": second}
 
 
 def test_first_contact_scores_right_or_refuses_naming_the_option(corpus):
@@ -97,11 +98,13 @@ def test_truthful_ras_header_is_scored_with_an_orientation_warning(corpus):
     want = "orientation: header orientation RAS differs from the reference's LPS"
     assert all(x.startswith(want) for x in rows.warning)
     assert "--read ras_true.layout=reference" in rows.warning.iloc[0]
-    # the console summary (stdout, wrapped to the terminal) counts the warning rows per kind, once
-    out = " ".join(corpus["first"].stdout.split())
-    assert out.count("warning row(s)") == 1, out[-2000:]
-    summary = out.split("warning row(s)", 1)[1].split(".", 1)[0]
-    assert "geometry orientation" in summary and "warnings.csv" in out.split("warning row(s)", 1)[1], out[-2000:]
+    err = corpus["first"].stderr
+    summary = [line for line in err.splitlines() if "warning row(s)" in line]
+    assert len(summary) == 1 and "geometry orientation" in summary[0] and "warnings.csv" in summary[0], err[-2000:]
+    # and at the top of the report, before the tables
+    md = corpus["first_report"]
+    top = md.split("\n### Table", 1)[0]  # what comes before the first table
+    assert "warning row(s) (" in top and "geometry orientation" in top and "warnings.csv" in top, top[-2000:]
 
 
 def test_documented_options_score_every_kind_equal_to_the_correctly_written_volume(corpus):

@@ -94,12 +94,13 @@ def print_outcome(result) -> None:
     if st.get("utility_error"):
         print(f"trace-bench: {st['utility_error']}", file=sys.stderr)
     line = warnings_summary(zip(res.warnings["stage"], res.warnings["warning"]), out)
+    if line:  # diagnostics on stderr (issue: a warnings summary after every run), results on stdout
+        print(line, file=sys.stderr)
     width = terminal_width()
     names = [n for n in ("report.html", "report.md", "report.tex", "summary.csv", "per_case.csv")
              if (out / n).is_file()]
     print(f"results in {out}" + (f" ({', '.join(names)}, ...)" if names else ""))
-    print("\n".join(results_summary(res, width=width, warnings_line=line.removeprefix("trace-bench: ") if line
-                                     else None)))
+    print("\n".join(results_summary(res, width=width)))
 
 
 #: the panels of `trace-bench run --help`

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from ..results.problems import warnings_sentence
+
 
 def stderr_console():
     from rich.console import Console
@@ -45,26 +47,9 @@ class PlainProgress:
                            highlight=False)
 
 
-def warning_kind(stage: str, text: str) -> str:
-    """The kind a ``warnings.csv`` row is counted under: its stage, and for ``geometry`` rows what the
-    geometry check said (``geometry orientation``, ``geometry grid``, ``geometry header``)."""
-    stage = str(stage or "warning")
-    if stage == "geometry":
-        head = str(text).split(":", 1)[0].split(" (", 1)[0].strip()
-        return f"geometry {head}" if head and " " not in head else stage
-    return stage
-
-
 def warnings_summary(rows: Iterable[tuple[str, str]], out: str | Path) -> str | None:
     """One line for stderr after every run: how many ``warnings.csv`` rows of each kind
-    (:func:`warning_kind`) and where to read them; None without warnings. ``rows``: ``(stage, warning)``.
-    The console renderer of the final output calls this; ``trace-bench run`` prints it."""
-    counts: dict[str, int] = {}
-    for stage, text in rows:
-        k = warning_kind(stage, text)
-        counts[k] = counts.get(k, 0) + 1
-    if not counts:
-        return None
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    total = sum(counts.values())
-    return f"trace-bench: {total} warning row(s) ({kinds}); see {Path(out) / 'warnings.csv'}"
+    (:func:`trace_bench.results.problems.warning_kind`) and where to read them; None without warnings.
+    ``rows``: ``(stage, warning)``. ``trace-bench run`` prints it."""
+    sentence = warnings_sentence(rows)
+    return None if sentence is None else f"trace-bench: {sentence}; see {Path(out) / 'warnings.csv'}"
