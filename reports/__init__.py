@@ -7,7 +7,7 @@ is recomputed):
   asked): booktabs tabulars to ``\\input`` into a paper's own ``table`` float, each in the layout that
   fits the chosen template's width at 8 pt or more (:mod:`reports.tex_fit`; ``tex_layout`` /
   ``tex_width``), never scaled;
-* ``report.tex``: a complete document on the template's page that ``\\input``s them;
+* ``report.tex``: a complete document on the template's page that includes them with ``\\input``;
 * ``report.md``; ``report.html`` (one self-contained file: sortable tables with GT kept on top, a
   ranking view, per-case distributions as inline SVG, per-case table, slice viewer, protocol legend,
   each message once); ``table1.csv`` / ``table1b.csv`` / ``table2.csv`` and the anatomy tables'

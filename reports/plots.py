@@ -169,7 +169,7 @@ def load_artifacts(out: Path, methods: list[str], case_id: str) -> dict[str, dic
 
 
 def per_slice_curves(arts: dict[str, dict[str, np.ndarray]], case_id: str, path: Path) -> Path | None:
-    """Frame-to-frame mean |f[i+1] - f[i]| (grey levels of the frame protocol) along z in mm, and
+    """Frame-to-frame mean ``|f[i+1] - f[i]|`` (grey levels of the frame protocol) along z in mm, and
     Dice of the label maps per axial slice where both a method's and the reference's maps exist."""
     if not arts:
         return None

@@ -2,7 +2,7 @@
 
 Per metric (the columns of Tables 1 and 2 that have a direction; per-class and profile columns are left
 out) the methods other than GT are ranked by the column's declared rule: higher or lower is better, or
-closest to the GT row (|method - GT|). Ties share the average rank.
+closest to the GT row (``|method - GT|``). Ties share the average rank.
 
 How sure a rank is:
 

@@ -288,7 +288,7 @@ def value_cell(res: Results, by: dict, m: str, c: str, *, ci: bool = True, key: 
 
 def mark_best(rows: list[Row], cols: list[str], res: Results, devices: dict[str, str] | None = None) -> list[str]:
     """Set ``best`` on the best non-GT value of every column with a direction (at least two values);
-    the columns whose metric ranks by closeness to the GT row (|method - GT|) are returned. Profile
+    the columns whose metric ranks by closeness to the GT row (``|method - GT|``) are returned. Profile
     columns (FPS, memory) compare only numbers measured on a GPU: a CPU measurement is never best."""
     closest: list[str] = []
     devices = devices or {}

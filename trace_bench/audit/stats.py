@@ -107,7 +107,7 @@ def c_t(test: np.ndarray, test_cells: np.ndarray, gen: np.ndarray, gen_cells: np
 
 
 def pca_fit(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, components (dim, d)) of ``x`` by SVD; component signs fixed (largest |loading| positive)
+    """(mean, components (dim, d)) of ``x`` by SVD; component signs fixed (largest ``|loading|`` positive)
     so that the projection does not depend on the row order."""
     x = np.asarray(x, dtype=np.float64)
     mu = x.mean(axis=0)

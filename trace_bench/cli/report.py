@@ -42,9 +42,10 @@ def report_cmd(
     viewer: bool = typer.Option(True, "--viewer/--no-viewer",
                                 help="Read the plot cases' input volumes again for the HTML slice viewer."),
 ) -> None:
-    """Rewrite report.md, report.tex, tables/*.tex, report.html, results.json, the table CSVs and plots/ from
-    OUT's CSV/JSON files, then print the results summary. Refuses when those files are not exactly what OUT's
-    last run wrote (truncated, edited, or left from an earlier run): the run stamp in OUT/.trace-bench/ says."""
+    """Rewrite report.md, report.tex, the LaTeX tables in tables/, report.html, results.json, the table CSVs
+    and plots/ from OUT's CSV/JSON files, then print the results summary. Refuses when those files are not
+    exactly what OUT's last run wrote (truncated, edited, or left from an earlier run): the run stamp in
+    OUT/.trace-bench/ says."""
     import json
 
     from reports import PlotCaseError, console_summary, render_report

@@ -73,7 +73,7 @@ class Backbone:
 
     def cached_features(self, data: CaseData, ctx: RunContext, parts: tuple[str, ...],
                         compute: Callable[[], np.ndarray], enabled: bool = True) -> np.ndarray:
-        """Features of ``data.volume`` keyed by (volume content hash, frame protocol, *parts), computed
+        """Features of ``data.volume`` keyed by (volume content hash, frame protocol, ``*parts``), computed
         once and cached on disk (``ctx.cache_dir`` or ``$TRACE_BENCH_CACHE/features``)."""
         root = ctx.cache_dir if ctx.cache_dir else None
         want = FeatureCache(root, enabled=enabled)

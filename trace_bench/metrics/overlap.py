@@ -30,7 +30,7 @@ CHUNK = 1 << 20  # voxels counted per np.bincount call
 @dataclass(frozen=True)
 class OverlapCounts:
     """The confusion counts of one label in one label-map pair, from which every overlap metric follows:
-    ``inter`` = |P & R| (true positives), ``pred`` = |P|, ``ref`` = |R|, ``total`` = voxels in the grid."""
+    ``inter`` = ``|P & R|`` (true positives), ``pred`` = ``|P|``, ``ref`` = ``|R|``, ``total`` = voxels in the grid."""
 
     inter: int
     pred: int

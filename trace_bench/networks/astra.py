@@ -23,8 +23,8 @@ Checked against Merlin's own code (PyPI ``merlin-vlm==0.0.7``, installed for the
 ``tests/test_astra_merlin_parity.py``: on the shipped real CT ``lung1`` with the real checkpoint, the
 feature of ``preprocess(v, "merlin")`` + :class:`AstraEncoder` equals that of Merlin's
 ``ImageTransforms`` + ``I3ResNet`` (built as Merlin's ``ImageEncoder`` builds it, ``ImageEmbedding``
-path, same weights, no key mapping) within 1e-3 relative; measured on CPU: 8e-7 (max |diff| /
-max |feature|), from the preprocessing round-off alone (same input: bit-identical). The
+path, same weights, no key mapping) within 1e-3 relative; measured on CPU: 8e-7 (``max |diff| /
+max |feature|``), from the preprocessing round-off alone (same input: bit-identical). The
 architecture is also checked without weights against torchvision's ResNet-152 through the inflation
 rule (``tests/test_ct3d.py``).
 

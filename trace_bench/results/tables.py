@@ -72,10 +72,10 @@ class ColumnStyle:
     rank: float = 100.0
     #: bookkeeping column: kept in the CSVs, not shown in the tables
     hidden: bool = False
-    #: ``trace-bench compare``: a change worse than max(abs, rel * |baseline|) is a regression
+    #: ``trace-bench compare``: a change worse than ``max(abs, rel * |baseline|)`` is a regression
     #: ({"abs": .., "rel": ..}; None: the default tolerance; a ``--tolerance`` file overrides either)
     tolerance: dict[str, float] | None = None
-    #: the best value is the one closest to the GT row's (|method - GT|), not the largest / smallest:
+    #: the best value is the one closest to the GT row's (``|method - GT|``), not the largest / smallest:
     #: for scores a smoothed copy can push past the real data (consistency-type VBench dimensions).
     #: ``higher_is_better`` then still says which way the score grows (reports mark such a column
     #: "closest to GT", never an arrow; ``compare`` reads the direction)

@@ -1,7 +1,7 @@
 """The one run lifecycle: plan -> per-case stage -> aggregate -> provenance -> report.
 
-:func:`run` is a plain run. Torchrun ranks (:mod:`.distributed`) and shard merges (:mod:`.merge`)
-produce their manifest and per-case records their own way and then call the same :func:`finish`,
+:func:`run` is a plain run. Torchrun ranks (:mod:`trace_bench.run.distributed`) and shard merges
+(:mod:`trace_bench.run.merge`) produce their manifest and per-case records their own way and then call the same :func:`finish`,
 so the three write identical tables for identical inputs.
 
 Every run holds the output folder's lock (:mod:`.lock`) from before planning to the end. Outputs

@@ -2,7 +2,7 @@
 
 A segmenter turns a canonical :class:`~trace_bench.volume.Volume` (float32 HU, (z, y, x), LPS)
 into an integer label map on the **same grid** at a granularity ``classes`` (``full``, ``3`` or
-``2``, see :mod:`.labels`). Every label map records which segmenter (and which weights) made it,
+``2``, see :mod:`trace_bench.segmenters.labels`). Every label map records which segmenter (and which weights) made it,
 so reports can say which segmenter produced every number.
 """
 

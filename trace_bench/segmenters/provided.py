@@ -8,7 +8,7 @@ What the label ids mean is the ``labels`` option (``RunContext.options["provided
 ``auto``    (default) maps holding 0, 1, 2 are taken as already collapsed (0 background,
             1 lungs, 2 other); binary 0/1 maps as one structure (convention ``2``, refused at
             ``--classes 3``); anything with a label above 2 as VISTA3D ids
-``vista3d`` VISTA3D ids 1..132, collapsed by :mod:`.labels`' table
+``vista3d`` VISTA3D ids 1..132, collapsed by the table of :mod:`trace_bench.segmenters.labels`
 ``3``       already 0 background / 1 lungs / 2 other
 ``2``       already 0 background / 1 structure (only ``--classes 2`` and ``full`` accept it)
 ``full``    foreign ids compared as they are (only ``--classes full``)

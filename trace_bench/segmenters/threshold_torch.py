@@ -11,7 +11,7 @@ Each scipy step and its twin here (scipy 1.17 ``ndimage/_morphology.py``, ``_mea
   ``out[p] = AND over s in S of in[p + s - c]``; dilation uses the reflected structure (scipy flips it;
   the disc is point-symmetric, we flip anyway): ``OR over s of in[p - s + c]``. Both as a float32
   ``conv2d`` with zero padding that counts the covered True voxels (exact small integers; read with a
-  0.5 margin so that no convolution algorithm's rounding can flip a bit): erosion = count equals |S|,
+  0.5 margin so that no convolution algorithm's rounding can flip a bit): erosion = count equals ``|S|``,
   dilation = count > 0.
 * ``label(mask)`` (default structure: face neighbours, 6-connectivity in 3-D) numbers components in
   raster (C) order of their first voxel (checked by the tests). :func:`label_first_index` gives every

@@ -3,7 +3,7 @@
 * :func:`icc_2_1` -- ICC(2,1): two-way random effects, absolute agreement, single rater
   (Shrout & Fleiss 1979, "Intraclass correlations: uses in assessing rater reliability",
   Psychol. Bull. 86:420, case 2; McGraw & Wong 1996, Psychol. Methods 1:30, ICC(A,1)), from the
-  two-way ANOVA of an n targets x k raters table x (no missing cells):
+  two-way ANOVA of an n targets x k raters table x (no missing cells)::
 
       SSR = k * sum_i (mean_i. - mean)^2          MSR = SSR / (n - 1)            (targets)
       SSC = n * sum_j (mean_.j - mean)^2          MSC = SSC / (k - 1)            (raters)

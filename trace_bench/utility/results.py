@@ -9,7 +9,7 @@
 * ``problems.csv``: inputs skipped (set, case id, path, reason) and cases held out of training;
 * ``utility.json``: schema, protocol ids, declarations (with sha256) and legends, the settings, the
   test-set rule, per-arm training sizes, the summaries above as records, device and timings: all a
-  report needs (:mod:`.report` reads only this file).
+  report needs (:mod:`reports.utility` reads only this file).
 
 CSV cells go through :func:`trace_bench.results.files.write_csv` (formula-safe text, 12-digit numbers).
 """

@@ -4,13 +4,13 @@
    torchrun job when there is one (:func:`trace_model.distributed.init_distributed`: NCCL on
    ``cuda:LOCAL_RANK``, gloo on the CPU), take the lock of ``OUT/utility`` (rank 0), set torch's CPU
    threads (:func:`trace_model.runtime.torch_threads`) and the deterministic settings (:func:`deterministic`);
-2. seg-tstr: assemble the pairs (:mod:`.data`), prepare them on the protocol grid (:mod:`.arrays`; rank
-   0 first, the other ranks then read the cache), then for every seed the real arm and per method its
-   arm and the real + METHOD arm (:mod:`.seg`; finished jobs are skipped, an interrupted one continues
+2. seg-tstr: assemble the pairs (:mod:`trace_bench.utility.data`), prepare them on the protocol grid
+   (:mod:`.arrays`; rank 0 first, the other ranks then read the cache), then for every seed the real arm and
+   per method its arm and the real + METHOD arm (:mod:`.seg`; finished jobs are skipped, an interrupted one continues
    from its checkpoint), then the statistics (:mod:`.summary`);
 3. probe (rank 0 only): features of every set (:mod:`.probe`, through the feature cache), the probes,
    AUROC and intervals;
-4. write ``OUT/utility/`` (:mod:`.results`) and the plot (:mod:`.report`).
+4. write ``OUT/utility/`` (:mod:`trace_bench.utility.results`) and the plot (:mod:`reports.utility`).
 
 Bad inputs become rows of ``problems.csv`` and the other cases run; a missing backbone, an unknown
 method or no test set stop the run before any training, with one line saying what to do.
@@ -108,7 +108,7 @@ def _prepare(store, pairs, label: str, problems: list[Problem]) -> list[tuple[An
 
 def run_seg(run: RunConfig, cfg: UtilityConfig, proto: SegProtocol, device, dist, out_dir: Path, *,
             progress: bool, log: Log, on_step: Callable[[Any, int], None] | None = None) -> dict[str, Any]:
-    """Every seg-tstr job and the statistics; on rank 0 the frames and info for :mod:`.results`."""
+    """Every seg-tstr job and the statistics; on rank 0 the frames and info for :mod:`trace_bench.utility.results`."""
     from trace_model.distributed import barrier
 
     from .arrays import PairStore, cache_root

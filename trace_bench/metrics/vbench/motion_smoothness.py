@@ -112,7 +112,7 @@ class MotionSmoothness(Metric):
     = mean of video scores (VBench)."""
 
     name = "motion_smoothness"
-    #: (255 - mean |difference| of uint8 frames) / 255: in [0, 1]
+    #: ``(255 - mean |difference|)`` of uint8 frames / 255: in [0, 1]
     outputs = {"motion_smoothness": Output(True, "Motion Smoothness", unit="fraction", rank=3, tolerance={"abs": 0.01},
                                            closest_to_reference=True, value_range=UNIT_INTERVAL)}
     weights = ("amt-s",)
