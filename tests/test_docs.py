@@ -116,7 +116,7 @@ def test_link_checker_reports_broken_internal_links(tmp_path):
 def test_settled_and_pending_module_lists_name_real_modules():
     conf = (DOCS / "conf.py").read_text(encoding="utf-8")
     namespace: dict = {}
-    start = conf.index("tb_pending_modules")
+    start = conf.index("\ntb_pending_modules") + 1
     exec(conf[start:], namespace)  # the two lists only (plain literals)
     for name in namespace["tb_pending_modules"] + namespace["tb_finished_modules"]:
         path = ROOT.joinpath(*name.split("."))
