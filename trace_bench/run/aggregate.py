@@ -179,9 +179,11 @@ def slice_spacing_warnings(rows: Rows, man: dict[str, Any], cfg: RunConfig) -> N
         if ref is None:
             continue
         if abs(sp[0] - ref[0]) > SPACING_RTOL * max(abs(sp[0]), abs(ref[0])):
-            which = ", ".join(n for n in names if (m, c, n) in rows.spacing)
+            which = [n for n in names if (m, c, n) in rows.spacing]
+            verb = "is" if len(which) == 1 else "are"
             rows.warnings.add((m, c, "spacing", f"z spacing {sp[0]:g} mm differs from the reference case's {ref[0]:g} "
-                                                f"mm: {which} are computed over slices and not comparable with GT's"))
+                                                f"mm: {', '.join(which)} {verb} computed over slices and not comparable "
+                                                "with GT's"))
 
 
 def case_metric_rows(rows: Rows, cfg: RunConfig) -> None:
