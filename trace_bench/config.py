@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .device import parse_device
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .sharding import parse_shard  # noqa: F401 - re-exported (it lives with the other shard helpers)
 from .folders import InputFolder, normalise_table, parse_folder
 from .read_options import KEYS as READ_KEYS
@@ -648,11 +648,7 @@ def config_from_dict(data: dict[str, Any], *, base: RunConfig | None = None, sou
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in _FIELD_TYPES:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(_FIELD_TYPES), n=2)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"{source}: unknown setting {key!r}.{hint}")
+            raise ConfigError(f"{source}: unknown setting {key!r}.{did_you_mean(name, _FIELD_TYPES)}")
         if name in _STRING_MAPS and isinstance(value, list) and all(isinstance(v, str) for v in value):
             try:  # ["NAME=VALUE", ...] as on the command line
                 value = parse_pairs(value, name)

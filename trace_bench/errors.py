@@ -21,6 +21,15 @@ def option_hint(key: str, value: str, name: str | None = None) -> str:
     return f"--read NAME.{key}={value} (`run`; `inspect`/`convert`/`segment`: --{key} {value})"
 
 
+def did_you_mean(word: str, choices, *, n: int = 2, quote: bool = False) -> str:
+    """``" Did you mean a, b?"`` with the closest of ``choices`` to a mistyped ``word`` (difflib), or ``""``:
+    the one wording of the suggestion every "unknown ..." message ends with (``quote``: names as repr)."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n)
+    return f" Did you mean {', '.join(repr(c) if quote else c for c in close)}?" if close else ""
+
+
 class TraceBenchError(Exception):
     """Base class of every error trace-bench raises on purpose."""
 

@@ -6,11 +6,10 @@ conventions) is a :class:`Registry`. The CLI's choices and error hints are gener
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Generic, Iterator, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -35,8 +34,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            close = difflib.get_close_matches(str(name), list(self._items), n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, self._items, n=3, quote=True)
             raise ConfigError(
                 f"unknown {self.kind} {name!r}. Expected one of: {', '.join(sorted(self._items))}.{hint}"
             ) from None

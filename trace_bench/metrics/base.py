@@ -27,14 +27,13 @@ distribution metrics). Merging is exact and order-independent, so runs shard and
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Iterable, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..protocol import DEFAULT_PROTOCOL, FrameProtocol
 from ..registry import Registry
 from ..volume import Volume
@@ -139,10 +138,9 @@ def resolve_declared(options: Iterable[Option], given: dict[str, Any], owner: st
     known = {o.name: o for o in options}
     for k in given:
         if k not in known:
-            close = difflib.get_close_matches(k, list(known), n=2)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
             avail = ", ".join(sorted(known)) or "none"
-            raise ConfigError(f"option {owner}.{k}: {owner} has no option {k!r} (options: {avail}).{hint}")
+            raise ConfigError(f"option {owner}.{k}: {owner} has no option {k!r} (options: {avail})."
+                              f"{did_you_mean(k, known)}")
     return {name: o.parse(given[name], owner) if name in given else o.default for name, o in known.items()}
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import Iterable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..metrics.base import METRICS, RunContext
 
 KEYWORDS = {
@@ -87,11 +87,8 @@ def resolve_metric_names(items: Iterable[str], plugins: Iterable[str] = (), ctx:
         elif item.split("[", 1)[0] in owners:
             chosen.add(owners[item.split("[", 1)[0]])
         else:
-            import difflib
-
             vocab = list(KEYWORDS) + METRICS.names() + sorted(owners)
-            close = difflib.get_close_matches(item, vocab, n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(item, vocab, n=3, quote=True)
             raise ConfigError(f"unknown metric {item!r}. Expected a metric ({', '.join(METRICS.names())}), an output "
                               f"column (e.g. dice, hd95) or one of {', '.join(KEYWORDS)}.{hint}")
     return sorted(chosen)

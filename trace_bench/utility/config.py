@@ -35,7 +35,7 @@ from typing import Any
 
 from ..config import RunConfig, config_from_dict
 from ..device import parse_device
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from .protocol import PROTOCOLS, VARIANTS
 
 ARMS = ("real", "method", "real+method")
@@ -193,11 +193,7 @@ def utility_from_dict(data: Any, *, base: UtilityConfig | None = None, source: s
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in _FIELDS:
-            import difflib
-
-            close = difflib.get_close_matches(name, sorted(_FIELDS), n=2)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"{source}: [utility]: unknown setting {key!r}.{hint}")
+            raise ConfigError(f"{source}: [utility]: unknown setting {key!r}.{did_you_mean(name, sorted(_FIELDS))}")
         changes[name] = value
     try:
         return dataclasses.replace(base or UtilityConfig(), **changes)
