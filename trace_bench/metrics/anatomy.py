@@ -44,9 +44,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .anatomy_labels import (MAISI_MEDIAN_STATISTICS, LabelSource, group_mask, is_vista3d, label_groups,
-                             labels_option, maisi_range, provided_labels_option)
-from .base import CaseData, Metric, Output, Part, RunContext, State, register_metric
+from .anatomy_labels import (MAISI_MEDIAN_STATISTICS, LabelledMetric, LabelSource, group_mask, is_vista3d,
+                             label_groups, labels_option, maisi_range, provided_labels_option)
+from .base import CaseData, Output, Part, RunContext, State, register_metric
 
 #: SynthRAD2025's dynamic range (image_metrics.py), the 12-bit CT range
 HU_VALID = (-1024.0, 3071.0)
@@ -89,7 +89,7 @@ def _family(col: str, label: str, rank: float, hib: bool | None, value_range, un
 
 
 @register_metric
-class AnatomyStats(Metric):
+class AnatomyStats(LabelledMetric):
     name = "anatomy_stats"
     kind = "case"
     table = "anatomy"
@@ -113,16 +113,6 @@ class AnatomyStats(Metric):
     description = ("Per volume, no paired reference: per label group (run's segmenter) volume in ml and HU "
                    "mean / median / IQR; MAISI's per-organ median-HU check with VISTA3D labels; body volume, median "
                    "HU of the air outside the body, fraction of voxels in [-1024, 3071] HU")
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.labels = LabelSource(str(self.opts["provided_labels"]))
-
-    def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
-        return self.labels.required_weights(ctx)
-
-    def setup(self, ctx: RunContext) -> None:
-        self.labels.setup(ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:
         body = self.labels.segmenter(ctx, "threshold")
@@ -177,7 +167,7 @@ class AnatomyStats(Metric):
 
 
 @register_metric
-class AnatomyDist(Metric):
+class AnatomyDist(LabelledMetric):
     name = "anatomy_dist"
     kind = "distribution"
     table = "anatomy"
@@ -196,16 +186,6 @@ class AnatomyDist(Metric):
     description = ("Generated vs reference set, per label group (run's segmenter): 1-D Wasserstein distance and "
                    "Kolmogorov-Smirnov statistic of the organ volumes (ml) and of the organ median HU over cases "
                    "(scipy.stats); the KS columns without a label are the mean over the groups")
-
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        super().__init__(options)
-        self.labels = LabelSource(str(self.opts["provided_labels"]))
-
-    def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
-        return self.labels.required_weights(ctx)
-
-    def setup(self, ctx: RunContext) -> None:
-        self.labels.setup(ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:
         return [("anatomy-dist-v1", "per label group: organ volume (ml; absent = 0) and median HU of each volume, "

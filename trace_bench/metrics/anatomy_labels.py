@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import CaseData, Option, Part, RunContext
+from .base import CaseData, Metric, Option, Part, RunContext
 
 #: sample.py ``label_int_dict`` groups that image_median_statistics.json has statistics for (VISTA3D / MAISI ids)
 MAISI_GROUPS: dict[str, tuple[int, ...]] = {
@@ -197,6 +197,22 @@ class LabelSource:
         self.__init__(state["provided_labels"])
 
 
-__all__ = ["LABEL_MODES", "LabelSource", "MAISI_BONE_HIGH", "MAISI_GROUPS", "MAISI_MEDIAN_STATISTICS",
+class LabelledMetric(Metric):
+    """Base of the metrics that read label maps of single volumes from the run's segmenter (declare the
+    option ``provided_labels``): ``self.labels`` is their :class:`LabelSource`, whose weights they need and
+    which is checked at setup."""
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.labels = LabelSource(str(self.opts["provided_labels"]))
+
+    def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
+        return self.labels.required_weights(ctx)
+
+    def setup(self, ctx: RunContext) -> None:
+        self.labels.setup(ctx)
+
+
+__all__ = ["LABEL_MODES", "LabelSource", "LabelledMetric", "MAISI_BONE_HIGH", "MAISI_GROUPS", "MAISI_MEDIAN_STATISTICS",
            "group_mask", "is_vista3d", "label_groups", "labels_option", "maisi_range", "parse_provided_labels",
            "provided_labels_option"]

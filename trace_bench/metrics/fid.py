@@ -69,6 +69,16 @@ def plane_state(state: State, plane: str) -> State:
     return {k.split(":", 1)[1]: v for k, v in state.items() if k.startswith(plane + ":")}
 
 
+def merge_planes(states: Iterable[State], planes: Iterable[str]) -> State:
+    """2.5D states merged plane by plane (:func:`.frechet.merge_states`), keys ``"{plane}:{key}"``."""
+    states = list(states)
+    out: State = {}
+    for plane in planes:
+        m = frechet.merge_states([plane_state(s, plane) for s in states])
+        out.update({f"{plane}:{k}": v for k, v in m.items()})
+    return out
+
+
 @register_metric
 class FID2p5D(Metric):
     name = "fid_2p5d"
@@ -133,12 +143,7 @@ class FID2p5D(Metric):
         return out
 
     def merge(self, states: Iterable[State]) -> State:
-        states = list(states)
-        out: State = {}
-        for plane in PLANES:
-            m = frechet.merge_states([plane_state(s, plane) for s in states])
-            out.update({f"{plane}:{k}": v for k, v in m.items()})
-        return out
+        return merge_planes(states, PLANES)
 
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         res: dict[str, float] = {}

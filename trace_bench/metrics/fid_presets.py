@@ -72,7 +72,7 @@ from . import frechet
 from .backbone import Backbone
 from .base import NONNEGATIVE, CaseData, Metric, Option, Output, Part, RunContext, State, register_metric
 from .catalog import FID_TOL
-from .fid import plane_state
+from .fid import merge_planes, plane_state
 from .spaces import cache_option, shared_cached_features
 
 if TYPE_CHECKING:  # torch is imported where a volume is preprocessed
@@ -314,12 +314,7 @@ class PresetFID2p5D(Metric):
         return out
 
     def merge(self, states: Iterable[State]) -> State:
-        states = list(states)
-        out: State = {}
-        for plane in PLANES:
-            m = frechet.merge_states([plane_state(s, plane) for s in states])
-            out.update({f"{plane}:{k}": v for k, v in m.items()})
-        return out
+        return merge_planes(states, PLANES)
 
     def compute(self, generated: State, reference: State, ctx: RunContext) -> dict[str, float]:
         return preset_fid({p: plane_state(generated, p) for p in PLANES},

@@ -35,9 +35,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..cache import array_hash
-from .anatomy_labels import LabelSource, group_mask, label_groups, labels_option, provided_labels_option
+from .anatomy_labels import LabelledMetric, group_mask, label_groups, labels_option, provided_labels_option
 from .backbone import Backbone
-from .base import CaseData, Metric, Output, Part, RunContext, State, register_metric
+from .base import CaseData, Output, Part, RunContext, State, register_metric
 from .catalog import SpaceMetric
 from .frechet import fid_from_features
 from .spaces import FeatureSpace, cache_option, shared_cached_features
@@ -149,7 +149,7 @@ class FRD(SpaceMetric):
 
 # ============================================================================= per label group
 @register_metric
-class FRDLabels(Metric):
+class FRDLabels(LabelledMetric):
     """``frd_labels``: FRD v1 per label group, each volume's features extracted inside the group's mask."""
 
     name = "frd_labels"
@@ -164,17 +164,13 @@ class FRDLabels(Metric):
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.labels = LabelSource(str(self.opts["provided_labels"]))
         self.net = Backbone("radiomics")  # holds the feature cache; radiomics has no weights
-
-    def required_weights(self, ctx: RunContext | None = None) -> tuple[str, ...]:
-        return self.labels.required_weights(ctx)
 
     def setup(self, ctx: RunContext) -> None:
         from ..networks.radiomics import require_radiomics
 
         require_radiomics()
-        self.labels.setup(ctx)
+        super().setup(ctx)
 
     def protocol_parts(self, ctx: RunContext) -> list[Part]:
         parts = radiomics_parts(self.opts, ctx)[:2]
