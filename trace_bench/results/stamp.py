@@ -61,7 +61,8 @@ def fingerprint(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(core, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
-def _file_digest(path: Path) -> dict[str, Any]:
+def file_digest(path: Path) -> dict[str, Any]:
+    """``{"sha256", "size"}`` of a file, as the run stamp records it."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -93,7 +94,7 @@ def write_stamp(out: str | Path, fp: str, files: Iterable[str] | None = None) ->
     file the run wrote, :func:`written_files`) that exists."""
     o = Path(out)
     names = written_files(o) if files is None else files
-    digests = {name: _file_digest(o / name) for name in sorted(set(names)) if (o / name).is_file()}
+    digests = {name: file_digest(o / name) for name in sorted(set(names)) if (o / name).is_file()}
     return atomic_write_json(stamp_path(o), {"fingerprint": fp, "stamp_version": STAMP_VERSION, "files": digests})
 
 
@@ -103,7 +104,7 @@ def start_stamp(out: str | Path, fp: str) -> Path:
     o = Path(out)
     st = read_stamp(o)
     kept = dict(st.get("files", {})) if st is not None and st.get("fingerprint") == fp else {}
-    kept.update({n: _file_digest(o / n) for n in RUN_FILES if (o / n).is_file()})
+    kept.update({n: file_digest(o / n) for n in RUN_FILES if (o / n).is_file()})
     return atomic_write_json(stamp_path(o), {"fingerprint": fp, "stamp_version": STAMP_VERSION, "files": kept})
 
 
@@ -114,7 +115,7 @@ def add_to_stamp(out: str | Path, names: Iterable[str]) -> None:
     if st is None:
         return
     files = dict(st.get("files", {}))
-    files.update({n: _file_digest(o / n) for n in names if (o / n).is_file()})
+    files.update({n: file_digest(o / n) for n in names if (o / n).is_file()})
     atomic_write_json(stamp_path(o), {"fingerprint": st.get("fingerprint"), "stamp_version": STAMP_VERSION,
                                       "files": files})
 
@@ -228,7 +229,7 @@ def check_stamp(out: str | Path) -> None:
         p = o / name
         if not p.is_file():
             raise ConfigError(f"{p}: missing (the run wrote it); {fix}")
-        got = _file_digest(p)
+        got = file_digest(p)
         if got != want:
             raise ConfigError(f"{p}: changed or truncated since the run wrote it ({got['size']} bytes, the run wrote "
                               f"{want['size']}); {fix}")

@@ -32,7 +32,7 @@ from typing import Any, Iterable
 from .. import __version__
 from ..results.files import atomic_write_json
 from ..results.layout import Entry, entry_path, error_path
-from ..results.stamp import STATE_DIR, read_stamp, stamp_path
+from ..results.stamp import STATE_DIR, file_digest, read_stamp, stamp_path
 
 FINISH_FILE = "finish.json"
 #: the packages whose source files are part of the key (a code change re-renders the reports)
@@ -41,15 +41,6 @@ SOURCE_PACKAGES = ("trace_bench", "reports", "baselines")
 
 def finish_path(out: str | Path) -> Path:
     return Path(out) / STATE_DIR / FINISH_FILE
-
-
-def digest(path: Path) -> dict[str, Any]:
-    """``{"sha256", "size"}`` of a file, as the run stamp records it."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return {"sha256": h.hexdigest(), "size": path.stat().st_size}
 
 
 def _stat(path: Path) -> list[int] | None:
@@ -96,7 +87,7 @@ def outputs_current(out: str | Path, key: str, fingerprint: str) -> bool:
     o = Path(out)
     try:
         rec = json.loads(finish_path(o).read_text(encoding="utf-8"))
-        if rec.get("key") != key or rec.get("stamp") != digest(stamp_path(o)):
+        if rec.get("key") != key or rec.get("stamp") != file_digest(stamp_path(o)):
             return False
     except (OSError, ValueError, AttributeError):
         return False
@@ -106,7 +97,7 @@ def outputs_current(out: str | Path, key: str, fingerprint: str) -> bool:
     for name, want in st["files"].items():
         p = o / name
         try:
-            if not p.is_file() or digest(p) != want:
+            if not p.is_file() or file_digest(p) != want:
                 return False
         except OSError:
             return False
@@ -115,7 +106,7 @@ def outputs_current(out: str | Path, key: str, fingerprint: str) -> bool:
 
 def record_finish(out: str | Path, key: str) -> None:
     """Record that the outputs in ``out`` (as its stamp names them now) were made with ``key``."""
-    atomic_write_json(finish_path(out), {"key": key, "stamp": digest(stamp_path(out))})
+    atomic_write_json(finish_path(out), {"key": key, "stamp": file_digest(stamp_path(out))})
 
 
 def forget_finish(out: str | Path) -> None:

@@ -22,11 +22,12 @@ from ..config import RunConfig
 from ..errors import ConfigError
 from ..results.files import atomic_write_json, atomic_write_text
 from ..results.layout import RECORD_OK, Entry
-from ..results.stamp import RUN_FILES, clear_stale_outputs, fingerprint, read_stamp, start_stamp, write_stamp
+from ..results.stamp import (RUN_FILES, clear_stale_outputs, file_digest, fingerprint, read_stamp, start_stamp,
+                             write_stamp)
 from .aggregate import aggregate
 from .console import stderr_console
 from .execute import corrupt_of, record_states, run_cases
-from .finish_record import digest, finish_key, forget_finish, outputs_current, record_finish
+from .finish_record import finish_key, forget_finish, outputs_current, record_finish
 from .lock import OutputLock
 from .plan import Plan, check_out, manifest_dict, plan_run
 from .provenance import build_provenance
@@ -76,7 +77,7 @@ def prepare_out(out: Path, config: RunConfig, manifest: dict[str, Any], console=
     st = read_stamp(out)
     named = (st or {}).get("files", {})
     if changed or st is None or st.get("fingerprint") != fp or any(
-            (out / n).is_file() and named.get(n) != digest(out / n) for n in RUN_FILES):
+            (out / n).is_file() and named.get(n) != file_digest(out / n) for n in RUN_FILES):
         start_stamp(out, fp)
 
 
