@@ -16,13 +16,15 @@ from trace_bench.cli import app
 from trace_bench.errors import VolumeError
 from trace_bench.volume import Volume
 
-from test_adapters_peers import (  # the peers' writers, re-implemented from their code
+from helpers.peer_writers import (  # the peers' writers, re-implemented from their code
     generatect_tensor,
     write_generatect_lowres,
     write_generatect_sr,
     write_medsyn_highres,
     write_medsyn_lowres,
 )
+
+
 
 runner = CliRunner()
 
@@ -33,7 +35,7 @@ def _sr_file(root: Path, ref: np.ndarray, text_name: str = "case_0.txt") -> Path
 
 
 def _maisi_like(folder: Path, ref: Volume, stamp: str) -> Path:
-    """Names and headers as MAISI writes them (the faithful MONAI writer is tested in test_adapters_peers)."""
+    """Names and headers as MAISI writes them (the faithful MONAI writer is tested in test_adapters_peers.py)."""
     folder.mkdir(parents=True, exist_ok=True)
     img = folder / f"sample_{stamp}_image.nii.gz"
     nib.save(nib.Nifti1Image(np.clip(ref.array, -1000, 1000).T.astype(np.float32), ref.affine), str(img))

@@ -27,7 +27,9 @@ from trace_bench.errors import ConfigError, VolumeError
 from trace_bench.io import read_volume
 from trace_bench.volume import Volume
 
-LUNG1 = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference" / "lung1.nii.gz"
+from helpers.paths import DEMO_CT
+
+LUNG1 = DEMO_CT
 
 # header of dataset/metadata/validation_metadata.csv (CT-RATE), in the official order
 METADATA_COLUMNS = (

@@ -19,7 +19,7 @@ from trace_bench.geometry import (
 )
 from trace_bench.volume import Volume, from_canonical
 
-from test_adapters_peers import demo_masks, write_generatect_lowres, generatect_tensor, write_medsyn_highres
+from helpers.peer_writers import demo_masks, write_generatect_lowres, generatect_tensor, write_medsyn_highres
 
 REF_PATH = "/data/ref/case1.nii.gz"
 GEN_PATH = "/data/gen/case1.nii.gz"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
 
 
 def _crop(v, z0: int, z1: int, flip: str | None = None):
@@ -37,7 +37,7 @@ def dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("audit_data")
     ad = get_adapter("nifti")
-    l1, l2 = ad.read(DEMO / "lung1.nii.gz"), ad.read(DEMO / "lung2.nii.gz")
+    l1, l2 = ad.read(DEMO_CTS / "lung1.nii.gz"), ad.read(DEMO_CTS / "lung2.nii.gz")
     rng = np.random.default_rng(0)
     train = {"p01": _crop(l1, 2, 16), "p02": _crop(l1, 32, 46), "p03": _crop(l2, 2, 16), "p04": _crop(l2, 34, 48),
              "p05": _crop(l1, 16, 30, "y"), "p06": _crop(l2, 18, 32, "y")}

@@ -17,7 +17,8 @@ from trace_bench import __version__
 from trace_bench.cli import app, describe_error, main
 from trace_bench.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
+
 runner = CliRunner()
 
 

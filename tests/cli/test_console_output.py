@@ -18,21 +18,19 @@ import json
 import math
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset, register_fakes, unregister_fakes  # noqa: E402
+from reports import render_report
+from reports.console import results_summary
+from reports.tables import build_tables
+from trace_bench.config import RunConfig
+from trace_bench.errors import ConfigError
+from trace_bench.results import load_results
+from trace_bench.run import run
 
-from reports import render_report  # noqa: E402
-from reports.console import results_summary  # noqa: E402
-from reports.tables import build_tables  # noqa: E402
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.errors import ConfigError  # noqa: E402
-from trace_bench.results import load_results  # noqa: E402
-from trace_bench.run import run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset, register_fakes, unregister_fakes
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tight layout not applied", "ignore:Precision loss occurred")
 
@@ -423,13 +421,13 @@ def test_run_config_with_a_utility_section(tmp_path):
     from typer.testing import CliRunner
 
     from reports.utility import SEG_TITLE
-    from test_utility import _cases
+    from helpers.utility_cases import seg_cases
     from trace_bench.cli import app
     from trace_bench.io import write_nifti
     from trace_bench.results.stamp import stamped_names
     from trace_bench.volume import from_canonical
 
-    cases = _cases()
+    cases = seg_cases()
     ids = sorted(cases)[:12]
     root = tmp_path / "data"
 

@@ -1,6 +1,6 @@
 """Generator-formats corpus (issues 26, 27): the ways generators really write volumes, built in the tests from
-crops of the shipped chest CTs (no tests here; used by ``test_io_generator_formats.py`` at the reader level and
-``test_run_generator_formats.py`` through ``python -m trace_bench run``).
+crops of the shipped chest CTs (no tests here; used by ``tests/io/test_io_generator_formats.py`` at the reader level and
+``tests/run/test_run_generator_formats.py`` through ``python -m trace_bench run``).
 
 A :class:`Kind` writes one case the way one kind of generator does, from the HU array the case should hold
 (``truth``, canonical ``(z, y, x)``) and the reference case's grid, and says how ``run`` reads it right: the

@@ -3,10 +3,10 @@
 :func:`snapshot` returns, per registered metric: kind, table, default-set membership, needs, declared
 outputs (every display field), options (name, default, type, choices, bounds, fast value,
 in-protocol-id flag), required weights and ``protocol_id`` over a grid of option values and run
-contexts. ``tests/test_metric_snapshot.py`` compares it with ``tests/data/metric_snapshot.json``: a
+contexts. ``tests/project/test_metric_snapshot.py`` compares it with ``tests/data/metric_snapshot.json``: a
 refactor of the metric layer must leave it byte-identical (cache keys, CSV columns and ``compare``
 tolerances do not move); a deliberate change regenerates the file with
-``python tests/metric_snapshot.py --write`` and names the version bump in the issue note.
+``python tests/helpers/metric_snapshot.py --write`` and names the version bump in the issue note.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SNAPSHOT = Path(__file__).with_name("data") / "metric_snapshot.json"
+#: tests/data/metric_snapshot.json (not via helpers.paths: this file also runs as a script, see the end)
+SNAPSHOT = Path(__file__).resolve().parents[1] / "data" / "metric_snapshot.json"
 
 
 def _jsonable(v: Any) -> Any:
@@ -132,7 +133,7 @@ def dumps(snap: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: its trace_bench
     text = dumps(snapshot())
     if "--write" in sys.argv:
         SNAPSHOT.parent.mkdir(exist_ok=True)

@@ -3,7 +3,7 @@
 ``shard_fake_mean`` is a real (small) distribution metric: the difference of the mean frame grey
 level of the generated and the reference set, from mergeable float64 sums (count, sum, sum of
 squares), so sharded and torchrun runs exercise the state files of distribution metrics without a
-backbone. Load it in other processes with ``--plugins test_shard_fakes:register`` (tests/ on
+backbone. Load it in other processes with ``--plugins helpers.shard_metrics:register`` (tests/ on
 PYTHONPATH).
 """
 

@@ -17,6 +17,8 @@ from trace_bench.doctor import diagnose, run_command, run_toml
 from trace_bench.io import write_nifti
 from trace_bench.read_options import ReadOptions
 
+from helpers.paths import ROOT
+
 
 @pytest.fixture()
 def corpus(tmp_path: Path, small_volume) -> dict[str, Path]:
@@ -106,7 +108,7 @@ def test_the_printed_command_runs_and_reads_every_folder_right(corpus, tmp_path)
     assert cmd[:2] == ["trace-bench", "run"] and "CODE" not in cmd and not any("NAME." in c for c in cmd)
     fast = ["--metrics", "dice,jaccard,temporal_flickering", "--segmenter", "threshold", "--no-plots", "--no-progress",
             "--no-published", "--bootstrap", "10", "--frame-size", "64"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "trace_bench", *cmd[1:], *fast], capture_output=True, text=True,
                        timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -2,7 +2,7 @@
 shipped chest CT. Each kind is either read equal (array and affine) to the correctly read volume once the
 documented reading option is given, or refused in one line naming that option; nothing is mirrored silently.
 The builders live in ``tests/helpers/generator_corpus.py``; the run-level check (per-case values equal with
-``assert_frame_equal`` through ``python -m trace_bench run``) is ``test_run_generator_formats.py``.
+``assert_frame_equal`` through ``python -m trace_bench run``) is ``tests/run/test_run_generator_formats.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import pytest
 from PIL import Image
 
 from baselines import get_adapter
-from helpers.generator_corpus import save_nifti, set_scaling
 from trace_bench.errors import ConventionError, GeometryError, SpacingError
 from trace_bench.geometry import check_geometry
 from trace_bench.io import read_volume, write_nifti
 from trace_bench.volume import Volume
+
+from helpers.generator_corpus import save_nifti, set_scaling
 
 
 @pytest.fixture()
@@ -261,7 +262,7 @@ def test_inspect_prints_the_run_warning(tmp_path, ref) -> None:
 
 
 def test_peer_adapters_keep_their_layout_and_take_the_reference_spacing(tmp_path, ref) -> None:
-    from test_adapters_peers import generatect_tensor, write_generatect_lowres
+    from helpers.peer_writers import generatect_tensor, write_generatect_lowres
 
     from trace_bench.errors import ConfigError
 

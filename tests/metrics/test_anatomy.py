@@ -18,23 +18,9 @@ from trace_bench.metrics.anatomy_labels import MAISI_GROUPS, MAISI_MEDIAN_STATIS
 from trace_bench.metrics.base import CaseData, RunContext
 from trace_bench.volume import Volume, from_canonical
 
-SPACING = (2.5, 1.25, 1.25)
+from helpers.phantoms import phantom
+
 VOXEL_ML = 2.5 * 1.25 * 1.25 / 1000
-
-
-def phantom(radius: float, seed: int = 0, outside: float = -1000.0, body_hu: float = 40.0):
-    """Air around an elliptic-cylinder body (40 HU + noise) holding an air sphere (-850 HU) of ``radius`` mm.
-    Returns the volume and the sphere's voxel count."""
-    rng = np.random.default_rng(seed)
-    shape = (24, 64, 64)
-    z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]].astype(np.float64)
-    zz, yy, xx = (z - 11.5) * SPACING[0], (y - 31.5) * SPACING[1], (x - 31.5) * SPACING[2]
-    a = np.full(shape, outside, np.float32) + rng.normal(0, 5, shape).astype(np.float32)
-    body = (yy / 34) ** 2 + (xx / 30) ** 2 < 1
-    a[body] = body_hu + rng.normal(0, 15, int(body.sum()))
-    sphere = zz ** 2 + yy ** 2 + xx ** 2 < radius ** 2
-    a[sphere] = -850.0 + rng.normal(0, 10, int(sphere.sum()))
-    return from_canonical(a, SPACING), int(sphere.sum())
 
 
 def test_sphere_of_known_volume(tmp_path):

@@ -29,11 +29,11 @@ import torch
 
 from trace_bench.networks import astra as A
 
-from conftest import DEMO
+from helpers.paths import DEMO_CTS
 
 MERLIN_VERSION = "0.0.7"
-LUNG1 = DEMO / "reference" / "lung1.nii.gz"
-LUNG2 = DEMO / "reference" / "lung2.nii.gz"
+LUNG1 = DEMO_CTS / "lung1.nii.gz"
+LUNG2 = DEMO_CTS / "lung2.nii.gz"
 
 
 def _merlin_folder() -> tuple[Path | None, str]:

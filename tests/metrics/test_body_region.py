@@ -13,7 +13,6 @@ import json
 import re
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,9 +25,7 @@ from trace_bench.networks import body as B
 from trace_bench.networks import ctnet
 from trace_bench.volume import Volume
 
-from conftest import DEMO
-
-sys.path.insert(0, str(Path(__file__).parent))
+from helpers.paths import DEMO_CTS
 
 
 def _lps(arr: np.ndarray, spacing: tuple[float, float, float]) -> Volume:
@@ -75,7 +72,7 @@ def chest_phantom(width_mm: float = 320.0, seed: int = 0) -> Volume:
 def lungs():
     from trace_bench.io import read_volume
 
-    return [read_volume(DEMO / "reference" / f"lung{i}.nii.gz") for i in (1, 2)]
+    return [read_volume(DEMO_CTS / f"lung{i}.nii.gz") for i in (1, 2)]
 
 
 # ============================================================================= the body and the crop

@@ -20,7 +20,7 @@ from trace_bench.metrics.prdc import prdc_from_features
 from trace_bench.metrics import frechet
 from trace_bench.volume import Volume
 
-from conftest import DEMO
+from helpers.paths import DEMO_CTS
 
 HAVE_WEIGHTS = A.shard_files() is not None
 needs_weights = pytest.mark.skipif(
@@ -37,7 +37,7 @@ def _vol(arr: np.ndarray, spacing=(3.0, 1.5, 1.5)) -> Volume:
 def lungs():
     from trace_bench.io import read_volume
 
-    return read_volume(DEMO / "reference" / "lung1.nii.gz"), read_volume(DEMO / "reference" / "lung2.nii.gz")
+    return read_volume(DEMO_CTS / "lung1.nii.gz"), read_volume(DEMO_CTS / "lung2.nii.gz")
 
 
 # ============================================================================= preprocessing

@@ -8,13 +8,14 @@ import pytest
 from trace_bench.metrics import frechet
 from trace_bench.metrics import METRICS, CaseData, RunContext
 
+from helpers.paths import DEMO_CTS
+
 
 @pytest.fixture(scope="module")
 def volumes():
     from trace_bench.io import read_volume
-    from tests.conftest import DEMO
 
-    return [read_volume(DEMO / "reference" / f"lung{i}.nii.gz") for i in (1, 2)]
+    return [read_volume(DEMO_CTS / f"lung{i}.nii.gz") for i in (1, 2)]
 
 
 @pytest.fixture()

@@ -42,12 +42,14 @@ from trace_bench.metrics.base import METRICS, CaseData, RunContext
 from trace_bench.metrics.fid_presets import (MAISI, PLANES, VLM3D, FIDMaisi, FIDVlm3d, central_range, nifti_affine,
                                              plane_slices, preprocess, preset_fid, volume_plane_features)
 
+from helpers.fid_script import script_image, small
+from helpers.paths import DEMO_CTS
+
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               # the script's Orientationd leaves `labels` at its announced-to-change default; MONAI's DICOM plug-in note
               pytest.mark.filterwarnings("ignore:.*labels.*:FutureWarning"),
               pytest.mark.filterwarnings("ignore:NvImgCodecPydicomReader:UserWarning")]
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
 #: odd pad / crop amounts on every axis (the 1 mm lung1 cube is 292 x 292 x 236): x padded by 9, y and z
 #: cropped by 37 (MONAI splits odd amounts unevenly; the test sees that)
 SHAPE = (301, 255, 199)
@@ -107,33 +109,6 @@ def script_get_features_2p5d(image: Tensor, feature_network, center_slices: bool
         images_2d = script_radimagenet_intensity_normalisation(torch.cat(slices, dim=0))
         zx = script_spatial_average(feature_network.forward(images_2d), keepdim=False)
     return xy, yz, zx
-
-
-def script_transforms(spacing, target_shape, pad: bool = True, crop: bool = True):
-    """compute_fid_2-5d_ct.py lines 566-588, with MONAI's own dictionary transforms."""
-    import monai
-
-    transform_list = [
-        monai.transforms.LoadImaged(keys=["image"]),
-        monai.transforms.EnsureChannelFirstd(keys=["image"]),
-        monai.transforms.Orientationd(keys=["image"], axcodes="RAS"),
-    ]
-    if spacing is not None:
-        transform_list.append(monai.transforms.Spacingd(keys=["image"], pixdim=spacing, mode=["bilinear"]))
-    if pad:
-        transform_list.append(
-            monai.transforms.SpatialPadd(keys=["image"], spatial_size=target_shape, mode="constant", value=-1000))
-    if crop:
-        transform_list.append(monai.transforms.CenterSpatialCropd(keys=["image"], roi_size=target_shape))
-    transform_list.append(monai.transforms.ScaleIntensityRanged(
-        keys=["image"], a_min=-1000, a_max=1000, b_min=-1000, b_max=1000, clip=True))
-    return monai.transforms.Compose(transform_list)
-
-
-def script_image(path: Path, preset) -> Tensor:
-    """What the script's loader yields for one file: (1, 1, x, y, z) float32 (batch_size=1)."""
-    d = script_transforms(preset.spacing, preset.target_shape, preset.pad, preset.crop)({"image": str(path)})
-    return d["image"].as_tensor()[None]
 
 
 # --- forithmus/VLM3D-Dockers ctgen_evaluation/evaluation.py lines 121-133 (_convert_and_list_files), one file
@@ -250,12 +225,7 @@ def weights_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lung1():
-    return read_volume(DEMO / "lung1.nii.gz")
-
-
-def small(preset):
-    """The preset at 6 mm and 40 x 36 x 32: the same code path, small enough for a CPU ResNet-50."""
-    return dataclasses.replace(preset, spacing=(6.0, 6.0, 6.0), target_shape=(40, 36, 32))
+    return read_volume(DEMO_CTS / "lung1.nii.gz")
 
 
 # ============================================================================= preset definitions
@@ -287,14 +257,14 @@ def test_maisi_preprocessing_equals_script_transforms(lung1, tmp_path):
     import nibabel as nib
 
     preset = dataclasses.replace(MAISI, target_shape=SHAPE)
-    ref = script_image(DEMO / "lung1.nii.gz", preset)[0, 0]
+    ref = script_image(DEMO_CTS / "lung1.nii.gz", preset)[0, 0]
     ours = preprocess(lung1, preset)
     assert ours.shape == SHAPE and ours.dtype == torch.float32
     assert float(ours.min()) == -1000.0 and float(ours.max()) == 1000.0  # padded, clipped
     assert torch.equal(ours, ref)  # tolerance 0 HU
     # a RAS-stored NIfTI of a crop of the same scan (MAISI's own outputs are RAS; the crop keeps this fast)
     ras = tmp_path / "lung1_ras.nii.gz"
-    nib.save(nib.as_closest_canonical(nib.load(str(DEMO / "lung1.nii.gz")).slicer[70:190, 60:200, 5:40]), str(ras))
+    nib.save(nib.as_closest_canonical(nib.load(str(DEMO_CTS / "lung1.nii.gz")).slicer[70:190, 60:200, 5:40]), str(ras))
     v = read_volume(ras)
     assert v.meta["source_orientation"] == "RAS"
     crop = dataclasses.replace(preset, target_shape=(141, 147, 171))
@@ -307,7 +277,7 @@ def test_vlm3d_preprocessing_equals_evaluator_path(lung1, tmp_path):
     # a challenge-like .mha (int16 HU clipped to [-1000, 1000]) with a spacing a NIfTI header cannot hold
     # exactly (0.7 mm is 0.69999999 in float32): Spacingd's grid then differs by one voxel unless the
     # float32 header is reproduced (nifti_affine)
-    img = sitk.ReadImage(str(DEMO / "lung1.nii.gz"))
+    img = sitk.ReadImage(str(DEMO_CTS / "lung1.nii.gz"))
     mha = sitk.GetImageFromArray(np.clip(sitk.GetArrayFromImage(img), -1000, 1000).astype(np.int16))
     mha.SetSpacing((0.7, 0.7, 2.5))
     mha.SetOrigin((-89.3, 101.7, -600.1))
@@ -381,7 +351,7 @@ def test_features_equal_script_feature_step(weights_file, lung1):
     for preset in (MAISI, VLM3D):
         p = small(preset)
         ours = volume_plane_features(ext, lung1, p)
-        want = script_get_features_2p5d(script_image(DEMO / "lung1.nii.gz", p), ref_net, p.center_ratio is not None,
+        want = script_get_features_2p5d(script_image(DEMO_CTS / "lung1.nii.gz", p), ref_net, p.center_ratio is not None,
                                         p.center_ratio or 1.0)
         for plane, w in zip(PLANES, want):
             w = w.numpy()
@@ -429,7 +399,7 @@ class SmallVlm3d(FIDVlm3d):
 
 def test_streaming_metric_with_random_network(weights_file, lung1, tmp_path):
     ext = load_radimagenet(weights_file, "cpu", batch_size=16)
-    lung2 = read_volume(DEMO / "lung2.nii.gz")
+    lung2 = read_volume(DEMO_CTS / "lung2.nii.gz")
     ctx = RunContext(cache_dir=str(tmp_path))
     gen_m, ref_m, gen_v = SmallMaisi(), SmallMaisi(), SmallVlm3d()
     for m in (gen_m, ref_m, gen_v):
@@ -477,7 +447,7 @@ def test_missing_weights_refused_in_one_line_and_listed_not_computed(empty_cache
     assert "\n" not in msg and "RadImageNet-ResNet50_notop.pth" in msg
     assert "trace-bench weights import radimagenet-resnet50" in msg
     # a run lists both as not computed (skipped, with that reason) and goes on with the rest
-    cfg = RunConfig(out=str(tmp_path / "out"), reference=str(DEMO), methods={"m": str(DEMO)},
+    cfg = RunConfig(out=str(tmp_path / "out"), reference=str(DEMO_CTS), methods={"m": str(DEMO_CTS)},
                     metrics=["fid_maisi", "fid_vlm3d_2507_xz", "temporal_flickering"], skip_unavailable=True)
     plan = plan_run(cfg)
     assert set(plan.skipped) == {"fid_maisi", "fid_vlm3d_2507"}

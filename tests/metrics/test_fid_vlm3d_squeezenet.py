@@ -4,7 +4,7 @@ one kept as ``fid_vlm3d_2507`` (trace_bench/metrics/fid_presets.py, trace_bench/
 Parity with the current evaluator's code path: ``get_features_2p5d`` / ``_chunked_forward_avg`` /
 ``radimagenet_intensity_normalisation`` of forithmus/VLM3D-Dockers ``ct_challenges/ctgen_evaluation/
 compute_fid_2-5d_ct.py`` (revision a945900) are transcribed below (reference code path, test file only), fed the
-script's MONAI transforms (tests/test_fid_presets.py ``script_image``) and ``torchvision.models.squeezenet1_1``, the
+script's MONAI transforms (tests/helpers/fid_script.py ``script_image``) and ``torchvision.models.squeezenet1_1``, the
 model the script builds; trace-bench's features equal them to float32 round-off. Every network here is a RANDOMLY
 INITIALISED SqueezeNet 1.1 of the real architecture (torchvision's class, seeded), used to test plumbing and parity,
 never to produce a reported number (the ImageNet file is not available offline).
@@ -21,16 +21,16 @@ import pytest
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_fid_presets import DEMO, script_image, small  # noqa: E402
-
-from trace_bench.errors import WeightsError  # noqa: E402
-from trace_bench.io import read_volume  # noqa: E402
-from trace_bench.metrics.base import METRICS, CaseData, RunContext  # noqa: E402
-from trace_bench.metrics.fid_presets import (PLANES, VLM3D, VLM3D_SQUEEZENET, FIDVlm3d,  # noqa: E402
+from trace_bench.errors import WeightsError
+from trace_bench.io import read_volume
+from trace_bench.metrics.base import METRICS, CaseData, RunContext
+from trace_bench.metrics.fid_presets import (PLANES, VLM3D, VLM3D_SQUEEZENET, FIDVlm3d,
                                              FIDVlm3dSqueezeNet, preset_fid, volume_plane_features)
-from trace_bench.networks.squeezenet import CHUNK, build_squeezenet, load_squeezenet  # noqa: E402
-from trace_bench.weights import WEIGHTS  # noqa: E402
+from trace_bench.networks.squeezenet import CHUNK, build_squeezenet, load_squeezenet
+from trace_bench.weights import WEIGHTS
+
+from helpers.fid_script import script_image, small
+from helpers.paths import DEMO_CTS, ROOT
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:.*labels.*:FutureWarning"),
@@ -99,7 +99,7 @@ def weights_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def lung1():
-    return read_volume(DEMO / "lung1.nii.gz")
+    return read_volume(DEMO_CTS / "lung1.nii.gz")
 
 
 # ============================================================================= definitions
@@ -136,7 +136,7 @@ def test_features_equal_current_evaluator(weights_file, lung1):
     ref_net.eval()
     p = small(VLM3D_SQUEEZENET)
     ours = volume_plane_features(ext, lung1, p)
-    want = script_get_features_2p5d(script_image(DEMO / "lung1.nii.gz", p), ref_net)
+    want = script_get_features_2p5d(script_image(DEMO_CTS / "lung1.nii.gz", p), ref_net)
     for plane, w in zip(PLANES, want):
         w = w.numpy()
         assert ours[plane].shape == w.shape and w.shape[1] == 1000
@@ -154,7 +154,7 @@ class SmallSqueeze(FIDVlm3dSqueezeNet):
 def test_streaming_metric_with_random_network(weights_file, lung1, tmp_path):
     ext = load_squeezenet(weights_file, "cpu")
     ctx = RunContext(cache_dir=str(tmp_path))
-    lung2 = read_volume(DEMO / "lung2.nii.gz")
+    lung2 = read_volume(DEMO_CTS / "lung2.nii.gz")
     g, r = SmallSqueeze(), SmallSqueeze()
     for m in (g, r):
         m.net.set(ext, sha256="random-test-weights")
@@ -237,16 +237,15 @@ def test_run_end_to_end(weights_file, tmp_path):
 
     import pandas as pd
 
-    root = Path(__file__).resolve().parents[1]
     (tmp_path / "plug").mkdir()
     (tmp_path / "plug" / "small_vlm3d_plugin.py").write_text(PLUGIN)
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRACE_BENCH_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": f"{root}{os.pathsep}{tmp_path / 'plug'}"}
-    r = subprocess.run([sys.executable, "-m", "trace_bench", "run", "-r", str(DEMO), "-m", f"copy={DEMO}",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path / 'plug'}"}
+    r = subprocess.run([sys.executable, "-m", "trace_bench", "run", "-r", str(DEMO_CTS), "-m", f"copy={DEMO_CTS}",
                         "-o", str(out), "--plugins", "small_vlm3d_plugin", "--metrics", "fid_vlm3d_small",
                         "--weights", f"squeezenet1_1-imagenet={weights_file}", "--no-plots", "--no-progress"],
-                       capture_output=True, text=True, cwd=root, env=env, timeout=600)
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     s = pd.read_csv(out / "summary.csv")
     v = s[(s.method == "copy") & (s.metric == "small")].value

@@ -36,9 +36,9 @@ from trace_bench.metrics.base import METRICS, CaseData, RunContext  # noqa: E402
 from trace_bench.metrics.frd import FRD, FRDLabels, frd_from_features, frd_normalise  # noqa: E402
 from trace_bench.networks.radiomics import FRD_V1_PARAMS, RadiomicsExtractor  # noqa: E402
 from trace_bench.volume import from_canonical  # noqa: E402
+from helpers.paths import ROOT, TEST_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data" / "pyradiomics"
+DATA = TEST_DATA / "pyradiomics"
 CONFIGS = ("breast1", "breast1_normalization", "breast1_resampling", "breast1_resegmentation")
 CLASSES = ("firstorder", "glcm", "glrlm", "glszm", "ngtdm")
 

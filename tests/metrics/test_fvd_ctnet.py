@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -33,7 +32,7 @@ from trace_bench.metrics.prdc import prdc_from_features
 from trace_bench.metrics import frechet
 from trace_bench.volume import Volume
 
-from conftest import DEMO_CT
+from helpers.paths import DEMO_CT
 
 torch.set_num_threads(1)
 
@@ -616,8 +615,7 @@ def test_case_state_carries_its_reference_and_uses_the_cache(tmp_path, monkeypat
 
 
 def test_missing_weights_refuse_in_one_line_and_a_run_lists_them_as_not_computed(tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_runner_fakes import make_small_dataset
+    from helpers.fake_metrics import make_small_dataset
 
     from trace_bench.config import RunConfig
     from trace_bench.run import run
@@ -641,9 +639,8 @@ def test_a_run_scores_fvd_ctnet_paired_and_the_companions(tmp_path, monkeypatch)
     """End to end with a user-supplied weights file (RANDOM weights, never loaded: the loader and the
     resize are replaced by the stand-ins above, so this tests the run plumbing: states with case ids in
     npz records, pairing, GT row rules, aggregation)."""
-    sys.path.insert(0, str(Path(__file__).parent))
     import pandas as pd
-    from test_runner_fakes import make_small_dataset
+    from helpers.fake_metrics import make_small_dataset
 
     from trace_bench.config import RunConfig
     from trace_bench.run import run

@@ -8,7 +8,6 @@ Frames: uint8, compared bitwise.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,8 @@ from trace_bench.protocol import (
     hu_to_frames_torch,
 )
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
+
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
@@ -119,7 +119,7 @@ def test_hd95_torch_equals_numpy_on_chest_ct_labels(device):
     from trace_bench.io import read_volume
     from trace_bench.segmenters import threshold_segment
 
-    v = read_volume(DEMO / "lung1.nii.gz")
+    v = read_volume(DEMO_CTS / "lung1.nii.gz")
     ref = threshold_segment(v.array, v.spacing)
     ref = ref[::2, ::3, ::3] if device == "cpu" else ref  # CPU: a coarser grid keeps CI fast
     pred = np.roll(ref, (2, 3), axis=(0, 1))
@@ -162,7 +162,7 @@ def test_segmentation_metric_passes_cuda_device_to_hd95(monkeypatch):
 def test_frames_torch_bitwise_equal_on_chest_ct(device):
     from trace_bench.io import read_volume
 
-    v = read_volume(DEMO / "lung1.nii.gz")
+    v = read_volume(DEMO_CTS / "lung1.nii.gz")
     for size, window in ((256, (-1000.0, 1000.0)), (128, (-1000.0, 1000.0)), (100, (-160.0, 240.0)), (300, (-1350.0, 150.0))):
         want = hu_to_frames(v.array, size, window)
         got = hu_to_frames_torch(v.array, size, window, device=device)

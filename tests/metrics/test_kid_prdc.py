@@ -3,7 +3,7 @@
 Parity: KID against torchmetrics' ``KernelInceptionDistance`` (identity feature module fed with the
 features) and a by-hand unbiased MMD^2; PRDC against the ``prdc`` package (clovaai, a dev dependency).
 End to end: the real offline Inception TorchScript on the shipped CT (4 slices per volume: CPU), and for
-I3D and CLIP the SMALL RANDOMLY INITIALISED networks of ``tests/test_dist_fvd_clip.py`` (the published
+I3D and CLIP the SMALL RANDOMLY INITIALISED networks of ``tests/helpers/small_video_nets.py`` (the published
 weights cannot be downloaded here), so those test loading, sampling, caching and formulas, not the
 published numbers.
 """
@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_dist_fvd_clip import SMALL, clip_file, ct_crop_volume, i3d_file, i3d_script  # noqa: F401  (fixtures)
 from trace_bench.errors import ConfigError
 from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.kid import kid_from_features, mmd2_unbiased, poly_kernel
 from trace_bench.metrics.prdc import euclidean_distances, knn_radii, prdc_from_features
 from trace_bench.volume import Volume
+
+from helpers.paths import DEMO_CTS
+from helpers.small_video_nets import SMALL, clip_file, ct_crop_volume, i3d_file, i3d_script  # noqa: F401  (fixtures)
 
 
 def _feats(seed: int, n: int, d: int, shift: float = 0.0) -> np.ndarray:
@@ -171,9 +173,8 @@ def test_declarations_and_options():
 @pytest.fixture(scope="module")
 def volumes():
     from trace_bench.io import read_volume
-    from tests.conftest import DEMO
 
-    return [read_volume(DEMO / "reference" / f"lung{i}.nii.gz") for i in (1, 2)]
+    return [read_volume(DEMO_CTS / f"lung{i}.nii.gz") for i in (1, 2)]
 
 
 def test_kid_prdc_inception_share_fid_features(volumes, tmp_path):
@@ -275,7 +276,7 @@ def test_kid_prdc_i3d_share_fvd_features(i3d_script, tmp_path):
 
 
 def test_kid_prdc_clip_image_features(clip_file, tmp_path):
-    clip_file = clip_file[1]  # (model, tensors-only file) of test_dist_fvd_clip
+    clip_file = clip_file[1]  # (model, tensors-only file) of helpers.small_video_nets
     from trace_bench.networks.clip import load_clip_model
 
     ctx = RunContext(weights={"clip-vit-b32": str(clip_file)}, cache_dir=str(tmp_path), batch_size=3)

@@ -7,8 +7,6 @@ approx), in any merge grouping (shards)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +14,6 @@ import pytest
 
 from trace_bench.metrics import METRICS, RunContext, frechet
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _cases(rng: np.random.Generator, n_cases: int, rows: int, d: int) -> list[np.ndarray]:
@@ -68,7 +65,7 @@ def test_a_run_writes_lean_fid_stats(tmp_path):
     rows (a few KiB), and the run's value equals the one recomputed from them."""
     from typer.testing import CliRunner
 
-    from test_runner_fakes import make_small_dataset
+    from helpers.fake_metrics import make_small_dataset
     from trace_bench.cli import app
 
     data = make_small_dataset(tmp_path / "data")

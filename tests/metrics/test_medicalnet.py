@@ -14,13 +14,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import DEMO
 from torch import nn
 
 from trace_bench.errors import ConfigError, WeightsError
@@ -31,7 +29,7 @@ from trace_bench.metrics import FDMedicalNet, KIDMedicalNet, PRDCMedicalNet
 from trace_bench.metrics.prdc import prdc_from_features
 from trace_bench.volume import Volume
 
-sys.path.insert(0, str(Path(__file__).parent))
+from helpers.paths import DEMO_CTS
 
 REAL = os.environ.get("TRACE_BENCH_WEIGHTS_MEDICALNET_RESNET50")
 needs_real_weights = pytest.mark.skipif(
@@ -261,7 +259,7 @@ def ref_net():
 def lung1():
     from trace_bench.io import read_volume
 
-    return read_volume(DEMO / "reference" / "lung1.nii.gz")
+    return read_volume(DEMO_CTS / "lung1.nii.gz")
 
 
 # =====================================================================================================
@@ -524,7 +522,7 @@ def test_set_metrics_through_the_api_match_functional_twins(tmp_path):
 def test_missing_weights_listed_not_computed_in_a_run(tmp_path, monkeypatch):
     """No weights file: a run naming fd_medicalnet stops in preflight, or with --skip-unavailable lists
     it as not computed with a one-line reason (never a random network)."""
-    from test_runner_fakes import make_small_dataset
+    from helpers.fake_metrics import make_small_dataset
 
     from trace_bench.config import RunConfig
     from trace_bench.run import run
@@ -563,7 +561,7 @@ def test_real_checkpoint_loads_and_separates_patients(lung1):
 
     r = resolve_weights("medicalnet-resnet50")
     enc = M.load_medicalnet(r.path, "cpu", sha256=r.sha256)
-    lung2 = read_volume(DEMO / "reference" / "lung2.nii.gz")
+    lung2 = read_volume(DEMO_CTS / "lung2.nii.gz")
     noisy = lung1.with_array(lung1.array + np.random.default_rng(0).normal(0, 10, lung1.shape).astype(np.float32))
     f = enc.volume_features([lung1, noisy, lung2], size=128)
     assert f.shape == (3, 2048) and np.isfinite(f).all()

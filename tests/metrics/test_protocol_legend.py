@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from metric_snapshot import _contexts, _option_values
 from reports.protocols import describe_protocol
 from trace_bench.errors import ConfigError
 from trace_bench.metrics.base import METRICS, Metric, Output, RunContext
 from trace_bench.results import MetricInfo
 from trace_bench.run.select import load_metric_registry
+
+from helpers.metric_snapshot import _contexts, _option_values
 
 BAD_MEANINGS = ("not decoded", "declares no meaning")
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-import trace_bench
 from trace_bench.errors import WeightsError
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, CaseData, RunContext, subject_consistency
@@ -22,7 +21,7 @@ from trace_bench.metrics.vbench.consistency import (
 from trace_bench.networks.dino import build_dino_vit, load_dino_vit
 from trace_bench.protocol import DEFAULT_PROTOCOL, to_rgb
 
-DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,7 +31,7 @@ def _one_thread(one_torch_thread):
 
 @pytest.fixture(scope="module")
 def ct_frames() -> np.ndarray:
-    return DEFAULT_PROTOCOL.frames(read_volume(DEMO / "lung1.nii.gz"))[10:22]
+    return DEFAULT_PROTOCOL.frames(read_volume(DEMO_CTS / "lung1.nii.gz"))[10:22]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +125,7 @@ def test_subject_consistency_parity_with_vbench(ct_frames, tiny_dino, monkeypatc
     stream.net.set(spec.net.loaded)  # the same tiny network, already loaded
     for r in per_video:
         frames = videos[r["video_path"]]
-        vol = read_volume(DEMO / "lung1.nii.gz")
+        vol = read_volume(DEMO_CTS / "lung1.nii.gz")
         data = CaseData(method="m", case_id="c", volume=vol)
         data.__dict__["frames"] = frames  # inject the cached frames view
         assert spec.case_values(data, ctx)["subject_consistency"] == pytest.approx(r["video_results"], abs=1e-6)
@@ -168,7 +167,7 @@ def test_background_consistency_parity_with_vbench(ct_frames, tiny_clip, monkeyp
     spec.setup(ctx)
     overall, per_video = vbc.background_consistency(spec.net.loaded, None, list(videos), "cpu", read_frame=False)
     for r in per_video:
-        data = CaseData(method="m", case_id="c", volume=read_volume(DEMO / "lung1.nii.gz"))
+        data = CaseData(method="m", case_id="c", volume=read_volume(DEMO_CTS / "lung1.nii.gz"))
         data.__dict__["frames"] = videos[r["video_path"]]
         assert spec.case_values(data, ctx)["background_consistency"] == pytest.approx(r["video_results"], abs=1e-6)
     assert "clip-vit-b32" in spec.protocol_id(ctx)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-import trace_bench
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, RunContext, CaseData, TemporalFlickering, temporal_flickering
 from trace_bench.protocol import DEFAULT_PROTOCOL, to_rgb
 
-DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
 
 
 @pytest.fixture(scope="module")
 def ct_frames() -> np.ndarray:
-    return DEFAULT_PROTOCOL.frames(read_volume(DEMO / "lung1.nii.gz"))
+    return DEFAULT_PROTOCOL.frames(read_volume(DEMO_CTS / "lung1.nii.gz"))
 
 
 def test_analytic_values():
@@ -52,7 +49,7 @@ def test_parity_with_vbench_package(ct_frames, monkeypatch):
         assert ours[r["video_path"]] == pytest.approx(r["video_results"], abs=1e-6)
     m = TemporalFlickering()
     for v in videos.values():
-        d = CaseData(method="m", case_id="c", volume=read_volume(DEMO / "lung1.nii.gz"))
+        d = CaseData(method="m", case_id="c", volume=read_volume(DEMO_CTS / "lung1.nii.gz"))
         d.__dict__["frames"] = v  # the frames view of the case
         m.update(d)
     assert m.compute_result()["temporal_flickering"] == pytest.approx(float(avg), abs=1e-6)
@@ -61,7 +58,7 @@ def test_parity_with_vbench_package(ct_frames, monkeypatch):
 def test_runs_on_shipped_ct_via_registry(ct_frames):
     spec = METRICS.get("temporal_flickering")()
     assert spec.weight_free and spec.columns == {"temporal_flickering": True}
-    vol = read_volume(DEMO / "lung1.nii.gz")
+    vol = read_volume(DEMO_CTS / "lung1.nii.gz")
     out = spec.case_values(CaseData(method="GT", case_id="lung1", volume=vol), RunContext())
     assert 0.5 < out["temporal_flickering"] < 1.0
     assert out["temporal_flickering"] == temporal_flickering(ct_frames)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import trace_bench
 from trace_bench.errors import WeightsError
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, CaseData, RunContext
@@ -21,7 +20,7 @@ from trace_bench.metrics.vbench.motion_smoothness import (
 from trace_bench.networks.amt import AMTS, load_amt_s
 from trace_bench.protocol import FrameProtocol
 
-DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -41,7 +40,7 @@ def _vbench_amt():
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
     # 5 axial frames at 128 px (AMT needs >= 128 px: a 4-level pyramid on 1/8 features)
-    return FrameProtocol(size=128).frames(read_volume(DEMO / "lung1.nii.gz"))[20:25]
+    return FrameProtocol(size=128).frames(read_volume(DEMO_CTS / "lung1.nii.gz"))[20:25]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +125,7 @@ def test_plugin_end_to_end(frames, amt_file, tmp_path, monkeypatch):
     spec = METRICS.get("motion_smoothness")()
     ctx = RunContext(weights={"amt-s": str(amt_file)}, batch_size=4, protocol=FrameProtocol(size=128))
     spec.setup(ctx)
-    data = CaseData(method="m", case_id="c", volume=read_volume(DEMO / "lung1.nii.gz"), protocol=ctx.protocol)
+    data = CaseData(method="m", case_id="c", volume=read_volume(DEMO_CTS / "lung1.nii.gz"), protocol=ctx.protocol)
     data.__dict__["frames"] = frames
     v = spec.case_values(data, ctx)["motion_smoothness"]
     assert v == pytest.approx(motion_smoothness(frames, load_amt_s(amt_file), 4), abs=1e-12)

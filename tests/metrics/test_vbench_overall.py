@@ -15,7 +15,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import trace_bench
 from trace_bench.errors import WeightsError
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, CaseData, RunContext
@@ -25,7 +24,8 @@ from trace_bench.metrics.vbench.overall_consistency import (
 from trace_bench.networks.viclip import ViCLIP, load_viclip
 from trace_bench.protocol import DEFAULT_PROTOCOL
 
-DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
+
 PROMPT = "Chest CT: a 3 cm spiculated nodule in the right upper lobe, no effusion."
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::FutureWarning")]
 
@@ -37,7 +37,7 @@ def _one_thread(one_torch_thread):
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    return DEFAULT_PROTOCOL.frames(read_volume(DEMO / "lung1.nii.gz"))
+    return DEFAULT_PROTOCOL.frames(read_volume(DEMO_CTS / "lung1.nii.gz"))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_plugin_end_to_end(vb, frames, tmp_path, monkeypatch):
     assert spec.needs_prompt and spec.weights == ("viclip-l14",)
     ctx = RunContext(weights={"viclip-l14": str(tmp_path / "v.pth")})
     spec.setup(ctx)
-    vol = read_volume(DEMO / "lung1.nii.gz")
+    vol = read_volume(DEMO_CTS / "lung1.nii.gz")
     data = CaseData(method="m", case_id="lung1", volume=vol, prompt=PROMPT)
     data.__dict__["frames"] = frames
     got = spec.case_values(data, ctx)["overall_consistency"]

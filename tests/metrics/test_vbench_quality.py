@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-import trace_bench
 from trace_bench.errors import WeightsError
 from trace_bench.io import read_volume
 from trace_bench.metrics import METRICS, CaseData, RunContext
@@ -21,7 +20,8 @@ from trace_bench.metrics.vbench.imaging_quality import ImagingQuality, imaging_q
 from trace_bench.networks.musiq import MUSIQ, load_musiq
 from trace_bench.protocol import FrameProtocol, to_rgb
 
-DEMO = Path(trace_bench.__file__).parent / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
@@ -52,7 +52,7 @@ def pyiqa_musiq():
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    return FrameProtocol(size=128).frames(read_volume(DEMO / "lung1.nii.gz"))[18:22]
+    return FrameProtocol(size=128).frames(read_volume(DEMO_CTS / "lung1.nii.gz"))[18:22]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_plugin_end_to_end(frames, musiq_file, tmp_path, monkeypatch):
     spec = METRICS.get("imaging_quality")()
     ctx = RunContext(weights={"musiq-spaq": str(musiq_file)}, batch_size=2)
     spec.setup(ctx)
-    data = CaseData(method="m", case_id="c", volume=read_volume(DEMO / "lung1.nii.gz"))
+    data = CaseData(method="m", case_id="c", volume=read_volume(DEMO_CTS / "lung1.nii.gz"))
     data.__dict__["frames"] = frames
     assert spec.case_values(data, ctx)["imaging_quality"] == pytest.approx(
         imaging_quality(frames, load_musiq(musiq_file)), abs=1e-6)

@@ -28,7 +28,8 @@ from trace_bench.profiling import (NvmlSampler, WarmupRule, fps_from_outputs, pa
                                    run_measured)
 from trace_bench.profiling.profile_json import read_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import DEMO_CTS
+
 ALLOC = 200 * 1024 * 1024
 
 FAKE_GENERATOR = textwrap.dedent("""
@@ -165,8 +166,7 @@ def test_good_profiles_and_unusable_paths(tmp_path: Path):
 
 
 def test_run_refuses_a_bad_profile_before_any_work(tmp_path: Path):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_runner_fakes import make_small_dataset
+    from helpers.fake_metrics import make_small_dataset
 
     data = tmp_path / "data"
     make_small_dataset(data)
@@ -265,7 +265,7 @@ def _tiny_inputs(root: Path) -> tuple[Path, Path]:
 
     ref, masks = root / "reference", root / "masks"
     for name in ("lung1", "lung2"):
-        v = read_volume(ROOT / "trace_bench" / "data" / "demo" / "reference" / f"{name}.nii.gz")
+        v = read_volume(DEMO_CTS / f"{name}.nii.gz")
         z = v.shape[0] // 2
         aff = v.affine.copy()
         aff[:3, 0] *= 4

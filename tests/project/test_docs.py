@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
+
 DOCS = ROOT / "docs"
 
 
@@ -84,13 +85,13 @@ def test_a_new_metric_appears_without_an_edit(ref):
         name = "docs_probe"
         outputs = {"docs_probe": Output(True, "Probe", digits=2)}
         options = (Option("axis", "z", "axis of the probe", choices=("z", "y")),)
-        description = "a metric registered by tests/test_docs.py"
+        description = "a metric registered by tests/project/test_docs.py"
 
     register_metric(DocsProbe)
     try:
         text = ref.reference_text("metrics")
         assert ".. _tb-metric-docs-probe:" in text and "``docs_probe.axis``" in text
-        assert "a metric registered by tests/test\\_docs.py" in text
+        assert "a metric registered by tests/project/test\\_docs.py" in text
     finally:
         METRICS.unregister("docs_probe")
 

@@ -1,12 +1,12 @@
 """Every registered metric's declaration and protocol ids over an option grid are pinned (issue 25):
 a refactor of the metric layer must not move a cache key, a CSV column or a ``compare`` tolerance.
-A deliberate change: ``python tests/metric_snapshot.py --write``, and name the version bump."""
+A deliberate change: ``python tests/helpers/metric_snapshot.py --write``, and name the version bump."""
 
 from __future__ import annotations
 
 import json
 
-from metric_snapshot import SNAPSHOT, dumps, snapshot
+from helpers.metric_snapshot import SNAPSHOT, dumps, snapshot
 
 
 def test_metric_snapshot_unchanged():

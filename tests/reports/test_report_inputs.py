@@ -5,20 +5,18 @@ was started from; ``--relative-paths`` runs record paths relative to OUT)."""
 from __future__ import annotations
 
 import json
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
+from trace_bench.cli import app
+from trace_bench.config import RunConfig
+from trace_bench.report_inputs import input_folders, resolve_input
+from trace_bench.run import run
 
-from trace_bench.cli import app  # noqa: E402
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.report_inputs import input_folders, resolve_input  # noqa: E402
-from trace_bench.run import run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset
 
 
 class ViewerDom(HTMLParser):

@@ -9,17 +9,14 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset, register_fakes, unregister_fakes  # noqa: E402
+from trace_bench.config import RunConfig
+from trace_bench.results import load_results
+from trace_bench.run import run
 
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.results import load_results  # noqa: E402
-from trace_bench.run import run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset, register_fakes, unregister_fakes
 
 
 @pytest.fixture(scope="module")

@@ -6,27 +6,24 @@ import base64
 import csv
 import json
 import re
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset, register_fakes, unregister_fakes  # noqa: E402
-
-from reports.tables import (  # noqa: E402
+from reports.tables import (
     build_tables,
     fmt_value,
     published_tables,
     to_latex,
     to_markdown,
 )
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.results import load_results  # noqa: E402
-from trace_bench.results.escape import latex_text  # noqa: E402
-from trace_bench.run import run  # noqa: E402
+from trace_bench.config import RunConfig
+from trace_bench.results import load_results
+from trace_bench.results.escape import latex_text
+from trace_bench.run import run
+
+from helpers.fake_metrics import make_small_dataset, register_fakes, unregister_fakes
 
 
 @pytest.fixture(scope="module")

@@ -13,22 +13,20 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset, register_fakes, unregister_fakes  # noqa: E402
+from reports import render_report
+from reports.console import results_summary
+from reports.tables import build_tables, column_note, published_tables
+from trace_bench.config import RunConfig
+from trace_bench.results import load_results
+from trace_bench.results.table_model import LAYOUTS, TexLayout, to_latex
+from trace_bench.run import run
 
-from reports import render_report  # noqa: E402
-from reports.console import results_summary  # noqa: E402
-from reports.tables import build_tables, column_note, published_tables  # noqa: E402
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.results import load_results  # noqa: E402
-from trace_bench.results.table_model import LAYOUTS, TexLayout, to_latex  # noqa: E402
-from trace_bench.run import run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset, register_fakes, unregister_fakes
 
 PDFLATEX = shutil.which("pdflatex")
 CHROMIUM = shutil.which("chromium") or (("/usr/bin/chromium") if Path("/usr/bin/chromium").is_file() else None)

@@ -4,7 +4,7 @@ count how often it holds the true mean. Criterion: at least 0.92 for symmetric d
 least 0.85 for skewed ones at n >= 5 (with 400 replications one binomial SE is 1.1 points), and
 clearly above the percentile bootstrap it replaced, which measures 83% at n = 5 and 89% at n = 8.
 
-``python tests/test_compare_coverage.py [REPLICATIONS]`` prints the table (setting, nominal, measured).
+``python tests/results/test_compare_coverage.py [REPLICATIONS]`` prints the table (setting, nominal, measured).
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,18 +13,17 @@ import pytest
 import scipy.stats
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_shard_fakes import NAME, make_cases, register, unregister  # noqa: E402
-
-from trace_bench.cli import app  # noqa: E402
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.results import (NOT_SIGNIFICANT, PAIRED_COLUMNS, PAIRED_SEED, PER_CASE_COLUMNS,  # noqa: E402
+from trace_bench.cli import app
+from trace_bench.config import RunConfig
+from trace_bench.results import (NOT_SIGNIFICANT, PAIRED_COLUMNS, PAIRED_SEED, PER_CASE_COLUMNS,
                                  SUMMARY_COLUMNS, compare_results, paired_case_stats, paired_stat, write_csv)
-from trace_bench.results.layout import load_state  # noqa: E402
-from trace_bench.results.paired import (N_RESAMPLES, min_nonzero_pairs, signflip_p,  # noqa: E402
+from trace_bench.results.layout import load_state
+from trace_bench.results.paired import (N_RESAMPLES, min_nonzero_pairs, signflip_p,
                                         wilcoxon_p)
-from trace_bench.run import run  # noqa: E402
-from trace_bench.run.paired_distribution import jackknife_interval, paired_distribution_stats  # noqa: E402
+from trace_bench.run import run
+from trace_bench.run.paired_distribution import jackknife_interval, paired_distribution_stats
+
+from helpers.shard_metrics import NAME, make_cases, register, unregister
 
 COLUMNS = {"dice": {"higher_is_better": True, "table": "table1", "kind": "case", "protocol": "p", "spec": "seg",
                     "tolerance": {"abs": 0.01}}}

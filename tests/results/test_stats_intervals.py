@@ -4,19 +4,17 @@ split-half floor, small-sample notes, closest-to-GT ranking."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
-
-from trace_bench.metrics import frechet  # noqa: E402
-from trace_bench.results.stats import (jackknife_groups, jackknife_variance, split_half,  # noqa: E402
+from trace_bench.metrics import frechet
+from trace_bench.results.stats import (jackknife_groups, jackknife_variance, split_half,
                                        two_sample_jackknife_ci)
+
+from helpers.fake_metrics import make_small_dataset
 
 
 def test_jackknife_of_a_mean_is_the_textbook_variance():

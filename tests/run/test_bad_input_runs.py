@@ -7,7 +7,7 @@
   respect the umask, ``--strict`` exit codes, a method with no scored case is loud, the default
   metric set runs what is installed.
 
-The volumes are crops of the shipped real chest CT (tests/test_runner_fakes.make_small_dataset)."""
+The volumes are crops of the shipped real chest CT (tests/helpers/fake_metrics.make_small_dataset)."""
 
 from __future__ import annotations
 
@@ -27,14 +27,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
+from trace_bench.cli import app
+from trace_bench.io import read_volume, write_nifti
+from trace_bench.volume import Volume
 
-from trace_bench.cli import app  # noqa: E402
-from trace_bench.io import read_volume, write_nifti  # noqa: E402
-from trace_bench.volume import Volume  # noqa: E402
+from helpers.fake_metrics import make_small_dataset
+from helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 FAST = ["--no-progress", "--no-plots", "--no-published", "--bootstrap", "50", "--frame-size", "64"]
 METRICS = "temporal_flickering,segmentation"

@@ -31,7 +31,8 @@ from trace_model.profile import phantom_labels
 from trace_model.runtime import Progress, torch_threads
 from trace_model.sampler import SamplerOptions, sample_volumes
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
+
 
 # Recorded with the code before the per-pass cache (main at 85fe754, torch.set_num_threads(1), this repo's
 # torch build): per-slice sums (HU) of `generate(DEMO_CHECKPOINT, masks, out, steps=3, seed=7)` on the two

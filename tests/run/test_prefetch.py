@@ -4,18 +4,16 @@ without it, including when a file read ahead is broken, and the reader reads eac
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
+from trace_bench.config import RunConfig
+from trace_bench.run.execute import Reader
+from trace_bench.run.pipeline import run
 
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.run.execute import Reader  # noqa: E402
-from trace_bench.run.pipeline import run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset
 
 
 @pytest.fixture(scope="module")

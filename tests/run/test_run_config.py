@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import pytest
@@ -81,8 +80,7 @@ def test_precedence_and_method_spec(tmp_path):
 
 def test_run_cli_writes_effective_config(tmp_path):
     """`trace-bench run --config` end to end through the CLI; the effective config is written back."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_runner_fakes import make_small_dataset
+    from helpers.fake_metrics import make_small_dataset
     from typer.testing import CliRunner
 
     from trace_bench.cli import app

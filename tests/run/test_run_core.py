@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
+from trace_bench.cli import app
+from trace_bench.metrics.base import METRICS
 
-from trace_bench.cli import app  # noqa: E402
-from trace_bench.metrics.base import METRICS  # noqa: E402
+from helpers.fake_metrics import make_small_dataset
 
 PLUGIN = '''
 import numpy as np

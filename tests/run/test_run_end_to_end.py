@@ -1,5 +1,5 @@
 """End to end: trace-bench run on small copies of the shipped CTs with the weight-free metrics and
-small metric plug-ins registered here (a per-case and a distribution one, see test_runner_fakes)."""
+small metric plug-ins registered here (a per-case and a distribution one, see tests/helpers/fake_metrics.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset, register_fakes, unregister_fakes  # noqa: E402
+from trace_bench.config import RunConfig
+from trace_bench.errors import ConfigError, WeightsError
+from trace_bench.run import aggregate, plan_run, run
 
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.errors import ConfigError, WeightsError  # noqa: E402
-from trace_bench.run import aggregate, plan_run, run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset, register_fakes, unregister_fakes
+from helpers.paths import TESTS
 
 METRICS = ["weight-free", "fake_mae", "fake_mean"]
 
@@ -253,7 +253,7 @@ def test_profile_rows(data, tmp_path):
 _KILL_SCRIPT = r"""
 import sys
 sys.path.insert(0, {tests!r})
-from test_runner_fakes import register_fakes
+from helpers.fake_metrics import register_fakes
 register_fakes(slow=True)
 from trace_bench.config import RunConfig
 from trace_bench.run import run
@@ -267,7 +267,7 @@ def test_resume_after_kill_equals_uninterrupted(data, tmp_path):
     methods = {"interp": str(data / "interp"), "noisy": str(data / "noisy")}
     kw = dict(metrics=["slow_flicker", "fake_mean"], bootstrap=100, bootstrap_distribution=10)
     killed = tmp_path / "killed"
-    script = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), out=str(killed), ref=str(data / "reference"),
+    script = _KILL_SCRIPT.format(tests=str(TESTS), out=str(killed), ref=str(data / "reference"),
                                  methods=methods)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from helpers.generator_corpus import KINDS, build_corpus
+from helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["--metrics", "dice,jaccard,temporal_flickering", "--segmenter", "threshold"]
 
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from helpers.generator_corpus import KINDS, build_corpus, reference_crops
+from helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--no-progress", "--no-published", "--bootstrap", "10", "--frame-size", "64"]
 
 

@@ -7,14 +7,13 @@ cache keys, the run fingerprint and what shards may differ in are derived from t
 * A rerun in one folder after a change gives exactly what a fresh run gives (issue 25's defect: the
   geometry policy was missing from the key, so ``--geometry warn`` then ``refuse`` kept the warned Dice).
 
-Data: crops of the shipped real chest CTs (tests/test_runner_fakes.make_small_dataset). ``prompt_words``
+Data: crops of the shipped real chest CTs (tests/helpers/fake_metrics.make_small_dataset). ``prompt_words``
 below is a small test plug-in (words of the prompt x mean HU / 1000) that exercises the prompt route."""
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -23,14 +22,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
+from trace_bench.cli import app
+from trace_bench.config import LOCAL, RUN, SETTINGS, VALUES, RunConfig
+from trace_bench.metrics.base import METRICS, CaseData, Metric, Output, RunContext, register_metric
+from trace_bench.results.stamp import fingerprint
+from trace_bench.run.plan import KEY_ROUTES, manifest_dict, plan_run
 
-from trace_bench.cli import app  # noqa: E402
-from trace_bench.config import LOCAL, RUN, SETTINGS, VALUES, RunConfig  # noqa: E402
-from trace_bench.metrics.base import METRICS, CaseData, Metric, Output, RunContext, register_metric  # noqa: E402
-from trace_bench.results.stamp import fingerprint  # noqa: E402
-from trace_bench.run.plan import KEY_ROUTES, manifest_dict, plan_run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset
 
 runner = CliRunner()
 METRIC_SET = ["temporal_flickering", "segmentation", "kid", "prompt_words"]

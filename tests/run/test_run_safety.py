@@ -10,7 +10,7 @@
 * slice-based per-volume metrics warn when a generated volume's z spacing differs from its reference's;
 * ``python -m trace_bench`` never imports a module from the working directory; profiles hold finite numbers.
 
-The volumes are crops of the shipped real chest CT (tests/test_runner_fakes.make_small_dataset)."""
+The volumes are crops of the shipped real chest CT (tests/helpers/fake_metrics.make_small_dataset)."""
 
 from __future__ import annotations
 
@@ -26,14 +26,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
+from trace_bench.cli import app
+from trace_bench.config import RunConfig, load_config
+from trace_bench.errors import ConfigError
 
-from trace_bench.cli import app  # noqa: E402
-from trace_bench.config import RunConfig, load_config  # noqa: E402
-from trace_bench.errors import ConfigError  # noqa: E402
+from helpers.fake_metrics import make_small_dataset
+from helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 FAST = ["run", "--no-progress", "--no-plots", "--no-published", "--bootstrap", "20", "--frame-size", "48"]
 

@@ -1,6 +1,6 @@
 """Sharded runs + merge == one unsharded run; merge refuses incomplete / inconsistent shards (issue 9).
 
-Inputs: 6 small crops of the shipped demo CTs (tests/test_shard_fakes.make_cases); metrics: the
+Inputs: 6 small crops of the shipped demo CTs (tests/helpers/shard_metrics.make_cases); metrics: the
 weight-free ``temporal_flickering`` and ``segmentation`` (threshold segmenter) plus a small
 distribution plug-in (``shard_fake_mean``) so that state files are merged too."""
 
@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_shard_fakes import NAME, make_cases, register, unregister  # noqa: E402
+from trace_bench.config import RunConfig, parse_shard
+from trace_bench.errors import ConfigError
+from trace_bench.run import run
+from trace_bench.run.assign import assign_cases, case_hash, select_cases
+from trace_bench.run.merge import MergeError, merge_shards
 
-from trace_bench.config import RunConfig, parse_shard  # noqa: E402
-from trace_bench.errors import ConfigError  # noqa: E402
-from trace_bench.run import run  # noqa: E402
-from trace_bench.run.assign import assign_cases, case_hash, select_cases  # noqa: E402
-from trace_bench.run.merge import MergeError, merge_shards  # noqa: E402
+from helpers.shard_metrics import NAME, make_cases, register, unregister
 
 TABLES = ("per_case.csv", "summary.csv", "errors.csv", "metrics.json")
 METRICS = ["temporal_flickering", "segmentation", NAME]
@@ -38,7 +36,7 @@ def plugin():
     unregister()
 
 
-PLUGINS = ["test_shard_fakes:register"]
+PLUGINS = ["helpers.shard_metrics:register"]
 
 
 def cfg(data: Path, out: Path, **kw) -> RunConfig:

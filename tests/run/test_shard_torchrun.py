@@ -1,7 +1,7 @@
 """torchrun with 2 gloo processes (CPU, loopback only) == one process (issue 9).
 
 Started as ``python -m torch.distributed.run --nproc-per-node 2 -m trace_bench run ...`` in a
-subprocess; the distribution plug-in of test_shard_fakes is loaded in each rank with ``--plugins``."""
+subprocess; the distribution plug-in of helpers.shard_metrics is loaded in each rank with ``--plugins``."""
 
 from __future__ import annotations
 
@@ -14,17 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from trace_bench.config import RunConfig
+from trace_bench.results.layout import read_record, write_record
+from trace_bench.run.distributed import torchrun_env
+from trace_bench.launch import launch as run
+from trace_bench.results.layout import Entry, entry_path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_shard_fakes import NAME, make_cases, register, unregister  # noqa: E402
-
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.results.layout import read_record, write_record  # noqa: E402
-from trace_bench.run.distributed import torchrun_env  # noqa: E402
-from trace_bench.launch import launch as run  # noqa: E402
-from trace_bench.results.layout import Entry, entry_path  # noqa: E402
-
-TESTS = Path(__file__).parent
+from helpers.paths import TESTS
+from helpers.shard_metrics import NAME, make_cases, register, unregister
 
 
 def free_port() -> int:
@@ -68,7 +65,7 @@ def config(data: Path, out: Path, **kw) -> RunConfig:
     return RunConfig(out=str(out), reference=str(data / "reference"), reference_masks=str(data / "masks"),
                      methods={"interp": str(data / "interp"), "noisy": str(data / "noisy")}, metrics=ARGS_METRICS,
                      frame_size=64, bootstrap=200, bootstrap_distribution=20, published=False, progress=False,
-                     plugins=["test_shard_fakes:register"], **kw)
+                     plugins=["helpers.shard_metrics:register"], **kw)
 
 
 def torchrun(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -77,7 +74,7 @@ def torchrun(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
             "--method", f"interp={data / 'interp'}", "--method", f"noisy={data / 'noisy'}",
             "--metrics", ",".join(ARGS_METRICS), "--segmenter", "threshold",
             "--frame-size", "64", "--bootstrap", "200", "--bootstrap-distribution", "20", "--no-published",
-            "--no-progress", "--plugins", "test_shard_fakes:register", *extra]
+            "--no-progress", "--plugins", "helpers.shard_metrics:register", *extra]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", GLOO_SOCKET_IFNAME="lo", TP_SOCKET_IFNAME="lo")
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
@@ -113,7 +110,7 @@ def test_torchrun_shard_merges_with_a_plain_shard(data, one, tmp_path):
     try:
         run(config(data, tmp_path / "s2", shard="2/2"), report=False)
         merge_shards([tmp_path / "s1", tmp_path / "s2"], tmp_path / "m", report=False,
-                     plugins=["test_shard_fakes:register"])
+                     plugins=["helpers.shard_metrics:register"])
     finally:
         unregister()
     for n in ("per_case.csv", "summary.csv", "errors.csv"):

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runner_fakes import make_small_dataset  # noqa: E402
+from trace_bench.cli import app
+from trace_bench.config import RunConfig
+from trace_bench.run import run
 
-from trace_bench.cli import app  # noqa: E402
-from trace_bench.config import RunConfig  # noqa: E402
-from trace_bench.run import run  # noqa: E402
+from helpers.fake_metrics import make_small_dataset
+from helpers.paths import ROOT
 
 LOCK = ".trace-bench/lock"
 
@@ -117,7 +117,7 @@ def test_report_in_another_process_writes_the_same_files(finished, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(finished, copy)
     before = files_of(copy, skip=(".trace-bench",))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "trace_bench", "report", str(copy), "--no-published"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -1,7 +1,7 @@
 """End to end: ``python -m trace_bench run`` with the weight-free metrics of issue 31 (``ms_ssim_diversity``, ``mmd``,
 ``paired_fidelity``, ``anatomy_stats``, ``anatomy_dist``) on four small chest phantoms and a paired noisy copy of each
-(``frd`` and ``frd_labels`` run end to end in tests/test_frd.py; ``fid_vlm3d`` needs 1536 network passes on 512^2
-slices per volume, see tests/test_fid_vlm3d_squeezenet.py for its code path at a small geometry)."""
+(``frd`` and ``frd_labels`` run end to end in tests/metrics/test_frd.py; ``fid_vlm3d`` needs 1536 network passes on
+512^2 slices per volume, see tests/metrics/test_fid_vlm3d_squeezenet.py for its code path at a small geometry)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_anatomy import phantom  # noqa: E402
+from trace_bench.io import write_nifti
 
-from trace_bench.io import write_nifti  # noqa: E402
+from helpers.paths import ROOT
+from helpers.phantoms import phantom
 
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("ms_ssim_diversity", "mmd", "paired_fidelity", "anatomy_stats", "anatomy_dist")
 
 

@@ -21,7 +21,7 @@ from trace_bench.segmenters import get_segmenter
 from trace_bench.segmenters.threshold import threshold_segment
 from trace_bench.volume import from_canonical
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
 
 
 def _chest(seed: int = 0, shape=(6, 40, 44)) -> np.ndarray:

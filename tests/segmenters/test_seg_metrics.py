@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from scipy import ndimage as ndi
 import trace_bench.metrics as M
 from trace_bench.metrics.hausdorff import EMPTY_POLICY, image_diagonal, surface
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -108,7 +107,7 @@ def test_parity_with_monai_on_chest_ct_labels():
     from trace_bench.io import read_volume
     from trace_bench.segmenters import threshold_segment
 
-    v = read_volume(DEMO / "lung1.nii.gz")
+    v = read_volume(DEMO_CTS / "lung1.nii.gz")
     ref = threshold_segment(v.array, v.spacing)
     # a "generated" map: the reference shifted by 2 slices and 3 rows, one structure eroded
     pred = np.roll(ref, (2, 3), axis=(0, 1))
@@ -236,7 +235,7 @@ def test_one_pass_overlap_on_chest_ct_and_absent_labels():
     from trace_bench.metrics.overlap import confusion, overlap_scores
     from trace_bench.segmenters import threshold_segment
 
-    v = read_volume(DEMO / "lung2.nii.gz")
+    v = read_volume(DEMO_CTS / "lung2.nii.gz")
     ref = threshold_segment(v.array, v.spacing)
     pred = np.roll(ref, (1, 4, -2), axis=(0, 1, 2))
     d, j = _frozen_dice_jaccard(pred, ref, [1, 2, 3, 7])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +13,12 @@ from trace_bench.metrics import METRICS, CaseData, RunContext
 from trace_bench.metrics.segmentation import Segmentation, resample_labels
 from trace_bench.volume import Volume, from_canonical, lps_affine
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
 
 
 @pytest.fixture(scope="module")
 def lung1():
-    return read_volume(DEMO / "lung1.nii.gz")
+    return read_volume(DEMO_CTS / "lung1.nii.gz")
 
 
 def _every_other_slice(v: Volume) -> Volume:

@@ -16,12 +16,12 @@ from trace_bench.segmenters.labels import (VISTA3D_EVERYTHING_LABELS, VISTA3D_LA
                                            collapse_vista3d, vista3d_table)
 from trace_bench.volume import from_canonical
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
 
 
 @pytest.fixture(scope="module")
 def lung1():
-    return read_volume(DEMO / "lung1.nii.gz")
+    return read_volume(DEMO_CTS / "lung1.nii.gz")
 
 
 @pytest.fixture(scope="module")

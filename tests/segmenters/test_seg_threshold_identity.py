@@ -14,8 +14,6 @@ non-finite HU).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -25,7 +23,8 @@ from trace_bench.segmenters import morphology as MO
 from trace_bench.segmenters.threshold import threshold_segment
 from trace_bench.segmenters.threshold_params import disc, opening_disc
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+from helpers.paths import DEMO_CTS
+
 AIR, FAT, TISSUE, LUNG = -1000.0, -100.0, 40.0, -850.0
 
 
@@ -125,7 +124,7 @@ def _spiral(n: int) -> np.ndarray:
 def test_shipped_chest_ct_full_resolution(name):
     from trace_bench.io import read_volume
 
-    v = read_volume(DEMO / f"{name}.nii.gz")
+    v = read_volume(DEMO_CTS / f"{name}.nii.gz")
     ref = _same(v.array, v.spacing)
     assert (ref == 1).sum() > 100_000 and (ref == 2).sum() > 100_000
     _same(v.array[10:30], v.spacing)  # a slab: lungs cut at both ends
@@ -136,7 +135,7 @@ def test_shipped_chest_ct_512_in_plane():
     """lung1 repeated 2x in-plane (512 x 512 at 0.57 mm: the 11 x 11 disc of clinical CT)."""
     from trace_bench.io import read_volume
 
-    v = read_volume(DEMO / "lung1.nii.gz")
+    v = read_volume(DEMO_CTS / "lung1.nii.gz")
     hu = np.ascontiguousarray(np.repeat(np.repeat(v.array, 2, axis=1), 2, axis=2))
     sp = (v.spacing[0], v.spacing[1] / 2, v.spacing[2] / 2)
     assert opening_disc(sp).shape == (1, 11, 11)
@@ -146,7 +145,7 @@ def test_shipped_chest_ct_512_in_plane():
 def test_segmenter_classes_follow_the_frozen_map():
     from trace_bench.io import read_volume
 
-    v = read_volume(DEMO / "lung2.nii.gz")
+    v = read_volume(DEMO_CTS / "lung2.nii.gz")
     ref = frozen_threshold_segment(v.array, v.spacing)
     seg = get_segmenter("threshold", device="cpu")
     assert np.array_equal(seg.segment(v, "3").labels, ref)

@@ -7,8 +7,6 @@ Every equality runs with torch on the CPU (so it runs in CI) and again on CUDA w
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -19,9 +17,10 @@ from trace_bench.segmenters.threshold import ThresholdSegmenter, threshold_segme
 from trace_bench.segmenters.threshold_params import disc, opening_disc
 from trace_bench.segmenters.threshold_torch import threshold_segment_torch
 
+from helpers.paths import DEMO_CTS
+
 torch.set_num_threads(1)
 
-DEMO = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
@@ -219,7 +218,7 @@ def test_fill_holes_axial_equals_scipy(device):
 def test_demo_chest_ct_equal(device, name):
     from trace_bench.io import read_volume
 
-    v = read_volume(DEMO / f"{name}.nii.gz")
+    v = read_volume(DEMO_CTS / f"{name}.nii.gz")
     assert v.array.shape[1:] == (256, 256)
     ref = _same_labels(v.array, v.spacing, device)  # the full volume, full resolution
     assert (ref == 1).sum() > 100_000 and (ref == 2).sum() > 100_000  # lungs and body found

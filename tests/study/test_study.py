@@ -37,6 +37,8 @@ from trace_bench.study.packet import (
 from trace_bench.study.score import score_study
 from trace_bench.study.viewer_html import ANSWER_COLUMNS
 
+from helpers.paths import DEMO_CT
+
 METHODS = ("SecretGenX", "OtherGenY")
 CASE = "caseZebra"
 
@@ -55,7 +57,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     four cases each, with distinctive method names and case ids."""
     from trace_bench.io import read_volume
 
-    demo = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference" / "lung1.nii.gz"
+    demo = DEMO_CT
     vol = read_volume(demo)
     base = tmp_path_factory.mktemp("study_inputs")
     rng = np.random.default_rng(0)

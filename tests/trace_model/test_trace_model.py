@@ -32,6 +32,8 @@ from trace_model.profile import phantom_labels, profile_checkpoint
 from trace_model.sampler import SamplerOptions, make_scheduler, sample_volumes
 from trace_model.train import lr_at, train, training_loss
 
+from helpers.paths import ROOT
+
 S = 16
 
 
@@ -467,7 +469,7 @@ def test_trace_model_does_not_import_the_run_core():
     neutral :mod:`trace_bench.sharding` (static check of every import statement, lazy ones included)."""
     import ast
 
-    root = Path(__file__).resolve().parents[1] / "trace_model"
+    root = ROOT / "trace_model"
     banned = ("trace_bench.run", "trace_bench.config", "trace_bench.cli", "trace_bench.launch")
     found = []
     for path in sorted(root.rglob("*.py")):

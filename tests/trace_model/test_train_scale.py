@@ -23,8 +23,8 @@ from trace_model.distributed import rank_positions, split_batch
 from trace_model.prepare import PreparedPairDataset, load_prepared, prepare
 from trace_model.train import StepBatchSampler, train
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "trace_bench" / "data" / "demo"
+from helpers.paths import DEMO_CTS, DEMO_DIR, ROOT
+
 STEPS = 4
 
 
@@ -67,8 +67,8 @@ def cfg_file(tmp_path_factory) -> Path:
 def prep(tmp_path_factory) -> Path:
     """The demo volumes + tumour label maps + prompts, prepared with one worker."""
     out = tmp_path_factory.mktemp("prep1")
-    res = prepare(tiny_cfg(), out, volumes=DEMO / "reference", masks=DEMO / "tumour_masks",
-                  prompts=DEMO / "prompts.csv", workers=1, log=quiet)
+    res = prepare(tiny_cfg(), out, volumes=DEMO_CTS, masks=DEMO_DIR / "tumour_masks",
+                  prompts=DEMO_DIR / "prompts.csv", workers=1, log=quiet)
     assert res["done"] == ["lung1", "lung2"] and res["skipped"] == []
     return out
 
@@ -89,18 +89,18 @@ def test_prepare_is_resumable_and_independent_of_workers(prep, tmp_path):
     assert man["cases"]["lung1"]["prompt"].startswith("unknown age")
     # two worker processes: byte-identical folder
     two = tmp_path / "prep2"
-    prepare(tiny_cfg(), two, volumes=DEMO / "reference", masks=DEMO / "tumour_masks", prompts=DEMO / "prompts.csv",
+    prepare(tiny_cfg(), two, volumes=DEMO_CTS, masks=DEMO_DIR / "tumour_masks", prompts=DEMO_DIR / "prompts.csv",
             workers=2, log=quiet)
     assert tree(two) == before
     # second call: nothing to do, nothing rewritten
-    res = prepare(tiny_cfg(), prep, volumes=DEMO / "reference", masks=DEMO / "tumour_masks",
-                  prompts=DEMO / "prompts.csv", log=quiet)
+    res = prepare(tiny_cfg(), prep, volumes=DEMO_CTS, masks=DEMO_DIR / "tumour_masks",
+                  prompts=DEMO_DIR / "prompts.csv", log=quiet)
     assert res["done"] == [] and sorted(res["skipped"]) == ["lung1", "lung2"] and tree(prep) == before
     # one shard deleted (or corrupted): only it is redone, identical to before
     (two / "cases" / "lung2.safetensors").unlink()
     (two / "cases" / "lung1.safetensors").write_bytes(before["cases/lung1.safetensors"])
-    res = prepare(tiny_cfg(), two, volumes=DEMO / "reference", masks=DEMO / "tumour_masks",
-                  prompts=DEMO / "prompts.csv", workers=2, log=quiet)
+    res = prepare(tiny_cfg(), two, volumes=DEMO_CTS, masks=DEMO_DIR / "tumour_masks",
+                  prompts=DEMO_DIR / "prompts.csv", workers=2, log=quiet)
     assert res["done"] == ["lung2"] and res["skipped"] == ["lung1"] and tree(two) == before
     # a changed setting (image size) makes every case stale; the training set refuses a mismatched config
     with pytest.raises(ConfigError, match=r"manifest\.json: prepared with different settings .*image_size"):
@@ -113,8 +113,8 @@ def test_prepare_shards_partition_the_cases(prep, tmp_path):
     out = tmp_path / "sharded"
     got = {}
     for i in (1, 2):
-        res = prepare(tiny_cfg(), out, volumes=DEMO / "reference", masks=DEMO / "tumour_masks",
-                      prompts=DEMO / "prompts.csv", shard=f"{i}/2", log=quiet)
+        res = prepare(tiny_cfg(), out, volumes=DEMO_CTS, masks=DEMO_DIR / "tumour_masks",
+                      prompts=DEMO_DIR / "prompts.csv", shard=f"{i}/2", log=quiet)
         assert res["done"] == select_cases(["lung1", "lung2"], f"{i}/2")
         got[i] = json.loads((out / f"manifest-{i}-of-2.json").read_text())["cases"]
     assert sorted(got[1]) + sorted(got[2]) != [] and not set(got[1]) & set(got[2])
@@ -161,7 +161,7 @@ def test_prepare_train_generate_end_to_end(prep, single, cfg_file, tmp_path):
     assert state["step"] == STEPS and state["sampler"]["next_step"] == STEPS and "torch" in state["rng"]
     runner = CliRunner()
     out = tmp_path / "gen"
-    r = runner.invoke(app, ["generate", "--checkpoint", str(single / "last"), "--masks", str(DEMO / "tumour_masks"),
+    r = runner.invoke(app, ["generate", "--checkpoint", str(single / "last"), "--masks", str(DEMO_DIR / "tumour_masks"),
                             "--out", str(out), "--steps", "2", "--device", "cpu", "--no-progress"])
     assert r.exit_code == 0, r.output
     from trace_bench.io import read_volume
@@ -171,8 +171,8 @@ def test_prepare_train_generate_end_to_end(prep, single, cfg_file, tmp_path):
     # the CLI's prepare is the API's prepare (same bytes)
     cli_prep = tmp_path / "cli_prep"
     r = runner.invoke(app, ["prepare", "--config", str(cfg_file), "--out", str(cli_prep), "--volumes",
-                            f"{DEMO / 'reference'}:nifti", "--masks", str(DEMO / "tumour_masks"), "--prompts",
-                            str(DEMO / "prompts.csv")])
+                            f"{DEMO_DIR / 'reference'}:nifti", "--masks", str(DEMO_DIR / "tumour_masks"), "--prompts",
+                            str(DEMO_DIR / "prompts.csv")])
     assert r.exit_code == 0, r.output
     assert tree(cli_prep) == tree(prep)
 

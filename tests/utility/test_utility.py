@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.paths import ROOT
+from helpers.utility_cases import seg_cases
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: |Dice(identity) - Dice(real)|, each the mean over 2 seeds of the test cases' mean Dice: at most this (the
@@ -26,37 +29,13 @@ IDENTITY_TOLERANCE = 0.05
 SHUFFLED_MARGIN = 0.2
 
 
-def _cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    import torch
-    import torch.nn.functional as F
-
-    from trace_bench.io import read_volume
-    from trace_bench.metrics.segmentation import resample_labels
-    from trace_bench.segmenters.threshold import threshold_segment
-
-    root = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
-    cases = {}
-    for name in ("lung1", "lung2"):
-        v = read_volume(root / f"{name}.nii.gz")
-        lab = threshold_segment(v.array, v.spacing)
-        shape = tuple(max(1, int(round(n * s / 8.0))) for n, s in zip(v.array.shape, v.spacing))
-        img = F.interpolate(torch.from_numpy(v.array)[None, None], size=shape, mode="trilinear",
-                            align_corners=False)[0, 0].numpy()
-        lab = resample_labels(lab, shape)
-        for z0 in range(0, shape[0] - 12 + 1, 6):
-            for k, (oy, ox) in enumerate([(0, 0), (shape[1] - 32, shape[2] - 32)]):
-                box = (slice(z0, z0 + 12), slice(oy, oy + 32), slice(ox, ox + 32))
-                cases[f"{name}_z{z0}_{k}"] = (img[box].copy(), lab[box].copy())
-    return cases
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
     from trace_bench.io import write_nifti
     from trace_bench.volume import from_canonical
 
     root = tmp_path_factory.mktemp("utility-data")
-    cases = _cases()
+    cases = seg_cases()
     ids = sorted(cases)
     rng = np.random.default_rng(0)
     test = set(rng.choice(ids, 6, replace=False).tolist())
@@ -265,11 +244,10 @@ def test_torchrun_two_ranks_compute_the_single_process_steps(data, tmp_path):
     toml.write_text(f'out = "{tmp_path / "two"}"\nreference = "{r / "ref"}"\nreference_masks = "{r / "ref_masks"}"\n'
                     f'device = "cpu"\n[utility]\nvariant = "tiny"\narms = ["real"]\ntest_reference = "{r / "test"}"\n'
                     f'test_masks = "{r / "test_masks"}"\ncache_dir = "{tmp_path / "cache"}"\n', encoding="utf-8")
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                         "-m", "trace_bench", "utility", "--config", str(toml), "--quiet"],
-                       capture_output=True, text=True, cwd=root, env=env, timeout=600)
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     doc = json.loads((tmp_path / "two" / "utility" / "utility.json").read_text(encoding="utf-8"))
     assert doc["seg"]["world_size"] == 2

@@ -16,7 +16,7 @@ from trace_bench.utility.data import hash_split
 from trace_bench.utility.labels import read_labels
 from trace_bench.utility.protocol import PROBE_FULL, PROBE_TINY, SEG_FULL, SEG_TINY
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.paths import ROOT
 
 #: a changed setting of a published protocol changes its numbers: bump its version, then update the pin here
 PINNED = {

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.paths import DEMO_CTS
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 N_TRAIN, N_TEST = 60, 40
@@ -60,7 +62,7 @@ def probe_data(tmp_path_factory) -> dict:
     from trace_bench.volume import from_canonical
 
     root = tmp_path_factory.mktemp("probe-data")
-    demo = Path(__file__).resolve().parents[1] / "trace_bench" / "data" / "demo" / "reference"
+    demo = DEMO_CTS
     cts = [read_volume(demo / f"{n}.nii.gz").array for n in ("lung1", "lung2")]
     rng = np.random.default_rng(7)
     rows = []

@@ -266,7 +266,7 @@ def test_the_torchscript_payload_is_live(evil_ts, capfd):
 def test_torchscript_runs_only_when_it_is_the_pinned_file(evil_ts, capfd, cache):
     """``--weights inception-fid=model.pt`` (and the I3D / CLIP TorchScript paths, and the shared reader) refuse
     a TorchScript file whose sha256 is not the entry's pinned one, in one line, before any of it runs."""
-    from conftest import pinned_weights
+    from helpers.pinned_weights import pinned_weights
 
     from trace_bench.metrics import METRICS, RunContext
     from trace_bench.networks.clip import load_clip_model
