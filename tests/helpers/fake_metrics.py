@@ -15,6 +15,8 @@ import numpy as np
 from trace_bench.metrics.base import METRICS, CaseData, Metric, Output, RunContext, register_metric
 from trace_bench.metrics.temporal import temporal_flickering
 
+from helpers.paths import DEMO_CTS, DEMO_DIR
+
 
 class FakeCase(Metric):
     name = "fake_mae"
@@ -75,16 +77,16 @@ def make_small_dataset(root, n_slices: int = 10, step: int = 4, slabs: int = 1):
     from pathlib import Path
 
     from baselines import get_adapter
-    from trace_bench.demo import demo_data_dir, slice_interp
+    from trace_bench.demo import slice_interp
     from trace_bench.io import read_label_map, write_nifti
     from trace_bench.volume import Volume
 
     root = Path(root)
     ad = get_adapter("nifti")
     rng = np.random.default_rng(0)
-    for p in ad.list_files(demo_data_dir() / "reference"):
+    for p in ad.list_files(DEMO_CTS):
         v = ad.read(p)
-        m = read_label_map(demo_data_dir() / "tumour_masks" / f"{ad.case_id(p)}.nii.gz")
+        m = read_label_map(DEMO_DIR / "tumour_masks" / f"{ad.case_id(p)}.nii.gz")
         for k in range(slabs):
             cid = ad.case_id(p) if slabs == 1 else f"{ad.case_id(p)}_{k}"
             z0 = v.shape[0] // 2 - n_slices // 2 + (k - (slabs - 1) // 2) * n_slices

@@ -22,6 +22,8 @@ import numpy as np
 from trace_bench.io import write_nifti
 from trace_bench.volume import Volume
 
+from helpers.paths import DEMO_CTS
+
 #: HU range a plain int16 / uint16 HU+1024 file holds in this corpus
 HU_MIN, HU_MAX = -1024.0, 3071.0
 #: padding value of the HU + 1024 kind (stored), far below -1024 as scanners write outside the scan circle
@@ -175,11 +177,9 @@ def reference_crops(folder: Path, n_slices: int = 8, step: int = 4) -> dict[str,
     """The shipped demo CTs cropped to ``n_slices`` central slices and subsampled in-plane by ``step``, written
     with their real geometry into ``folder``; returns {case id: the volume as ``run`` reads it back}."""
     from baselines import get_adapter
-    from trace_bench.demo import demo_data_dir
-
     ad = get_adapter("nifti")
     out = {}
-    for p in ad.list_files(demo_data_dir() / "reference"):
+    for p in ad.list_files(DEMO_CTS):
         cid = ad.case_id(p)
         v = ad.read(p)
         z0 = v.shape[0] // 2 - n_slices // 2

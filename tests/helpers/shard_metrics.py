@@ -15,6 +15,8 @@ import numpy as np
 
 from trace_bench.metrics.base import METRICS, CaseData, Metric, Output, RunContext, register_metric
 
+from helpers.paths import DEMO_CTS, DEMO_DIR
+
 NAME = "shard_fake_mean"
 
 
@@ -45,17 +47,17 @@ def make_cases(root, per_volume: int = 3, n_slices: int = 8, step: int = 4) -> P
     """``per_volume`` crops (different z ranges) of each shipped demo CT, in-plane subsampled to
     64 x 64: reference, masks, and two methods (``interp``: slice interpolation, ``noisy``: seeded noise)."""
     from baselines import get_adapter
-    from trace_bench.demo import demo_data_dir, slice_interp
+    from trace_bench.demo import slice_interp
     from trace_bench.io import read_label_map, write_nifti
     from trace_bench.volume import Volume
 
     root = Path(root)
     ad = get_adapter("nifti")
     rng = np.random.default_rng(0)
-    for p in ad.list_files(demo_data_dir() / "reference"):
+    for p in ad.list_files(DEMO_CTS):
         cid = ad.case_id(p)
         v = ad.read(p)
-        m = read_label_map(demo_data_dir() / "tumour_masks" / f"{cid}.nii.gz")
+        m = read_label_map(DEMO_DIR / "tumour_masks" / f"{cid}.nii.gz")
         starts = np.linspace(4, v.shape[0] - n_slices - 4, per_volume).astype(int)
         for k, z0 in enumerate(starts):
             name = f"{cid}-{k}"

@@ -225,7 +225,6 @@ def lung1_features(merlin, merlin_net, encoder) -> tuple[np.ndarray, np.ndarray]
 
 @needs_merlin
 @needs_weights
-@pytest.mark.slow
 def test_features_equal_merlin_reference_end_to_end(lung1_features):
     """Real CT, real weights, preprocessing + network: ours equals Merlin's within 1e-3 relative
     (max |diff| / max |feature|). Measured on CPU (torch 2.14, one thread): max |diff| 9.2e-7, i.e.
@@ -240,7 +239,6 @@ def test_features_equal_merlin_reference_end_to_end(lung1_features):
 
 @needs_merlin
 @needs_weights
-@pytest.mark.slow
 def test_features_equal_merlin_reference_on_a_tie_volume(merlin, merlin_net, encoder, tmp_path):
     """The features (real network, real weights) on a volume built to hit the shape tie (1.5 mm slices in even
     number, 0.75 mm pixels), where v1 preprocessing was a voxel off along every axis (issue 28 measured 3.2e-2
@@ -257,7 +255,6 @@ def test_features_equal_merlin_reference_on_a_tie_volume(merlin, merlin_net, enc
 
 @needs_merlin
 @needs_weights
-@pytest.mark.slow
 def test_noised_copy_closer_than_other_patient_full_size(lung1_features, encoder):
     """The Merlin protocol at full size (224 x 224 x 160): lung1 with Gaussian noise (sigma 10 HU) is
     much closer to lung1 than lung2 is (test_ct3d checks the same on the chest protocol at half size).

@@ -277,7 +277,6 @@ def _tiny_inputs(root: Path) -> tuple[Path, Path]:
     return ref, masks
 
 
-@pytest.mark.slow
 def test_regress_passes_on_same_checkpoint_and_fails_on_degraded(tmp_path: Path):
     import torch
 

@@ -200,7 +200,6 @@ print("IMPORTED-ALL")
     assert r.returncode == 0 and "IMPORTED-ALL" in r.stdout, r.stderr[-3000:]
 
 
-@pytest.mark.slow
 def test_run_with_default_metrics_on_a_core_install(tmp_path, small_volume):
     """`trace-bench run` with the default metric set (plus two metrics that need an extra) where no optional
     package imports: it finishes with no error row; the metrics that need an extra are listed as not computed

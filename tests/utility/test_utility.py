@@ -226,7 +226,6 @@ cache_dir = "{tmp_path / 'cache'}"
     assert len(lines) == 1 and str(bad) in lines[0] and "varient" in lines[0] and "variant" in lines[0]
 
 
-@pytest.mark.slow
 def test_torchrun_two_ranks_compute_the_single_process_steps(data, tmp_path):
     """``torchrun --nproc-per-node 2`` (gloo, CPU): each rank computes one of the batch's two patches and DDP
     averages the gradients, so the loss curve is the single process's up to floating-point summation order."""
