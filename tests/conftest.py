@@ -60,9 +60,10 @@ def one_torch_thread():
 # not browser"` (the unit lane); `make test` runs everything. Patterns are fnmatch patterns on the test's
 # node id (``tests/<component>/test_x.py::test_name[param]``; ``*`` also matches ``/``, so ``*/test_x.py``
 # matches wherever the file lives); a test takes every mark whose pattern matches.
-#   slow          end-to-end runs through the CLI, training / torchrun / shard tests, whole demo volumes
+#   slow          end-to-end runs through the CLI, training / torchrun / shard tests, coverage simulations, whole
+#                 demo volumes
 #   real_weights  loads a published weights file (skipped where it is absent)
-#   parity        compares with a reference implementation (vbench, pytorch-fid, torchmetrics, MONAI, prdc,
+#   parity        compares with a reference implementation (vbench, pytorch-fid, torchmetrics, MONAI, prdc, frd-score,
 #                 scikit-image, Merlin, pyiqa)
 #   browser       opens a page in headless Chromium (skipped without chromium)
 #   gpu           needs CUDA (skipped without a GPU)
