@@ -62,7 +62,7 @@ def _frozen_fill_axial(mask: np.ndarray) -> np.ndarray:
 
 def frozen_threshold_segment(hu: np.ndarray, spacing) -> np.ndarray:
     """FROZEN COPY of ``threshold_segment`` (threshold-v1) before the speed work (main at 0a3977d), the
-    "before" column; ``tests/test_seg_threshold_identity.py`` holds the same copy as its reference."""
+    "before" column; ``tests/segmenters/test_seg_threshold_identity.py`` holds the same copy as its reference."""
     from scipy import ndimage as ndi
 
     a = np.asarray(hu, dtype=np.float32)

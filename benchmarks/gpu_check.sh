@@ -23,7 +23,8 @@ step() {  # step NAME COMMAND...
     if "$@" > "$OUT/$name.txt" 2>&1; then echo "   ok"; else echo "   FAILED (rc=$?, see $OUT/$name.txt)"; fi
     tail -n 15 "$OUT/$name.txt"
 }
-step tests "$PY" -m pytest -p no:cacheprovider -o addopts="" -q tests/test_gpu_paths.py tests/test_threshold_torch.py tests/test_trace_cuda.py
+step tests "$PY" -m pytest -p no:cacheprovider -o addopts="" -q tests/metrics/test_gpu_paths.py \
+    tests/segmenters/test_threshold_torch.py tests/trace_model/test_trace_cuda.py
 step hd95 "$PY" benchmarks/bench_hd95.py --repeat 3 --torch-cpu-repeat 0
 step threshold_seg "$PY" benchmarks/bench_threshold_seg.py --repeat 3 --upsample 1 2 --torch-cpu-repeat 0
 step sampler "$PY" benchmarks/bench_sampler.py --device cuda --configs tiny_cpu,paper --batches 1,8,32 --out "$OUT/sampler.json"

@@ -1,16 +1,20 @@
-"""Shared fixtures: small crops of the shipped real chest CT (kept small so the suite stays fast)."""
+"""Shared fixtures (the shipped demo CT and small crops of it, one torch thread) and the test lanes (:data:`MARKS`).
+
+Layout: one folder per component (``tests/<component>/test_*.py``, no ``__init__.py``, so every test file's
+basename is unique); helper modules under ``tests/helpers/`` (no tests there), imported as ``helpers.<name>``
+because this folder is put on ``sys.path`` once, here. Shared paths: :mod:`helpers.paths`."""
 
 from __future__ import annotations
 
-import contextlib
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "trace_bench" / "data" / "demo"
-DEMO_CT = DEMO / "reference" / "lung1.nii.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `from helpers.x import ...` in every test file
+
+from helpers.paths import DEMO_CT  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -50,44 +54,28 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-@contextlib.contextmanager
-def pinned_weights(name: str, path: Path):
-    """Within the block, registry entry ``name`` pins ``path`` as its published file (its sha256 and size):
-    how a test's small TorchScript network is run as the pinned published file would be. Restored after."""
-    from dataclasses import replace
-
-    from trace_bench.weights import WEIGHTS, sha256_file
-
-    old = WEIGHTS.get(name)
-    WEIGHTS.register(name, replace(old, sha256=sha256_file(path), size=Path(path).stat().st_size, sha256_prefix=None),
-                     overwrite=True)
-    try:
-        yield
-    finally:
-        WEIGHTS.register(name, old, overwrite=True)
-
-
 # ============================================================================= test lanes (marks)
 # Marks are assigned here from one declared table rather than by decorators in the test files, so that a
 # lane is chosen in one place. `make test-fast` runs `-m "not slow and not real_weights and not parity and
 # not browser"` (the unit lane); `make test` runs everything. Patterns are fnmatch patterns on the test's
-# node id (``tests/test_x.py::test_name[param]``; ``*`` also matches ``/``, so ``*/test_x.py`` still matches
-# once the file moves into a component folder); a test takes every mark whose pattern matches.
-#   slow          end-to-end runs through the CLI, training / torchrun / shard tests, whole demo volumes
+# node id (``tests/<component>/test_x.py::test_name[param]``; ``*`` also matches ``/``, so ``*/test_x.py``
+# matches wherever the file lives); a test takes every mark whose pattern matches.
+#   slow          end-to-end runs through the CLI, training / torchrun / shard tests, coverage simulations, whole
+#                 demo volumes
 #   real_weights  loads a published weights file (skipped where it is absent)
-#   parity        compares with a reference implementation (vbench, pytorch-fid, torchmetrics, MONAI, prdc,
+#   parity        compares with a reference implementation (vbench, pytorch-fid, torchmetrics, MONAI, prdc, frd-score,
 #                 scikit-image, Merlin, pyiqa)
 #   browser       opens a page in headless Chromium (skipped without chromium)
 #   gpu           needs CUDA (skipped without a GPU)
 MARKS: tuple[tuple[str, str], ...] = (
     # slow: whole runs, subprocess CLIs, training, sharding
-    ("*/test_runner_e2e.py::*", "slow"),
-    ("*/test_runner_demo.py::*", "slow"),
-    ("*/test_wiring.py::*", "slow"),
+    ("*/test_run_end_to_end.py::*", "slow"),
+    ("*/test_demo_run.py::*", "slow"),
+    ("*/test_console_output.py::*", "slow"),
     ("*/test_shard_merge.py::*", "slow"),
     ("*/test_shard_torchrun.py::*", "slow"),
     ("*/test_train_scale.py::*", "slow"),
-    ("*/test_trust.py::*", "slow"),
+    ("*/test_bad_input_runs.py::*", "slow"),
     ("*/test_run_keys.py::*", "slow"),
     ("*/test_run_safety.py::*", "slow"),
     ("*/test_prefetch.py::*", "slow"),
@@ -95,7 +83,7 @@ MARKS: tuple[tuple[str, str], ...] = (
     ("*/test_reports_paper.py::*", "slow"),
     ("*/test_compare_coverage.py::*", "slow"),
     ("*/test_profiling.py::*", "slow"),
-    ("*/test_speed_paths.py::*", "slow"),
+    ("*/test_fast_paths_same_results.py::*", "slow"),
     # slow: single tests measured at 3 s of CPU or more (CLI subprocesses, whole demo CTs, simulations)
     ("*/test_cli_boundary.py::test_debug_shows_the_traceback", "slow"),
     ("*/test_cli_boundary.py::test_closed_pipe_is_silent", "slow"),
@@ -111,12 +99,47 @@ MARKS: tuple[tuple[str, str], ...] = (
     ("*/test_medicalnet.py::test_load_strips_module_ignores_head_and_matches_hagan", "slow"),
     ("*/test_medicalnet.py::test_load_refuses_other_networks_and_pickles", "slow"),
     ("*/test_audit.py::test_order_batch_and_cache_independent", "slow"),
+    ("*/test_astra_merlin_parity.py::test_features_equal_merlin_reference_end_to_end", "slow"),
+    ("*/test_astra_merlin_parity.py::test_features_equal_merlin_reference_on_a_tie_volume", "slow"),
+    ("*/test_astra_merlin_parity.py::test_noised_copy_closer_than_other_patient_full_size", "slow"),
+    ("*/test_packaging.py::test_run_with_default_metrics_on_a_core_install", "slow"),
+    ("*/test_utility.py::test_torchrun_two_ranks_compute_the_single_process_steps", "slow"),
+    # slow: measured for the unit lane (--durations, 2 cores): CLI runs in a subprocess, runs + reports end to end,
+    # training, coverage simulations, whole demo CTs -- each 1.5 s or more
+    ("*/test_run_generator_formats.py::*", "slow"),
+    ("*/test_weight_free_metrics_run.py::*", "slow"),
+    ("*/test_run_integration.py::*", "slow"),
+    ("*/test_stage_reuse.py::*", "slow"),
+    ("*/test_hostile_strings.py::test_report_md_keeps_its_structure", "slow"),
+    ("*/test_hostile_strings.py::test_report_tex_compiles", "slow"),
+    ("*/test_hostile_strings.py::test_table_tabulars_compile_in_a_paper*", "slow"),
+    ("*/test_hostile_strings.py::test_run_csvs_are_formula_safe_and_read_back", "slow"),
+    ("*/test_hostile_strings.py::test_console_summary_lets_no_control_character_reach_the_terminal", "slow"),
+    ("*/test_hostile_strings.py::test_leaderboard_keeps_its_dom", "slow"),
+    ("*/test_hostile_strings.py::test_audit_markdown_and_montage", "slow"),
+    ("*/test_utility.py::*", "slow"),
+    ("*/test_doctor.py::test_the_printed_command_runs_and_reads_every_folder_right", "slow"),
+    ("*/test_fid_vlm3d_squeezenet.py::test_run_end_to_end", "slow"),
+    ("*/test_frd.py::test_run_end_to_end", "slow"),
+    ("*/test_readme.py::test_quickstart_commands_run_as_written", "slow"),
+    ("*/test_packaging.py::test_every_module_and_the_cli_import_without_optional_packages", "slow"),
+    ("*/test_weights_safety.py::test_the_suggested_conversion_makes_a_loadable_file", "slow"),
+    ("*/test_stats_intervals.py::test_jackknife_covers_the_expected_fid_*", "slow"),
+    ("*/test_stats_intervals.py::test_jackknife_heavy_tailed_features_are_flagged*", "slow"),
+    ("*/test_stats_intervals.py::test_fid_jackknife_interval_covers_the_true_value", "slow"),
+    ("*/test_stats_intervals.py::test_half_vs_half_*", "slow"),
+    ("*/test_kid_volumes.py::test_identical_generators_with_correlated_slices_cover_zero*", "slow"),
+    ("*/test_utility_intervals.py::test_*_covers_the_true_*", "slow"),
+    ("*/test_utility_probe.py::test_random_labels_give_auroc_near_half_and_a_carried_label_does_not", "slow"),
+    ("*/test_fvd_ctnet.py::test_axes_windows_and_slice_triplets_on_an_analytic_volume", "slow"),
+    ("*/test_gpu_paths.py::test_hd95_torch_equals_numpy_on_chest_ct_labels*", "slow"),
+    ("*/test_seg_threshold_identity.py::test_shipped_chest_ct_*", "slow"),
     # real weights
     ("*/test_ct3d.py::test_real_*", "real_weights"),
     ("*/test_astra_merlin_parity.py::*", "real_weights"),
-    ("*/test_dist_fid.py::*", "real_weights"),
-    ("*/test_dist_kid_prdc.py::test_kid_prdc_inception_share_fid_features", "real_weights"),
-    ("*/test_dist_kid_prdc.py::test_streaming_api", "real_weights"),
+    ("*/test_fid_inception.py::*", "real_weights"),
+    ("*/test_kid_prdc.py::test_kid_prdc_inception_share_fid_features", "real_weights"),
+    ("*/test_kid_prdc.py::test_streaming_api", "real_weights"),
     ("*/test_medicalnet.py::test_real_*", "real_weights"),
     # parity with reference implementations
     ("*/test_vbench_*.py::*parity*", "parity"),
@@ -125,14 +148,16 @@ MARKS: tuple[tuple[str, str], ...] = (
     ("*/test_vbench_quality.py::*", "parity"),
     ("*/test_vbench_consistency.py::*", "parity"),
     ("*/test_astra_merlin_parity.py::*", "parity"),
-    ("*/test_dist_frechet.py::test_parity_*", "parity"),
-    ("*/test_dist_kid_prdc.py::test_*_matches_*", "parity"),
+    ("*/test_frechet.py::test_parity_*", "parity"),
+    ("*/test_kid_prdc.py::test_*_matches_*", "parity"),
     ("*/test_seg_metrics.py::test_parity_*", "parity"),
     ("*/test_fid_presets.py::*", "parity"),
     ("*/test_fvd_ctnet.py::*equals*", "parity"),
     ("*/test_medicalnet.py::*equal*", "parity"),
     ("*/test_medicalnet.py::*skimage*", "parity"),
     ("*/test_ct3d.py::test_inflated_net_equals_torchvision_resnet152*", "parity"),
+    ("*/test_kid_prdc.py::test_prdc_equals_prdc_package*", "parity"),
+    ("*/test_frd.py::test_*equal*", "parity"),
     # a browser
     ("*::test_*headless_chromium*", "browser"),
     # CUDA

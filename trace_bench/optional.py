@@ -11,9 +11,9 @@ network loader it calls there), so ``run`` meets a missing package in the prefli
 file is met too: with ``--metrics available`` (the default) or ``--skip-unavailable`` the metric is listed as
 not computed with this message, otherwise the run stops before any volume is read
 (:func:`trace_bench.run.plan.setup_metrics` catches :class:`ImportError`, which :class:`MissingDependency` is).
-No module of trace-bench imports an optional package at module level (``tests/test_packaging.py``).
+No module of trace-bench imports an optional package at module level (``tests/project/test_packaging.py``).
 
-:data:`EXTRAS` agrees with ``pyproject.toml`` (checked by ``tests/test_packaging.py``).
+:data:`EXTRAS` agrees with ``pyproject.toml`` (checked by ``tests/project/test_packaging.py``).
 """
 
 from __future__ import annotations

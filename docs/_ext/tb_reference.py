@@ -10,7 +10,7 @@ Each ``*_reference()`` function returns reStructuredText built from a registry o
   registries.
 
 The Sphinx directives ``tb-metrics``, ``tb-cli``, ``tb-adapters``, ``tb-segmenters`` and ``tb-weights``
-insert them (``docs/reference/*.rst``); ``tests/test_docs.py`` checks that every registered name appears.
+insert them (``docs/reference/*.rst``); ``tests/project/test_docs.py`` checks that every registered name appears.
 Nothing here loads a network: metrics are instantiated with their default options only (no ``setup``).
 """
 

@@ -1,6 +1,6 @@
 """Generator-formats corpus (issues 26, 27): the ways generators really write volumes, built in the tests from
-crops of the shipped chest CTs (no tests here; used by ``test_io_generator_formats.py`` at the reader level and
-``test_run_generator_formats.py`` through ``python -m trace_bench run``).
+crops of the shipped chest CTs (no tests here; used by ``tests/io/test_io_generator_formats.py`` at the reader level and
+``tests/run/test_run_generator_formats.py`` through ``python -m trace_bench run``).
 
 A :class:`Kind` writes one case the way one kind of generator does, from the HU array the case should hold
 (``truth``, canonical ``(z, y, x)``) and the reference case's grid, and says how ``run`` reads it right: the
@@ -21,6 +21,8 @@ import numpy as np
 
 from trace_bench.io import write_nifti
 from trace_bench.volume import Volume
+
+from helpers.paths import DEMO_CTS
 
 #: HU range a plain int16 / uint16 HU+1024 file holds in this corpus
 HU_MIN, HU_MAX = -1024.0, 3071.0
@@ -175,11 +177,9 @@ def reference_crops(folder: Path, n_slices: int = 8, step: int = 4) -> dict[str,
     """The shipped demo CTs cropped to ``n_slices`` central slices and subsampled in-plane by ``step``, written
     with their real geometry into ``folder``; returns {case id: the volume as ``run`` reads it back}."""
     from baselines import get_adapter
-    from trace_bench.demo import demo_data_dir
-
     ad = get_adapter("nifti")
     out = {}
-    for p in ad.list_files(demo_data_dir() / "reference"):
+    for p in ad.list_files(DEMO_CTS):
         cid = ad.case_id(p)
         v = ad.read(p)
         z0 = v.shape[0] // 2 - n_slices // 2

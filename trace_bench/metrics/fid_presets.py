@@ -10,7 +10,7 @@ d948baa; forithmus/VLM3D-Dockers ``ctgen_evaluation/`` holds a copy that differs
    ``ScaleIntensityRanged(-1000, 1000 -> -1000, 1000, clip=True)`` (a clip to [-1000, 1000] HU).
    :func:`preprocess` applies these MONAI transforms themselves, in the script's order, to the
    canonical volume (its array and RAS affine as a ``MetaTensor``, what ``LoadImaged`` +
-   ``EnsureChannelFirstd`` make of the file); tests/test_fid_presets.py checks the result equals the
+   ``EnsureChannelFirstd`` make of the file); tests/metrics/test_fid_presets.py checks the result equals the
    script's dictionary pipeline on the file bit for bit;
 2. slices of the (x, y, z) RAS cube along three planes, the script's names: ``xy`` (axial, one slice
    per z), ``yz`` (sagittal, one per x), ``zx`` (coronal, one per y, image rows x, columns z); with a

@@ -329,7 +329,7 @@ def frechet_distance_infinity(gen: np.ndarray, gen_volume: np.ndarray, ref: np.n
     each), a line is fitted to FID_N against 1/N (``LinearRegression``), and its value at 1/N = 0 is
     FID_inf. The bias of FID_N is, to first order, linear in 1/N; the intercept removes it.
 
-    The variant here (checked in ``tests/test_fd_infinity.py``): the subsets are drawn of VOLUMES, not rows
+    The variant here (checked in ``tests/metrics/test_fd_infinity.py``): the subsets are drawn of VOLUMES, not rows
     (the slices of one volume are correlated, so the bias scales with the number of volumes, the unit every
     interval of the run resamples), and of BOTH sets at the same fraction f (the reference set is finite
     too: the bias ``a / n_gen + b / n_ref`` of FD on a fraction f of each is ``(a / n_gen + b / n_ref) / f``,

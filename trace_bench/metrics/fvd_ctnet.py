@@ -31,7 +31,7 @@ averaged.
 Formula check. The trace term is computed with :func:`.frechet.frechet_distance_low_rank` (nuclear norm
 of ``C_g C_r^T``, exact for n <= d) instead of ``scipy.linalg.sqrtm`` of the 96 x 96 product of two
 rank-3 matrices; on random ReLU features (chunks of 2 to 5, 200 draws, scales 0.01 to 10) the two agree
-to 7e-8 relative (tests/test_fvd_ctnet.py checks 1e-6 against a transcription of ``compute_fvd``).
+to 7e-8 relative (tests/metrics/test_fvd_ctnet.py checks 1e-6 against a transcription of ``compute_fvd``).
 
 The unpaired companions on the same features are catalogue rows (:mod:`.catalog`; one state per volume,
 the GT row is the split-half floor):

@@ -21,7 +21,7 @@ exact (no approximate search) and computed exactly as the prdc package computes 
 the radii (each set against itself: sklearn sets the diagonal to 0) and for the comparisons alike. So a
 tie (a generated vector that is an exact copy of a reference vector: the memorising generator) is decided
 by the same rounding as in prdc, and the four values equal the package's bit for bit
-(``tests/test_dist_kid_prdc.py``, with duplicated rows). Memory: the package's full matrices up to
+(``tests/metrics/test_kid_prdc.py``, with duplicated rows). Memory: the package's full matrices up to
 :data:`BLOCK_ELEMENTS` entries, then blocks of reference rows (each block against all generated rows,
 the column chunks sklearn uses are unchanged). Each set needs more than ``k`` rows.
 

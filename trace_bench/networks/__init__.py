@@ -21,7 +21,7 @@ resnet3d       the 3-D bottleneck shared by astra and medicalnet       -
 ============== ======================================================= ==========================
 
 Layering: this floor imports ``trace_bench.weights`` / ``weights_load``, ``errors``, ``volume`` and
-``protocol``; never ``metrics``, ``run`` or ``cli`` (``tests/test_architecture.py``). Every file is read
+``protocol``; never ``metrics``, ``run`` or ``cli`` (``tests/project/test_architecture.py``). Every file is read
 through :func:`trace_bench.weights_load.load_state_dict` (tensors only) or
 :func:`trace_bench.weights_load.load_torchscript` (only the pinned published file). Each module's
 ``load_backbone(path, device, name, ctx)`` is what a metric's :class:`~trace_bench.metrics.backbone.Backbone`

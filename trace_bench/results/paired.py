@@ -13,7 +13,7 @@ With ``d_i = candidate_i - baseline_i`` (i = 1..n) and ``m`` = the number of non
   percentile interval of ``t*``) and the interval ``[mean(d) - q_hi * se(d), mean(d) - q_lo * se(d)]``.
   Studentised, not percentile or BCa: at small n those two are too narrow (measured coverage of a
   nominal 95% interval, normal differences: percentile 83% at n = 5 and 89% at n = 8, BCa 83% / 89%;
-  studentised 96% / 94%; ``tests/test_compare_coverage.py`` measures it). All differences equal
+  studentised 96% / 94%; ``tests/results/test_compare_coverage.py`` measures it). All differences equal
   (e.g. a constant shift) gives the point ``[d, d]``; fewer than :data:`MIN_PAIRS_INTERVAL` pairs,
   or an interval that is not finite (resamples without spread dominate a tail), gives NaN and a note;
 * ``p_signflip``: exact two-sided sign-flip (paired permutation) test of mean(d) = 0 under the null

@@ -63,7 +63,7 @@ def jackknife_variance(estimates: Sequence[float]) -> tuple[float, int]:
 
 
 #: the leave-out estimates of a side with an excess kurtosis above this make the interval "heavy-tailed":
-#: in the coverage simulations (tests/test_stats_intervals.py) such intervals covered the estimator's
+#: in the coverage simulations (tests/results/test_stats_intervals.py) such intervals covered the estimator's
 #: expected value far below the nominal rate (heavy-tailed features), Gaussian-like ones at or above it
 HEAVY_TAIL_KURTOSIS = 3.0
 #: the flag :func:`two_sample_jackknife` gives such an interval (summary.csv ``ci_flag``)
@@ -102,7 +102,7 @@ def two_sample_jackknife(estimate: float, gen_groups: Sequence[tuple[str, ...]],
     Fréchet distances by repeating samples), and the interval is centred on the full-sample value.
 
     What it covers: the expected value of the estimator at these sample sizes (:class:`JackknifeInterval`).
-    Its coverage, simulated (tests/test_stats_intervals.py), is at or above the nominal level for
+    Its coverage, simulated (tests/results/test_stats_intervals.py), is at or above the nominal level for
     Gaussian-like features and far below it for heavy-tailed ones, which the leave-out estimates show:
     ``kurtosis`` and ``flag``.
 

@@ -60,7 +60,8 @@ def small_n_note(n: int) -> str:
 
 
 def heavy_tail_note(kurtosis: float) -> str:
-    """Why an interval carries ``ci_flag = heavy-tailed`` (coverage simulations: tests/test_stats_intervals.py)."""
+    """Why an interval carries ``ci_flag = heavy-tailed``
+    (coverage simulations: tests/results/test_stats_intervals.py)."""
     return (f"heavy-tailed leave-out estimates (excess kurtosis {kurtosis:.1f} > {HEAVY_TAIL_KURTOSIS:g}): in "
             "simulations such jackknife intervals covered the estimator's expected value less often than stated "
             "(t3 features: 46-81 % for 95 %); a rough guide")

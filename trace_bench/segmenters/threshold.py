@@ -24,7 +24,7 @@ The scipy path computes these definitions with fewer passes (:mod:`.morphology`)
 as shifted boolean ANDs / ORs of row segments instead of one pass per disc element, the axial
 hole filling as one labelling of the background with in-plane links only, steps 3-6 on the body's
 bounding box, the lung rule as a lookup table; the label maps are those of the direct
-``scipy.ndimage`` calls bit for bit (``tests/test_seg_threshold_identity.py`` holds a frozen copy of
+``scipy.ndimage`` calls bit for bit (``tests/segmenters/test_seg_threshold_identity.py`` holds a frozen copy of
 the direct version), so the id stays ``threshold-v1``.
 
 On a CUDA device (``device="cuda"``, or ``None`` with a GPU present) :class:`ThresholdSegmenter`

@@ -23,7 +23,7 @@ of the probe's decision values on the real test volumes. Interval (:func:`auroc_
 bootstrap (:func:`scipy.stats.bootstrap`) resampling positives and negatives separately (stratified, as
 pROC does: every resample keeps both classes), ``n_resamples`` of the protocol, seeded per row. The
 difference to the real-trained probe (:func:`auroc_difference_interval`) resamples the same test
-cases for both probes (paired). BCa, not percentile: in ``tests/test_utility_intervals.py`` the
+cases for both probes (paired). BCa, not percentile: in ``tests/utility/test_utility_intervals.py`` the
 nominal 95% percentile interval covered the true AUROC 88% of the time at 10 positives / 50
 negatives (AUROC 0.86), BCa 92%; both ~95% at 20 / 40.
 """

@@ -3,7 +3,7 @@
 A protocol is a frozen declaration: every setting that can change a number is a field, the id
 (``seg-tstr-v1``, ``probe-tiny-v1``, ...) names one fixed declaration, and :meth:`declaration`
 gives all of it as plain data (written to ``OUT/utility/utility.json`` beside every result, with its
-sha256, so a changed constant without a version bump is caught by ``tests/test_utility_protocol.py``).
+sha256, so a changed constant without a version bump is caught by ``tests/utility/test_utility_config.py``).
 Settings that cannot change a number (how often to checkpoint, threads, device) are not part of it.
 
 * :class:`SegProtocol` (``seg-tstr``: train on synthetic, test on real): a MONAI 3D ``UNet`` trained
