@@ -6,6 +6,7 @@ because this folder is put on ``sys.path`` once, here. Shared paths: :mod:`helpe
 
 from __future__ import annotations
 
+import locale
 import sys
 from pathlib import Path
 
@@ -15,6 +16,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `from helpers.x import ...` in every test file
 
 from helpers.paths import DEMO_CT  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def keep_locale():
+    """Restore the process locale after every test: GDCM's DICOM writer (SimpleITK, used by tests that
+    write DICOM series) sets it to "C", after which subprocess output decoded with the locale's encoding
+    (``text=True``) is ASCII and later tests fail unless PYTHONUTF8=1 (which `make` sets). trace-bench's
+    own DICOM reader leaves the locale alone."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 @pytest.fixture(scope="session")
