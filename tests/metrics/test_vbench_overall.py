@@ -48,13 +48,14 @@ def vb(tmp_path_factory):
     pytest.importorskip("vbench")
     open_clip = pytest.importorskip("open_clip")
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    stub = None
     if "pkg_resources" not in sys.modules:
         try:
             import pkg_resources  # noqa: F401
         except ImportError:
             import packaging.version
 
-            sys.modules["pkg_resources"] = types.SimpleNamespace(packaging=packaging)
+            stub = sys.modules["pkg_resources"] = types.SimpleNamespace(packaging=packaging)
     import vbench.utils as vu
 
     if "vbench.third_party.ViCLIP.simple_tokenizer" not in sys.modules:
@@ -68,12 +69,16 @@ def vb(tmp_path_factory):
             vu.CACHE_DIR = old
     st = importlib.import_module("vbench.third_party.ViCLIP.simple_tokenizer")
     st.SimpleTokenizer.__init__.__defaults__ = (str(bpe),)
-    return types.SimpleNamespace(
+    yield types.SimpleNamespace(
         st=st, bpe=str(bpe),
         vision=importlib.import_module("vbench.third_party.ViCLIP.viclip_vision"),
         text=importlib.import_module("vbench.third_party.ViCLIP.viclip_text"),
         viclip=importlib.import_module("vbench.third_party.ViCLIP.viclip"),
         oc=importlib.import_module("vbench.overall_consistency"))
+    # the stub must not outlive this module: pytest's monkeypatch.syspath_prepend (and anything else that finds
+    # "pkg_resources" in sys.modules) then imports names from it that it does not have
+    if stub is not None and sys.modules.get("pkg_resources") is stub:
+        del sys.modules["pkg_resources"]
 
 
 def tiny_reference(vb, width=64, layers=2, seed=0):
