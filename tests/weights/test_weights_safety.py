@@ -298,6 +298,24 @@ def test_torchscript_runs_only_when_it_is_the_pinned_file(evil_ts, capfd, cache)
     assert f"PAYLOAD READ {leak}" in capfd.readouterr().out
 
 
+def test_torchscript_named_by_an_env_var_is_refused_too(evil_ts, capfd, cache, monkeypatch):
+    """The environment variable of a TorchScript entry (``TRACE_BENCH_WEIGHTS_INCEPTION_FID``-style) resolves to
+    the same hash gate as ``--weights``: the file is refused in one line before any of it runs."""
+    from trace_bench.metrics import METRICS, RunContext
+
+    path, _ = evil_ts
+    monkeypatch.setenv(W.WEIGHTS.get("inception-fid").env_var, str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "user-supplied alternative"
+        r = W.resolve_weights("inception-fid")
+        assert r.path == path and not r.pinned
+        with pytest.raises(WeightsError) as e:
+            METRICS.get("fid")().setup(RunContext())
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and "refused" in msg, msg
+    assert "PAYLOAD READ" not in capfd.readouterr().out
+
+
 def test_a_published_file_name_prefix_is_not_enough_to_run_code(evil_ts, capfd):
     """Entries pinned by a sha256 prefix only (torch.hub style names) never run TorchScript."""
     from dataclasses import replace
