@@ -36,3 +36,15 @@ def test_demo_run_on_shipped_data(tmp_path, monkeypatch):
 
     eff = load_config(r.out / "config.toml")
     assert list(eff.methods) == ["slice-interp"] and eff.skip_unavailable and eff.reference.endswith("reference")
+
+
+def test_the_whole_demo_output_stays_under_50_mb(tmp_path):
+    """`trace-bench demo` as shipped (every metric the environment can run, plots, the TRACE demo checkpoint's
+    volumes): its output folder, demo inputs included, stays under 50 MB (it was 326 MB before the per-case
+    states were made lean: float32 feature rows, no d x d matrices per method). About a minute on 2 cores."""
+    r = launch.run_demo(tmp_path / "demo", progress=False)
+    files = [p for p in r.out.rglob("*") if p.is_file()]
+    total = sum(p.stat().st_size for p in files)
+    big = sorted(((p.stat().st_size, p.relative_to(r.out).as_posix()) for p in files), reverse=True)[:5]
+    assert (r.out / "report.html").is_file() and (r.out / "summary.csv").is_file()
+    assert total < 50 * 2**20, f"demo output {total / 2**20:.1f} MiB; largest files {big}"
