@@ -24,6 +24,7 @@ from trace_bench.metrics.vbench.overall_consistency import (
 from trace_bench.networks.viclip import ViCLIP, load_viclip
 from trace_bench.protocol import DEFAULT_PROTOCOL
 
+from helpers.frames_case import case_with_frames
 from helpers.paths import DEMO_CTS
 
 PROMPT = "Chest CT: a 3 cm spiculated nodule in the right upper lobe, no effusion."
@@ -156,7 +157,7 @@ def test_network_and_metric_parity_with_vbench(vb, frames, tmp_path, monkeypatch
     for r in per_video:
         ours = overall_consistency(videos[r["video_path"]], PROMPT, mine)
         assert ours == pytest.approx(r["video_results"], abs=1e-6)
-        stream.update(_case_with_frames(videos[r["video_path"]], PROMPT))
+        stream.update(case_with_frames(videos[r["video_path"]], PROMPT))
     assert stream.compute_result()["overall_consistency"] == pytest.approx(overall, abs=1e-6)
 
 
@@ -190,14 +191,3 @@ def test_plugin_end_to_end(vb, frames, tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="not installed"):
         spec.setup(RunContext())
 
-
-def _case_with_frames(frames, prompt=None):
-    """A CaseData whose frames view is ``frames`` (the volume itself is not read by these metrics)."""
-    import numpy as _np
-
-    from trace_bench.metrics import CaseData as _CD
-    from trace_bench.volume import from_canonical as _fc
-
-    d = _CD("m", "c", _fc(_np.zeros((2, 8, 8), _np.float32), (1.0, 1.0, 1.0)), prompt=prompt)
-    d.__dict__["frames"] = frames
-    return d

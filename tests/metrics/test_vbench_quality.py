@@ -20,6 +20,7 @@ from trace_bench.metrics.vbench.imaging_quality import ImagingQuality, imaging_q
 from trace_bench.networks.musiq import MUSIQ, load_musiq
 from trace_bench.protocol import FrameProtocol, to_rgb
 
+from helpers.frames_case import case_with_frames
 from helpers.paths import DEMO_CTS
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -108,7 +109,7 @@ def test_metric_parity_with_vbench(frames, musiq_file, monkeypatch):
     for r in per_video:
         ours = imaging_quality(videos[r["video_path"]], model, batch_size=3)
         assert ours == pytest.approx(r["video_results"] / 100, abs=1e-6)
-        stream.update(_case_with_frames(videos[r["video_path"]]), RunContext(batch_size=3))
+        stream.update(case_with_frames(videos[r["video_path"]]), RunContext(batch_size=3))
     assert stream.compute_result()["imaging_quality"] == pytest.approx(overall, abs=1e-6)
 
 
@@ -135,14 +136,3 @@ def test_plugin_end_to_end(frames, musiq_file, tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="not installed"):
         spec.setup(RunContext())
 
-
-def _case_with_frames(frames, prompt=None):
-    """A CaseData whose frames view is ``frames`` (the volume itself is not read by these metrics)."""
-    import numpy as _np
-
-    from trace_bench.metrics import CaseData as _CD
-    from trace_bench.volume import from_canonical as _fc
-
-    d = _CD("m", "c", _fc(_np.zeros((2, 8, 8), _np.float32), (1.0, 1.0, 1.0)), prompt=prompt)
-    d.__dict__["frames"] = frames
-    return d
